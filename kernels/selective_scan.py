@@ -1,0 +1,610 @@
+"""Triton selective scan (Mamba-1 S6): fused forward and recomputing backward.
+
+Contract (same as the official ``selective_scan_fn``)::
+
+    u, delta, z : (batch, dim, seqlen)   fp32 / bf16 / fp16, unit stride along seqlen only
+    A           : (dim, dstate)          fp32 (real)
+    B, C        : (dim, dstate) constant, (batch, dstate, seqlen) variable
+                  or (batch, groups, dstate, seqlen) grouped
+    D, delta_bias : (dim,)               fp32
+    out         : (batch, dim, seqlen)   dtype of u;  last_state (batch, dim, dstate) fp32
+
+Design (see shared/reference/scan-kernel.md, sections 6 and 7):
+
+* One program handles ``BLOCK_D`` channels of one batch row and walks the time axis in tiles of
+  ``BLOCK_T`` steps.  Inside a tile the state lives in a ``[BLOCK_D, BLOCK_N, BLOCK_T]`` register
+  tile; the recurrence is one ``tl.associative_scan`` over time and the state at the end of a
+  tile is carried into the next, so the (seqlen, dstate) state never reaches HBM.
+* ``exp(delta * A)`` is computed as ``exp2(delta * A * log2(e))`` with log2(e) folded into A once.
+* With gradients needed, the forward saves the state entering every tile (``CHUNK = BLOCK_T``
+  steps): ``4 * dstate / BLOCK_T`` bytes per (b, d, t), about 5% of the bf16 input traffic.
+* The backward walks the tiles last to first, recomputes the forward of each tile from its saved
+  state, runs the reverse scan ``dh_t = C_t g_t + a_{t+1} dh_{t+1}`` and forms every gradient in
+  registers.  ``a_t h_{t-1}`` is taken as ``h_t - b_t`` so that h_{t-1} is never needed.  dB and
+  dC (variable) are summed over the ``BLOCK_D`` channels of the program before one fp32 atomic
+  add per (n, t) and program, or written as per-program partials and summed afterwards
+  (``deterministic=True``).  dA, dD, ddelta_bias and constant dB/dC accumulate in registers and
+  are added once per program.
+* Launch parameters are fixed heuristics (:func:`_fwd_config`, :func:`_bwd_config`), not
+  ``triton.autotune``: the backward accumulates with atomics, and heuristics keep the forward's
+  tile size equal to the backward's chunk size.  They were chosen from sweeps on an H100
+  (docs/benchmarks.md).
+
+Complex A is not supported by this kernel; :func:`selective_scan_triton` falls back to the
+PyTorch reference for it (with a one-time warning).
+"""
+
+from __future__ import annotations
+
+import warnings
+from contextlib import nullcontext
+
+import torch
+import triton
+import triton.language as tl
+from torch import Tensor
+
+from mambabench.kernels import _interpret_compat
+
+_interpret_compat.patch()
+
+__all__ = ["selective_scan_triton", "SelectiveScanTriton"]
+
+LOG2E = 1.4426950408889634
+
+
+@triton.jit
+def _scan_combine(a_l, b_l, a_r, b_r):
+    """Compose two steps of h <- a * h + b (left is earlier): (a_l a_r, a_r b_l + b_r)."""
+    return a_l * a_r, a_r * b_l + b_r
+
+
+@triton.jit
+def _softplus(x):
+    # softplus(x) = log(1 + e^x), linear above 20 as in the official kernel
+    return tl.where(x <= 20.0, tl.log(1.0 + tl.exp(x)), x)
+
+
+@triton.jit
+def _selective_scan_fwd_kernel(
+    u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr,
+    out_ptr, states_ptr, last_ptr,
+    dim, seqlen, dstate, dim_per_group,
+    s_ub, s_ud, s_db, s_dd, s_Ad, s_An,
+    s_Bb, s_Bg, s_Bn, s_Cb, s_Cg, s_Cn,
+    s_zb, s_zd, s_ob, s_od,
+    s_sb, s_sd, s_sc,
+    HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+    B_VAR: tl.constexpr, C_VAR: tl.constexpr, SAVE_STATES: tl.constexpr, SAVE_LAST: tl.constexpr,
+    BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_T: tl.constexpr,
+):
+    """Grid (cdiv(dim, BLOCK_D), batch).  Writes out (batch, dim, seqlen); optionally the state
+    entering every tile to states (batch, dim, n_tiles, dstate) and h_L to last (batch, dim, dstate)."""
+    pid_d = tl.program_id(0)
+    pid_b = tl.program_id(1).to(tl.int64)
+    offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
+    offs_n = tl.arange(0, BLOCK_N)
+    offs_t = tl.arange(0, BLOCK_T)
+    mask_d = offs_d < dim
+    mask_n = offs_n < dstate
+    mask_dn = mask_d[:, None] & mask_n[None, :]
+    offs_d64 = offs_d.to(tl.int64)
+    group = ((pid_d * BLOCK_D) // dim_per_group).to(tl.int64)
+
+    A2 = tl.load(A_ptr + offs_d64[:, None] * s_Ad + offs_n[None, :] * s_An, mask=mask_dn, other=0.0)
+    A2 = A2.to(tl.float32) * 1.4426950408889634
+    if HAS_D:
+        Dv = tl.load(D_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
+    if not B_VAR:
+        Bc = tl.load(B_ptr + offs_d64[:, None] * s_Bb + offs_n[None, :] * s_Bn, mask=mask_dn, other=0.0)
+        Bc = Bc.to(tl.float32)
+    if not C_VAR:
+        Cc = tl.load(C_ptr + offs_d64[:, None] * s_Cb + offs_n[None, :] * s_Cn, mask=mask_dn, other=0.0)
+        Cc = Cc.to(tl.float32)
+
+    u_base = u_ptr + pid_b * s_ub + offs_d64[:, None] * s_ud
+    dl_base = delta_ptr + pid_b * s_db + offs_d64[:, None] * s_dd
+    o_base = out_ptr + pid_b * s_ob + offs_d64[:, None] * s_od
+    if HAS_Z:
+        z_base = z_ptr + pid_b * s_zb + offs_d64[:, None] * s_zd
+    B_base = B_ptr + pid_b * s_Bb + group * s_Bg + offs_n[:, None] * s_Bn
+    C_base = C_ptr + pid_b * s_Cb + group * s_Cg + offs_n[:, None] * s_Cn
+    st_base = states_ptr + pid_b * s_sb + offs_d64[:, None] * s_sd + offs_n[None, :]
+
+    h = tl.zeros([BLOCK_D, BLOCK_N], dtype=tl.float32)
+    n_tiles = (seqlen + BLOCK_T - 1) // BLOCK_T
+    for tile in range(0, n_tiles):
+        t = tile * BLOCK_T + offs_t
+        mask_t = t < seqlen
+        mask_dt = mask_d[:, None] & mask_t[None, :]
+        if SAVE_STATES:
+            tl.store(st_base + tile * s_sc, h, mask=mask_dn)
+        u = tl.load(u_base + t[None, :], mask=mask_dt, other=0.0).to(tl.float32)
+        dl = tl.load(dl_base + t[None, :], mask=mask_dt, other=0.0).to(tl.float32)
+        if HAS_BIAS:
+            dl = dl + bias[:, None]
+        if SOFTPLUS:
+            dl = _softplus(dl)
+        dl = tl.where(mask_dt, dl, 0.0)
+        du = dl * u
+        dA = tl.exp2(dl[:, None, :] * A2[:, :, None])
+        if B_VAR:
+            Bt = tl.load(B_base + t[None, :], mask=mask_n[:, None] & mask_t[None, :], other=0.0)
+            dBu = du[:, None, :] * Bt.to(tl.float32)[None, :, :]
+        else:
+            dBu = du[:, None, :] * Bc[:, :, None]
+        a_cum, b_cum = tl.associative_scan((dA, dBu), axis=2, combine_fn=_scan_combine)
+        hs = a_cum * h[:, :, None] + b_cum
+        if C_VAR:
+            Ct = tl.load(C_base + t[None, :], mask=mask_n[:, None] & mask_t[None, :], other=0.0)
+            y = tl.sum(hs * Ct.to(tl.float32)[None, :, :], axis=1)
+        else:
+            y = tl.sum(hs * Cc[:, :, None], axis=1)
+        h = tl.sum(tl.where(offs_t[None, None, :] == BLOCK_T - 1, hs, 0.0), axis=2)
+        if HAS_D:
+            y += Dv[:, None] * u
+        if HAS_Z:
+            zz = tl.load(z_base + t[None, :], mask=mask_dt, other=0.0).to(tl.float32)
+            y = y * zz * tl.sigmoid(zz)
+        tl.store(o_base + t[None, :], y.to(out_ptr.dtype.element_ty), mask=mask_dt)
+    if SAVE_LAST:
+        tl.store(last_ptr + pid_b * dim * dstate + offs_d64[:, None] * dstate + offs_n[None, :], h, mask=mask_dn)
+
+
+@triton.jit
+def _selective_scan_bwd_kernel(
+    u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, dout_ptr, states_ptr,
+    du_ptr, ddelta_ptr, dA_ptr, dB_ptr, dC_ptr, dD_ptr, dbias_ptr, dz_ptr,
+    dim, seqlen, dstate, dim_per_group, n_dblk_per_group,
+    s_ub, s_ud, s_db, s_dd, s_Ad, s_An,
+    s_Bb, s_Bg, s_Bn, s_Cb, s_Cg, s_Cn,
+    s_zb, s_zd, s_gb, s_gd,
+    s_sb, s_sd, s_sc,
+    s_dub, s_dud, s_ddb, s_ddd, s_dzb, s_dzd,
+    s_dBb, s_dBg, s_dBn, s_dCb, s_dCg, s_dCn,
+    HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+    B_VAR: tl.constexpr, C_VAR: tl.constexpr, DETERMINISTIC: tl.constexpr,
+    BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_T: tl.constexpr,
+):
+    """Grid (cdiv(dim, BLOCK_D), batch).  Tiles are walked last to first.
+
+    Writes du, ddelta, dz (batch, dim, seqlen) in the input dtype; adds into fp32 dA (dim, dstate),
+    dD, dbias (dim,), dB/dC (variable: (batch, groups, dstate, seqlen) with atomics, or
+    (batch, groups * n_dblk_per_group, dstate, seqlen) partials when DETERMINISTIC; constant:
+    (dim, dstate))."""
+    pid_d = tl.program_id(0)
+    pid_b = tl.program_id(1).to(tl.int64)
+    offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
+    offs_n = tl.arange(0, BLOCK_N)
+    offs_t = tl.arange(0, BLOCK_T)
+    mask_d = offs_d < dim
+    mask_n = offs_n < dstate
+    mask_dn = mask_d[:, None] & mask_n[None, :]
+    offs_d64 = offs_d.to(tl.int64)
+    group = ((pid_d * BLOCK_D) // dim_per_group).to(tl.int64)
+
+    A = tl.load(A_ptr + offs_d64[:, None] * s_Ad + offs_n[None, :] * s_An, mask=mask_dn, other=0.0)
+    A = A.to(tl.float32)
+    A2 = A * 1.4426950408889634
+    if HAS_D:
+        Dv = tl.load(D_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
+    if not B_VAR:
+        Bc = tl.load(B_ptr + offs_d64[:, None] * s_Bb + offs_n[None, :] * s_Bn, mask=mask_dn, other=0.0)
+        Bc = Bc.to(tl.float32)
+        dBc_acc = tl.zeros([BLOCK_D, BLOCK_N], dtype=tl.float32)
+    if not C_VAR:
+        Cc = tl.load(C_ptr + offs_d64[:, None] * s_Cb + offs_n[None, :] * s_Cn, mask=mask_dn, other=0.0)
+        Cc = Cc.to(tl.float32)
+        dCc_acc = tl.zeros([BLOCK_D, BLOCK_N], dtype=tl.float32)
+
+    u_base = u_ptr + pid_b * s_ub + offs_d64[:, None] * s_ud
+    dl_base = delta_ptr + pid_b * s_db + offs_d64[:, None] * s_dd
+    g_base = dout_ptr + pid_b * s_gb + offs_d64[:, None] * s_gd
+    du_base = du_ptr + pid_b * s_dub + offs_d64[:, None] * s_dud
+    ddl_base = ddelta_ptr + pid_b * s_ddb + offs_d64[:, None] * s_ddd
+    if HAS_Z:
+        z_base = z_ptr + pid_b * s_zb + offs_d64[:, None] * s_zd
+        dz_base = dz_ptr + pid_b * s_dzb + offs_d64[:, None] * s_dzd
+    B_base = B_ptr + pid_b * s_Bb + group * s_Bg + offs_n[:, None] * s_Bn
+    C_base = C_ptr + pid_b * s_Cb + group * s_Cg + offs_n[:, None] * s_Cn
+    if DETERMINISTIC:
+        slot = pid_d.to(tl.int64)  # one partial slot per channel block
+    else:
+        slot = group
+    dB_base = dB_ptr + pid_b * s_dBb + slot * s_dBg + offs_n[:, None] * s_dBn
+    dC_base = dC_ptr + pid_b * s_dCb + slot * s_dCg + offs_n[:, None] * s_dCn
+    st_base = states_ptr + pid_b * s_sb + offs_d64[:, None] * s_sd + offs_n[None, :]
+
+    dh_carry = tl.zeros([BLOCK_D, BLOCK_N], dtype=tl.float32)
+    dA_acc = tl.zeros([BLOCK_D, BLOCK_N], dtype=tl.float32)
+    dD_acc = tl.zeros([BLOCK_D], dtype=tl.float32)
+    dbias_acc = tl.zeros([BLOCK_D], dtype=tl.float32)
+    n_tiles = (seqlen + BLOCK_T - 1) // BLOCK_T
+    for i in range(0, n_tiles):
+        tile = n_tiles - 1 - i
+        t = tile * BLOCK_T + offs_t
+        mask_t = t < seqlen
+        mask_dt = mask_d[:, None] & mask_t[None, :]
+        mask_nt = mask_n[:, None] & mask_t[None, :]
+        mask_t1 = mask_d[:, None] & (t[None, :] + 1 < seqlen)
+        u = tl.load(u_base + t[None, :], mask=mask_dt, other=0.0).to(tl.float32)
+        dl_raw = tl.load(dl_base + t[None, :], mask=mask_dt, other=0.0).to(tl.float32)
+        dl1 = tl.load(dl_base + t[None, :] + 1, mask=mask_t1, other=0.0).to(tl.float32)
+        g = tl.load(g_base + t[None, :], mask=mask_dt, other=0.0).to(tl.float32)
+        if HAS_BIAS:
+            dl_raw = dl_raw + bias[:, None]
+            dl1 = dl1 + bias[:, None]
+        if SOFTPLUS:
+            dl = _softplus(dl_raw)
+            dl1 = _softplus(dl1)
+        else:
+            dl = dl_raw
+        dl = tl.where(mask_dt, dl, 0.0)
+        dl1 = tl.where(mask_t1, dl1, 0.0)
+        dlu = dl * u
+        # ---- recompute the forward of this tile from its saved entering state
+        h0 = tl.load(st_base + tile * s_sc, mask=mask_dn, other=0.0)
+        dA = tl.exp2(dl[:, None, :] * A2[:, :, None])
+        if B_VAR:
+            B3 = tl.load(B_base + t[None, :], mask=mask_nt, other=0.0).to(tl.float32)[None, :, :]
+        else:
+            B3 = Bc[:, :, None]
+        if C_VAR:
+            C3 = tl.load(C_base + t[None, :], mask=mask_nt, other=0.0).to(tl.float32)[None, :, :]
+        else:
+            C3 = Cc[:, :, None]
+        dBu = dlu[:, None, :] * B3
+        a_cum, b_cum = tl.associative_scan((dA, dBu), axis=2, combine_fn=_scan_combine)
+        hs = a_cum * h0[:, :, None] + b_cum
+        # ---- gate and skip
+        if HAS_Z:
+            y = tl.sum(hs * C3, axis=1)
+            if HAS_D:
+                y += Dv[:, None] * u
+            zz = tl.load(z_base + t[None, :], mask=mask_dt, other=0.0).to(tl.float32)
+            sz = tl.sigmoid(zz)
+            dz = g * y * sz * (1.0 + zz * (1.0 - sz))
+            tl.store(dz_base + t[None, :], dz.to(dz_ptr.dtype.element_ty), mask=mask_dt)
+            g = g * zz * sz
+        if HAS_D:
+            dD_acc += tl.sum(g * u, axis=1)
+        # ---- reverse scan: dh_t = C_t g_t + a_{t+1} dh_{t+1}
+        a_next = tl.exp2(dl1[:, None, :] * A2[:, :, None])
+        cg = C3 * g[:, None, :]
+        ra, rb = tl.associative_scan((a_next, cg), axis=2, combine_fn=_scan_combine, reverse=True)
+        dh = rb + ra * dh_carry[:, :, None]
+        dh_carry = tl.sum(tl.where(offs_t[None, None, :] == 0, dh, 0.0), axis=2)
+        # ---- gradients
+        dhB = tl.sum(dh * B3, axis=1)
+        x = dh * (hs - dBu)  # dh_t * a_t * h_{t-1}
+        ddl = dhB * u + tl.sum(x * A[:, :, None], axis=1)
+        dA_acc += tl.sum(x * dl[:, None, :], axis=2)
+        du = dhB * dl
+        if HAS_D:
+            du += Dv[:, None] * g
+        if SOFTPLUS:
+            ddl = tl.where(dl_raw <= 20.0, ddl * tl.sigmoid(dl_raw), ddl)
+        if HAS_BIAS:
+            dbias_acc += tl.sum(tl.where(mask_dt, ddl, 0.0), axis=1)
+        tl.store(du_base + t[None, :], du.to(du_ptr.dtype.element_ty), mask=mask_dt)
+        tl.store(ddl_base + t[None, :], ddl.to(ddelta_ptr.dtype.element_ty), mask=mask_dt)
+        wB = dh * dlu[:, None, :]
+        wC = hs * g[:, None, :]
+        if B_VAR:
+            dBt = tl.sum(wB, axis=0)  # masked channels have u = 0
+            if DETERMINISTIC:
+                tl.store(dB_base + t[None, :], dBt, mask=mask_nt)
+            else:
+                tl.atomic_add(dB_base + t[None, :], dBt, mask=mask_nt, sem="relaxed")
+        else:
+            dBc_acc += tl.sum(wB, axis=2)
+        if C_VAR:
+            dCt = tl.sum(wC, axis=0)  # masked channels have g = 0
+            if DETERMINISTIC:
+                tl.store(dC_base + t[None, :], dCt, mask=mask_nt)
+            else:
+                tl.atomic_add(dC_base + t[None, :], dCt, mask=mask_nt, sem="relaxed")
+        else:
+            dCc_acc += tl.sum(wC, axis=2)
+
+    dn_off = offs_d64[:, None] * dstate + offs_n[None, :]
+    tl.atomic_add(dA_ptr + dn_off, dA_acc, mask=mask_dn, sem="relaxed")
+    if not B_VAR:
+        tl.atomic_add(dB_ptr + dn_off, dBc_acc, mask=mask_dn, sem="relaxed")
+    if not C_VAR:
+        tl.atomic_add(dC_ptr + dn_off, dCc_acc, mask=mask_dn, sem="relaxed")
+    if HAS_D:
+        tl.atomic_add(dD_ptr + offs_d, dD_acc, mask=mask_d, sem="relaxed")
+    if HAS_BIAS:
+        tl.atomic_add(dbias_ptr + offs_d, dbias_acc, mask=mask_d, sem="relaxed")
+
+
+# ------------------------------------------------------------------------------------------------
+# launch heuristics
+
+
+def _pow2_divisor(x: int, cap: int) -> int:
+    """Largest power of two <= cap that divides x (>= 1)."""
+    p = 1
+    while p * 2 <= cap and x % (p * 2) == 0:
+        p *= 2
+    return p
+
+
+def _block_d(dim: int, groups: int, want: int) -> int:
+    """BLOCK_D <= want; with several groups all channels of a program must share one group."""
+    want = min(want, triton.next_power_of_2(dim))
+    if groups > 1:
+        return _pow2_divisor(dim // groups, want)
+    return want
+
+
+def _fwd_config(dim: int, dstate: int, seqlen: int, batch: int, elem: int) -> dict[str, int]:
+    """(BLOCK_D, BLOCK_T, num_warps, num_stages) for the forward; BLOCK_T is also the chunk size."""
+    block_n = triton.next_power_of_2(dstate)
+    block_t = 64 if block_n <= 16 else 32 if block_n <= 64 else 16
+    block_d = 4 if block_n <= 16 else 2 if block_n <= 64 else 1
+    block_t = min(block_t, max(16, triton.next_power_of_2(seqlen)))
+    return {"BLOCK_D": block_d, "BLOCK_T": block_t, "num_warps": 4, "num_stages": 1}
+
+
+def _bwd_config(dim: int, dstate: int, seqlen: int, batch: int, elem: int) -> dict[str, int]:
+    block_n = triton.next_power_of_2(dstate)
+    block_d = 4 if block_n <= 16 else 2 if block_n <= 64 else 1
+    return {"BLOCK_D": block_d, "num_warps": 4, "num_stages": 1}
+
+
+# tuning overrides (used by scripts/bench_scan.py sweeps); None means "use the heuristic"
+FWD_OVERRIDE: dict[str, int] | None = None
+BWD_OVERRIDE: dict[str, int] | None = None
+
+
+# ------------------------------------------------------------------------------------------------
+# host side
+
+
+def _bc_layout(x: Tensor, dim: int) -> tuple[bool, int, tuple[int, int, int]]:
+    """(is_variable, groups, (stride_batch_or_d, stride_group, stride_n)) for B or C.
+
+    Constant (dim, dstate): strides (stride_d, 0, stride_n).  Variable (batch, [groups,] dstate,
+    seqlen) needs unit stride along seqlen.
+    """
+    if x.dim() == 2:
+        return False, 1, (x.stride(0), 0, x.stride(1))
+    if x.dim() == 3:
+        return True, 1, (x.stride(0), 0, x.stride(1))
+    if x.dim() == 4:
+        return True, x.shape[1], (x.stride(0), x.stride(1), x.stride(2))
+    raise ValueError(f"B/C must be 2-D, 3-D or 4-D, got shape {tuple(x.shape)}")
+
+
+def _unit_last(x: Tensor) -> Tensor:
+    return x if x.stride(-1) == 1 or x.shape[-1] == 1 else x.contiguous()
+
+
+def _prep(u, delta, A, B, C, D, z, delta_bias):
+    if u.dim() != 3:
+        raise ValueError(f"u must be (batch, dim, seqlen), got {tuple(u.shape)}")
+    batch, dim, seqlen = u.shape
+    if delta.shape != u.shape or (z is not None and z.shape != u.shape):
+        raise ValueError("u, delta and z must all be (batch, dim, seqlen)")
+    if A.shape[0] != dim:
+        raise ValueError(f"A must be (dim={dim}, dstate), got {tuple(A.shape)}")
+    dstate = A.shape[1]
+    if dstate > 256:
+        raise ValueError(f"dstate={dstate} > 256 is not supported")
+    u, delta = _unit_last(u), _unit_last(delta)
+    z = _unit_last(z) if z is not None else None
+    B = _unit_last(B) if B.dim() >= 3 else B
+    C = _unit_last(C) if C.dim() >= 3 else C
+    if B.dim() >= 3 and B.dtype != u.dtype:
+        B = B.to(u.dtype)
+    if C.dim() >= 3 and C.dtype != u.dtype:
+        C = C.to(u.dtype)
+    bvar, bg, _ = _bc_layout(B, dim)
+    cvar, cg, _ = _bc_layout(C, dim)
+    groups = max(bg, cg)
+    if bvar and cvar and bg != cg:
+        raise ValueError("B and C must have the same number of groups")
+    if dim % groups != 0:
+        raise ValueError(f"dim={dim} is not divisible by the number of B/C groups ({groups})")
+    A = A.float()
+    D = D.float().contiguous() if D is not None else None
+    delta_bias = delta_bias.float().contiguous() if delta_bias is not None else None
+    return u, delta, A, B, C, D, z, delta_bias, groups
+
+
+def _forward(u, delta, A, B, C, D, z, delta_bias, softplus, save_states, save_last):
+    batch, dim, seqlen = u.shape
+    dstate = A.shape[1]
+    groups = max(_bc_layout(B, dim)[1], _bc_layout(C, dim)[1])
+    cfg = dict(FWD_OVERRIDE or _fwd_config(dim, dstate, seqlen, batch, u.element_size()))
+    block_d = _block_d(dim, groups, cfg.pop("BLOCK_D"))
+    block_t = cfg.pop("BLOCK_T")
+    n_tiles = triton.cdiv(seqlen, block_t)
+    out = torch.empty((batch, dim, seqlen), device=u.device, dtype=u.dtype)
+    states = (
+        torch.empty((batch, dim, n_tiles, dstate), device=u.device, dtype=torch.float32)
+        if save_states else out
+    )
+    last = torch.empty((batch, dim, dstate), device=u.device, dtype=torch.float32) if save_last else out
+    bvar, _, sB = _bc_layout(B, dim)
+    cvar, _, sC = _bc_layout(C, dim)
+    zz = z if z is not None else u
+    dummy = A
+    grid = (triton.cdiv(dim, block_d), batch)
+    with torch.cuda.device(u.device) if u.is_cuda else nullcontext():
+        _selective_scan_fwd_kernel[grid](
+            u, delta, A, B, C, D if D is not None else dummy, zz,
+            delta_bias if delta_bias is not None else dummy,
+            out, states, last,
+            dim, seqlen, dstate, dim // groups,
+            u.stride(0), u.stride(1), delta.stride(0), delta.stride(1), A.stride(0), A.stride(1),
+            *sB, *sC,
+            zz.stride(0), zz.stride(1), out.stride(0), out.stride(1),
+            *((states.stride(0), states.stride(1), states.stride(2)) if save_states else (0, 0, 0)),
+            HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
+            SOFTPLUS=bool(softplus), B_VAR=bvar, C_VAR=cvar,
+            SAVE_STATES=save_states, SAVE_LAST=save_last,
+            BLOCK_D=block_d, BLOCK_N=max(2, triton.next_power_of_2(dstate)), BLOCK_T=block_t,
+            **cfg,
+        )
+    return out, (states if save_states else None), (last if save_last else None), block_t
+
+
+def _backward(u, delta, A, B, C, D, z, delta_bias, softplus, states, block_t, dout, deterministic):
+    batch, dim, seqlen = u.shape
+    dstate = A.shape[1]
+    dout = _unit_last(dout)
+    bvar, bg, sB = _bc_layout(B, dim)
+    cvar, cg, sC = _bc_layout(C, dim)
+    groups = max(bg, cg)
+    cfg = dict(BWD_OVERRIDE or _bwd_config(dim, dstate, seqlen, batch, u.element_size()))
+    cfg.pop("BLOCK_T", None)
+    block_d = _block_d(dim, groups, cfg.pop("BLOCK_D"))
+    n_dblk = triton.cdiv(dim, block_d)
+    n_dblk_per_group = max(1, (dim // groups) // block_d) if groups > 1 else n_dblk
+    dev = u.device
+    du = torch.empty_like(u)
+    ddelta = torch.empty_like(delta)
+    dz = torch.empty_like(z) if z is not None else None
+    dA = torch.zeros((dim, dstate), device=dev, dtype=torch.float32)
+    dD = torch.zeros((dim,), device=dev, dtype=torch.float32) if D is not None else None
+    dbias = torch.zeros((dim,), device=dev, dtype=torch.float32) if delta_bias is not None else None
+
+    def bc_buffer(var: bool, g: int) -> Tensor:
+        if not var:
+            return torch.zeros((dim, dstate), device=dev, dtype=torch.float32)
+        slots = groups * n_dblk_per_group if deterministic else g
+        alloc = torch.empty if deterministic else torch.zeros
+        return alloc((batch, slots, dstate, seqlen), device=dev, dtype=torch.float32)
+
+    dB_buf = bc_buffer(bvar, groups)
+    dC_buf = bc_buffer(cvar, groups)
+
+    def bstr(x: Tensor, var: bool) -> tuple[int, int, int]:
+        return (x.stride(0), x.stride(1), x.stride(2)) if var else (x.stride(0), 0, x.stride(1))
+
+    dummy = A
+    zz = z if z is not None else u
+    dzz = dz if dz is not None else du
+    grid = (n_dblk, batch)
+    with torch.cuda.device(dev) if u.is_cuda else nullcontext():
+        _selective_scan_bwd_kernel[grid](
+            u, delta, A, B, C, D if D is not None else dummy, zz,
+            delta_bias if delta_bias is not None else dummy, dout, states,
+            du, ddelta, dA, dB_buf, dC_buf,
+            dD if dD is not None else dummy, dbias if dbias is not None else dummy, dzz,
+            dim, seqlen, dstate, dim // groups, n_dblk_per_group,
+            u.stride(0), u.stride(1), delta.stride(0), delta.stride(1), A.stride(0), A.stride(1),
+            *sB, *sC,
+            zz.stride(0), zz.stride(1), dout.stride(0), dout.stride(1),
+            states.stride(0), states.stride(1), states.stride(2),
+            du.stride(0), du.stride(1), ddelta.stride(0), ddelta.stride(1), dzz.stride(0), dzz.stride(1),
+            *bstr(dB_buf, bvar), *bstr(dC_buf, cvar),
+            HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
+            SOFTPLUS=bool(softplus), B_VAR=bvar, C_VAR=cvar, DETERMINISTIC=bool(deterministic),
+            BLOCK_D=block_d, BLOCK_N=max(2, triton.next_power_of_2(dstate)), BLOCK_T=block_t,
+            **cfg,
+        )
+
+    def finish_bc(buf: Tensor, var: bool, like: Tensor) -> Tensor:
+        if var and deterministic:
+            buf = buf.view(batch, groups, n_dblk_per_group, dstate, seqlen).sum(2)
+        if var and like.dim() == 3:
+            buf = buf.reshape(batch, dstate, seqlen)
+        return buf.to(like.dtype)
+
+    dB = finish_bc(dB_buf, bvar, B)
+    dC = finish_bc(dC_buf, cvar, C)
+    return du, ddelta, dA.to(A.dtype), dB, dC, dD, dbias, dz
+
+
+class SelectiveScanTriton(torch.autograd.Function):
+    """autograd wrapper: forward saves the inputs and the per-tile states, backward recomputes."""
+
+    @staticmethod
+    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state,
+                deterministic):
+        A_dtype, B_in, C_in = A.dtype, B, C
+        u, delta, A, B, C, D, z, delta_bias, _ = _prep(u, delta, A, B, C, D, z, delta_bias)
+        need_grad = any(ctx.needs_input_grad[:8])
+        out, states, last, block_t = _forward(
+            u, delta, A, B, C, D, z, delta_bias, delta_softplus, need_grad, return_last_state
+        )
+        if need_grad:
+            ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, states)
+            ctx.block_t = block_t
+            ctx.softplus = delta_softplus
+            ctx.deterministic = deterministic
+            ctx.dtypes = (A_dtype, B_in.dtype, C_in.dtype, B_in.dim(), C_in.dim())
+        if return_last_state:
+            ctx.mark_non_differentiable(last)
+            return out, last
+        return out
+
+    @staticmethod
+    def backward(ctx, dout, *rest):
+        u, delta, A, B, C, D, z, delta_bias, states = ctx.saved_tensors
+        du, ddelta, dA, dB, dC, dD, dbias, dz = _backward(
+            u, delta, A, B, C, D, z, delta_bias, ctx.softplus, states, ctx.block_t, dout,
+            ctx.deterministic,
+        )
+        A_dtype, B_dtype, C_dtype, _, _ = ctx.dtypes
+        return (du, ddelta, dA.to(A_dtype), dB.to(B_dtype), dC.to(C_dtype), dD, dz, dbias,
+                None, None, None)
+
+
+_warned_complex = False
+
+
+def selective_scan_triton(
+    u: Tensor,
+    delta: Tensor,
+    A: Tensor,
+    B: Tensor,
+    C: Tensor,
+    D: Tensor | None = None,
+    z: Tensor | None = None,
+    delta_bias: Tensor | None = None,
+    delta_softplus: bool = False,
+    return_last_state: bool = False,
+    deterministic: bool = False,
+) -> Tensor | tuple[Tensor, Tensor]:
+    """Triton selective scan with the official ``selective_scan_fn`` signature.
+
+    Args:
+        u, delta: (batch, dim, seqlen); z: (batch, dim, seqlen) or None (may be a strided view).
+        A: (dim, dstate) real fp32 (complex A falls back to the PyTorch reference).
+        B, C: (dim, dstate), (batch, dstate, seqlen) or (batch, groups, dstate, seqlen).
+        D, delta_bias: (dim,) or None.
+        deterministic: sum the variable dB/dC partials of the channel blocks in a second pass
+            instead of fp32 atomics (bit-reproducible gradients, more memory traffic).
+
+    Returns:
+        out (batch, dim, seqlen) in u's dtype, and with ``return_last_state`` also the final
+        state (batch, dim, dstate) in fp32.
+    """
+    if A.is_complex():
+        global _warned_complex
+        if not _warned_complex:
+            warnings.warn("selective_scan_triton: complex A is not supported by the Triton kernel; "
+                          "using the PyTorch reference scan", stacklevel=2)
+            _warned_complex = True
+        from mambabench.ops import selective_scan_ref
+
+        return selective_scan_ref(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
+    return SelectiveScanTriton.apply(
+        u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state, deterministic
+    )
+
+
+def scan_bytes(batch: int, dim: int, seqlen: int, dstate: int, elem: int, has_z: bool = True) -> int:
+    """Minimum HBM bytes of the forward: read u, delta, (z), B, C once, write out once."""
+    per_token = (3 + int(has_z)) * elem * dim + 2 * dstate * elem
+    return batch * seqlen * per_token
+
