@@ -1,0 +1,59 @@
+"""Pre-norm residual block (official ``Block``: Add -> Norm -> Mixer [-> Add -> Norm -> MLP])."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from torch import Tensor, nn
+
+
+class Block(nn.Module):
+    """One residual layer; carries the residual stream separately so add and norm could fuse.
+
+    Args:
+        d_model: width.
+        mixer: the sequence mixer module (Mamba, attention, ...).
+        norm_cls: callable d_model -> norm module.
+        mlp: optional channel MLP (None for pure Mamba stacks).
+        residual_in_fp32: keep the residual stream in fp32 (as the released Mamba LMs do).
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        mixer: nn.Module,
+        norm_cls: Callable[[int], nn.Module],
+        mlp: nn.Module | None = None,
+        residual_in_fp32: bool = True,
+    ) -> None:
+        super().__init__()
+        self.residual_in_fp32 = residual_in_fp32
+        self.norm = norm_cls(d_model)
+        self.mixer = mixer
+        self.mlp = mlp
+        self.norm2 = norm_cls(d_model) if mlp is not None else None
+
+    def _add(self, hidden: Tensor, residual: Tensor | None) -> Tensor:
+        residual = hidden if residual is None else residual + hidden
+        return residual.float() if self.residual_in_fp32 else residual
+
+    def forward(
+        self, hidden: Tensor, residual: Tensor | None = None, cache: Any = None
+    ) -> tuple[Tensor, Tensor]:
+        """hidden, residual: (batch, seqlen, d_model) -> (mixer output, new residual)."""
+        residual = self._add(hidden, residual)
+        hidden = self.mixer(self.norm(residual.to(self.norm.weight.dtype)), cache=cache)
+        if self.mlp is not None:
+            residual = self._add(hidden, residual)
+            hidden = self.mlp(self.norm2(residual.to(self.norm2.weight.dtype)))
+        return hidden, residual
+
+    def step(self, hidden: Tensor, residual: Tensor | None, cache: Any) -> tuple[Tensor, Tensor]:
+        """One token: hidden, residual (batch, d_model)."""
+        residual = self._add(hidden, residual)
+        hidden = self.mixer.step(self.norm(residual.to(self.norm.weight.dtype)), cache)
+        if self.mlp is not None:
+            residual = self._add(hidden, residual)
+            hidden = self.mlp(self.norm2(residual.to(self.norm2.weight.dtype)))
+        return hidden, residual

@@ -1,0 +1,156 @@
+"""Token-sequence backbone + language-model head (official ``MixerModel`` / ``MambaLMHeadModel``).
+
+The backbone is embedding -> n_layer x Block(norm, mixer[, mlp]) -> final norm; the head is a linear
+layer tied to the embedding. Which mixer and MLP fill the blocks is configuration (Hydra partials),
+so the same class builds Mamba, Transformer++ or hybrids. The network knows nothing about data:
+the vocabulary size is passed in by whoever pairs it with a data module.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from mambabench.models.block import Block
+from mambabench.models.norms import RMSNorm
+
+
+def init_weights(
+    module: nn.Module, n_layer: int, initializer_range: float = 0.02, n_residuals_per_layer: int = 1
+) -> None:
+    """GPT-2 style init of the official code: zero Linear biases (unless ``_no_reinit``), N(0, 0.02)
+    embeddings, and kaiming-uniform output projections scaled by 1/sqrt(n_residuals_per_layer * n_layer)."""
+    if isinstance(module, nn.Linear):
+        if module.bias is not None and not getattr(module.bias, "_no_reinit", False):
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.Embedding):
+        nn.init.normal_(module.weight, std=initializer_range)
+    for name, p in module.named_parameters(recurse=False):
+        if name == "weight" and isinstance(module, nn.Linear) and getattr(module, "_is_residual_out", False):
+            nn.init.kaiming_uniform_(p, a=math.sqrt(5))
+            with torch.no_grad():
+                p /= math.sqrt(n_residuals_per_layer * n_layer)
+
+
+class LMBackbone(nn.Module):
+    """Embedding + residual blocks + final norm: input_ids (batch, seqlen) -> hidden (batch, seqlen, d_model)."""
+
+    def __init__(
+        self,
+        vocab_size: int,
+        d_model: int,
+        n_layer: int,
+        mixer: Callable[..., nn.Module],
+        mlp: Callable[..., nn.Module] | None = None,
+        norm: Callable[[int], nn.Module] | None = None,
+        residual_in_fp32: bool = True,
+        layer_mixers: dict[int, Callable[..., nn.Module]] | None = None,
+    ) -> None:
+        super().__init__()
+        norm_cls = norm or partial(RMSNorm, eps=1e-5)
+        layer_mixers = dict(layer_mixers or {})
+        bad = [i for i in layer_mixers if not 0 <= int(i) < n_layer]
+        if bad:
+            raise ValueError(f"layer_mixers names layers {bad}, but the model has layers 0..{n_layer - 1}")
+        self.embedding = nn.Embedding(vocab_size, d_model)
+        self.layers = nn.ModuleList(
+            Block(
+                d_model,
+                mixer=layer_mixers.get(i, layer_mixers.get(str(i), mixer))(d_model=d_model, layer_idx=i),
+                norm_cls=norm_cls,
+                mlp=mlp(d_model=d_model) if mlp is not None else None,
+                residual_in_fp32=residual_in_fp32,
+            )
+            for i in range(n_layer)
+        )
+        self.norm_f = norm_cls(d_model)
+
+    def forward(self, input_ids: Tensor, caches: list[Any] | None = None) -> Tensor:
+        hidden, residual = self.embedding(input_ids), None
+        for i, layer in enumerate(self.layers):
+            hidden, residual = layer(hidden, residual, cache=None if caches is None else caches[i])
+        residual = hidden if residual is None else residual + hidden
+        return self.norm_f(residual.to(self.norm_f.weight.dtype))
+
+    def step(self, input_ids: Tensor, caches: list[Any]) -> Tensor:
+        """input_ids (batch,) -> hidden (batch, d_model)."""
+        hidden, residual = self.embedding(input_ids), None
+        for layer, cache in zip(self.layers, caches):
+            hidden, residual = layer.step(hidden, residual, cache)
+        residual = hidden if residual is None else residual + hidden
+        return self.norm_f(residual.to(self.norm_f.weight.dtype))
+
+
+class LMHeadModel(nn.Module):
+    """Language model: backbone + (tied) linear head. Logits are cut back to the true vocabulary.
+
+    Args:
+        vocab_size: number of tokens; padded up to ``pad_vocab_size_multiple`` for the embedding.
+        d_model, n_layer: width and depth.
+        mixer: partial building one mixer as ``mixer(d_model=..., layer_idx=...)``.
+        mlp: optional partial ``mlp(d_model=...)`` placed after each mixer (None: Mamba's mixer-only blocks).
+        norm: partial ``norm(d_model)``; RMSNorm(eps=1e-5) when None.
+        residual_in_fp32, tie_embeddings, pad_vocab_size_multiple: as the official MambaConfig.
+        initializer_range: std of the embedding init.
+        layer_mixers: {layer index: partial} to put a different mixer at some layers (hybrids).
+    """
+
+    def __init__(
+        self,
+        vocab_size: int | None,
+        d_model: int,
+        n_layer: int,
+        mixer: Callable[..., nn.Module],
+        mlp: Callable[..., nn.Module] | None = None,
+        norm: Callable[[int], nn.Module] | None = None,
+        residual_in_fp32: bool = True,
+        tie_embeddings: bool = True,
+        pad_vocab_size_multiple: int = 8,
+        initializer_range: float = 0.02,
+        layer_mixers: dict[int, Callable[..., nn.Module]] | None = None,
+    ) -> None:
+        super().__init__()
+        if vocab_size is None or vocab_size < 1:
+            raise ValueError(
+                "LMHeadModel needs vocab_size; it normally comes from the data module "
+                "(build the network with mambabench.utils.build.build_network)"
+            )
+        self.vocab_size = vocab_size
+        self.d_model = d_model
+        self.n_layer = n_layer
+        padded = math.ceil(vocab_size / pad_vocab_size_multiple) * pad_vocab_size_multiple
+        self.padded_vocab_size = padded
+        self.backbone = LMBackbone(padded, d_model, n_layer, mixer, mlp, norm, residual_in_fp32, layer_mixers)
+        self.lm_head = nn.Linear(d_model, padded, bias=False)
+        for module in self.modules():
+            if hasattr(module, "out_proj"):
+                module.out_proj._is_residual_out = True
+            if hasattr(module, "fc2"):
+                module.fc2._is_residual_out = True
+        self.apply(partial(init_weights, n_layer=n_layer, initializer_range=initializer_range,
+                           n_residuals_per_layer=1 if mlp is None else 2))
+        if tie_embeddings:
+            self.lm_head.weight = self.backbone.embedding.weight
+
+    def forward(self, input_ids: Tensor, caches: list[Any] | None = None, return_hidden: bool = False) -> Tensor:
+        """input_ids (batch, seqlen) -> logits (batch, seqlen, vocab_size), or hidden states
+        (batch, seqlen, d_model) with ``return_hidden``. With ``caches`` the recurrent state is filled."""
+        hidden = self.backbone(input_ids, caches)
+        if return_hidden:
+            return hidden
+        return self.lm_head(hidden)[..., : self.vocab_size]
+
+    def step(self, input_ids: Tensor, caches: list[Any]) -> Tensor:
+        """One token per sequence: input_ids (batch,) -> logits (batch, vocab_size)."""
+        return self.lm_head(self.backbone.step(input_ids, caches))[..., : self.vocab_size]
+
+    def allocate_cache(self, batch_size: int, dtype: torch.dtype | None = None) -> list[Any]:
+        """One recurrent-state object per layer (see :mod:`mambabench.models.mixers`)."""
+        param = next(self.parameters())
+        dtype = dtype or param.dtype
+        return [layer.mixer.allocate_cache(batch_size, dtype, param.device) for layer in self.backbone.layers]
