@@ -42,9 +42,8 @@ from contextlib import nullcontext
 import torch
 import triton
 import triton.language as tl
-from torch import Tensor
-
 from mambabench.kernels import _interpret_compat
+from torch import Tensor
 
 _interpret_compat.patch()
 

@@ -1,0 +1,176 @@
+"""Triton selective scan vs the sequential PyTorch reference (forward and every gradient).
+
+Tolerances are the official mamba-ssm test's: fp32 rtol 6e-4 atol 2e-3, bf16 rtol 3e-2 atol 5e-2;
+weight gradients at least 1e-3, raised to the input tolerance when z is present.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from mambabench.kernels import selective_scan_fn
+from mambabench.kernels.selective_scan import selective_scan_triton
+
+from mambabench.ops import selective_scan_ref
+
+TOL = {torch.float32: (6e-4, 2e-3), torch.bfloat16: (3e-2, 5e-2), torch.float16: (3e-3, 5e-3)}
+
+
+def make_inputs(
+    device: str,
+    batch: int = 2,
+    dim: int = 4,
+    seqlen: int = 16,
+    dstate: int = 4,
+    bc: str = "var",
+    groups: int = 2,
+    dtype: torch.dtype = torch.float32,
+    has_z: bool = True,
+    has_D: bool = True,
+    has_bias: bool = True,
+    z_strided: bool = False,
+    seed: int = 0,
+) -> dict[str, torch.Tensor | None]:
+    """Random scan inputs with the official layouts (see selective_scan_fn)."""
+    g = torch.Generator().manual_seed(seed)
+
+    def rnd(*shape: int, scale: float = 1.0, dt: torch.dtype = dtype) -> torch.Tensor:
+        return (scale * torch.randn(*shape, generator=g)).to(device=device, dtype=dt)
+
+    u = rnd(batch, dim, seqlen)
+    delta = (0.5 * torch.rand(batch, dim, seqlen, generator=g)).to(device=device, dtype=dtype)
+    A = (-0.5 - torch.rand(dim, dstate, generator=g)).to(device)
+    if bc == "const":
+        B, C = rnd(dim, dstate, dt=torch.float32), rnd(dim, dstate, dt=torch.float32)
+    elif bc == "var":
+        B, C = rnd(batch, dstate, seqlen), rnd(batch, dstate, seqlen)
+    else:
+        B, C = rnd(batch, groups, dstate, seqlen), rnd(batch, groups, dstate, seqlen)
+    D = rnd(dim, dt=torch.float32) if has_D else None
+    bias = rnd(dim, scale=0.5, dt=torch.float32) if has_bias else None
+    z = None
+    if has_z:
+        if z_strided:  # z as the second half of an xz tensor, like mamba_simple.py
+            xz = rnd(batch, 2 * dim, seqlen)
+            z = xz[:, dim:]
+        else:
+            z = rnd(batch, dim, seqlen)
+    return {"u": u, "delta": delta, "A": A, "B": B, "C": C, "D": D, "z": z, "delta_bias": bias}
+
+
+def check_scan(inputs: dict, softplus: bool, return_last: bool, dtype: torch.dtype,
+               deterministic: bool = False) -> None:
+    names = [k for k, v in inputs.items() if v is not None]
+    leaves = {k: v.detach().clone().requires_grad_() for k, v in inputs.items() if v is not None}
+    leaves_ref = {k: v.detach().clone().requires_grad_() for k, v in inputs.items() if v is not None}
+    args = [leaves.get(k) for k in inputs]
+    args_ref = [leaves_ref.get(k) for k in inputs]
+    res = selective_scan_triton(*args, delta_softplus=softplus, return_last_state=return_last,
+                                deterministic=deterministic)
+    ref = selective_scan_ref(*args_ref, delta_softplus=softplus, return_last_state=return_last)
+    out, out_ref = (res[0], ref[0]) if return_last else (res, ref)
+    rtol, atol = TOL[dtype]
+    assert out.dtype == out_ref.dtype and out.shape == out_ref.shape
+    torch.testing.assert_close(out.float(), out_ref.float(), rtol=rtol, atol=atol)
+    if return_last:
+        torch.testing.assert_close(res[1], ref[1], rtol=rtol, atol=atol)
+    gout = torch.randn_like(out)
+    grads = torch.autograd.grad(out, [leaves[k] for k in names], gout)
+    grads_ref = torch.autograd.grad(out_ref, [leaves_ref[k] for k in names], gout)
+    rtolw, atolw = (max(1e-3, rtol), max(1e-3, atol)) if inputs["z"] is not None else (1e-3, 1e-3)
+    for name, gr, gr_ref in zip(names, grads, grads_ref):
+        weight = name in ("A", "D", "delta_bias") or (name in ("B", "C") and inputs[name].dim() == 2)
+        rt, at = (rtolw, atolw) if weight else (rtol, atol)
+        if weight:  # weight grads sum over batch and time: compare relative to their scale
+            at = at * max(1.0, gr_ref.abs().max().item())
+        assert gr.shape == gr_ref.shape and gr.dtype == gr_ref.dtype, name
+        torch.testing.assert_close(gr.float(), gr_ref.float(), rtol=rt, atol=at, msg=lambda m, n=name: f"d{n}: {m}")
+
+
+@pytest.mark.parametrize("seqlen", [1, 7, 128, 130])
+@pytest.mark.parametrize("dstate", [1, 4, 16])
+@pytest.mark.parametrize("bc", ["const", "var", "grouped"])
+def test_scan_shapes_fp32(device: str, seqlen: int, dstate: int, bc: str) -> None:
+    inputs = make_inputs(device, seqlen=seqlen, dstate=dstate, bc=bc)
+    check_scan(inputs, softplus=True, return_last=True, dtype=torch.float32)
+
+
+@pytest.mark.parametrize("has_z", [False, True])
+@pytest.mark.parametrize("has_D", [False, True])
+@pytest.mark.parametrize("has_bias", [False, True])
+@pytest.mark.parametrize("softplus", [False, True])
+def test_scan_options(device: str, has_z: bool, has_D: bool, has_bias: bool, softplus: bool) -> None:
+    inputs = make_inputs(device, seqlen=23, dstate=4, bc="var", has_z=has_z, has_D=has_D,
+                         has_bias=has_bias, seed=1)
+    check_scan(inputs, softplus=softplus, return_last=False, dtype=torch.float32)
+
+
+@pytest.mark.parametrize("bc", ["const", "var", "grouped"])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_scan_half(device: str, bc: str, dtype: torch.dtype) -> None:
+    inputs = make_inputs(device, seqlen=100, dstate=16, bc=bc, dtype=dtype, seed=2)
+    check_scan(inputs, softplus=True, return_last=True, dtype=dtype)
+
+
+@pytest.mark.parametrize("deterministic", [False, True])
+def test_scan_strided_z_and_odd_dim(device: str, deterministic: bool) -> None:
+    # dim 6 with 3 groups: BLOCK_D must shrink so a program never spans two groups
+    inputs = make_inputs(device, batch=2, dim=6, groups=3, seqlen=45, dstate=5, bc="grouped",
+                         z_strided=True, seed=3)
+    assert not inputs["z"].is_contiguous()
+    check_scan(inputs, softplus=True, return_last=True, dtype=torch.float32, deterministic=deterministic)
+
+
+def test_scan_delta_hbl_layout(device: str) -> None:
+    # delta with "HBL" memory order (strides L, B*L, 1) as produced inside mamba_inner_fn
+    inputs = make_inputs(device, batch=2, dim=4, seqlen=33, dstate=4, bc="var", seed=4)
+    inputs["delta"] = inputs["delta"].transpose(0, 1).contiguous().transpose(0, 1)
+    assert inputs["delta"].stride(0) == 33 and inputs["delta"].stride(-1) == 1
+    check_scan(inputs, softplus=True, return_last=False, dtype=torch.float32)
+
+
+@pytest.mark.parametrize(("bc", "dtype"), [("var", torch.float32), ("grouped", torch.bfloat16)])
+def test_scan_long_sequence(device: str, bc: str, dtype: torch.dtype) -> None:
+    # 2049 steps: crosses the 2048-step chunk of the official kernel and many of our tiles
+    inputs = make_inputs(device, batch=1, dim=2, groups=2, seqlen=2049, dstate=16, bc=bc, dtype=dtype,
+                         seed=5)
+    check_scan(inputs, softplus=True, return_last=True, dtype=dtype)
+
+
+def test_deterministic_matches_atomic(device: str) -> None:
+    inputs = make_inputs(device, batch=1, dim=8, seqlen=40, dstate=4, bc="var", seed=6)
+    outs = []
+    for det in (False, True):
+        leaves = {k: v.detach().clone().requires_grad_() for k, v in inputs.items() if v is not None}
+        out = selective_scan_triton(*[leaves.get(k) for k in inputs], delta_softplus=True,
+                                    deterministic=det)
+        out.sum().backward()
+        outs.append([leaves["B"].grad, leaves["C"].grad])
+    for a, b in zip(*outs):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_dispatch_triton_backend(device: str) -> None:
+    inputs = make_inputs(device, seqlen=9, dstate=4, bc="var", seed=7)
+    out = selective_scan_fn(*inputs.values(), delta_softplus=True, backend="triton")
+    ref = selective_scan_fn(*inputs.values(), delta_softplus=True, backend="reference")
+    torch.testing.assert_close(out, ref, rtol=6e-4, atol=2e-3)
+
+
+def test_complex_a_falls_back(device: str) -> None:
+    inputs = make_inputs(device, seqlen=5, dstate=2, bc="const", has_z=False, seed=8)
+    inputs["A"] = torch.complex(inputs["A"], torch.ones_like(inputs["A"]))
+    inputs["B"] = inputs["B"].to(torch.complex64)
+    inputs["C"] = inputs["C"].to(torch.complex64)
+    with pytest.warns(UserWarning, match="complex A"):
+        out = selective_scan_triton(*inputs.values())
+    torch.testing.assert_close(out, selective_scan_ref(*inputs.values()))
+
+
+def test_no_grad_forward_saves_nothing(device: str) -> None:
+    inputs = make_inputs(device, seqlen=20, dstate=4, bc="var", seed=9)
+    with torch.no_grad():
+        out, last = selective_scan_triton(*inputs.values(), delta_softplus=True, return_last_state=True)
+    ref, last_ref = selective_scan_ref(*inputs.values(), delta_softplus=True, return_last_state=True)
+    torch.testing.assert_close(out, ref, rtol=6e-4, atol=2e-3)
+    torch.testing.assert_close(last, last_ref, rtol=6e-4, atol=2e-3)
