@@ -1,0 +1,509 @@
+#!/usr/bin/env python
+"""Benchmark the selective scan: ours (Triton) vs the official CUDA kernel, PyTorch scans and attention.
+
+Writes under ``--out``: ``results.csv`` (one row per measurement), ``fig8.png`` (log-log time vs
+sequence length, like Figure 8 left of the Mamba paper), ``log.txt``; prints tables.
+
+Sections (``--sections``, comma separated):
+
+- ``check``: correctness on the GPU (ours vs the sequential reference; ours vs official);
+- ``sweep``: time launch configurations of our forward and backward at one shape;
+- ``train``: shapes of real Mamba models (dim 1536/2048/4096, N=16, batch*L = 16K tokens);
+- ``fig8``: batch 1, scan dim 4096 vs causal SDPA attention (16 heads x 128 = dim 2048), L 512..512K.
+
+Every scan runs in the Mamba module's configuration: variable B/C, z, D, delta_bias and softplus on,
+N = 16. GB/s counts the minimum bytes (forward: read u, delta, z, B, C and write out; backward:
+read u, delta, z, dout, B, C and write du, ddelta, dz, dB, dC); the floor is the larger of those
+bytes over the measured copy bandwidth and the forward's exp2 count over the special-function
+throughput (16/clk/SM; 132 SMs at 1.98 GHz on H100 = 4.18e12/s).
+
+The official kernel is used when ``import selective_scan_cuda`` works (mamba-ssm built from source;
+see docs/benchmarks.md). Example::
+
+    python scripts/bench_scan.py --out outputs/bench --sections check,train,fig8
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from mambabench.kernels import selective_scan as ss
+
+from mambabench.ops import selective_scan_ref
+
+try:  # the official CUDA extension (mamba-ssm), optional
+    import selective_scan_cuda  # type: ignore[import-not-found]
+except ImportError:  # pragma: no cover - depends on the machine
+    selective_scan_cuda = None
+
+MUFU_PER_S = 16 * 132 * 1.98e9
+ROWS: list[dict] = []
+LOG = None
+
+
+def log(msg: str) -> None:
+    print(msg, flush=True)
+    if LOG is not None:
+        LOG.write(msg + "\n")
+        LOG.flush()
+
+
+def record(**row: object) -> None:
+    ROWS.append(row)
+
+
+# ------------------------------------------------------------------------------------------------
+# timing
+
+
+def bench(fn: Callable[[], object], rep_ms: float = 200.0) -> float:
+    """Median milliseconds of ``fn`` with CUDA events; few repetitions for slow functions."""
+    import triton
+
+    fn()
+    torch.cuda.synchronize()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    fn()
+    end.record()
+    torch.cuda.synchronize()
+    once = start.elapsed_time(end)
+    if once > 30.0:
+        times = [once]
+        for _ in range(2):
+            start.record()
+            fn()
+            end.record()
+            torch.cuda.synchronize()
+            times.append(start.elapsed_time(end))
+        return sorted(times)[1]
+    return float(triton.testing.do_bench(fn, warmup=25, rep=rep_ms, return_mode="median"))
+
+
+def copy_bandwidth() -> float:
+    """Device copy bandwidth in GB/s (bytes read + written) for a 4 GiB fp32 copy."""
+    n = 1 << 30
+    a = torch.empty(n, device="cuda", dtype=torch.float32).uniform_()
+    b = torch.empty_like(a)
+    ms = bench(lambda: b.copy_(a), rep_ms=300)
+    a = b = None
+    torch.cuda.empty_cache()
+    return 2 * n * 4 / ms / 1e6
+
+
+# ------------------------------------------------------------------------------------------------
+# inputs and implementations
+
+
+def make(batch: int, dim: int, seqlen: int, dstate: int = 16, dtype: torch.dtype = torch.bfloat16,
+         grad: bool = False) -> dict:
+    """Inputs in the Mamba module's configuration (variable B/C with 1 group, z, D, delta_bias)."""
+    dev = "cuda"
+    rq = dict(requires_grad=grad)
+    xz = torch.randn(batch, 2 * dim, seqlen, device=dev, dtype=dtype)
+    u = xz[:, :dim].detach().requires_grad_(grad) if grad else xz[:, :dim]
+    z = xz[:, dim:].detach().requires_grad_(grad) if grad else xz[:, dim:]
+    return {
+        "u": u,
+        "delta": (0.5 * torch.rand(batch, dim, seqlen, device=dev) - 4.0).to(dtype).requires_grad_(grad),
+        "A": (-torch.arange(1, dstate + 1, device=dev, dtype=torch.float32).repeat(dim, 1)).requires_grad_(grad),
+        "B": torch.randn(batch, 1, dstate, seqlen, device=dev, dtype=dtype, **rq),
+        "C": torch.randn(batch, 1, dstate, seqlen, device=dev, dtype=dtype, **rq),
+        "D": torch.ones(dim, device=dev, **rq),
+        "z": z,
+        "delta_bias": torch.full((dim,), -2.0, device=dev, **rq),
+    }
+
+
+def ours_fwd(x: dict, save_states: bool = True) -> Callable[[], object]:
+    def f() -> object:
+        return ss._forward(x["u"], x["delta"], x["A"], x["B"], x["C"], x["D"], x["z"], x["delta_bias"],
+                           True, save_states, False)
+    return f
+
+
+def ours_bwd(x: dict) -> Callable[[], object]:
+    _, states, _, block_t = ours_fwd(x)()
+    dout = torch.randn_like(x["u"])
+
+    def f() -> object:
+        return ss._backward(x["u"], x["delta"], x["A"], x["B"], x["C"], x["D"], x["z"], x["delta_bias"],
+                            True, states, block_t, dout, False)
+    return f
+
+
+def ours_fwdbwd(x: dict) -> Callable[[], object]:
+    leaves = {k: v.detach().requires_grad_() for k, v in x.items()}
+    dout = torch.randn_like(x["u"])
+
+    def f() -> object:
+        out = ss.selective_scan_triton(*leaves.values(), delta_softplus=True)
+        return torch.autograd.grad(out, list(leaves.values()), dout)
+    return f
+
+
+def official_fwd(x: dict) -> Callable[[], object]:
+    def f() -> object:
+        return selective_scan_cuda.fwd(x["u"], x["delta"], x["A"], x["B"], x["C"], x["D"], x["z"],
+                                       x["delta_bias"], True)
+    return f
+
+
+def official_bwd(x: dict) -> Callable[[], object]:
+    res = official_fwd(x)()
+    out, xs = res[0], res[1]
+    dout = torch.randn_like(x["u"])
+
+    def f() -> object:
+        return selective_scan_cuda.bwd(x["u"], x["delta"], x["A"], x["B"], x["C"], x["D"], x["z"],
+                                       x["delta_bias"], dout, xs, out, None, True, False)
+    return f
+
+
+def official_fwdbwd(x: dict) -> Callable[[], object]:
+    dout = torch.randn_like(x["u"])
+
+    def f() -> object:
+        res = selective_scan_cuda.fwd(x["u"], x["delta"], x["A"], x["B"], x["C"], x["D"], x["z"],
+                                      x["delta_bias"], True)
+        return selective_scan_cuda.bwd(x["u"], x["delta"], x["A"], x["B"], x["C"], x["D"], x["z"],
+                                       x["delta_bias"], dout, res[1], res[0], None, True, False)
+    return f
+
+
+def naive_scan(u, delta, A, B, C, D, z, delta_bias):  # noqa: ANN001, ANN201
+    """The paper's "standard scan" in PyTorch: materialise deltaA and deltaB*u as (b, d, L, N) fp32
+    and run a Hillis-Steele parallel scan over L (log2 L full-size steps)."""
+    dl = torch.nn.functional.softplus(delta.float() + delta_bias[:, None])
+    a = torch.exp(dl.unsqueeze(-1) * A[:, None, :])
+    b = (dl * u.float()).unsqueeze(-1) * B[:, 0].float().permute(0, 2, 1).unsqueeze(1)
+    L = a.shape[2]
+    step = 1
+    while step < L:
+        b = torch.cat([b[:, :, :step], a[:, :, step:] * b[:, :, :-step] + b[:, :, step:]], dim=2)
+        a = torch.cat([a[:, :, :step], a[:, :, step:] * a[:, :, :-step]], dim=2)
+        step *= 2
+    y = torch.einsum("bdln,bnl->bdl", b, C[:, 0].float()) + D[:, None] * u.float()
+    return (y * torch.nn.functional.silu(z.float())).to(u.dtype)
+
+
+def fwd_bytes(batch: int, dim: int, seqlen: int, dstate: int, elem: int) -> float:
+    return batch * seqlen * (4 * elem * dim + 2 * dstate * elem)
+
+
+def bwd_bytes(batch: int, dim: int, seqlen: int, dstate: int, elem: int) -> float:
+    return batch * seqlen * (7 * elem * dim + 4 * dstate * elem)
+
+
+def floor_ms(nbytes: float, n_exp2: float, copy_gbs: float) -> float:
+    return max(nbytes / copy_gbs / 1e6, n_exp2 / MUFU_PER_S * 1e3)
+
+
+def safe(fn: Callable[[], float]) -> float | str:
+    try:
+        return fn()
+    except torch.cuda.OutOfMemoryError:
+        torch.cuda.empty_cache()
+        return "OOM"
+    except Exception as e:  # noqa: BLE001 - keep the benchmark going, report the failure
+        torch.cuda.empty_cache()
+        return f"ERR {type(e).__name__}: {str(e)[:80]}"
+
+
+def fmt(v: object) -> str:
+    return f"{v:.3f}" if isinstance(v, float) else str(v)
+
+
+# ------------------------------------------------------------------------------------------------
+# sections
+
+
+def section_check() -> None:
+    log("\n## check: correctness on the GPU")
+    torch.manual_seed(0)
+    for dtype, (rtol, atol) in ((torch.float32, (6e-4, 2e-3)), (torch.bfloat16, (3e-2, 5e-2))):
+        x = make(2, 64, 700, 16, dtype)
+        leaves = {k: v.detach().clone().requires_grad_() for k, v in x.items()}
+        leaves_ref = {k: v.detach().clone().requires_grad_() for k, v in x.items()}
+        out = ss.selective_scan_triton(*leaves.values(), delta_softplus=True)
+        ref = selective_scan_ref(*leaves_ref.values(), delta_softplus=True)
+        g = torch.randn_like(out)
+        gr = torch.autograd.grad(out, list(leaves.values()), g)
+        gr_ref = torch.autograd.grad(ref, list(leaves_ref.values()), g)
+        errs = {"out": (out.float() - ref.float()).abs().max().item()}
+        for k, a, b in zip(leaves, gr, gr_ref):
+            errs["d" + k] = ((a.float() - b.float()).abs().max() / (b.float().abs().max() + 1e-6)).item()
+        ok = torch.allclose(out.float(), ref.float(), rtol=rtol, atol=atol)
+        log(f"ours vs reference {dtype}: out max abs err {errs['out']:.2e} (allclose {ok}); grads max "
+            "rel-to-max err " + " ".join(f"{k}={v:.1e}" for k, v in errs.items() if k != "out"))
+        record(section="check", impl="ours_vs_ref", dtype=str(dtype), **errs)
+        if selective_scan_cuda is not None:
+            res = official_fwd({k: v.detach() for k, v in x.items()})()
+            off_out = res[2]
+            dout = g.contiguous()
+            og = selective_scan_cuda.bwd(*(x[k].detach() for k in ("u", "delta", "A", "B", "C", "D", "z",
+                                                                    "delta_bias")), dout, res[1], res[0],
+                                         None, True, False)
+            errs2 = {"out": (out.float() - off_out.float()).abs().max().item()}
+            names = ["u", "delta", "A", "B", "C", "D", "delta_bias", "z"]
+            ours = dict(zip(leaves, gr))
+            for k, v in zip(names, og[:8]):
+                errs2["d" + k] = ((ours[k].float() - v.float()).abs().max() / (v.float().abs().max() + 1e-6)).item()
+            log(f"ours vs official  {dtype}: out max abs err {errs2['out']:.2e}; grads "
+                + " ".join(f"{k}={v:.1e}" for k, v in errs2.items() if k != "out"))
+            record(section="check", impl="ours_vs_official", dtype=str(dtype), **errs2)
+
+
+FWD_SWEEP = [(bd, bt, w) for bd in (2, 4, 8) for bt in (32, 64, 128) for w in (4, 8)]
+BWD_SWEEP = [(bd, bt, w) for bd in (2, 4, 8) for bt in (32, 64) for w in (4, 8)]
+
+
+def section_sweep(shape: tuple[int, int, int], copy_gbs: float, shard: tuple[int, int] | None = None) -> None:
+    """Time our forward and backward over launch configurations at one shape.
+
+    With ``shard=(i, n)`` only compile (run once, no timing) every n-th configuration: several
+    such processes fill Triton's cache in parallel before one process times them all.
+    """
+    batch, dim, seqlen = shape
+    if shard is None:
+        log(f"\n## sweep at (batch, dim, L) = {shape}, bf16, N=16")
+    x = make(batch, dim, seqlen, 16, torch.bfloat16)
+    fb = fwd_bytes(batch, dim, seqlen, 16, 2)
+    best: dict = {}
+    jobs = [("fwd", c) for c in FWD_SWEEP] + [("bwd", c) for c in BWD_SWEEP]
+    for idx, (kind, (bd, bt, warps)) in enumerate(jobs):
+        if shard is not None and idx % shard[1] != shard[0]:
+            continue
+        if kind == "fwd":
+            ss.FWD_OVERRIDE = {"BLOCK_D": bd, "BLOCK_T": bt, "num_warps": warps, "num_stages": 1}
+            mk = ours_fwd
+        else:
+            ss.FWD_OVERRIDE = {"BLOCK_D": 4, "BLOCK_T": bt, "num_warps": 4, "num_stages": 1}
+            ss.BWD_OVERRIDE = {"BLOCK_D": bd, "num_warps": warps, "num_stages": 1}
+            mk = ours_bwd
+        if shard is not None:
+            safe(lambda mk=mk: mk(x)())
+            continue
+        ms = safe(lambda mk=mk: bench(mk(x), rep_ms=100))
+        gbs = fb / ms / 1e6 if isinstance(ms, float) and kind == "fwd" else ""
+        log(f"{kind} BLOCK_D={bd:2d} BLOCK_T={bt:3d} warps={warps}: {fmt(ms)} ms {fmt(gbs)} GB/s")
+        record(section="sweep", impl=f"ours_{kind}", block_d=bd, block_t=bt, warps=warps, ms=ms, gbs=gbs)
+        if isinstance(ms, float) and ms < best.get(kind, (1e9,))[0]:
+            best[kind] = (ms, bd, bt, warps)
+    ss.FWD_OVERRIDE = ss.BWD_OVERRIDE = None
+    if shard is None:
+        log(f"best (ms, BLOCK_D, BLOCK_T, warps): {best}")
+
+
+def scan_row(section: str, batch: int, dim: int, seqlen: int, dtype: torch.dtype, copy_gbs: float,
+             which: tuple[str, ...] = ("fwd", "bwd", "fwdbwd")) -> dict:
+    elem = torch.finfo(dtype).bits // 8
+    fb, bb = fwd_bytes(batch, dim, seqlen, 16, elem), bwd_bytes(batch, dim, seqlen, 16, elem)
+    n_exp = batch * dim * seqlen * 16
+    floors = {"fwd": floor_ms(fb, n_exp, copy_gbs), "bwd": floor_ms(bb, 2 * n_exp, copy_gbs),
+              "fwdbwd": floor_ms(fb + bb, 3 * n_exp, copy_gbs)}
+    nbytes = {"fwd": fb, "bwd": bb, "fwdbwd": fb + bb}
+    impls = {"ours": (ours_fwd, ours_bwd, ours_fwdbwd)}
+    if selective_scan_cuda is not None:
+        impls["official"] = (official_fwd, official_bwd, official_fwdbwd)
+    res: dict = {}
+    x = None
+    try:
+        x = make(batch, dim, seqlen, 16, dtype)
+        for impl, fns in impls.items():
+            for kind, mk in zip(("fwd", "bwd", "fwdbwd"), fns):
+                if kind not in which:
+                    continue
+                ms = safe(lambda mk=mk, x=x: bench(mk(x)))
+                res[(impl, kind)] = ms
+                gbs = nbytes[kind] / ms / 1e6 if isinstance(ms, float) else ""
+                record(section=section, impl=impl, kind=kind, dtype=str(dtype).replace("torch.", ""),
+                       batch=batch, dim=dim, seqlen=seqlen, ms=ms, gbs=gbs,
+                       frac_copy=gbs / copy_gbs if gbs else "",
+                       floor_ms=floors[kind], frac_floor=floors[kind] / ms if isinstance(ms, float) else "")
+    except torch.cuda.OutOfMemoryError:
+        res[("ours", "fwd")] = "OOM"
+    x = None
+    torch.cuda.empty_cache()
+    return res
+
+
+def section_train(copy_gbs: float) -> None:
+    log("\n## train: Mamba training shapes, N=16, batch*L = 16K tokens (ms; GB/s; % copy bw; speedup)")
+    shapes = [(d, L, 16384 // L, torch.bfloat16) for d in (1536, 2048, 4096) for L in (512, 2048, 8192)]
+    shapes += [(2048, 65536, 1, torch.bfloat16), (2048, 2048, 8, torch.float32), (4096, 2048, 8, torch.float32)]
+    log("| dtype | dim | L | batch | ours fwd | off fwd | fwd x | ours fwd GB/s (%copy, %floor) | ours bwd | "
+        "off bwd | ours f+b | off f+b | f+b x |")
+    log("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for dim, L, batch, dtype in shapes:
+        r = scan_row("train", batch, dim, L, dtype, copy_gbs)
+        elem = torch.finfo(dtype).bits // 8
+        of = r.get(("ours", "fwd"))
+        gb = fwd_bytes(batch, dim, L, 16, elem) / of / 1e6 if isinstance(of, float) else 0
+        fl = floor_ms(fwd_bytes(batch, dim, L, 16, elem), batch * dim * L * 16, copy_gbs)
+
+        def x(a: object, b: object) -> str:
+            return f"{b / a:.2f}" if isinstance(a, float) and isinstance(b, float) else "-"
+
+        log(f"| {str(dtype)[6:]} | {dim} | {L} | {batch} | {fmt(of)} | {fmt(r.get(('official', 'fwd'), '-'))} | "
+            f"{x(of, r.get(('official', 'fwd')))} | {gb:.0f} ({100 * gb / copy_gbs:.0f}%, "
+            f"{100 * fl / of if isinstance(of, float) else 0:.0f}%) | {fmt(r.get(('ours', 'bwd')))} | "
+            f"{fmt(r.get(('official', 'bwd'), '-'))} | {fmt(r.get(('ours', 'fwdbwd')))} | "
+            f"{fmt(r.get(('official', 'fwdbwd'), '-'))} | "
+            f"{x(r.get(('ours', 'fwdbwd')), r.get(('official', 'fwdbwd')))} |")
+
+
+def section_fig8(copy_gbs: float, max_log2: int, time_cap_s: float) -> None:
+    log("\n## fig8: batch 1, scan dim 4096 (N=16) vs causal SDPA attention dim 2048 (16 x 128), bf16, ms")
+    import torch.nn.functional as F
+
+    Ls = [2 ** k for k in range(9, max_log2 + 1)]
+    done: dict[str, bool] = {}
+    table = []
+
+    def run(name: str, L: int, fn: Callable[[], float]) -> float | str:
+        if done.get(name):
+            return "skip"
+        t0 = time.time()
+        v = safe(fn)
+        if v == "OOM" or (isinstance(v, str) and v.startswith("ERR")) or time.time() - t0 > time_cap_s:
+            done[name] = True
+        record(section="fig8", impl=name, batch=1, seqlen=L, ms=v)
+        return v
+
+    for L in Ls:
+        row = {"L": L}
+        x = None
+        try:
+            x = make(1, 4096, L, 16, torch.bfloat16)
+        except torch.cuda.OutOfMemoryError:
+            pass
+        if x is not None:
+            row["ours fwd"] = run("ours fwd", L, lambda x=x: bench(ours_fwd(x)))
+            row["ours f+b"] = run("ours fwd+bwd", L, lambda x=x: bench(ours_fwdbwd(x)))
+            if selective_scan_cuda is not None:
+                row["official fwd"] = run("official fwd", L, lambda x=x: bench(official_fwd(x)))
+                row["official f+b"] = run("official fwd+bwd", L, lambda x=x: bench(official_fwdbwd(x)))
+            args = [x[k] for k in ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")]
+            row["naive fwd"] = run("naive scan fwd", L, lambda args=args: bench(lambda: naive_scan(*args)))
+            if L <= 2048:
+                row["ref fwd"] = run("reference scan fwd", L, lambda args=args: bench(
+                    lambda: selective_scan_ref(*args, delta_softplus=True)))
+        x = args = None
+        torch.cuda.empty_cache()
+
+        def attn(L: int = L, grad: bool = False) -> float:
+            q, k, v = (torch.randn(1, 16, L, 128, device="cuda", dtype=torch.bfloat16, requires_grad=grad)
+                       for _ in range(3))
+            if not grad:
+                return bench(lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True))
+            do = torch.randn_like(q)
+
+            def fb() -> object:
+                o = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+                return torch.autograd.grad(o, (q, k, v), do)
+            return bench(fb)
+
+        row["sdpa fwd"] = run("causal SDPA fwd", L, lambda: attn())
+        row["sdpa f+b"] = run("causal SDPA fwd+bwd", L, lambda: attn(grad=True))
+        torch.cuda.empty_cache()
+        table.append(row)
+        log(f"L={L}: " + ", ".join(f"{k}={fmt(v)}" for k, v in row.items() if k != "L"))
+
+
+def plot(out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    series: dict[str, list[tuple[int, float]]] = {}
+    for r in ROWS:
+        if r.get("section") == "fig8" and isinstance(r.get("ms"), float):
+            series.setdefault(str(r["impl"]), []).append((int(r["seqlen"]), float(r["ms"])))
+    if not series:
+        return
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5))
+    for ax, kind in zip(axes, ("fwd", "fwd+bwd")):
+        for name, pts in sorted(series.items()):
+            is_fb = name.endswith("fwd+bwd")
+            if (kind == "fwd+bwd") != is_fb:
+                continue
+            pts.sort()
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=name.replace(" " + kind, ""))
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("sequence length")
+        ax.set_ylabel("time (ms)")
+        ax.set_title(f"{kind}: scan dim 4096 (N=16) vs causal attention dim 2048, batch 1, bf16")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "fig8.png", dpi=120)
+
+
+def write_csv(out: Path) -> None:
+    keys: list[str] = []
+    for r in ROWS:
+        keys += [k for k in r if k not in keys]
+    with open(out / "results.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys)
+        w.writeheader()
+        w.writerows(ROWS)
+
+
+def main(argv: list[str] | None = None) -> int:
+    global LOG
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", type=Path, required=True, help="output folder (results.csv, fig8.png, log.txt)")
+    p.add_argument("--sections", default="check,train,fig8")
+    p.add_argument("--sweep-shape", default="8,2048,2048", help="batch,dim,seqlen for the sweep")
+    p.add_argument("--fig8-max-log2", type=int, default=19, help="largest L = 2**k in fig8")
+    p.add_argument("--sweep-shard", default=None, help="i/n: only compile every n-th sweep config")
+    p.add_argument("--time-cap", type=float, default=20.0,
+                   help="stop growing L for a method once one measurement took longer (s)")
+    args = p.parse_args(argv)
+    if not torch.cuda.is_available():
+        print("bench_scan.py needs a CUDA GPU", file=sys.stderr)
+        return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    LOG = open(args.out / "log.txt", "a")  # noqa: SIM115
+    props = torch.cuda.get_device_properties(0)
+    import triton
+
+    log(f"# bench_scan on {props.name} ({props.multi_processor_count} SMs), torch {torch.__version__}, "
+        f"triton {triton.__version__}, official selective_scan_cuda: "
+        f"{'yes' if selective_scan_cuda is not None else 'not importable'}")
+    copy_gbs = copy_bandwidth() if not args.sweep_shard else 3000.0
+    log(f"copy bandwidth (4 GiB fp32 copy_, read+write): {copy_gbs:.0f} GB/s")
+    record(section="env", impl="copy", gbs=copy_gbs, device=props.name)
+    sections = args.sections.split(",")
+    try:
+        if "check" in sections:
+            section_check()
+        if "sweep" in sections:
+            shard = tuple(int(v) for v in args.sweep_shard.split("/")) if args.sweep_shard else None
+            section_sweep(tuple(int(v) for v in args.sweep_shape.split(",")), copy_gbs, shard)
+        if "train" in sections:
+            section_train(copy_gbs)
+        if "fig8" in sections:
+            section_fig8(copy_gbs, args.fig8_max_log2, args.time_cap)
+    finally:
+        write_csv(args.out)
+        plot(args.out)
+        log(f"wrote {args.out / 'results.csv'}")
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    _ = math
+    raise SystemExit(main())
