@@ -143,8 +143,10 @@ def selective_scan_ref(
         else deltaA.new_zeros(batch, dim, dstate)
     )
     states = []
-    for t in range(seqlen):
-        h = deltaA[:, :, t] * h + deltaB_u[:, :, t]
+    # unbind once: indexing deltaA[:, :, t] in the loop would make each step's backward allocate a
+    # full (batch, dim, seqlen, dstate) gradient, i.e. O(seqlen^2) work.
+    for decay, x in zip(deltaA.unbind(2), deltaB_u.unbind(2)):
+        h = decay * h + x
         states.append(h)
     hs = torch.stack(states, dim=2) if states else deltaA.new_zeros(batch, dim, 0, dstate)
     out = _finish(_readout(hs, C, c_variable), u, D, z, out_dtype)

@@ -1,1 +1,1 @@
-"""mambabench."""
+"""Instantiation, run logic, logging helpers and clear errors."""

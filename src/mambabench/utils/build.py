@@ -1,0 +1,134 @@
+"""Turn a composed config into objects: data module -> network -> task -> trainer.
+
+The network is sized from the data module (``vocab_size``; ``num_classes`` for the task), so model
+configs stay independent of data. Incompatible pairs fail here, before training starts.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import lightning as L
+from hydra.utils import instantiate
+from lightning.pytorch.loggers import Logger
+from omegaconf import DictConfig, OmegaConf, open_dict
+from torch import nn
+
+from mambabench.models.mixers.mamba import MAX_D_STATE
+from mambabench.utils.errors import ConfigError
+
+_DATA_FILLED_KEYS = ("vocab_size", "num_classes")
+
+
+def _fill_from_data(node: DictConfig, datamodule: L.LightningDataModule, what: str) -> DictConfig:
+    """Copy of ``node`` whose null ``vocab_size``/``num_classes`` take the data module's values."""
+    node = node.copy()
+    with open_dict(node):
+        for key in _DATA_FILLED_KEYS:
+            if key in node and node[key] is None:
+                value = getattr(datamodule, key, None)
+                if value is None:
+                    raise ConfigError(
+                        f"{what} needs '{key}', but data module {type(datamodule).__name__} provides none; "
+                        f"pair it with a data config that has {key} (or set {what}.{key} explicitly)"
+                    )
+                node[key] = value
+    return node
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Fail fast, in one line, on settings that cannot work together."""
+    mixer = cfg.model.get("mixer") or {}
+    d_state = mixer.get("d_state") if hasattr(mixer, "get") else None
+    if d_state is not None and not 1 <= int(d_state) <= MAX_D_STATE:
+        raise ConfigError(f"model.mixer.d_state={d_state} is not supported: the selective scan takes 1..{MAX_D_STATE}")
+    max_len = cfg.model.get("max_seq_len")
+    data_len = cfg.data.get("seq_len") or cfg.data.get("train_seq_len")
+    if max_len is not None and data_len is not None and int(data_len) > int(max_len):
+        raise ConfigError(
+            f"data sequence length {data_len} exceeds model.max_seq_len={max_len}; "
+            f"raise model.max_seq_len or shorten the data"
+        )
+    task_target = str(cfg.task.get("_target_", ""))
+    if task_target.endswith("ClassificationTask") and cfg.data.get("_target_") and "num_classes" not in cfg.task:
+        raise ConfigError("task=classification needs task.num_classes (null = from the data module)")
+
+
+def build_datamodule(cfg: DictConfig) -> L.LightningDataModule:
+    return instantiate(cfg.data, _convert_="all")
+
+
+def build_network(cfg: DictConfig, datamodule: L.LightningDataModule) -> nn.Module:
+    """Instantiate ``cfg.model`` with ``vocab_size`` from the data module when the config leaves it null."""
+    return instantiate(_fill_from_data(cfg.model, datamodule, "model"), _convert_="all")
+
+
+def build_task(cfg: DictConfig, datamodule: L.LightningDataModule, network: nn.Module | None = None) -> L.LightningModule:
+    """The LightningModule: network + loss/metrics + optimizer/scheduler partials."""
+    network = network if network is not None else build_network(cfg, datamodule)
+    task_cfg = _fill_from_data(cfg.task, datamodule, "task")
+    scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
+    try:
+        return instantiate(task_cfg, network=network, optimizer=instantiate(cfg.optimizer), scheduler=scheduler)
+    except Exception as err:  # hydra wraps constructor errors; surface the cause in one line
+        cause = err.__cause__ or err
+        raise ConfigError(f"cannot build task {task_cfg.get('_target_')}: {cause}") from err
+
+
+def build_callbacks(cfg: DictConfig) -> list[L.Callback]:
+    return [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c and "_target_" in c]
+
+
+def build_loggers(cfg: DictConfig) -> list[Logger]:
+    loggers = []
+    for node in (cfg.get("logger") or {}).values():
+        if not node or "_target_" not in node:
+            continue
+        if "Wandb" in str(node["_target_"]):
+            from mambabench.utils.wandb import prepare_wandb
+
+            node = prepare_wandb(node)
+        loggers.append(instantiate(node))
+    return loggers
+
+
+def accumulation_for(global_batch_size: int | None, micro_batch_size: int, world_size: int) -> int:
+    """Gradient-accumulation steps so that micro_batch * world_size * steps == global_batch_size."""
+    if not global_batch_size:
+        return 1
+    per_step = micro_batch_size * world_size
+    if global_batch_size % per_step:
+        raise ConfigError(
+            f"global_batch_size={global_batch_size} is not a multiple of data.batch_size x devices = {per_step}; "
+            f"choose a data.batch_size that divides it"
+        )
+    return global_batch_size // per_step
+
+
+def _world_size(trainer_cfg: DictConfig) -> int:
+    devices = trainer_cfg.get("devices", 1)
+    if isinstance(devices, int):
+        count = devices
+    elif isinstance(devices, (list, tuple)) or OmegaConf.is_list(devices):
+        count = len(devices)
+    else:
+        count = 1
+    return max(1, count) * int(trainer_cfg.get("num_nodes", 1) or 1)
+
+
+def build_trainer(cfg: DictConfig, callbacks: list[L.Callback], loggers: list[Logger]) -> L.Trainer:
+    """Instantiate ``cfg.trainer``; ``global_batch_size`` (if set) becomes gradient accumulation."""
+    extra: dict[str, Any] = {}
+    if cfg.get("global_batch_size"):
+        extra["accumulate_grad_batches"] = accumulation_for(
+            int(cfg.global_batch_size), int(cfg.data.batch_size), _world_size(cfg.trainer)
+        )
+    os.makedirs(cfg.paths.output_dir, exist_ok=True)
+    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **extra)
+
+
+def count_parameters(module: nn.Module) -> dict[str, int]:
+    """Total and trainable parameters, tied weights counted once."""
+    unique = {id(p): p for p in module.parameters()}.values()
+    return {"total": sum(p.numel() for p in unique), "trainable": sum(p.numel() for p in unique if p.requires_grad)}

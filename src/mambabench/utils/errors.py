@@ -1,0 +1,14 @@
+"""Errors that name the problem and the fix, raised before any expensive work starts."""
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot work; the message says which keys and what to change."""
+
+
+class DataNotFoundError(FileNotFoundError):
+    """A dataset file is missing; the message names the path and the command that prepares it."""
+
+    def __init__(self, path: str, prepare_command: str) -> None:
+        super().__init__(f"data file '{path}' does not exist; prepare it with: {prepare_command}")
+        self.path = path
+        self.prepare_command = prepare_command

@@ -1,0 +1,204 @@
+"""What ``src/train.py`` and ``src/eval.py`` do, kept out of the thin entry points so tests can call it."""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from mambabench.utils.build import (
+    build_callbacks,
+    build_datamodule,
+    build_loggers,
+    build_task,
+    build_trainer,
+    check_config,
+    count_parameters,
+)
+from mambabench.utils.callbacks import TokensPerSecond
+from mambabench.utils.errors import ConfigError
+from mambabench.utils.reporting import print_config, print_metrics
+from mambabench.utils.wandb import remember_wandb_id
+
+CONFIG_FILE = "config.yaml"
+SUMMARY_FILE = "summary.json"
+LAST_CKPT = Path("checkpoints") / "last.ckpt"
+
+
+def _cli_overrides() -> list[str]:
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+
+
+def _dotted(overrides: list[str], skip: tuple[str, ...]) -> list[str]:
+    """Plain ``a.b=c`` overrides (no group choices, no hydra.*), minus those starting with ``skip``."""
+    keep = []
+    for item in overrides:
+        key = item.split("=", 1)[0].lstrip("+~")
+        if key.startswith(skip) or key.startswith("hydra."):
+            continue
+        if "." not in key and key not in ("seed", "ckpt_path", "global_batch_size", "train", "test", "tags"):
+            raise ConfigError(
+                f"override '{item}' changes a config group, which a resumed/evaluated run cannot do; "
+                "start a new run instead"
+            )
+        keep.append(item.lstrip("+"))
+    return keep
+
+
+def resolve_resume(cfg: DictConfig) -> DictConfig:
+    """With ``resume_dir=<run dir>``: continue that run from its saved config and ``last.ckpt``;
+    dotted overrides on the command line (e.g. ``trainer.max_steps=...``) still apply."""
+    if not cfg.get("resume_dir"):
+        return cfg
+    run_dir = Path(cfg.resume_dir)
+    saved = run_dir / CONFIG_FILE
+    if not saved.exists():
+        raise ConfigError(f"resume_dir '{run_dir}' has no {CONFIG_FILE}; point it at a mambabench run directory")
+    base = OmegaConf.load(saved)
+    overrides = _dotted(_cli_overrides(), skip=("resume_dir",))
+    base = OmegaConf.merge(base, OmegaConf.from_dotlist(overrides))
+    with open_dict(base):
+        base.resume_dir = str(run_dir)
+        if not base.get("ckpt_path"):
+            last = run_dir / LAST_CKPT
+            if last.exists():
+                base.ckpt_path = str(last)
+            else:
+                warnings.warn(f"{last} does not exist yet; starting the run in {run_dir} from scratch", stacklevel=2)
+    return base
+
+
+def _final_metrics(trainer: L.Trainer) -> dict[str, float]:
+    return {k: float(v) for k, v in trainer.callback_metrics.items() if torch.is_tensor(v) and v.numel() == 1}
+
+
+def _choices() -> dict[str, Any]:
+    if not HydraConfig.initialized():
+        return {}
+    return {k: v for k, v in HydraConfig.get().runtime.choices.items() if not k.startswith("hydra")}
+
+
+def write_summary(path: Path, payload: dict[str, Any]) -> None:
+    path.write_text(json.dumps(payload, indent=2, default=str))
+
+
+def _finish_wandb() -> None:
+    try:
+        import wandb
+
+        if wandb.run is not None:
+            wandb.finish()
+    except ImportError:
+        pass
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Fit (and test) the task described by ``cfg``; leaves config, checkpoints, metrics and summary.json
+    in ``cfg.paths.output_dir``. Returns the final metrics."""
+    cfg = resolve_resume(cfg)
+    check_config(cfg)
+    output_dir = Path(cfg.paths.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.get("print_config", True):
+        print_config(cfg)
+    if cfg.get("seed") is not None:
+        L.seed_everything(int(cfg.seed), workers=True)
+
+    datamodule = build_datamodule(cfg)
+    task = build_task(cfg, datamodule)
+    callbacks = build_callbacks(cfg)
+    loggers = build_loggers(cfg)
+    trainer = build_trainer(cfg, callbacks, loggers)
+
+    params = count_parameters(task.network)
+    OmegaConf.save(cfg, output_dir / CONFIG_FILE, resolve=True)
+    for logger in loggers:
+        logger.log_hyperparams({**OmegaConf.to_container(cfg, resolve=True), "params/total": params["total"],
+                                "params/trainable": params["trainable"]})
+    remember_wandb_id(loggers, str(output_dir))
+
+    started = time.time()
+    if cfg.get("train", True):
+        trainer.fit(task, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    metrics = _final_metrics(trainer)
+    if cfg.get("test", True):
+        best = getattr(trainer.checkpoint_callback, "best_model_path", "") if trainer.checkpoint_callback else ""
+        if cfg.get("train", True) and not best:
+            warnings.warn("no best checkpoint was saved; testing the current weights", stacklevel=2)
+        trainer.test(task, datamodule=datamodule, ckpt_path=best or None, weights_only=False)
+        metrics.update(_final_metrics(trainer))
+    wall = time.time() - started
+
+    throughput = next((c for c in callbacks if isinstance(c, TokensPerSecond)), None)
+    checkpoint = trainer.checkpoint_callback
+    summary = {
+        "run_dir": str(output_dir),
+        "choices": _choices(),
+        "model": OmegaConf.to_container(cfg.model, resolve=True),
+        "data": OmegaConf.to_container(cfg.data, resolve=True),
+        "optimizer": OmegaConf.to_container(cfg.optimizer, resolve=True),
+        "seed": cfg.get("seed"),
+        "params": params,
+        "global_step": trainer.global_step,
+        "metrics": metrics,
+        "wall_time_s": round(wall, 2),
+        "train_tokens": throughput.train_tokens if throughput else None,
+        "tokens_per_s": round(throughput.tokens_per_sec, 1) if throughput else None,
+        "best_ckpt": getattr(checkpoint, "best_model_path", None) or None,
+        "last_ckpt": str(output_dir / LAST_CKPT) if (output_dir / LAST_CKPT).exists() else None,
+    }
+    write_summary(output_dir / SUMMARY_FILE, summary)
+    print_metrics(metrics, output_dir, wall)
+    _finish_wandb()
+    return metrics
+
+
+def _saved_run_config(ckpt_path: Path) -> DictConfig | None:
+    for parent in ckpt_path.resolve().parents[:3]:
+        if (parent / CONFIG_FILE).exists():
+            return OmegaConf.load(parent / CONFIG_FILE)
+    return None
+
+
+def evaluate(cfg: DictConfig) -> dict[str, float]:
+    """Test a checkpoint. The network, task and (unless overridden) data come from the run's saved
+    config next to the checkpoint, so ``ckpt_path=...`` alone is enough."""
+    if not cfg.get("ckpt_path"):
+        raise ConfigError("eval needs ckpt_path=<run dir>/checkpoints/last.ckpt")
+    ckpt = Path(cfg.ckpt_path)
+    if not ckpt.exists():
+        raise ConfigError(f"checkpoint '{ckpt}' does not exist")
+    saved = _saved_run_config(ckpt)
+    if saved is not None:
+        data_overridden = any(o.split("=", 1)[0].lstrip("+~").split(".")[0] == "data" for o in _cli_overrides())
+        merged = cfg.copy()
+        with open_dict(merged):
+            for key in ("model", "task", "optimizer", "scheduler"):
+                merged[key] = saved.get(key)
+            if not data_overridden:
+                merged["data"] = saved.data
+        cfg = merged
+    check_config(cfg)
+    output_dir = Path(cfg.paths.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    datamodule = build_datamodule(cfg)
+    task = build_task(cfg, datamodule)
+    loggers = build_loggers(cfg)
+    trainer = build_trainer(cfg, build_callbacks(cfg), loggers)
+    OmegaConf.save(cfg, output_dir / CONFIG_FILE, resolve=True)
+    started = time.time()
+    trainer.test(task, datamodule=datamodule, ckpt_path=str(ckpt), weights_only=False)
+    metrics = _final_metrics(trainer)
+    write_summary(output_dir / SUMMARY_FILE, {"ckpt_path": str(ckpt), "choices": _choices(), "metrics": metrics,
+                                              "params": count_parameters(task.network),
+                                              "wall_time_s": round(time.time() - started, 2)})
+    print_metrics(metrics, output_dir, time.time() - started)
+    _finish_wandb()
+    return metrics
