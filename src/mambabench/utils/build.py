@@ -11,6 +11,7 @@ from typing import Any
 
 import lightning as L
 from hydra.utils import instantiate
+from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import nn
@@ -125,6 +126,8 @@ def build_trainer(cfg: DictConfig, callbacks: list[L.Callback], loggers: list[Lo
             int(cfg.global_batch_size), int(cfg.data.batch_size), _world_size(cfg.trainer)
         )
     os.makedirs(cfg.paths.output_dir, exist_ok=True)
+    if not loggers:  # the LR monitor refuses to run without a logger (s4 drops it the same way)
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **extra)
 
 
