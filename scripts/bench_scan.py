@@ -262,19 +262,23 @@ def section_check() -> None:
             record(section="check", impl="ours_vs_official", dtype=str(dtype), **errs2)
 
 
-FWD_SWEEP = [(bd, bt, w) for bd in (2, 4, 8) for bt in (32, 64, 128) for w in (4, 8)]
-BWD_SWEEP = [(bd, bt, w) for bd in (2, 4, 8) for bt in (32, 64) for w in (4, 8)]
+FWD_SWEEP = [(bd * 32 * w // bt, bt, w) for w in (2, 4, 8) for bt in (32, 64, 128) for bd in (8, 16)]
+BWD_SWEEP = [(bd * 32 * w // bt, bt, w) for w in (2, 4, 8) for bt in (32, 64, 128) for bd in (4, 8)]
+BEST: dict[str, tuple[dict, dict]] = {}
 
 
-def section_sweep(shape: tuple[int, int, int], copy_gbs: float, shard: tuple[int, int] | None = None) -> None:
-    """Time our forward and backward over launch configurations at one shape.
+def section_sweep(shape: tuple[int, int, int], copy_gbs: float, shard: tuple[int, int] | None = None,
+                  name: str = "train") -> None:
+    """Time our forward and backward over launch configurations (BLOCK_D, BLOCK_T, warps) at one shape.
 
-    With ``shard=(i, n)`` only compile (run once, no timing) every n-th configuration: several
-    such processes fill Triton's cache in parallel before one process times them all.
+    The backward's tile is the forward's BLOCK_T (the chunk of saved states), so the pair is chosen
+    by the smallest fwd + bwd time over BLOCK_T and stored in ``BEST[name]``. With
+    ``shard=(i, n)`` only compile (run once, no timing) every n-th configuration: several such
+    processes fill Triton's cache in parallel before one process times them all.
     """
     batch, dim, seqlen = shape
     if shard is None:
-        log(f"\n## sweep at (batch, dim, L) = {shape}, bf16, N=16")
+        log(f"\n## sweep at (batch, dim, L) = {shape}, bf16, N=16 (ms)")
     x = make(batch, dim, seqlen, 16, torch.bfloat16)
     fb = fwd_bytes(batch, dim, seqlen, 16, 2)
     best: dict = {}
@@ -286,7 +290,8 @@ def section_sweep(shape: tuple[int, int, int], copy_gbs: float, shard: tuple[int
             ss.FWD_OVERRIDE = {"BLOCK_D": bd, "BLOCK_T": bt, "num_warps": warps, "num_stages": 1}
             mk = ours_fwd
         else:
-            ss.FWD_OVERRIDE = {"BLOCK_D": 4, "BLOCK_T": bt, "num_warps": 4, "num_stages": 1}
+            ss.FWD_OVERRIDE = {"BLOCK_D": FWD_SWEEP[0][0], "BLOCK_T": bt, "num_warps": FWD_SWEEP[0][2],
+                               "num_stages": 1}
             ss.BWD_OVERRIDE = {"BLOCK_D": bd, "num_warps": warps, "num_stages": 1}
             mk = ours_bwd
         if shard is not None:
@@ -294,13 +299,27 @@ def section_sweep(shape: tuple[int, int, int], copy_gbs: float, shard: tuple[int
             continue
         ms = safe(lambda mk=mk: bench(mk(x), rep_ms=100))
         gbs = fb / ms / 1e6 if isinstance(ms, float) and kind == "fwd" else ""
-        log(f"{kind} BLOCK_D={bd:2d} BLOCK_T={bt:3d} warps={warps}: {fmt(ms)} ms {fmt(gbs)} GB/s")
-        record(section="sweep", impl=f"ours_{kind}", block_d=bd, block_t=bt, warps=warps, ms=ms, gbs=gbs)
-        if isinstance(ms, float) and ms < best.get(kind, (1e9,))[0]:
-            best[kind] = (ms, bd, bt, warps)
+        log(f"{kind} BLOCK_D={bd:3d} BLOCK_T={bt:3d} warps={warps}: {fmt(ms)} ms {fmt(gbs)} GB/s")
+        record(section="sweep", impl=f"ours_{kind}", batch=batch, dim=dim, seqlen=seqlen, block_d=bd,
+               block_t=bt, warps=warps, ms=ms, gbs=gbs)
+        if isinstance(ms, float) and ms < best.get((kind, bt), (1e9,))[0]:
+            best[(kind, bt)] = (ms, bd, warps)
     ss.FWD_OVERRIDE = ss.BWD_OVERRIDE = None
     if shard is None:
-        log(f"best (ms, BLOCK_D, BLOCK_T, warps): {best}")
+        pairs = [(best[("fwd", bt)][0] + best[("bwd", bt)][0], bt) for bt in (32, 64, 128)
+                 if ("fwd", bt) in best and ("bwd", bt) in best]
+        if pairs:
+            _, bt = min(pairs)
+            f, b = best[("fwd", bt)], best[("bwd", bt)]
+            BEST[name] = ({"BLOCK_D": f[1], "BLOCK_T": bt, "num_warps": f[2], "num_stages": 1},
+                          {"BLOCK_D": b[1], "num_warps": b[2], "num_stages": 1})
+            log(f"best for {name}: fwd {BEST[name][0]} ({f[0]:.3f} ms), bwd {BEST[name][1]} ({b[0]:.3f} ms)")
+
+
+def use_best(name: str) -> None:
+    """Set the kernel overrides to the sweep's best for this shape class (heuristics if none)."""
+    ss.FWD_OVERRIDE, ss.BWD_OVERRIDE = BEST.get(name, (None, None))
+    log(f"configs for {name}: fwd {ss.FWD_OVERRIDE or 'heuristic'}, bwd {ss.BWD_OVERRIDE or 'heuristic'}")
 
 
 def scan_row(section: str, batch: int, dim: int, seqlen: int, dtype: torch.dtype, copy_gbs: float,
@@ -338,6 +357,7 @@ def scan_row(section: str, batch: int, dim: int, seqlen: int, dtype: torch.dtype
 
 def section_train(copy_gbs: float) -> None:
     log("\n## train: Mamba training shapes, N=16, batch*L = 16K tokens (ms; GB/s; % copy bw; speedup)")
+    use_best("train")
     shapes = [(d, L, 16384 // L, torch.bfloat16) for d in (1536, 2048, 4096) for L in (512, 2048, 8192)]
     shapes += [(2048, 65536, 1, torch.bfloat16), (2048, 2048, 8, torch.float32), (4096, 2048, 8, torch.float32)]
     log("| dtype | dim | L | batch | ours fwd | off fwd | fwd x | ours fwd GB/s (%copy, %floor) | ours bwd | "
@@ -365,6 +385,7 @@ def section_fig8(copy_gbs: float, max_log2: int, time_cap_s: float) -> None:
     log("\n## fig8: batch 1, scan dim 4096 (N=16) vs causal SDPA attention dim 2048 (16 x 128), bf16, ms")
     import torch.nn.functional as F
 
+    use_best("b1")
     Ls = [2 ** k for k in range(9, max_log2 + 1)]
     done: dict[str, bool] = {}
     table = []
@@ -465,7 +486,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, required=True, help="output folder (results.csv, fig8.png, log.txt)")
     p.add_argument("--sections", default="check,train,fig8")
-    p.add_argument("--sweep-shape", default="8,2048,2048", help="batch,dim,seqlen for the sweep")
+    p.add_argument("--sweep-shapes", default="8,2048,2048;1,4096,8192",
+                   help="batch,dim,seqlen;... for the sweep: the first is the 'train' class, the second 'b1'")
     p.add_argument("--fig8-max-log2", type=int, default=19, help="largest L = 2**k in fig8")
     p.add_argument("--sweep-shard", default=None, help="i/n: only compile every n-th sweep config")
     p.add_argument("--time-cap", type=float, default=20.0,
@@ -491,7 +513,8 @@ def main(argv: list[str] | None = None) -> int:
             section_check()
         if "sweep" in sections:
             shard = tuple(int(v) for v in args.sweep_shard.split("/")) if args.sweep_shard else None
-            section_sweep(tuple(int(v) for v in args.sweep_shape.split(",")), copy_gbs, shard)
+            for name, shp in zip(("train", "b1"), args.sweep_shapes.split(";")):
+                section_sweep(tuple(int(v) for v in shp.split(",")), copy_gbs, shard, name)
         if "train" in sections:
             section_train(copy_gbs)
         if "fig8" in sections:
