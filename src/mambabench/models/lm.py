@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -37,6 +38,13 @@ def init_weights(
                 p /= math.sqrt(n_residuals_per_layer * n_layer)
 
 
+@dataclass
+class PositionCounter:
+    """Number of tokens already embedded during cached decoding (for learned absolute positions)."""
+
+    offset: int = 0
+
+
 class LMBackbone(nn.Module):
     """Embedding + residual blocks + final norm: input_ids (batch, seqlen) -> hidden (batch, seqlen, d_model)."""
 
@@ -50,6 +58,7 @@ class LMBackbone(nn.Module):
         norm: Callable[[int], nn.Module] | None = None,
         residual_in_fp32: bool = True,
         layer_mixers: dict[int, Callable[..., nn.Module]] | None = None,
+        max_seq_len: int | None = None,
     ) -> None:
         super().__init__()
         norm_cls = norm or partial(RMSNorm, eps=1e-5)
@@ -58,6 +67,8 @@ class LMBackbone(nn.Module):
         if bad:
             raise ValueError(f"layer_mixers names layers {bad}, but the model has layers 0..{n_layer - 1}")
         self.embedding = nn.Embedding(vocab_size, d_model)
+        # learned absolute positions (GPT-3 / MHA-Abs) only when max_seq_len is given
+        self.position_embedding = nn.Embedding(max_seq_len, d_model) if max_seq_len else None
         self.layers = nn.ModuleList(
             Block(
                 d_model,
@@ -70,8 +81,27 @@ class LMBackbone(nn.Module):
         )
         self.norm_f = norm_cls(d_model)
 
+    def _embed(self, input_ids: Tensor, caches: list[Any] | None) -> Tensor:
+        """Token (+ learned position) embedding of input_ids (batch, seqlen); advances the position
+        counter kept as the extra last entry of ``caches`` when positions are learned."""
+        hidden = self.embedding(input_ids)
+        if self.position_embedding is None:
+            return hidden
+        offset = 0
+        if caches is not None:
+            offset = caches[-1].offset
+            caches[-1].offset += input_ids.shape[-1]
+        max_len = self.position_embedding.num_embeddings
+        if offset + input_ids.shape[-1] > max_len:
+            raise ValueError(
+                f"sequence of {offset + input_ids.shape[-1]} tokens exceeds the learned positions "
+                f"(model.max_seq_len={max_len})"
+            )
+        pos = torch.arange(offset, offset + input_ids.shape[-1], device=input_ids.device)
+        return hidden + self.position_embedding(pos)
+
     def forward(self, input_ids: Tensor, caches: list[Any] | None = None) -> Tensor:
-        hidden, residual = self.embedding(input_ids), None
+        hidden, residual = self._embed(input_ids, caches), None
         for i, layer in enumerate(self.layers):
             hidden, residual = layer(hidden, residual, cache=None if caches is None else caches[i])
         residual = hidden if residual is None else residual + hidden
@@ -79,7 +109,10 @@ class LMBackbone(nn.Module):
 
     def step(self, input_ids: Tensor, caches: list[Any]) -> Tensor:
         """input_ids (batch,) -> hidden (batch, d_model)."""
-        hidden, residual = self.embedding(input_ids), None
+        if self.position_embedding is not None:
+            hidden, residual = self._embed(input_ids[:, None], caches)[:, 0], None
+        else:
+            hidden, residual = self.embedding(input_ids), None
         for layer, cache in zip(self.layers, caches):
             hidden, residual = layer.step(hidden, residual, cache)
         residual = hidden if residual is None else residual + hidden
@@ -98,6 +131,8 @@ class LMHeadModel(nn.Module):
         residual_in_fp32, tie_embeddings, pad_vocab_size_multiple: as the official MambaConfig.
         initializer_range: std of the embedding init.
         layer_mixers: {layer index: partial} to put a different mixer at some layers (hybrids).
+        max_seq_len: if given, learned absolute position embeddings for that many positions are
+            added to the token embeddings (GPT-3 Transformer, MHA-Abs); None: no absolute positions.
     """
 
     def __init__(
@@ -113,6 +148,7 @@ class LMHeadModel(nn.Module):
         pad_vocab_size_multiple: int = 8,
         initializer_range: float = 0.02,
         layer_mixers: dict[int, Callable[..., nn.Module]] | None = None,
+        max_seq_len: int | None = None,
     ) -> None:
         super().__init__()
         if vocab_size is None or vocab_size < 1:
@@ -125,7 +161,8 @@ class LMHeadModel(nn.Module):
         self.n_layer = n_layer
         padded = math.ceil(vocab_size / pad_vocab_size_multiple) * pad_vocab_size_multiple
         self.padded_vocab_size = padded
-        self.backbone = LMBackbone(padded, d_model, n_layer, mixer, mlp, norm, residual_in_fp32, layer_mixers)
+        self.backbone = LMBackbone(padded, d_model, n_layer, mixer, mlp, norm, residual_in_fp32, layer_mixers,
+                                      max_seq_len)
         self.lm_head = nn.Linear(d_model, padded, bias=False)
         for module in self.modules():
             if hasattr(module, "out_proj"):
@@ -153,4 +190,7 @@ class LMHeadModel(nn.Module):
         """One recurrent-state object per layer (see :mod:`mambabench.models.mixers`)."""
         param = next(self.parameters())
         dtype = dtype or param.dtype
-        return [layer.mixer.allocate_cache(batch_size, dtype, param.device) for layer in self.backbone.layers]
+        caches = [layer.mixer.allocate_cache(batch_size, dtype, param.device) for layer in self.backbone.layers]
+        if self.backbone.position_embedding is not None:
+            caches.append(PositionCounter())  # read by the backbone's learned positions
+        return caches

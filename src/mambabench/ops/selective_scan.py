@@ -28,6 +28,11 @@ __all__ = [
 ]
 
 
+def _upcast(x: Tensor) -> Tensor:
+    """fp32 for the state math; float64 inputs stay float64 (so gradcheck can test the reference)."""
+    return x if x.dtype in (torch.float64, torch.complex128) else x.float()
+
+
 def _expand_groups(x: Tensor, dim: int) -> Tensor:
     """(batch, groups, dstate, seqlen) -> (batch, dim, dstate, seqlen); channel d reads group d // (dim/groups)."""
     groups = x.shape[1]
@@ -45,11 +50,11 @@ def _as_state_matrix(x: Tensor, A: Tensor, dim: int) -> tuple[Tensor, bool]:
     """
     is_variable = x.dim() >= 3
     if not is_variable:
-        return (x.to(torch.complex64) if A.is_complex() else x.float()), False
+        return (x.to(torch.complex64) if A.is_complex() else _upcast(x)), False
     if A.is_complex() and not x.is_complex():
-        x = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)).contiguous())
+        x = torch.view_as_complex(_upcast(x).unflatten(-1, (-1, 2)).contiguous())
     elif not A.is_complex():
-        x = x.float()
+        x = _upcast(x)
     if x.dim() == 3:  # (batch, dstate, seqlen) -> one group
         x = x.unsqueeze(1)
     return _expand_groups(x, dim), True
@@ -71,15 +76,15 @@ def prepare_scan_inputs(
     (batch, dim, seqlen, dstate); C as described in :func:`_as_state_matrix`.
     """
     dim = A.shape[0]
-    u = u.float()
-    delta = delta.float()
+    u = _upcast(u)
+    delta = _upcast(delta)
     if delta_bias is not None:
-        delta = delta + delta_bias[..., None].float()
+        delta = delta + _upcast(delta_bias[..., None])
     if delta_softplus:
         delta = F.softplus(delta)
     B, b_variable = _as_state_matrix(B, A, dim)
     C, c_variable = _as_state_matrix(C, A, dim)
-    deltaA = torch.exp(torch.einsum("bdl,dn->bdln", delta, A if A.is_complex() else A.float()))
+    deltaA = torch.exp(torch.einsum("bdl,dn->bdln", delta, A if A.is_complex() else _upcast(A)))
     if b_variable:
         deltaB_u = torch.einsum("bdl,bdnl,bdl->bdln", delta, B, u)
     else:
@@ -94,9 +99,9 @@ def _readout(h: Tensor, C: Tensor, c_variable: bool) -> Tensor:
 
 
 def _finish(y: Tensor, u: Tensor, D: Tensor | None, z: Tensor | None, out_dtype: torch.dtype) -> Tensor:
-    out = y if D is None else y + u * D[..., None].float()
+    out = y if D is None else y + u * _upcast(D[..., None])
     if z is not None:
-        out = out * F.silu(z.float())
+        out = out * F.silu(_upcast(z))
     return out.to(out_dtype)
 
 
@@ -180,7 +185,7 @@ def selective_scan_chunked(
     u, delta, _, deltaB_u, _, C, c_variable = prepare_scan_inputs(
         u, delta, A, B, C, delta_bias, delta_softplus
     )
-    log_decay = torch.einsum("bdl,dn->bdln", delta, A if A.is_complex() else A.float())
+    log_decay = torch.einsum("bdl,dn->bdln", delta, A if A.is_complex() else _upcast(A))
     batch, dim, seqlen, dstate = log_decay.shape
     h = (
         initial_state.to(deltaB_u.dtype)
@@ -230,9 +235,9 @@ def selective_state_update_ref(
         out (batch, dim) in x's dtype.
     """
     dim = A.shape[0]
-    dt = dt.float()
+    dt = _upcast(dt)
     if dt_bias is not None:
-        dt = dt + dt_bias.float()
+        dt = dt + _upcast(dt_bias)
     if dt_softplus:
         dt = F.softplus(dt)
     if B.dim() == 3:
@@ -240,12 +245,12 @@ def selective_state_update_ref(
         C = C.repeat_interleave(dim // C.shape[1], dim=1)
     else:
         B, C = B.unsqueeze(1), C.unsqueeze(1)
-    dA = torch.exp(dt.unsqueeze(-1) * A.float())
-    dBx = dt.unsqueeze(-1) * B.float() * x.float().unsqueeze(-1)
+    dA = torch.exp(dt.unsqueeze(-1) * _upcast(A))
+    dBx = dt.unsqueeze(-1) * _upcast(B) * _upcast(x).unsqueeze(-1)
     state.copy_(state * dA + dBx)
-    out = (state * C.float()).sum(-1)
+    out = (state * _upcast(C)).sum(-1)
     if D is not None:
-        out = out + x.float() * D.float()
+        out = out + _upcast(x) * _upcast(D)
     if z is not None:
-        out = out * F.silu(z.float())
+        out = out * F.silu(_upcast(z))
     return out.to(x.dtype)

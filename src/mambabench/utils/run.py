@@ -85,6 +85,15 @@ def _choices() -> dict[str, Any]:
     return {k: v for k, v in HydraConfig.get().runtime.choices.items() if not k.startswith("hydra")}
 
 
+def _save_final_last(trainer: L.Trainer, output_dir: Path) -> None:
+    """Make ``last.ckpt`` hold the final step even when training stopped between validations."""
+    callback = trainer.checkpoint_callback
+    if callback is None or not getattr(callback, "save_last", False) or trainer.fast_dev_run:
+        return
+    if getattr(callback, "_last_global_step_saved", None) != trainer.global_step:
+        trainer.save_checkpoint(output_dir / LAST_CKPT)
+
+
 def write_summary(path: Path, payload: dict[str, Any]) -> None:
     path.write_text(json.dumps(payload, indent=2, default=str))
 
@@ -127,6 +136,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     started = time.time()
     if cfg.get("train", True):
         trainer.fit(task, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        _save_final_last(trainer, output_dir)
     metrics = _final_metrics(trainer)
     if cfg.get("test", True):
         best = getattr(trainer.checkpoint_callback, "best_model_path", "") if trainer.checkpoint_callback else ""
