@@ -115,7 +115,25 @@ def test_wandb_logger_runs_offline_without_login(make_config, monkeypatch) -> No
     run = Path(cfg.paths.output_dir)
     assert os.environ["WANDB_MODE"] in ("offline", "dryrun")  # WandbLogger(offline=True) says dryrun
     assert list((run / "wandb").glob("offline-run-*"))
-    assert (run / "wandb_id.txt").read_text().strip()
+    run_id = (run / "wandb_id.txt").read_text().strip()
+    assert run_id
+    # a resume into a new directory continues the same W&B run
+    resumed = make_config([*TINY, "trainer.max_steps=3", "logger=wandb", "test=false",
+                           f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}"], subdir="wb2")
+    train(resumed)
+    assert (Path(resumed.paths.output_dir) / "wandb_id.txt").read_text().strip() == run_id
+
+
+def test_generate_from_a_checkpoint(make_config, tmp_path) -> None:
+    from mambabench.utils.sampling import sample_from_checkpoint
+
+    cfg = make_config([*TINY, "trainer.max_steps=2", "test=false"])
+    train(cfg)
+    gen = compose_config([f"ckpt_path={Path(cfg.paths.output_dir) / 'checkpoints' / 'last.ckpt'}",
+                          "max_new_tokens=5", "num_samples=3", "prompt_len=4"], tmp_path / "gen", "generate.yaml")
+    out = sample_from_checkpoint(gen)
+    assert out.shape == (3, 9)
+    assert json.loads((tmp_path / "gen" / "samples.json").read_text())["samples"] == out.tolist()
 
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:

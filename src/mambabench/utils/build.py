@@ -7,6 +7,7 @@ configs stay independent of data. Incompatible pairs fail here, before training 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -81,7 +82,13 @@ def build_callbacks(cfg: DictConfig) -> list[L.Callback]:
     return [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c and "_target_" in c]
 
 
+def run_dir_of_checkpoint(ckpt_path: str | None) -> Path | None:
+    """``<run>/checkpoints/x.ckpt`` -> ``<run>`` (None without a checkpoint)."""
+    return Path(ckpt_path).resolve().parent.parent if ckpt_path else None
+
+
 def build_loggers(cfg: DictConfig) -> list[Logger]:
+    """Loggers of ``cfg.logger``; W&B goes offline without a login and continues a resumed run's id."""
     loggers = []
     for node in (cfg.get("logger") or {}).values():
         if not node or "_target_" not in node:
@@ -89,7 +96,7 @@ def build_loggers(cfg: DictConfig) -> list[Logger]:
         if "Wandb" in str(node["_target_"]):
             from mambabench.utils.wandb import prepare_wandb
 
-            node = prepare_wandb(node)
+            node = prepare_wandb(node, run_dir_of_checkpoint(cfg.get("ckpt_path")))
         loggers.append(instantiate(node))
     return loggers
 

@@ -21,17 +21,18 @@ def has_wandb_credentials() -> bool:
         return False
 
 
-def prepare_wandb(node: DictConfig) -> DictConfig:
-    """Copy of a WandbLogger config that runs offline without credentials and resumes an earlier run id
-    found in the output directory."""
+def prepare_wandb(node: DictConfig, previous_run_dir: str | Path | None = None) -> DictConfig:
+    """Copy of a WandbLogger config that runs offline without credentials and resumes the W&B run of
+    the output directory, or of ``previous_run_dir`` (the run a resumed checkpoint came from)."""
     node = node.copy()
     if not has_wandb_credentials() and not os.environ.get("WANDB_MODE"):
         os.environ["WANDB_MODE"] = "offline"
     with open_dict(node):
         if os.environ.get("WANDB_MODE") == "offline":
             node["offline"] = True
-        id_file = Path(node.get("save_dir") or ".") / WANDB_ID_FILE
-        if node.get("id") is None and id_file.exists():
+        candidates = [Path(node.get("save_dir") or ".")] + ([Path(previous_run_dir)] if previous_run_dir else [])
+        id_file = next((d / WANDB_ID_FILE for d in candidates if (d / WANDB_ID_FILE).exists()), None)
+        if node.get("id") is None and id_file is not None:
             node["id"] = id_file.read_text().strip()
             node["resume"] = "allow"
     return node
