@@ -42,8 +42,9 @@ from contextlib import nullcontext
 import torch
 import triton
 import triton.language as tl
-from mambabench.kernels import _interpret_compat
 from torch import Tensor
+
+from mambabench.kernels import _interpret_compat
 
 _interpret_compat.patch()
 
@@ -374,12 +375,13 @@ def _selective_scan_fwd_kernel_v2(
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     B_VAR: tl.constexpr, C_VAR: tl.constexpr, SAVE_STATES: tl.constexpr, SAVE_LAST: tl.constexpr,
     BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_T: tl.constexpr, UNROLL_N: tl.constexpr,
+    CARRY_W: tl.constexpr,
 ):
     """Same contract as :func:`_selective_scan_fwd_kernel`; grid (cdiv(dim, BLOCK_D), batch)."""
     pid_d = tl.program_id(0)
     pid_b = tl.program_id(1).to(tl.int64)
     offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
-    offs_n = tl.arange(0, BLOCK_N)
+    offs_n = tl.arange(0, CARRY_W)  # carry column n holds state n (see _carry_width)
     offs_t = tl.arange(0, BLOCK_T)
     mask_d = offs_d < dim
     mask_dn = mask_d[:, None] & (offs_n[None, :] < dstate)
@@ -398,7 +400,7 @@ def _selective_scan_fwd_kernel_v2(
     C_base = C_ptr + pid_b * s_Cb + group * s_Cg
     st_base = states_ptr + pid_b * s_sb + offs_d64[:, None] * s_sd + offs_n[None, :]
 
-    h_all = tl.zeros([BLOCK_D, BLOCK_N], dtype=tl.float32)
+    h_all = tl.zeros([BLOCK_D, CARRY_W], dtype=tl.float32)
     n_tiles = (seqlen + BLOCK_T - 1) // BLOCK_T
     for tile in range(0, n_tiles):
         t = tile * BLOCK_T + offs_t
@@ -510,12 +512,13 @@ def _selective_scan_bwd_kernel_v2(
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     B_VAR: tl.constexpr, C_VAR: tl.constexpr, DETERMINISTIC: tl.constexpr,
     BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_T: tl.constexpr, UNROLL_N: tl.constexpr,
+    CARRY_W: tl.constexpr,
 ):
     """Same contract as :func:`_selective_scan_bwd_kernel`; grid (cdiv(dim, BLOCK_D), batch)."""
     pid_d = tl.program_id(0)
     pid_b = tl.program_id(1).to(tl.int64)
     offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
-    offs_n = tl.arange(0, BLOCK_N)
+    offs_n = tl.arange(0, CARRY_W)  # carry column n holds state n (see _carry_width)
     offs_t = tl.arange(0, BLOCK_T)
     mask_d = offs_d < dim
     mask_dn = mask_d[:, None] & (offs_n[None, :] < dstate)
@@ -543,10 +546,10 @@ def _selective_scan_bwd_kernel_v2(
     dC_base = dC_ptr + pid_b * s_dCb + slot * s_dCg
     st_base = states_ptr + pid_b * s_sb + offs_d64 * s_sd
 
-    dh_all = tl.zeros([BLOCK_D, BLOCK_N], dtype=tl.float32)
-    dA_all = tl.zeros([BLOCK_D, BLOCK_N], dtype=tl.float32)
-    dBc_all = tl.zeros([BLOCK_D, BLOCK_N], dtype=tl.float32)
-    dCc_all = tl.zeros([BLOCK_D, BLOCK_N], dtype=tl.float32)
+    dh_all = tl.zeros([BLOCK_D, CARRY_W], dtype=tl.float32)
+    dA_all = tl.zeros([BLOCK_D, CARRY_W], dtype=tl.float32)
+    dBc_all = tl.zeros([BLOCK_D, CARRY_W], dtype=tl.float32)
+    dCc_all = tl.zeros([BLOCK_D, CARRY_W], dtype=tl.float32)
     dD_acc = tl.zeros([BLOCK_D], dtype=tl.float32)
     dbias_acc = tl.zeros([BLOCK_D], dtype=tl.float32)
     n_tiles = (seqlen + BLOCK_T - 1) // BLOCK_T
@@ -649,6 +652,16 @@ def _block_d(dim: int, groups: int, want: int) -> int:
     return want
 
 
+def _carry_width(block_n: int, block_t: int) -> int:
+    """Width of the per-state carry tiles of the v2 kernels.
+
+    With dstate <= BLOCK_T the carries (h, dh, dA, ...) live in a [BLOCK_D, BLOCK_T] tile, column n
+    for state n: it has the layout of the data tiles, so reading or writing a column needs no
+    layout conversion through shared memory.  Otherwise a [BLOCK_D, BLOCK_N] tile is used.
+    """
+    return block_t if block_n <= block_t else block_n
+
+
 def _fwd_config(dim: int, dstate: int, seqlen: int, batch: int, elem: int) -> dict[str, int]:
     """Launch parameters of the forward: BLOCK_D, BLOCK_T (also the backward's chunk), warps, variant."""
     block_t = min(64, max(16, triton.next_power_of_2(seqlen)))
@@ -732,6 +745,7 @@ def _forward(u, delta, A, B, C, D, z, delta_bias, softplus, save_states, save_la
     kernel = _selective_scan_fwd_kernel_v2 if variant == 2 else _selective_scan_fwd_kernel
     if variant == 2:
         cfg.setdefault("UNROLL_N", block_n <= 16)
+        cfg["CARRY_W"] = _carry_width(block_n, block_t)
     n_tiles = triton.cdiv(seqlen, block_t)
     out = torch.empty((batch, dim, seqlen), device=u.device, dtype=u.dtype)
     states = (
@@ -777,6 +791,7 @@ def _backward(u, delta, A, B, C, D, z, delta_bias, softplus, states, block_t, do
     kernel = _selective_scan_bwd_kernel_v2 if variant == 2 else _selective_scan_bwd_kernel
     if variant == 2:
         cfg.setdefault("UNROLL_N", block_n <= 16)
+        cfg["CARRY_W"] = _carry_width(block_n, block_t)
     block_d = _block_d(dim, groups, cfg.pop("BLOCK_D"))
     n_dblk = triton.cdiv(dim, block_d)
     n_dblk_per_group = max(1, (dim // groups) // block_d) if groups > 1 else n_dblk

@@ -35,8 +35,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from mambabench.kernels import selective_scan as ss
 
+from mambabench.kernels import selective_scan as ss
 from mambabench.ops import selective_scan_ref
 
 try:  # the official CUDA extension (mamba-ssm), optional

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from mambabench.kernels import selective_scan_fn
 from mambabench.kernels.selective_scan import selective_scan_triton
-
 from mambabench.ops import selective_scan_ref
 
 TOL = {torch.float32: (6e-4, 2e-3), torch.bfloat16: (3e-2, 5e-2), torch.float16: (3e-3, 5e-3)}
@@ -174,3 +174,10 @@ def test_no_grad_forward_saves_nothing(device: str) -> None:
     ref, last_ref = selective_scan_ref(*inputs.values(), delta_softplus=True, return_last_state=True)
     torch.testing.assert_close(out, ref, rtol=6e-4, atol=2e-3)
     torch.testing.assert_close(last, last_ref, rtol=6e-4, atol=2e-3)
+
+
+@pytest.mark.parametrize(("dstate", "bc"), [(40, "var"), (256, "const")])
+def test_scan_large_dstate(device: str, dstate: int, bc: str) -> None:
+    # dstate > the time tile: carries use a [BLOCK_D, BLOCK_N] tile and a run-time loop over states
+    inputs = make_inputs(device, batch=1, dim=2, seqlen=20, dstate=dstate, bc=bc, seed=10)
+    check_scan(inputs, softplus=True, return_last=True, dtype=torch.float32)
