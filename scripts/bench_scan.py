@@ -130,13 +130,13 @@ def ours_fwd(x: dict, save_states: bool = True) -> Callable[[], object]:
     return f
 
 
-def ours_bwd(x: dict) -> Callable[[], object]:
+def ours_bwd(x: dict, deterministic: bool = False) -> Callable[[], object]:
     _, states, _, block_t = ours_fwd(x)()
     dout = torch.randn_like(x["u"])
 
     def f() -> object:
         return ss._backward(x["u"], x["delta"], x["A"], x["B"], x["C"], x["D"], x["z"], x["delta_bias"],
-                            True, states, block_t, dout, False)
+                            True, states, block_t, dout, deterministic)
     return f
 
 
@@ -262,8 +262,10 @@ def section_check() -> None:
             record(section="check", impl="ours_vs_official", dtype=str(dtype), **errs2)
 
 
-FWD_SWEEP = [(bd * 32 * w // bt, bt, w) for w in (2, 4, 8) for bt in (32, 64, 128) for bd in (8, 16)]
-BWD_SWEEP = [(bd * 32 * w // bt, bt, w) for w in (2, 4, 8) for bt in (32, 64, 128) for bd in (4, 8)]
+# (BLOCK_D, BLOCK_T, num_warps) with 8 or 16 (forward) / 4 or 8 (backward) elements per thread
+FWD_SWEEP = [(e * 32 * w // bt, bt, w) for w in (1, 2, 4, 8) for bt in (32, 64, 128) for e in (8, 16)]
+BWD_SWEEP = [(e * 32 * w // bt, bt, w) for w in (1, 2, 4) for bt in (32, 64, 128) for e in (4, 8)
+             if e * 32 * w // bt >= 2]
 BEST: dict[str, tuple[dict, dict]] = {}
 
 
@@ -314,6 +316,11 @@ def section_sweep(shape: tuple[int, int, int], copy_gbs: float, shard: tuple[int
             BEST[name] = ({"BLOCK_D": f[1], "BLOCK_T": bt, "num_warps": f[2], "num_stages": 1},
                           {"BLOCK_D": b[1], "num_warps": b[2], "num_stages": 1})
             log(f"best for {name}: fwd {BEST[name][0]} ({f[0]:.3f} ms), bwd {BEST[name][1]} ({b[0]:.3f} ms)")
+            ss.FWD_OVERRIDE, ss.BWD_OVERRIDE = BEST[name]
+            ms = safe(lambda: bench(ours_bwd(x, deterministic=True), rep_ms=100))
+            log(f"  same bwd config, deterministic dB/dC (partials + sum): {fmt(ms)} ms")
+            record(section="sweep", impl="ours_bwd_deterministic", batch=batch, dim=dim, seqlen=seqlen, ms=ms)
+            ss.FWD_OVERRIDE = ss.BWD_OVERRIDE = None
 
 
 def use_best(name: str) -> None:
@@ -381,7 +388,7 @@ def section_train(copy_gbs: float) -> None:
             f"{x(r.get(('ours', 'fwdbwd')), r.get(('official', 'fwdbwd')))} |")
 
 
-def section_fig8(copy_gbs: float, max_log2: int, time_cap_s: float) -> None:
+def section_fig8(copy_gbs: float, max_log2: int, time_cap_s: float, skip: tuple[str, ...] = ()) -> None:
     log("\n## fig8: batch 1, scan dim 4096 (N=16) vs causal SDPA attention dim 2048 (16 x 128), bf16, ms")
     import torch.nn.functional as F
 
@@ -391,7 +398,7 @@ def section_fig8(copy_gbs: float, max_log2: int, time_cap_s: float) -> None:
     table = []
 
     def run(name: str, L: int, fn: Callable[[], float]) -> float | str:
-        if done.get(name):
+        if done.get(name) or any(name.startswith(k) for k in skip):
             return "skip"
         t0 = time.time()
         v = safe(fn)
@@ -464,9 +471,10 @@ def plot(out: Path) -> None:
         ax.set_yscale("log")
         ax.set_xlabel("sequence length")
         ax.set_ylabel("time (ms)")
-        ax.set_title(f"{kind}: scan dim 4096 (N=16) vs causal attention dim 2048, batch 1, bf16")
+        ax.set_title(f"{kind}, batch 1, bf16")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
+    fig.suptitle("selective scan (dim 4096, N=16) vs causal attention (dim 2048 = 16 x 128), H100")
     fig.tight_layout()
     fig.savefig(out / "fig8.png", dpi=120)
 
@@ -490,9 +498,27 @@ def main(argv: list[str] | None = None) -> int:
                    help="batch,dim,seqlen;... for the sweep: the first is the 'train' class, the second 'b1'")
     p.add_argument("--fig8-max-log2", type=int, default=19, help="largest L = 2**k in fig8")
     p.add_argument("--sweep-shard", default=None, help="i/n: only compile every n-th sweep config")
+    p.add_argument("--skip", default="", help="fig8 methods to skip, by name prefix (e.g. naive,reference,causal)")
+    p.add_argument("--plot-csv", default="",
+                   help="comma-separated results.csv files: only redraw fig8.png from them (no GPU needed)")
     p.add_argument("--time-cap", type=float, default=20.0,
                    help="stop growing L for a method once one measurement took longer (s)")
     args = p.parse_args(argv)
+    if args.plot_csv:
+        merged: dict[tuple[str, str], dict] = {}
+        for path in args.plot_csv.split(","):
+            with open(path) as f:
+                for r in csv.DictReader(f):
+                    if r.get("section") == "fig8":
+                        try:
+                            r["ms"] = float(r["ms"])
+                        except (TypeError, ValueError):
+                            continue
+                        merged[(r["impl"], r["seqlen"])] = r
+        ROWS.extend(merged.values())
+        args.out.mkdir(parents=True, exist_ok=True)
+        plot(args.out)
+        return 0
     if not torch.cuda.is_available():
         print("bench_scan.py needs a CUDA GPU", file=sys.stderr)
         return 2
@@ -518,7 +544,8 @@ def main(argv: list[str] | None = None) -> int:
         if "train" in sections:
             section_train(copy_gbs)
         if "fig8" in sections:
-            section_fig8(copy_gbs, args.fig8_max_log2, args.time_cap)
+            section_fig8(copy_gbs, args.fig8_max_log2, args.time_cap,
+                         tuple(k for k in args.skip.split(",") if k))
     finally:
         write_csv(args.out)
         plot(args.out)
