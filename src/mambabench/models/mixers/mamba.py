@@ -59,7 +59,8 @@ class Mamba(nn.Module):
         d_state: SSM state size N (<= 256).
         d_conv: width of the causal depthwise convolution.
         expand: E; the inner width is d_inner = E * D.
-        dt_rank: rank R of the delta projection; "auto" = ceil(d_model / 16).
+        dt_rank: rank R of the delta projection; "auto" = ceil(d_model / 16); 0 = no input-dependent
+            delta (same as selective_delta=False).
         dt_min, dt_max: range of the initial step sizes (log-uniform).
         dt_init: "random" (uniform weights of std R^-0.5 * dt_scale) or "constant".
         dt_scale, dt_init_floor: see the official code.
@@ -120,6 +121,8 @@ class Mamba(nn.Module):
         self.dt_rank = math.ceil(d_model / 16) if dt_rank == "auto" else int(dt_rank)
         self.scan_backend = scan_backend
         self.layer_idx = layer_idx
+        if self.dt_rank == 0:  # Table 9's "-" row: no input-dependent delta
+            selective_delta = False
         self.selective_delta, self.selective_B, self.selective_C = selective_delta, selective_B, selective_C
         self.A_init, self.gate, self.inner_layer = A_init, gate, inner_layer
         if inner_layer not in INNER_LAYERS:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -161,12 +162,17 @@ class S4D(nn.Module):
         gate: multiply by silu(z) with z from in_proj (the H3/Mamba-style gate).
         activation: "gelu" (S4) or "identity".
         bias: biases on the projections.
+        inner_layer: None (this S4D SSM, initialised by ``A_init``) or another inner layer of
+            :mod:`mambabench.models.mixers.inner` ("s6", "hyena", ...) in the same shell.
     """
 
     def __init__(self, d_model: int, d_state: int = 64, expand: int = 1, A_init: str = "s4d_lin",
                  dt_min: float = 0.001, dt_max: float = 0.1, gate: bool = False, activation: str = "gelu",
-                 bias: bool = True, scan_backend: str = "auto", layer_idx: int | None = None) -> None:
+                 bias: bool = True, inner_layer: str | None = None, scan_backend: str = "auto",
+                 layer_idx: int | None = None) -> None:
         super().__init__()
+        from mambabench.models.mixers.inner import make_inner
+
         if activation not in ("gelu", "identity"):
             raise ValueError(f"activation must be 'gelu' or 'identity', got {activation!r}")
         self.d_inner = expand * d_model
@@ -174,7 +180,11 @@ class S4D(nn.Module):
         self.activation = activation
         self.layer_idx = layer_idx
         self.in_proj = nn.Linear(d_model, self.d_inner * (2 if gate else 1), bias=bias)
-        self.ssm = S4DInner(self.d_inner, d_state, A_init, dt_min, dt_max, scan_backend=scan_backend)
+        if inner_layer is None:
+            self.ssm = S4DInner(self.d_inner, d_state, A_init, dt_min, dt_max, scan_backend=scan_backend)
+        else:  # another inner layer in the same un-gated shell (Table 1: "No gate / S6")
+            self.ssm = make_inner(inner_layer, self.d_inner, d_state, dt_min=dt_min, dt_max=dt_max,
+                                  scan_backend=scan_backend)
         self.out_proj = nn.Linear(self.d_inner, d_model, bias=bias)
 
     def _finish(self, y: Tensor, z: Tensor | None) -> Tensor:
@@ -197,5 +207,5 @@ class S4D(nn.Module):
         x, z = xz.chunk(2, dim=-1) if self.gate else (xz, None)
         return self._finish(self.ssm.step(x, cache), z)
 
-    def allocate_cache(self, batch_size: int, dtype: torch.dtype, device: torch.device) -> SSMCache:
+    def allocate_cache(self, batch_size: int, dtype: torch.dtype, device: torch.device) -> Any:
         return self.ssm.allocate_cache(batch_size, dtype, device)
