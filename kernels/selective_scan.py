@@ -662,15 +662,32 @@ def _carry_width(block_n: int, block_t: int) -> int:
     return block_t if block_n <= block_t else block_n
 
 
-def _fwd_config(dim: int, dstate: int, seqlen: int, batch: int, elem: int) -> dict[str, int]:
-    """Launch parameters of the forward: BLOCK_D, BLOCK_T (also the backward's chunk), warps, variant."""
-    block_t = min(64, max(16, triton.next_power_of_2(seqlen)))
-    return {"BLOCK_D": 16, "BLOCK_T": block_t, "num_warps": 4, "num_stages": 1, "VARIANT": 2}
+def _fwd_config(dim: int, dstate: int, seqlen: int, batch: int, elem: int,
+                training: bool = True) -> dict[str, int]:
+    """Launch parameters of the forward: BLOCK_D, BLOCK_T (the backward's chunk when training), warps.
+
+    Chosen from sweeps on an H100 (bf16, N=16; docs/benchmarks.md).  With gradients the tile is
+    also the backward's chunk, so the pair with the smallest fwd + bwd time was kept: BLOCK_T 32 when
+    there are many (batch, channel) rows, 64 for few long rows.  Without gradients one config won
+    at both sweep shapes (4 channels x 128 steps, one warp).
+    """
+    block_n = triton.next_power_of_2(dstate)
+    many_rows = batch * dim >= 8192
+    if training:
+        block_t, block_d, warps = (32, 64, 4) if many_rows else (64, 4, 1)
+    else:
+        block_t, block_d, warps = 128, 4, 1
+    block_t = min(block_t, max(16, triton.next_power_of_2(seqlen)))
+    block_d = max(2, block_d * 16 // max(16, block_n))  # fewer channels for larger states
+    return {"BLOCK_D": block_d, "BLOCK_T": block_t, "num_warps": warps, "num_stages": 1, "VARIANT": 2}
 
 
 def _bwd_config(dim: int, dstate: int, seqlen: int, batch: int, elem: int) -> dict[str, int]:
-    """Launch parameters of the backward (BLOCK_T is the forward's)."""
-    return {"BLOCK_D": 16, "num_warps": 4, "num_stages": 1, "VARIANT": 2}
+    """Launch parameters of the backward (its BLOCK_T is the forward's); one warp won the sweeps."""
+    block_n = triton.next_power_of_2(dstate)
+    block_d = 8 if batch * dim >= 8192 else 2
+    block_d = max(2, block_d * 16 // max(16, block_n))
+    return {"BLOCK_D": block_d, "num_warps": 1, "num_stages": 1, "VARIANT": 2}
 
 
 # tuning overrides (used by scripts/bench_scan.py sweeps); None means "use the heuristic"
@@ -737,7 +754,7 @@ def _forward(u, delta, A, B, C, D, z, delta_bias, softplus, save_states, save_la
     batch, dim, seqlen = u.shape
     dstate = A.shape[1]
     groups = max(_bc_layout(B, dim)[1], _bc_layout(C, dim)[1])
-    cfg = dict(FWD_OVERRIDE or _fwd_config(dim, dstate, seqlen, batch, u.element_size()))
+    cfg = dict(FWD_OVERRIDE or _fwd_config(dim, dstate, seqlen, batch, u.element_size(), save_states))
     block_d = _block_d(dim, groups, cfg.pop("BLOCK_D"))
     block_t = cfg.pop("BLOCK_T")
     variant = cfg.pop("VARIANT", 2)

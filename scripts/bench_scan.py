@@ -340,10 +340,16 @@ def scan_row(section: str, batch: int, dim: int, seqlen: int, dtype: torch.dtype
     impls = {"ours": (ours_fwd, ours_bwd, ours_fwdbwd)}
     if selective_scan_cuda is not None:
         impls["official"] = (official_fwd, official_bwd, official_fwdbwd)
+    nbytes["fwd_nograd"], floors["fwd_nograd"] = fb, floors["fwd"]
     res: dict = {}
     x = None
     try:
         x = make(batch, dim, seqlen, 16, dtype)
+        ms = safe(lambda: bench(ours_fwd(x, save_states=False)))
+        res[("ours", "fwd_nograd")] = ms
+        record(section=section, impl="ours", kind="fwd_nograd", dtype=str(dtype).replace("torch.", ""),
+               batch=batch, dim=dim, seqlen=seqlen, ms=ms, gbs=fb / ms / 1e6 if isinstance(ms, float) else "",
+               floor_ms=floors["fwd"], frac_floor=floors["fwd"] / ms if isinstance(ms, float) else "")
         for impl, fns in impls.items():
             for kind, mk in zip(("fwd", "bwd", "fwdbwd"), fns):
                 if kind not in which:
@@ -367,9 +373,9 @@ def section_train(copy_gbs: float) -> None:
     use_best("train")
     shapes = [(d, L, 16384 // L, torch.bfloat16) for d in (1536, 2048, 4096) for L in (512, 2048, 8192)]
     shapes += [(2048, 65536, 1, torch.bfloat16), (2048, 2048, 8, torch.float32), (4096, 2048, 8, torch.float32)]
-    log("| dtype | dim | L | batch | ours fwd | off fwd | fwd x | ours fwd GB/s (%copy, %floor) | ours bwd | "
-        "off bwd | ours f+b | off f+b | f+b x |")
-    log("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    log("| dtype | dim | L | batch | ours fwd | ours fwd no-grad | off fwd | fwd x | ours fwd GB/s (%copy, %floor) | "
+        "ours bwd | off bwd | ours f+b | off f+b | f+b x |")
+    log("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for dim, L, batch, dtype in shapes:
         r = scan_row("train", batch, dim, L, dtype, copy_gbs)
         elem = torch.finfo(dtype).bits // 8
@@ -380,7 +386,8 @@ def section_train(copy_gbs: float) -> None:
         def x(a: object, b: object) -> str:
             return f"{b / a:.2f}" if isinstance(a, float) and isinstance(b, float) else "-"
 
-        log(f"| {str(dtype)[6:]} | {dim} | {L} | {batch} | {fmt(of)} | {fmt(r.get(('official', 'fwd'), '-'))} | "
+        log(f"| {str(dtype)[6:]} | {dim} | {L} | {batch} | {fmt(of)} | {fmt(r.get(('ours', 'fwd_nograd')))} | "
+            f"{fmt(r.get(('official', 'fwd'), '-'))} | "
             f"{x(of, r.get(('official', 'fwd')))} | {gb:.0f} ({100 * gb / copy_gbs:.0f}%, "
             f"{100 * fl / of if isinstance(of, float) else 0:.0f}%) | {fmt(r.get(('ours', 'bwd')))} | "
             f"{fmt(r.get(('official', 'bwd'), '-'))} | {fmt(r.get(('ours', 'fwdbwd')))} | "
@@ -416,6 +423,7 @@ def section_fig8(copy_gbs: float, max_log2: int, time_cap_s: float, skip: tuple[
             pass
         if x is not None:
             row["ours fwd"] = run("ours fwd", L, lambda x=x: bench(ours_fwd(x)))
+            row["ours fwd ng"] = run("ours no-grad fwd", L, lambda x=x: bench(ours_fwd(x, save_states=False)))
             row["ours f+b"] = run("ours fwd+bwd", L, lambda x=x: bench(ours_fwdbwd(x)))
             if selective_scan_cuda is not None:
                 row["official fwd"] = run("official fwd", L, lambda x=x: bench(official_fwd(x)))
