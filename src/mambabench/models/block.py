@@ -15,7 +15,9 @@ class Block(nn.Module):
         d_model: width.
         mixer: the sequence mixer module (Mamba, attention, ...).
         norm_cls: callable d_model -> norm module.
-        mlp: optional channel MLP (None for pure Mamba stacks).
+        mlp: optional channel MLP (None for pure Mamba stacks). An MLP with ``stateful = True``
+            (RWKV's channel-mix) is called as ``mlp(x, cache=...)`` / ``mlp.step(x, cache)`` with the
+            layer's cache.
         residual_in_fp32: keep the residual stream in fp32 (as the released Mamba LMs do).
     """
 
@@ -46,7 +48,9 @@ class Block(nn.Module):
         hidden = self.mixer(self.norm(residual.to(self.norm.weight.dtype)), cache=cache)
         if self.mlp is not None:
             residual = self._add(hidden, residual)
-            hidden = self.mlp(self.norm2(residual.to(self.norm2.weight.dtype)))
+            normed = self.norm2(residual.to(self.norm2.weight.dtype))
+            # a stateful MLP (RWKV's channel-mix, token shift) shares the layer's cache
+            hidden = self.mlp(normed, cache=cache) if getattr(self.mlp, "stateful", False) else self.mlp(normed)
         return hidden, residual
 
     def step(self, hidden: Tensor, residual: Tensor | None, cache: Any) -> tuple[Tensor, Tensor]:
@@ -55,5 +59,6 @@ class Block(nn.Module):
         hidden = self.mixer.step(self.norm(residual.to(self.norm.weight.dtype)), cache)
         if self.mlp is not None:
             residual = self._add(hidden, residual)
-            hidden = self.mlp(self.norm2(residual.to(self.norm2.weight.dtype)))
+            normed = self.norm2(residual.to(self.norm2.weight.dtype))
+            hidden = self.mlp.step(normed, cache) if getattr(self.mlp, "stateful", False) else self.mlp(normed)
         return hidden, residual
