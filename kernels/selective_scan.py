@@ -36,6 +36,7 @@ PyTorch reference for it (with a one-time warning).
 
 from __future__ import annotations
 
+import os
 import warnings
 from contextlib import nullcontext
 
@@ -690,6 +691,12 @@ def _bwd_config(dim: int, dstate: int, seqlen: int, batch: int, elem: int) -> di
     return {"BLOCK_D": block_d, "num_warps": 1, "num_stages": 1, "VARIANT": 2}
 
 
+# Unroll the loop over the states (dstate <= 16) in the v2 kernels.  The sweeps behind the heuristics
+# ran unrolled; compiled for sm_90 (Triton AOT on CPU, see docs/benchmarks.md) every unrolled config
+# hits the 255-register cap, and the forward spills, while the run-time loop needs 80-150 registers
+# at 4-8 elements per thread.  MAMBABENCH_SCAN_UNROLL=0 switches to the run-time loop (untimed).
+UNROLL_STATES = os.environ.get("MAMBABENCH_SCAN_UNROLL", "1") != "0"
+
 # tuning overrides (used by scripts/bench_scan.py sweeps); None means "use the heuristic"
 FWD_OVERRIDE: dict[str, int] | None = None
 BWD_OVERRIDE: dict[str, int] | None = None
@@ -761,7 +768,7 @@ def _forward(u, delta, A, B, C, D, z, delta_bias, softplus, save_states, save_la
     block_n = max(2, triton.next_power_of_2(dstate))
     kernel = _selective_scan_fwd_kernel_v2 if variant == 2 else _selective_scan_fwd_kernel
     if variant == 2:
-        cfg.setdefault("UNROLL_N", block_n <= 16)
+        cfg.setdefault("UNROLL_N", UNROLL_STATES and block_n <= 16)
         cfg["CARRY_W"] = _carry_width(block_n, block_t)
     n_tiles = triton.cdiv(seqlen, block_t)
     out = torch.empty((batch, dim, seqlen), device=u.device, dtype=u.dtype)
@@ -807,7 +814,7 @@ def _backward(u, delta, A, B, C, D, z, delta_bias, softplus, states, block_t, do
     block_n = max(2, triton.next_power_of_2(dstate))
     kernel = _selective_scan_bwd_kernel_v2 if variant == 2 else _selective_scan_bwd_kernel
     if variant == 2:
-        cfg.setdefault("UNROLL_N", block_n <= 16)
+        cfg.setdefault("UNROLL_N", UNROLL_STATES and block_n <= 16)
         cfg["CARRY_W"] = _carry_width(block_n, block_t)
     block_d = _block_d(dim, groups, cfg.pop("BLOCK_D"))
     n_dblk = triton.cdiv(dim, block_d)

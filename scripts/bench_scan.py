@@ -262,9 +262,12 @@ def section_check() -> None:
             record(section="check", impl="ours_vs_official", dtype=str(dtype), **errs2)
 
 
-# (BLOCK_D, BLOCK_T, num_warps) with 8 or 16 (forward) / 4 or 8 (backward) elements per thread
-FWD_SWEEP = [(e * 32 * w // bt, bt, w) for w in (1, 2, 4, 8) for bt in (32, 64, 128) for e in (8, 16)]
-BWD_SWEEP = [(e * 32 * w // bt, bt, w) for w in (1, 2, 4) for bt in (32, 64, 128) for e in (4, 8)
+# (BLOCK_D, BLOCK_T, num_warps) with 8 or 16 (forward) / 4 or 8 (backward) elements per thread; with
+# MAMBABENCH_SCAN_UNROLL=0 (run-time loop over states, fewer registers) 4 to 16 for both
+_ELEMS = ((8, 16), (4, 8)) if os.environ.get("MAMBABENCH_SCAN_UNROLL", "1") != "0" else ((4, 8, 16), (4, 8, 16))
+FWD_SWEEP = [(e * 32 * w // bt, bt, w) for w in (1, 2, 4, 8) for bt in (32, 64, 128) for e in _ELEMS[0]
+             if e * 32 * w // bt >= 2]
+BWD_SWEEP = [(e * 32 * w // bt, bt, w) for w in (1, 2, 4) for bt in (32, 64, 128) for e in _ELEMS[1]
              if e * 32 * w // bt >= 2]
 BEST: dict[str, tuple[dict, dict]] = {}
 
@@ -288,13 +291,14 @@ def section_sweep(shape: tuple[int, int, int], copy_gbs: float, shard: tuple[int
     for idx, (kind, (bd, bt, warps)) in enumerate(jobs):
         if shard is not None and idx % shard[1] != shard[0]:
             continue
+        un = {"UNROLL_N": ss.UNROLL_STATES}
         if kind == "fwd":
-            ss.FWD_OVERRIDE = {"BLOCK_D": bd, "BLOCK_T": bt, "num_warps": warps, "num_stages": 1}
+            ss.FWD_OVERRIDE = {"BLOCK_D": bd, "BLOCK_T": bt, "num_warps": warps, "num_stages": 1, **un}
             mk = ours_fwd
         else:
             ss.FWD_OVERRIDE = {"BLOCK_D": FWD_SWEEP[0][0], "BLOCK_T": bt, "num_warps": FWD_SWEEP[0][2],
-                               "num_stages": 1}
-            ss.BWD_OVERRIDE = {"BLOCK_D": bd, "num_warps": warps, "num_stages": 1}
+                               "num_stages": 1, **un}
+            ss.BWD_OVERRIDE = {"BLOCK_D": bd, "num_warps": warps, "num_stages": 1, **un}
             mk = ours_bwd
         if shard is not None:
             safe(lambda mk=mk: mk(x)())
@@ -313,8 +317,9 @@ def section_sweep(shape: tuple[int, int, int], copy_gbs: float, shard: tuple[int
         if pairs:
             _, bt = min(pairs)
             f, b = best[("fwd", bt)], best[("bwd", bt)]
-            BEST[name] = ({"BLOCK_D": f[1], "BLOCK_T": bt, "num_warps": f[2], "num_stages": 1},
-                          {"BLOCK_D": b[1], "num_warps": b[2], "num_stages": 1})
+            un = {"UNROLL_N": ss.UNROLL_STATES}
+            BEST[name] = ({"BLOCK_D": f[1], "BLOCK_T": bt, "num_warps": f[2], "num_stages": 1, **un},
+                          {"BLOCK_D": b[1], "num_warps": b[2], "num_stages": 1, **un})
             log(f"best for {name}: fwd {BEST[name][0]} ({f[0]:.3f} ms), bwd {BEST[name][1]} ({b[0]:.3f} ms)")
             ss.FWD_OVERRIDE, ss.BWD_OVERRIDE = BEST[name]
             ms = safe(lambda: bench(ours_bwd(x, deterministic=True), rep_ms=100))

@@ -132,7 +132,7 @@ def test_scan_delta_hbl_layout(device: str) -> None:
 @pytest.mark.parametrize(("bc", "dtype"), [("var", torch.float32), ("grouped", torch.bfloat16)])
 def test_scan_long_sequence(device: str, bc: str, dtype: torch.dtype) -> None:
     # 2049 steps: crosses the 2048-step chunk of the official kernel and many of our tiles
-    inputs = make_inputs(device, batch=1, dim=2, groups=2, seqlen=2049, dstate=16, bc=bc, dtype=dtype,
+    inputs = make_inputs(device, batch=1, dim=2, groups=2, seqlen=2049, dstate=4, bc=bc, dtype=dtype,
                          seed=5)
     check_scan(inputs, softplus=True, return_last=True, dtype=dtype)
 
