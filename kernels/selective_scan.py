@@ -336,16 +336,23 @@ def _selective_scan_bwd_kernel(
 def _fwd_state(
     n, h_all, y, dl, du, offs_n, offs_t, mask_d, mask_t, A_ptr, B_ptr, C_ptr, offs_d64,
     s_Ad, s_An, s_Bb, s_Bn, s_Cb, s_Cn, B_row, C_row, dstate,
-    B_VAR: tl.constexpr, C_VAR: tl.constexpr, BLOCK_T: tl.constexpr,
+    B_VAR: tl.constexpr, C_VAR: tl.constexpr, BLOCK_T: tl.constexpr, BC_TILE: tl.constexpr,
 ):
-    """Advance state n over one time tile; returns (h_all, y) updated."""
+    """Advance state n over one time tile; returns (h_all, y) updated.
+
+    B_row / C_row are [BLOCK_T] pointers, or [BLOCK_D, BLOCK_T] (zero stride along channels) when
+    BC_TILE: then the rows load straight into the data tiles' layout (no conversion through shared
+    memory; the repeated addresses are served by L1)."""
     ok_n = n < dstate
     A2 = tl.load(A_ptr + offs_d64 * s_Ad + n * s_An, mask=mask_d & ok_n, other=0.0).to(tl.float32)
     A2 = A2 * 1.4426950408889634
     a = tl.exp2(dl * A2[:, None])
     if B_VAR:
         Bn = tl.load(B_row + n * s_Bn, mask=mask_t & ok_n, other=0.0).to(tl.float32)
-        b = du * Bn[None, :]
+        if BC_TILE:
+            b = du * Bn
+        else:
+            b = du * Bn[None, :]
     else:
         Bn = tl.load(B_ptr + offs_d64 * s_Bb + n * s_Bn, mask=mask_d & ok_n, other=0.0).to(tl.float32)
         b = du * Bn[:, None]
@@ -355,7 +362,10 @@ def _fwd_state(
     hs = a_c * h0[:, None] + b_c
     if C_VAR:
         Cn = tl.load(C_row + n * s_Cn, mask=mask_t & ok_n, other=0.0).to(tl.float32)
-        y += hs * Cn[None, :]
+        if BC_TILE:
+            y += hs * Cn
+        else:
+            y += hs * Cn[None, :]
     else:
         Cn = tl.load(C_ptr + offs_d64 * s_Cb + n * s_Cn, mask=mask_d & ok_n, other=0.0).to(tl.float32)
         y += hs * Cn[:, None]
@@ -376,7 +386,7 @@ def _selective_scan_fwd_kernel_v2(
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     B_VAR: tl.constexpr, C_VAR: tl.constexpr, SAVE_STATES: tl.constexpr, SAVE_LAST: tl.constexpr,
     BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_T: tl.constexpr, UNROLL_N: tl.constexpr,
-    CARRY_W: tl.constexpr,
+    CARRY_W: tl.constexpr, BC_TILE: tl.constexpr = False,
 ):
     """Same contract as :func:`_selective_scan_fwd_kernel`; grid (cdiv(dim, BLOCK_D), batch)."""
     pid_d = tl.program_id(0)
@@ -421,18 +431,22 @@ def _selective_scan_fwd_kernel_v2(
             y = Dv[:, None] * u
         else:
             y = tl.zeros([BLOCK_D, BLOCK_T], dtype=tl.float32)
-        B_row = B_base + t
-        C_row = C_base + t
+        if BC_TILE:
+            B_row = B_base + t[None, :] + offs_d64[:, None] * 0
+            C_row = C_base + t[None, :] + offs_d64[:, None] * 0
+        else:
+            B_row = B_base + t
+            C_row = C_base + t
         if UNROLL_N:
             for n in tl.static_range(BLOCK_N):
                 h_all, y = _fwd_state(n, h_all, y, dl, du, offs_n, offs_t, mask_d, mask_t, A_ptr, B_ptr, C_ptr,
                                       offs_d64, s_Ad, s_An, s_Bb, s_Bn, s_Cb, s_Cn, B_row, C_row, dstate,
-                                      B_VAR, C_VAR, BLOCK_T)
+                                      B_VAR, C_VAR, BLOCK_T, BC_TILE)
         else:
             for n in range(0, dstate):
                 h_all, y = _fwd_state(n, h_all, y, dl, du, offs_n, offs_t, mask_d, mask_t, A_ptr, B_ptr, C_ptr,
                                       offs_d64, s_Ad, s_An, s_Bb, s_Bn, s_Cb, s_Cn, B_row, C_row, dstate,
-                                      B_VAR, C_VAR, BLOCK_T)
+                                      B_VAR, C_VAR, BLOCK_T, BC_TILE)
         if HAS_Z:
             zz = tl.load(z_base + t[None, :], mask=mask_dt, other=0.0).to(tl.float32)
             y = y * zz * tl.sigmoid(zz)
@@ -448,17 +462,22 @@ def _bwd_state(
     dl, dl1, du, g, offs_n, offs_t, mask_d, mask_t, A_ptr, B_ptr, C_ptr, offs_d64,
     s_Ad, s_An, s_Bb, s_Bn, s_Cb, s_Cn, B_row, C_row, dB_row, dC_row, s_dBn, s_dCn, st_tile, dstate,
     HAS_Z: tl.constexpr, B_VAR: tl.constexpr, C_VAR: tl.constexpr, DETERMINISTIC: tl.constexpr,
+    BC_TILE: tl.constexpr,
 ):
     """Recompute state n over the tile, reverse-scan its gradient and accumulate all gradients."""
     ok_n = n < dstate
     A = tl.load(A_ptr + offs_d64 * s_Ad + n * s_An, mask=mask_d & ok_n, other=0.0).to(tl.float32)
     A2 = A * 1.4426950408889634
     if B_VAR:
-        Bn = tl.load(B_row + n * s_Bn, mask=mask_t & ok_n, other=0.0).to(tl.float32)[None, :]
+        Bn = tl.load(B_row + n * s_Bn, mask=mask_t & ok_n, other=0.0).to(tl.float32)
+        if not BC_TILE:
+            Bn = Bn[None, :]
     else:
         Bn = tl.load(B_ptr + offs_d64 * s_Bb + n * s_Bn, mask=mask_d & ok_n, other=0.0).to(tl.float32)[:, None]
     if C_VAR:
-        Cn = tl.load(C_row + n * s_Cn, mask=mask_t & ok_n, other=0.0).to(tl.float32)[None, :]
+        Cn = tl.load(C_row + n * s_Cn, mask=mask_t & ok_n, other=0.0).to(tl.float32)
+        if not BC_TILE:
+            Cn = Cn[None, :]
     else:
         Cn = tl.load(C_ptr + offs_d64 * s_Cb + n * s_Cn, mask=mask_d & ok_n, other=0.0).to(tl.float32)[:, None]
     h0 = tl.load(st_tile + n, mask=mask_d & ok_n, other=0.0)
@@ -513,7 +532,7 @@ def _selective_scan_bwd_kernel_v2(
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     B_VAR: tl.constexpr, C_VAR: tl.constexpr, DETERMINISTIC: tl.constexpr,
     BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_T: tl.constexpr, UNROLL_N: tl.constexpr,
-    CARRY_W: tl.constexpr,
+    CARRY_W: tl.constexpr, BC_TILE: tl.constexpr = False,
 ):
     """Same contract as :func:`_selective_scan_bwd_kernel`; grid (cdiv(dim, BLOCK_D), batch)."""
     pid_d = tl.program_id(0)
@@ -588,8 +607,12 @@ def _selective_scan_bwd_kernel_v2(
             y = tl.zeros([BLOCK_D, BLOCK_T], dtype=tl.float32)
         dhB = tl.zeros([BLOCK_D, BLOCK_T], dtype=tl.float32)
         ddl_acc = tl.zeros([BLOCK_D, BLOCK_T], dtype=tl.float32)
-        B_row = B_base + t
-        C_row = C_base + t
+        if BC_TILE:
+            B_row = B_base + t[None, :] + offs_d64[:, None] * 0
+            C_row = C_base + t[None, :] + offs_d64[:, None] * 0
+        else:
+            B_row = B_base + t
+            C_row = C_base + t
         dB_row = dB_base + t
         dC_row = dC_base + t
         st_tile = st_base + tile * s_sc
@@ -599,14 +622,14 @@ def _selective_scan_bwd_kernel_v2(
                     n, dh_all, dA_all, dBc_all, dCc_all, y, dhB, ddl_acc,
                     dl, dl1, du, g, offs_n, offs_t, mask_d, mask_t, A_ptr, B_ptr, C_ptr, offs_d64,
                     s_Ad, s_An, s_Bb, s_Bn, s_Cb, s_Cn, B_row, C_row, dB_row, dC_row, s_dBn, s_dCn, st_tile,
-                    dstate, HAS_Z, B_VAR, C_VAR, DETERMINISTIC)
+                    dstate, HAS_Z, B_VAR, C_VAR, DETERMINISTIC, BC_TILE)
         else:
             for n in range(0, dstate):
                 dh_all, dA_all, dBc_all, dCc_all, y, dhB, ddl_acc = _bwd_state(
                     n, dh_all, dA_all, dBc_all, dCc_all, y, dhB, ddl_acc,
                     dl, dl1, du, g, offs_n, offs_t, mask_d, mask_t, A_ptr, B_ptr, C_ptr, offs_d64,
                     s_Ad, s_An, s_Bb, s_Bn, s_Cb, s_Cn, B_row, C_row, dB_row, dC_row, s_dBn, s_dCn, st_tile,
-                    dstate, HAS_Z, B_VAR, C_VAR, DETERMINISTIC)
+                    dstate, HAS_Z, B_VAR, C_VAR, DETERMINISTIC, BC_TILE)
         if HAS_Z:
             dz = dout * y * sz * (1.0 + zz * (1.0 - sz))
             tl.store(dz_base + t[None, :], dz.to(dz_ptr.dtype.element_ty), mask=mask_dt)
@@ -696,6 +719,9 @@ def _bwd_config(dim: int, dstate: int, seqlen: int, batch: int, elem: int) -> di
 # hits the 255-register cap, and the forward spills, while the run-time loop needs 80-150 registers
 # at 4-8 elements per thread.  MAMBABENCH_SCAN_UNROLL=0 switches to the run-time loop (untimed).
 UNROLL_STATES = os.environ.get("MAMBABENCH_SCAN_UNROLL", "1") != "0"
+# Load variable B/C rows as zero-stride [BLOCK_D, BLOCK_T] tiles (no shared-memory layout conversion per
+# state; see _fwd_state).  Off by default: not timed on the GPU yet (MAMBABENCH_SCAN_BCTILE=1 turns it on).
+BC_TILE = os.environ.get("MAMBABENCH_SCAN_BCTILE", "0") == "1"
 
 # tuning overrides (used by scripts/bench_scan.py sweeps); None means "use the heuristic"
 FWD_OVERRIDE: dict[str, int] | None = None
@@ -769,6 +795,7 @@ def _forward(u, delta, A, B, C, D, z, delta_bias, softplus, save_states, save_la
     kernel = _selective_scan_fwd_kernel_v2 if variant == 2 else _selective_scan_fwd_kernel
     if variant == 2:
         cfg.setdefault("UNROLL_N", UNROLL_STATES and block_n <= 16)
+        cfg.setdefault("BC_TILE", BC_TILE)
         cfg["CARRY_W"] = _carry_width(block_n, block_t)
     n_tiles = triton.cdiv(seqlen, block_t)
     out = torch.empty((batch, dim, seqlen), device=u.device, dtype=u.dtype)
@@ -815,6 +842,7 @@ def _backward(u, delta, A, B, C, D, z, delta_bias, softplus, states, block_t, do
     kernel = _selective_scan_bwd_kernel_v2 if variant == 2 else _selective_scan_bwd_kernel
     if variant == 2:
         cfg.setdefault("UNROLL_N", UNROLL_STATES and block_n <= 16)
+        cfg.setdefault("BC_TILE", BC_TILE)
         cfg["CARRY_W"] = _carry_width(block_n, block_t)
     block_d = _block_d(dim, groups, cfg.pop("BLOCK_D"))
     n_dblk = triton.cdiv(dim, block_d)
