@@ -18,8 +18,9 @@ from contextlib import nullcontext
 import torch
 import triton
 import triton.language as tl
-from mambabench.kernels import _interpret_compat
 from torch import Tensor
+
+from mambabench.kernels import _interpret_compat
 
 _interpret_compat.patch()
 
