@@ -14,7 +14,7 @@ stores them as a (l_max, emb_dim) buffer); ``l_max`` only sets the time scale t 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -80,11 +80,11 @@ class HyenaFilter(nn.Module):
 
 @dataclass
 class LongConvCache:
-    """Inputs of the long convolution so far: (batch, dim, t) (empty before prefill)."""
+    """history: inputs of the long convolution so far, (batch, dim, t) (empty before prefill);
+    conv_state: (batch, 3 * d_model, short_filter_order) of the Hyena operator's short conv."""
 
     history: Tensor
     conv_state: Tensor | None = None
-    extra: dict = field(default_factory=dict)
 
 
 class HyenaInner(nn.Module):
