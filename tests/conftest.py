@@ -64,3 +64,27 @@ def config_options(group: str) -> list[str]:
 def experiment_names() -> list[str]:
     base = CONFIG_DIR / "experiment"
     return sorted(str(p.relative_to(base).with_suffix("")) for p in base.rglob("*.yaml"))
+
+
+# ------------------------------------------------------------------------- shipped real test data
+DATASETS_DIR = ROOT / "tests" / "data" / "datasets"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def dataset_dir(tmp_path_factory: pytest.TempPathFactory):
+    """A data folder (``MAMBABENCH_DATA``) holding a copy of ``tests/data/datasets/*``: small slices of the
+    real datasets in the layout ``scripts/prepare_data.py`` writes, so every data config runs in tests
+    without preparing anything. Copied so that indexes (``.fai``) written on first use stay out of the repo."""
+    import shutil
+
+    target = tmp_path_factory.mktemp("data")
+    for folder in DATASETS_DIR.iterdir():
+        if folder.is_dir():
+            shutil.copytree(folder, target / folder.name)
+    previous = os.environ.get("MAMBABENCH_DATA")
+    os.environ["MAMBABENCH_DATA"] = str(target)
+    yield target
+    if previous is None:
+        os.environ.pop("MAMBABENCH_DATA", None)
+    else:
+        os.environ["MAMBABENCH_DATA"] = previous
