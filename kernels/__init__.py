@@ -7,7 +7,9 @@
 - ``"reference"``: the sequential PyTorch scan of :mod:`mambabench.ops` (the oracle);
 - ``"chunked"``: the chunked parallel PyTorch scan (same numbers, fewer Python steps).
 
-The Triton implementations live in modules of this package (``selective_scan.py`` and friends);
+The Triton implementations live in modules of this package (``selective_scan.py``, ``state_update.py``,
+``causal_conv1d.py``); no module may share a name with a function exported here, because importing it
+would replace that function on the package;
 until one exists, ``"auto"`` means the reference and ``"triton"`` fails with a clear message.
 """
 
@@ -111,10 +113,10 @@ def selective_state_update(
     backend: str = "auto",
 ) -> Tensor:
     """One decoding step of the scan, updating ``state`` (batch, dim, dstate) in place; returns (batch, dim)."""
-    impl = resolve_backend(backend, x, "selective_state_update")
+    impl = resolve_backend(backend, x, "state_update")
     args = (state, x, dt, A, B, C, D, z, dt_bias, dt_softplus)
     if impl == "triton":
-        return _triton_module("selective_state_update").selective_state_update_triton(*args)
+        return _triton_module("state_update").selective_state_update_triton(*args)
     return selective_state_update_ref(*args)
 
 

@@ -5,6 +5,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+# Triton decides between compiling and interpreting when a kernel is decorated, i.e. when a kernel
+# module is first imported, which any test module may trigger during collection: set it first.
+if os.environ.get("MAMBABENCH_KERNEL_DEVICE", "cpu") == "cpu":
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
 import pytest
 import torch
 from hydra import compose, initialize_config_dir

@@ -8,7 +8,7 @@ import torch
 from mambabench.kernels import causal_conv1d_fn, selective_state_update
 from mambabench.kernels.causal_conv1d import causal_conv1d_triton
 from mambabench.kernels.selective_scan import selective_scan_triton
-from mambabench.kernels.selective_state_update import selective_state_update_triton
+from mambabench.kernels.state_update import selective_state_update_triton
 from mambabench.ops import causal_conv1d_ref, selective_state_update_ref
 
 
