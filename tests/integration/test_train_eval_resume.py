@@ -88,6 +88,8 @@ def test_clear_config_errors(make_config) -> None:
         train(make_config(["model.mixer.d_state=300"]))
     with pytest.raises(ConfigError, match="task needs 'num_classes'.*provides none"):
         train(make_config(["task=classification", "debug=fdr"]))
+    with pytest.raises(ConfigError, match="data sequence length 8192 exceeds model.max_seq_len=4096"):
+        train(make_config(["model=transformer", "data.seq_len=8192", "debug=fdr"]))
     with pytest.raises(ConfigError, match="global_batch_size=10 is not a multiple"):
         train(make_config([*TINY, "global_batch_size=10", "debug=fdr"]))
 
