@@ -95,6 +95,17 @@ def test_hg38_pretrain_then_great_apes_finetune(make_config) -> None:
         build_task(missing, build_datamodule(missing))
 
 
+def test_great_apes_needs_task_classification(make_config) -> None:
+    """data=great_apes with the default task=lm is an error naming the fix; data.lm_targets=true is the
+    deliberate way to train next-base prediction on the ape windows."""
+    cfg = make_config(["data=great_apes", *TINY, "debug=fdr", "data.batch_size=2"], subdir="lm")
+    with pytest.raises(ConfigError, match=r"add task=classification .* or set data.lm_targets=true"):
+        train(cfg)
+    cfg = make_config(["data=great_apes", "data.lm_targets=true", *TINY, "debug=fdr", "data.batch_size=2"],
+                      subdir="lm_on_purpose")
+    assert train(cfg)["train/loss"] > 0
+
+
 def test_sequence_length_warmup_plan() -> None:
     assert warmup_lengths(1 << 20, 1 << 10) == [1 << k for k in range(10, 21)]
     assert warmup_lengths(1024, 16384) == [1024]

@@ -45,13 +45,18 @@ def shrink_paper_preset(cfg: DictConfig) -> None:
             warmup.max_tokens_per_batch = None
 
 
+# data that needs a task other than the default task=lm
+DATA_TASK = {"great_apes": ["task=classification"]}
+
+
 def _pairs() -> list[tuple[str, str]]:
     return [(m, d) for m in MODELS for d in DATA if (m, d) not in INCOMPATIBLE]
 
 
 @pytest.mark.parametrize(("model", "data"), _pairs())
 def test_model_data_fast_dev_run(make_config, model: str, data: str) -> None:
-    overrides = [f"model={model}", f"data={data}", "debug=fdr", "data.batch_size=2", "logger=[]", *SHRINK]
+    overrides = [f"model={model}", f"data={data}", *DATA_TASK.get(data, []), "debug=fdr", "data.batch_size=2",
+                 "logger=[]", *SHRINK]
     cfg = make_config(overrides)
     metrics = train(cfg)
     assert "train/loss" in metrics or any(k.startswith("test/") for k in metrics)

@@ -33,9 +33,15 @@ from mambabench.data.base import ResumableLoader, SequenceDataModule
 from mambabench.data.genome import FastaGenome, GenomeDataError, Interval, read_bed
 from mambabench.data.tokenizers import CharacterTokenizer
 from mambabench.tasks.lm import IGNORE_INDEX
+from mambabench.utils.errors import ConfigError
 
 HG38_PREPARE = "python scripts/prepare_data.py hg38"
 GREAT_APES_PREPARE = "python scripts/prepare_data.py great_apes"
+SPECIES_NEEDS_CLASSIFICATION = (
+    "data=great_apes is species classification, but the task has no classes (task=lm): add "
+    "task=classification (experiment=dna/great_apes/mini sets it), or set data.lm_targets=true to train "
+    "next-base prediction on the ape windows on purpose"
+)
 StageFn = Callable[[int], tuple[int, int]]
 
 
@@ -316,6 +322,9 @@ class SpeciesDataModule(_StagedDataModule):
         seq_len: window length (paper: 2^10..2^20).
         train_batches_per_epoch: batches per training epoch (paper: 1024, at batch 64).
         num_eval_samples: fixed, class-balanced windows per evaluation split.
+        lm_targets: allow a task without classes (``task=lm``): next-base prediction on the ape windows.
+            Off by default, so that ``data=great_apes`` without ``task=classification`` is an error
+            rather than a run that silently trains the wrong objective.
     """
 
     def __init__(
@@ -336,8 +345,10 @@ class SpeciesDataModule(_StagedDataModule):
         seed: int = 0,
         num_workers: int = 0,
         pin_memory: bool = False,
+        lm_targets: bool = False,
     ) -> None:
         super().__init__(seq_len, batch_size, num_workers, pin_memory, eval_batch_size)
+        self.lm_targets = lm_targets
         self.species = [str(s) for s in species]
         if len(self.species) < 2 or len(set(self.species)) != len(self.species):
             raise ValueError(f"species must list at least two distinct names, got {self.species}")
@@ -356,10 +367,9 @@ class SpeciesDataModule(_StagedDataModule):
         self.genomes: list[FastaGenome] = []
 
     def setup(self, stage: str | None = None) -> None:
-        if self.trainer is not None and getattr(self.trainer.lightning_module, "num_classes", None) is None:
-            warnings.warn("data=great_apes is species classification but the task has no classes: it will train "
-                          "next-base prediction on the ape windows. Add task=classification to classify species",
-                          stacklevel=2)
+        if (self.trainer is not None and not self.lm_targets
+                and getattr(self.trainer.lightning_module, "num_classes", None) is None):
+            raise ConfigError(SPECIES_NEEDS_CLASSIFICATION)
         if self.genomes:
             return
         genomes = []

@@ -53,6 +53,11 @@ def check_config(cfg: DictConfig) -> None:
             f"raise model.max_seq_len or shorten the data"
         )
     task_target = str(cfg.task.get("_target_", ""))
+    if (str(cfg.data.get("_target_", "")).endswith("SpeciesDataModule") and not cfg.data.get("lm_targets")
+            and "num_classes" not in cfg.task):
+        from mambabench.data.dna import SPECIES_NEEDS_CLASSIFICATION
+
+        raise ConfigError(SPECIES_NEEDS_CLASSIFICATION)
     if task_target.endswith("ClassificationTask") and cfg.data.get("_target_") and "num_classes" not in cfg.task:
         raise ConfigError("task=classification needs task.num_classes (null = from the data module)")
 
