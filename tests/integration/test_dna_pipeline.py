@@ -116,3 +116,25 @@ def test_sequence_length_warmup_plan() -> None:
     assert [warmup.stage_for_epoch(e) for e in range(7)] == [(16, 8), (16, 8), (32, 4), (32, 4)] + [(64, 2)] * 3
     with pytest.raises(ConfigError, match="not a multiple of seq_len 512"):
         warmup.plan(512)
+
+
+def test_gpu_dna_mini_script_smoke(tmp_path: Path, dataset_dir: Path) -> None:
+    """scripts/gpu_dna_mini.sh in its CPU smoke mode on the shipped sequences: pretraining, one fine-tuning
+    length that works and one that fails; the table has a row for each and the failure does not stop it."""
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    env = {**os.environ, "DNA_MINI_SMOKE": "1", "DNA_MINI_LENGTHS": "64 99999", "DNA_MINI_PRETRAIN_STEPS": "2",
+           "DNA_MINI_FINETUNE_STEPS": "1", "OUT": str(out), "DNA_MINI_RUNS": str(tmp_path / "runs"),
+           "PYTHON": sys.executable, "MAMBABENCH_DATA": str(dataset_dir), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_dna_mini.sh")], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    table = (out / "dna_mini_gpu.md").read_text()
+    rows = {line.split("|")[1].strip(): line for line in table.splitlines() if line.startswith("| ")}
+    assert "bits/base" in rows["hg38_pretrain"]
+    assert "**" in rows["great_apes_L64"] and "from hg38_pretrain" in rows["great_apes_L64"]
+    assert "failed" in rows["great_apes_L99999"]
+    assert (out / "hg38_pretrain.summary.json").exists() and (out / "great_apes_L64.summary.json").exists()
