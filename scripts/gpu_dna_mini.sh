@@ -178,7 +178,7 @@ for length in $LENGTHS; do
     init=(); note="from scratch"
     if [ -n "$CKPT" ]; then init=("task.pretrained_ckpt=$CKPT"); note="from hg38_pretrain"; fi
     run "$name" "$dir" "$secs" experiment=dna/great_apes/mini "data.seq_len=$length" "${EXTRA[@]}" "${FT_EVAL[@]}" \
-        "${init[@]}" "trainer.max_steps=$FT_STEPS" "trainer.val_check_interval=$(( FT_STEPS / 2 > 0 ? FT_STEPS / 2 : 1 ))"
+        ${init[@]+"${init[@]}"} "trainer.max_steps=$FT_STEPS" "trainer.val_check_interval=$(( FT_STEPS / 2 > 0 ? FT_STEPS / 2 : 1 ))"
     add_row "$name" "$length" "$dir" "exit $?; $note"
 done
 
