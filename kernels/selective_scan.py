@@ -46,6 +46,7 @@ import triton.language as tl
 from torch import Tensor
 
 from mambabench.kernels import _interpret_compat
+from mambabench.kernels.scan_sequential import seq_scan_bwd_kernel, seq_scan_fwd_kernel
 
 _interpret_compat.patch()
 
@@ -783,9 +784,150 @@ def _prep(u, delta, A, B, C, D, z, delta_bias):
     return u, delta, A, B, C, D, z, delta_bias, groups
 
 
+def _v3_config(dim: int, dstate: int, seqlen: int, batch: int, elem: int) -> dict[str, int]:
+    """Launch parameters of the sequential (v3) kernels: channels per program, warps, tile, chunk.
+
+    TT is one 16-byte vector of time steps per thread in the forward (8 bf16/fp16, 4 fp32); the
+    backward keeps TT + 1 states per thread, so it uses 4.  CHUNK (steps between saved states) sets
+    the memory saved for the backward: dstate * 4 / CHUNK bytes per (batch, channel, step).
+    """
+    return {"fwd_warps": 1, "bwd_warps": 1, "FWD_TT": 16 // elem if elem < 4 else 4, "BWD_TT": 4,
+            "CHUNK": 128}
+
+
+# Kernel family for dstate <= 16: 2 = the associative-scan kernels above (default: faster on the H100),
+# 3 = one channel per thread with a step-by-step recurrence (scan_sequential.py; correct, but 1.4-1.8x
+# slower at (8, 2048, 2048): docs/benchmarks.md, "v3").  MAMBABENCH_SCAN_VARIANT=3 selects it.
+SCAN_VARIANT = int(os.environ.get("MAMBABENCH_SCAN_VARIANT", "2"))
+V3_OVERRIDE: dict[str, int] | None = None
+
+
+def _bc_fp32(x: Tensor) -> Tensor:
+    """Variable B/C as fp32 for the v3 kernels: (batch, [groups,] dstate, seqlen) is dim / dstate times
+    smaller than u, so the copy is cheap, and every thread then reads B_t / C_t without converting."""
+    return x.float() if x.dim() >= 3 else x
+
+
+def _use_v3(dstate: int) -> bool:
+    return SCAN_VARIANT == 3 and dstate <= 16
+
+
+def _forward_v3(u, delta, A, B, C, D, z, delta_bias, softplus, save_states, save_last):
+    batch, dim, seqlen = u.shape
+    dstate = A.shape[1]
+    groups = max(_bc_layout(B, dim)[1], _bc_layout(C, dim)[1])
+    cfg = dict(V3_OVERRIDE or _v3_config(dim, dstate, seqlen, batch, u.element_size()))
+    warps, tt, chunk = cfg["fwd_warps"], cfg["FWD_TT"], cfg["CHUNK"]
+    block_d = _block_d(dim, groups, 32 * warps)
+    B, C = _bc_fp32(B), _bc_fp32(C)
+    n_chunks = triton.cdiv(seqlen, chunk)
+    out = torch.empty((batch, dim, seqlen), device=u.device, dtype=u.dtype)
+    states = (torch.empty((batch, dim, n_chunks, dstate), device=u.device, dtype=torch.float32)
+              if save_states else out)
+    last = torch.empty((batch, dim, dstate), device=u.device, dtype=torch.float32) if save_last else out
+    bvar, _, sB = _bc_layout(B, dim)
+    cvar, _, sC = _bc_layout(C, dim)
+    zz = z if z is not None else u
+    dummy = A
+    grid = (triton.cdiv(dim, block_d), batch)
+    with torch.cuda.device(u.device) if u.is_cuda else nullcontext():
+        seq_scan_fwd_kernel[grid](
+            u, delta, A, B, C, D if D is not None else dummy, zz,
+            delta_bias if delta_bias is not None else dummy,
+            out, states, last,
+            dim, seqlen, dim // groups,
+            u.stride(0), u.stride(1), delta.stride(0), delta.stride(1), A.stride(0), A.stride(1),
+            *sB, *sC,
+            zz.stride(0), zz.stride(1), out.stride(0), out.stride(1),
+            *((states.stride(0), states.stride(1), states.stride(2)) if save_states else (0, 0, 0)), 1,
+            HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
+            SOFTPLUS=bool(softplus), B_VAR=bvar, C_VAR=cvar,
+            SAVE_STATES=save_states, SAVE_LAST=save_last,
+            BLOCK_D=block_d, DSTATE=dstate, TT=tt, CHUNK=chunk, EVEN_T=seqlen % tt == 0,
+            num_warps=max(1, block_d // 32), num_stages=cfg.get("stages", 1),
+        )
+    return out, (states if save_states else None), (last if save_last else None), ("v3", chunk)
+
+
+def _backward_v3(u, delta, A, B, C, D, z, delta_bias, softplus, states, chunk, dout, deterministic):
+    batch, dim, seqlen = u.shape
+    dstate = A.shape[1]
+    dout = _unit_last(dout)
+    bvar, bg, sB = _bc_layout(B, dim)
+    cvar, cg, sC = _bc_layout(C, dim)
+    groups = max(bg, cg)
+    cfg = dict(V3_OVERRIDE or _v3_config(dim, dstate, seqlen, batch, u.element_size()))
+    warps, tt = cfg["bwd_warps"], cfg["BWD_TT"]
+    block_d = _block_d(dim, groups, 32 * warps)
+    B_in, C_in = B, C
+    B, C = _bc_fp32(B), _bc_fp32(C)
+    bvar, bg, sB = _bc_layout(B, dim)
+    cvar, cg, sC = _bc_layout(C, dim)
+    n_dblk = triton.cdiv(dim, block_d)
+    n_dblk_per_group = max(1, (dim // groups) // block_d) if groups > 1 else n_dblk
+    dev = u.device
+    du = torch.empty_like(u)
+    ddelta = torch.empty_like(delta)
+    dz = torch.empty_like(z) if z is not None else None
+    dA = torch.zeros((dim, dstate), device=dev, dtype=torch.float32)
+    dD = torch.zeros((dim,), device=dev, dtype=torch.float32) if D is not None else None
+    dbias = torch.zeros((dim,), device=dev, dtype=torch.float32) if delta_bias is not None else None
+    scratch = torch.empty((n_dblk * batch, chunk // tt, dstate, block_d), device=dev, dtype=torch.float32)
+
+    def bc_buffer(var: bool) -> Tensor:
+        if not var:
+            return torch.zeros((dim, dstate), device=dev, dtype=torch.float32)
+        slots = groups * n_dblk_per_group if deterministic else groups
+        alloc = torch.empty if deterministic else torch.zeros
+        return alloc((batch, slots, dstate, seqlen), device=dev, dtype=torch.float32)
+
+    dB_buf, dC_buf = bc_buffer(bvar), bc_buffer(cvar)
+
+    def bstr(x: Tensor, var: bool) -> tuple[int, int, int]:
+        return (x.stride(0), x.stride(1), x.stride(2)) if var else (x.stride(0), 0, x.stride(1))
+
+    dummy = A
+    zz = z if z is not None else u
+    dzz = dz if dz is not None else du
+    grid = (n_dblk, batch)
+    with torch.cuda.device(dev) if u.is_cuda else nullcontext():
+        seq_scan_bwd_kernel[grid](
+            u, delta, A, B, C, D if D is not None else dummy, zz,
+            delta_bias if delta_bias is not None else dummy, dout, states, scratch,
+            du, ddelta, dA, dB_buf, dC_buf,
+            dD if dD is not None else dummy, dbias if dbias is not None else dummy, dzz,
+            dim, seqlen, dim // groups,
+            u.stride(0), u.stride(1), delta.stride(0), delta.stride(1), A.stride(0), A.stride(1),
+            *sB, *sC,
+            zz.stride(0), zz.stride(1), dout.stride(0), dout.stride(1),
+            states.stride(0), states.stride(1), states.stride(2), states.stride(3),
+            du.stride(0), du.stride(1), ddelta.stride(0), ddelta.stride(1), dzz.stride(0), dzz.stride(1),
+            *bstr(dB_buf, bvar), *bstr(dC_buf, cvar),
+            HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
+            SOFTPLUS=bool(softplus), B_VAR=bvar, C_VAR=cvar, DETERMINISTIC=bool(deterministic),
+            BLOCK_D=block_d, DSTATE=dstate, TT=tt, CHUNK=chunk, EVEN_T=seqlen % tt == 0,
+            num_warps=max(1, block_d // 32), num_stages=1,
+        )
+    dB = _finish_bc(dB_buf, bvar, B_in, deterministic, batch, groups, n_dblk_per_group, dstate, seqlen)
+    dC = _finish_bc(dC_buf, cvar, C_in, deterministic, batch, groups, n_dblk_per_group, dstate, seqlen)
+    return du, ddelta, dA.to(A.dtype), dB, dC, dD, dbias, dz
+
+
+def _finish_bc(buf: Tensor, var: bool, like: Tensor, deterministic: bool, batch: int, groups: int,
+               n_dblk_per_group: int, dstate: int, seqlen: int) -> Tensor:
+    """Sum deterministic per-program dB/dC partials and give the buffer the shape of B/C."""
+    if var and deterministic:
+        buf = buf.view(batch, groups, n_dblk_per_group, dstate, seqlen).sum(2)
+    if var and like.dim() == 3:
+        buf = buf.reshape(batch, dstate, seqlen)
+    return buf.to(like.dtype)
+
+
 def _forward(u, delta, A, B, C, D, z, delta_bias, softplus, save_states, save_last):
     batch, dim, seqlen = u.shape
     dstate = A.shape[1]
+    if _use_v3(dstate) and FWD_OVERRIDE is None:
+        return _forward_v3(u, delta, A, B, C, D, z, delta_bias, softplus, save_states, save_last)
     groups = max(_bc_layout(B, dim)[1], _bc_layout(C, dim)[1])
     cfg = dict(FWD_OVERRIDE or _fwd_config(dim, dstate, seqlen, batch, u.element_size(), save_states))
     block_d = _block_d(dim, groups, cfg.pop("BLOCK_D"))
@@ -829,6 +971,9 @@ def _forward(u, delta, A, B, C, D, z, delta_bias, softplus, save_states, save_la
 
 
 def _backward(u, delta, A, B, C, D, z, delta_bias, softplus, states, block_t, dout, deterministic):
+    if isinstance(block_t, tuple):  # ("v3", chunk) from _forward_v3
+        return _backward_v3(u, delta, A, B, C, D, z, delta_bias, softplus, states, block_t[1], dout,
+                            deterministic)
     batch, dim, seqlen = u.shape
     dstate = A.shape[1]
     dout = _unit_last(dout)

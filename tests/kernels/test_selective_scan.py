@@ -181,3 +181,19 @@ def test_scan_large_dstate(device: str, dstate: int, bc: str) -> None:
     # dstate > the time tile: carries use a [BLOCK_D, BLOCK_N] tile and a run-time loop over states
     inputs = make_inputs(device, batch=1, dim=2, seqlen=20, dstate=dstate, bc=bc, seed=10)
     check_scan(inputs, softplus=True, return_last=True, dtype=torch.float32)
+
+
+@pytest.mark.parametrize(
+    ("bc", "dtype", "seqlen", "dstate", "deterministic"),
+    [("var", torch.float32, 130, 16, False), ("const", torch.float32, 37, 3, False),
+     ("grouped", torch.bfloat16, 64, 4, False), ("var", torch.float32, 300, 4, True)],
+)
+def test_sequential_variant(device: str, monkeypatch: pytest.MonkeyPatch, bc: str, dtype: torch.dtype,
+                            seqlen: int, dstate: int, deterministic: bool) -> None:
+    # MAMBABENCH_SCAN_VARIANT=3: one channel per thread (kernels/scan_sequential.py); seqlen 130/37
+    # leave a partial time tile, 300 spans three 128-step chunks of saved states
+    import mambabench.kernels.selective_scan as ss
+
+    monkeypatch.setattr(ss, "SCAN_VARIANT", 3)
+    inputs = make_inputs(device, seqlen=seqlen, dstate=dstate, bc=bc, dtype=dtype, seed=7)
+    check_scan(inputs, softplus=True, return_last=True, dtype=dtype, deterministic=deterministic)

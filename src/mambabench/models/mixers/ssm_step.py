@@ -53,9 +53,6 @@ def ssm_step(
         if not (B_per_token and C_per_token):  # grouped layout for both: constant = one group per channel
             B = B.unsqueeze(1) if B_per_token else B.unsqueeze(0).expand(batch, dim, dstate).contiguous()
             C = C.unsqueeze(1) if C_per_token else C.unsqueeze(0).expand(batch, dim, dstate).contiguous()
-            # one group per channel returned NaN from the Triton state update (interpreter check);
-            # until the kernel takes that layout, these (LTI / ablation) steps use the PyTorch update
-            backend = "reference"
         return selective_state_update(
             state, x, delta, A, B, C, D, z, delta_bias, delta_softplus, backend=backend
         )
