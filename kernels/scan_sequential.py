@@ -36,6 +36,29 @@ def _softplus(x):
     return tl.where(x <= 20.0, tl.log(1.0 + tl.exp(x)), x)
 
 
+@triton.jit
+def _tile_inputs(u_base, dl_base, t0, seqlen, mask_d, offs_k, tile, bias,
+                 HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, EVEN_T: tl.constexpr):
+    """The time tile at t0: masks ([BLOCK_D, TT] data, [BLOCK_D, TT] B/C rows), fp32 u, delta + bias,
+    and delta after softplus with zeros past seqlen (so those steps leave the state unchanged)."""
+    if EVEN_T:
+        mask_dt = mask_d[:, None] & (tile >= 0)
+        mask_t2 = tile >= 0  # constant along time: keeps the loads vectorised
+    else:
+        mask_dt = mask_d[:, None] & ((t0 + offs_k) < seqlen)[None, :]
+        mask_t2 = (t0 + tile) < seqlen
+    u = tl.load(u_base + t0, mask=mask_dt, other=0.0).to(tl.float32)
+    dl_raw = tl.load(dl_base + t0, mask=mask_dt, other=0.0).to(tl.float32)
+    if HAS_BIAS:
+        dl_raw = dl_raw + bias[:, None]
+    if SOFTPLUS:
+        dl = _softplus(dl_raw)
+    else:
+        dl = dl_raw
+    dl = tl.where(mask_dt, dl, 0.0)
+    return mask_dt, mask_t2, u, dl_raw, dl
+
+
 # A's and the saved states' dstate strides are run-time values (never specialised to 1): a dstate axis
 # known to be contiguous would make Triton spread it over lanes (16-byte vectors), and every tile
 # would then be converted between that layout and the one-channel-per-thread layout.
@@ -75,6 +98,8 @@ def seq_scan_fwd_kernel(
         Dv = tl.load(D_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
     if HAS_BIAS:
         bias = tl.load(bias_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
+    else:
+        bias = tl.zeros([BLOCK_D], dtype=tl.float32)  # unused: _tile_inputs adds it only if HAS_BIAS
 
     tile = d64[:, None] * 0 + offs_k[None, :]  # [BLOCK_D, TT] time offsets of a tile
     u_base = u_ptr + pid_b * s_ub + d64[:, None] * s_ud + offs_k[None, :]
@@ -97,19 +122,8 @@ def seq_scan_fwd_kernel(
             if t0 % CHUNK == 0:
                 for n in tl.static_range(DSTATE):
                     tl.store(st_base + (t0 // CHUNK) * s_sc + n * s_sn, h[n], mask=mask_d)
-        if EVEN_T:
-            mask_dt = mask_d[:, None] & (tile >= 0)
-            mask_t2 = tile >= 0  # constant along time: keeps the loads vectorised
-        else:
-            mask_dt = mask_d[:, None] & ((t0 + offs_k) < seqlen)[None, :]
-            mask_t2 = (t0 + tile) < seqlen
-        u = tl.load(u_base + t0, mask=mask_dt, other=0.0).to(tl.float32)
-        dl = tl.load(dl_base + t0, mask=mask_dt, other=0.0).to(tl.float32)
-        if HAS_BIAS:
-            dl = dl + bias[:, None]
-        if SOFTPLUS:
-            dl = _softplus(dl)
-        dl = tl.where(mask_dt, dl, 0.0)
+        mask_dt, mask_t2, u, _, dl = _tile_inputs(u_base, dl_base, t0, seqlen, mask_d, offs_k, tile, bias,
+                                                   HAS_BIAS, SOFTPLUS, EVEN_T)
         dl_c = split_cols(dl, TT)
         du_c = split_cols(dl * u, TT)
         if HAS_D:
@@ -197,6 +211,8 @@ def seq_scan_bwd_kernel(
         Dv = tl.load(D_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
     if HAS_BIAS:
         bias = tl.load(bias_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
+    else:
+        bias = tl.zeros([BLOCK_D], dtype=tl.float32)  # unused: _tile_inputs adds it only if HAS_BIAS
 
     tile = d64[:, None] * 0 + offs_k[None, :]
     row_d = d64[:, None]
@@ -238,19 +254,8 @@ def seq_scan_bwd_kernel(
             h = h + (tl.load(st_base + (c0 // CHUNK) * s_sc + n * s_sn, mask=mask_d, other=0.0),)
         for j in range(0, n_tiles):
             t0 = c0 + j * TT
-            if EVEN_T:
-                mask_dt = mask_d[:, None] & (tile >= 0)
-                mask_t2 = tile >= 0
-            else:
-                mask_dt = mask_d[:, None] & ((t0 + offs_k) < seqlen)[None, :]
-                mask_t2 = (t0 + tile) < seqlen
-            u = tl.load(u_base + t0, mask=mask_dt, other=0.0).to(tl.float32)
-            dl = tl.load(dl_base + t0, mask=mask_dt, other=0.0).to(tl.float32)
-            if HAS_BIAS:
-                dl = dl + bias[:, None]
-            if SOFTPLUS:
-                dl = _softplus(dl)
-            dl = tl.where(mask_dt, dl, 0.0)
+            mask_dt, mask_t2, u, _, dl = _tile_inputs(u_base, dl_base, t0, seqlen, mask_d, offs_k, tile, bias,
+                                                       HAS_BIAS, SOFTPLUS, EVEN_T)
             dl_c = split_cols(dl, TT)
             du_c = split_cols(dl * u, TT)
             h_new = ()
@@ -274,22 +279,9 @@ def seq_scan_bwd_kernel(
         for jj in range(0, n_tiles):
             j = n_tiles - 1 - jj
             t0 = c0 + j * TT
-            if EVEN_T:
-                mask_dt = mask_d[:, None] & (tile >= 0)
-                mask_t2 = tile >= 0
-            else:
-                mask_dt = mask_d[:, None] & ((t0 + offs_k) < seqlen)[None, :]
-                mask_t2 = (t0 + tile) < seqlen
-            u = tl.load(u_base + t0, mask=mask_dt, other=0.0).to(tl.float32)
-            dl_raw = tl.load(dl_base + t0, mask=mask_dt, other=0.0).to(tl.float32)
+            mask_dt, mask_t2, u, dl_raw, dl = _tile_inputs(u_base, dl_base, t0, seqlen, mask_d, offs_k, tile,
+                                                            bias, HAS_BIAS, SOFTPLUS, EVEN_T)
             dout = tl.load(g_base + t0, mask=mask_dt, other=0.0).to(tl.float32)
-            if HAS_BIAS:
-                dl_raw = dl_raw + bias[:, None]
-            if SOFTPLUS:
-                dl = _softplus(dl_raw)
-            else:
-                dl = dl_raw
-            dl = tl.where(mask_dt, dl, 0.0)
             du = dl * u
             if HAS_Z:
                 zz = tl.load(z_base + t0, mask=mask_dt, other=0.0).to(tl.float32)
