@@ -1,4 +1,4 @@
-"""Training callbacks: throughput, non-finite loss guard."""
+"""Training callbacks: throughput, non-finite loss guard, a progress bar that knows step-based runs."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import RichProgressBar
 
 
 class TokensPerSecond(L.Callback):
@@ -60,3 +61,21 @@ class NonFiniteLossGuard(L.Callback):
                 "Lower optimizer.lr, keep parameters in fp32 (trainer.precision=bf16-mixed, not bf16-true), "
                 "or set trainer.gradient_clip_val; resume from checkpoints/last.ckpt once fixed."
             )
+
+
+class StepProgressBar(RichProgressBar):
+    """Rich progress bar whose title reads ``Epoch 3 (max 800 steps)`` for step-based runs.
+
+    Lightning titles the bar ``Epoch e/{max_epochs - 1}``, which shows ``Epoch 0/-2`` when training is
+    bounded by ``trainer.max_steps`` (max_epochs = -1), as every preset here is."""
+
+    def _get_train_description(self, current_epoch: int) -> str:
+        trainer = self.trainer
+        if trainer.max_epochs is not None and trainer.max_epochs >= 0:
+            return super()._get_train_description(current_epoch)
+        description = f"Epoch {current_epoch}"
+        if trainer.max_steps > 0:
+            description += f" (max {trainer.max_steps} steps)"
+        if len(self.validation_description) > len(description):
+            description = f"{description:{len(self.validation_description)}}"
+        return description
