@@ -74,94 +74,120 @@ def seq_scan_fwd_kernel(
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     B_VAR: tl.constexpr, C_VAR: tl.constexpr, SAVE_STATES: tl.constexpr, SAVE_LAST: tl.constexpr,
     BLOCK_D: tl.constexpr, DSTATE: tl.constexpr, TT: tl.constexpr, CHUNK: tl.constexpr,
-    EVEN_T: tl.constexpr,
+    EVEN_T: tl.constexpr, LANES: tl.constexpr, NPT: tl.constexpr,
 ):
-    """Grid (cdiv(dim, BLOCK_D), batch).  EVEN_T: seqlen % TT == 0 (no time masks, so the tiles load
-    as 16-byte vectors).  Writes out (batch, dim, seqlen); with SAVE_STATES the state
-    entering every CHUNK steps to states (batch, dim, n_chunks, DSTATE); with SAVE_LAST h_L to
-    last (batch, dim, DSTATE)."""
+    """Grid (cdiv(dim, BLOCK_D), batch).  The states of a channel are spread over LANES threads, NPT =
+    cdiv(DSTATE, LANES) each (state n = g * NPT + j for lane g, register j): LANES > 1 gives more
+    threads to hide latency with, for one cross-lane sum of y per tile.  EVEN_T: seqlen % TT == 0 (no
+    time masks, so the tiles load as 16-byte vectors).  Writes out (batch, dim, seqlen); with
+    SAVE_STATES the state entering every CHUNK steps to states (batch, dim, n_chunks, DSTATE); with
+    SAVE_LAST h_L to last (batch, dim, DSTATE)."""
     pid_d = tl.program_id(0)
     pid_b = tl.program_id(1).to(tl.int64)
     offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
+    offs_g = tl.arange(0, LANES)
     offs_k = tl.arange(0, TT)
     mask_d = offs_d < dim
     d64 = offs_d.to(tl.int64)
+    d2 = d64[:, None]
     group = ((pid_d * BLOCK_D) // dim_per_group).to(tl.int64)
-    # per-state [BLOCK_D] vectors, one register each per thread
+    # per-register-slot [BLOCK_D, LANES] tiles: one value per thread
     A2 = ()
     h = ()
-    for n in tl.static_range(DSTATE):
-        a_n = tl.load(A_ptr + d64 * s_Ad + n * s_An, mask=mask_d, other=0.0).to(tl.float32)
-        A2 = A2 + (a_n * 1.4426950408889634,)
-        h = h + (tl.zeros([BLOCK_D], dtype=tl.float32),)
+    for j in tl.static_range(NPT):
+        n_j = offs_g * NPT + j
+        ok_j = mask_d[:, None] & (n_j < DSTATE)[None, :]
+        a_j = tl.load(A_ptr + d2 * s_Ad + n_j[None, :] * s_An, mask=ok_j, other=0.0).to(tl.float32)
+        A2 = A2 + (a_j * 1.4426950408889634,)
+        h = h + (tl.zeros([BLOCK_D, LANES], dtype=tl.float32),)
     if HAS_D:
         Dv = tl.load(D_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
     if HAS_BIAS:
         bias = tl.load(bias_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
-    else:
-        bias = tl.zeros([BLOCK_D], dtype=tl.float32)  # unused: _tile_inputs adds it only if HAS_BIAS
 
-    tile = d64[:, None] * 0 + offs_k[None, :]  # [BLOCK_D, TT] time offsets of a tile
-    u_base = u_ptr + pid_b * s_ub + d64[:, None] * s_ud + offs_k[None, :]
-    dl_base = delta_ptr + pid_b * s_db + d64[:, None] * s_dd + offs_k[None, :]
-    o_base = out_ptr + pid_b * s_ob + d64[:, None] * s_od + offs_k[None, :]
+    # [BLOCK_D, LANES, TT] tiles; the LANES axis has zero stride (the lanes of a channel read the same
+    # u / delta / z vector, and all channels the same B / C row: L1 serves the repeats)
+    tile = (d64 * 0)[:, None, None] + (offs_g * 0)[None, :, None] + offs_k[None, None, :]
+    row3 = d64[:, None, None]
+    u_base = u_ptr + pid_b * s_ub + row3 * s_ud + tile
+    dl_base = delta_ptr + pid_b * s_db + row3 * s_dd + tile
     if HAS_Z:
-        z_base = z_ptr + pid_b * s_zb + d64[:, None] * s_zd + offs_k[None, :]
+        z_base = z_ptr + pid_b * s_zb + row3 * s_zd + tile
+    o_base = out_ptr + pid_b * s_ob + d2 * s_od + offs_k[None, :]
     if B_VAR:
-        B_base = B_ptr + pid_b * s_Bb + group * s_Bg + tile  # zero stride along channels
-    else:
-        B_base = B_ptr + d64 * s_Bb
+        B_base = B_ptr + pid_b * s_Bb + group * s_Bg + tile
     if C_VAR:
         C_base = C_ptr + pid_b * s_Cb + group * s_Cg + tile
-    else:
-        C_base = C_ptr + d64 * s_Cb
-    st_base = states_ptr + pid_b * s_sb + d64 * s_sd
+    st_base = states_ptr + pid_b * s_sb + d2 * s_sd
 
     for t0 in range(0, seqlen, TT):
         if SAVE_STATES:
             if t0 % CHUNK == 0:
-                for n in tl.static_range(DSTATE):
-                    tl.store(st_base + (t0 // CHUNK) * s_sc + n * s_sn, h[n], mask=mask_d)
-        mask_dt, mask_t2, u, _, dl = _tile_inputs(u_base, dl_base, t0, seqlen, mask_d, offs_k, tile, bias,
-                                                   HAS_BIAS, SOFTPLUS, EVEN_T)
+                for j in tl.static_range(NPT):
+                    n_j = offs_g * NPT + j
+                    tl.store(st_base + (t0 // CHUNK) * s_sc + n_j[None, :] * s_sn, h[j],
+                             mask=mask_d[:, None] & (n_j < DSTATE)[None, :])
+        if EVEN_T:
+            mask3 = mask_d[:, None, None] & (tile >= 0)
+            mask_t3 = tile >= 0  # constant along time: keeps the loads vectorised
+            mask_out = mask_d[:, None] & (offs_k >= 0)[None, :]
+        else:
+            mask3 = mask_d[:, None, None] & ((t0 + tile) < seqlen)
+            mask_t3 = (t0 + tile) < seqlen
+            mask_out = mask_d[:, None] & ((t0 + offs_k) < seqlen)[None, :]
+        u = tl.load(u_base + t0, mask=mask3, other=0.0).to(tl.float32)
+        dl = tl.load(dl_base + t0, mask=mask3, other=0.0).to(tl.float32)
+        if HAS_BIAS:
+            dl = dl + bias[:, None, None]
+        if SOFTPLUS:
+            dl = _softplus(dl)
+        dl = tl.where(mask3, dl, 0.0)
         dl_c = split_cols(dl, TT)
         du_c = split_cols(dl * u, TT)
-        if HAS_D:
-            y = Dv[:, None] * u
+        if HAS_D:  # added on lane 0 only: the lanes' partial outputs are summed below
+            y = tl.where(offs_g[None, :, None] == 0, Dv[:, None, None] * u, 0.0)
         else:
-            y = tl.zeros([BLOCK_D, TT], dtype=tl.float32)
+            y = tl.zeros([BLOCK_D, LANES, TT], dtype=tl.float32)
         h_new = ()
-        for n in tl.static_range(DSTATE):
+        for j in tl.static_range(NPT):
+            n_j = offs_g * NPT + j
+            ok_n3 = (n_j < DSTATE)[None, :, None]
             if B_VAR:
-                B_n = split_cols(tl.load(B_base + n * s_Bn + t0, mask=mask_t2, other=0.0), TT)
+                B_j = split_cols(tl.load(B_base + n_j[None, :, None] * s_Bn + t0, mask=mask_t3 & ok_n3,
+                                         other=0.0), TT)
             else:
-                Bc_n = tl.load(B_base + n * s_Bn, mask=mask_d, other=0.0).to(tl.float32)
+                Bc_j = tl.load(B_ptr + d2 * s_Bb + n_j[None, :] * s_Bn,
+                               mask=mask_d[:, None] & (n_j < DSTATE)[None, :], other=0.0).to(tl.float32)
             if C_VAR:
-                C_n = split_cols(tl.load(C_base + n * s_Cn + t0, mask=mask_t2, other=0.0), TT)
+                C_j = split_cols(tl.load(C_base + n_j[None, :, None] * s_Cn + t0, mask=mask_t3 & ok_n3,
+                                         other=0.0), TT)
             else:
-                Cc_n = tl.load(C_base + n * s_Cn, mask=mask_d, other=0.0).to(tl.float32)
-            h_n = h[n]
+                Cc_j = tl.load(C_ptr + d2 * s_Cb + n_j[None, :] * s_Cn,
+                               mask=mask_d[:, None] & (n_j < DSTATE)[None, :], other=0.0).to(tl.float32)
+            h_j = h[j]
             contrib = ()
             for k in tl.static_range(TT):
                 if B_VAR:
-                    b = du_c[k] * B_n[k].to(tl.float32)
+                    b = du_c[k] * B_j[k].to(tl.float32)
                 else:
-                    b = du_c[k] * Bc_n
-                h_n = tl.exp2(dl_c[k] * A2[n]) * h_n + b
+                    b = du_c[k] * Bc_j
+                h_j = tl.exp2(dl_c[k] * A2[j]) * h_j + b
                 if C_VAR:
-                    contrib = contrib + (C_n[k].to(tl.float32) * h_n,)
+                    contrib = contrib + (C_j[k].to(tl.float32) * h_j,)
                 else:
-                    contrib = contrib + (Cc_n * h_n,)
+                    contrib = contrib + (Cc_j * h_j,)
             y += join_cols(contrib, TT)
-            h_new = h_new + (h_n,)
+            h_new = h_new + (h_j,)
         h = h_new
-        if HAS_Z:
-            zz = tl.load(z_base + t0, mask=mask_dt, other=0.0).to(tl.float32)
+        if HAS_Z:  # the gate is linear in y: apply it to the lanes' partials
+            zz = tl.load(z_base + t0, mask=mask3, other=0.0).to(tl.float32)
             y = y * zz * tl.sigmoid(zz)
-        tl.store(o_base + t0, y.to(out_ptr.dtype.element_ty), mask=mask_dt)
+        tl.store(o_base + t0, tl.sum(y, axis=1).to(out_ptr.dtype.element_ty), mask=mask_out)
     if SAVE_LAST:
-        for n in tl.static_range(DSTATE):
-            tl.store(last_ptr + pid_b * dim * DSTATE + d64 * DSTATE + n * s_sn, h[n], mask=mask_d)
+        for j in tl.static_range(NPT):
+            n_j = offs_g * NPT + j
+            tl.store(last_ptr + pid_b * dim * DSTATE + d2 * DSTATE + n_j[None, :] * s_sn, h[j],
+                     mask=mask_d[:, None] & (n_j < DSTATE)[None, :])
 
 
 @triton.jit(do_not_specialize=["s_An"])

@@ -792,7 +792,7 @@ def _v3_config(dim: int, dstate: int, seqlen: int, batch: int, elem: int) -> dic
     the memory saved for the backward: dstate * 4 / CHUNK bytes per (batch, channel, step).
     """
     return {"fwd_warps": 1, "bwd_warps": 1, "FWD_TT": 16 // elem if elem < 4 else 4, "BWD_TT": 4,
-            "CHUNK": 128}
+            "CHUNK": 128, "lanes": 4}
 
 
 # Kernel family for dstate <= 16: 2 = the associative-scan kernels above (default: faster on the H100),
@@ -808,17 +808,27 @@ def _bc_fp32(x: Tensor) -> Tensor:
     return x.float() if x.dim() >= 3 else x
 
 
+# With at least this many (batch, channel) rows and 16-bit inputs, the forward (training and no-grad)
+# runs the v3 kernel with 4 lanes per channel, and the backward stays v2.  H100, bf16, N = 16 (run 10
+# in docs/benchmarks.md): (8, 2048, 2048) training forward 0.592 ms vs v2 0.867 (official 0.597),
+# no-grad 0.558 vs 0.755; with fewer rows v2 is faster (e.g. (2, 2048, 8192) no-grad 0.765 vs 1.598).
+V3_FWD_MIN_ROWS = 8192
+
+
 def _use_v3(dstate: int) -> bool:
     return SCAN_VARIANT == 3 and dstate <= 16
 
 
-def _forward_v3(u, delta, A, B, C, D, z, delta_bias, softplus, save_states, save_last):
+def _forward_v3(u, delta, A, B, C, D, z, delta_bias, softplus, save_states, save_last, chunk=None):
+    """v3 forward; ``chunk`` overrides the spacing of the saved states (a multiple of the time tile)."""
     batch, dim, seqlen = u.shape
     dstate = A.shape[1]
     groups = max(_bc_layout(B, dim)[1], _bc_layout(C, dim)[1])
     cfg = dict(V3_OVERRIDE or _v3_config(dim, dstate, seqlen, batch, u.element_size()))
-    warps, tt, chunk = cfg["fwd_warps"], cfg["FWD_TT"], cfg["CHUNK"]
-    block_d = _block_d(dim, groups, 32 * warps)
+    warps, tt = cfg["fwd_warps"], cfg["FWD_TT"]
+    chunk = chunk or cfg["CHUNK"]
+    lanes = min(cfg.get("lanes", 1), triton.next_power_of_2(dstate))
+    block_d = _block_d(dim, groups, max(1, 32 * warps // lanes))
     B, C = _bc_fp32(B), _bc_fp32(C)
     n_chunks = triton.cdiv(seqlen, chunk)
     out = torch.empty((batch, dim, seqlen), device=u.device, dtype=u.dtype)
@@ -844,7 +854,8 @@ def _forward_v3(u, delta, A, B, C, D, z, delta_bias, softplus, save_states, save
             SOFTPLUS=bool(softplus), B_VAR=bvar, C_VAR=cvar,
             SAVE_STATES=save_states, SAVE_LAST=save_last,
             BLOCK_D=block_d, DSTATE=dstate, TT=tt, CHUNK=chunk, EVEN_T=seqlen % tt == 0,
-            num_warps=max(1, block_d // 32), num_stages=cfg.get("stages", 1),
+            LANES=lanes, NPT=triton.cdiv(dstate, lanes),
+            num_warps=max(1, block_d * lanes // 32), num_stages=cfg.get("stages", 1),
         )
     return out, (states if save_states else None), (last if save_last else None), ("v3", chunk)
 
@@ -928,6 +939,13 @@ def _forward(u, delta, A, B, C, D, z, delta_bias, softplus, save_states, save_la
     dstate = A.shape[1]
     if _use_v3(dstate) and FWD_OVERRIDE is None:
         return _forward_v3(u, delta, A, B, C, D, z, delta_bias, softplus, save_states, save_last)
+    if (FWD_OVERRIDE is None and dstate <= 16 and u.element_size() == 2
+            and batch * dim >= V3_FWD_MIN_ROWS):
+        # the v3 forward (4 lanes per channel), saving states at the v2 backward's tile spacing
+        chunk = _fwd_config(dim, dstate, seqlen, batch, u.element_size(), save_states)["BLOCK_T"]
+        out, states, last, _ = _forward_v3(u, delta, A, B, C, D, z, delta_bias, softplus, save_states,
+                                           save_last, chunk=chunk)
+        return out, states, last, chunk
     groups = max(_bc_layout(B, dim)[1], _bc_layout(C, dim)[1])
     cfg = dict(FWD_OVERRIDE or _fwd_config(dim, dstate, seqlen, batch, u.element_size(), save_states))
     block_d = _block_d(dim, groups, cfg.pop("BLOCK_D"))

@@ -197,3 +197,17 @@ def test_sequential_variant(device: str, monkeypatch: pytest.MonkeyPatch, bc: st
     monkeypatch.setattr(ss, "SCAN_VARIANT", 3)
     inputs = make_inputs(device, seqlen=seqlen, dstate=dstate, bc=bc, dtype=dtype, seed=7)
     check_scan(inputs, softplus=True, return_last=True, dtype=dtype, deterministic=deterministic)
+
+
+@pytest.mark.parametrize(("bc", "seqlen"), [("var", 130), ("grouped", 64)])
+def test_v3_forward_with_v2_backward(device: str, monkeypatch: pytest.MonkeyPatch, bc: str, seqlen: int) -> None:
+    # the default for many rows and 16-bit inputs: v3 forward (lanes over states) saving states at the
+    # v2 tile spacing, v2 backward (V3_FWD_MIN_ROWS lowered so that the small test shape takes it)
+    import mambabench.kernels.selective_scan as ss
+
+    monkeypatch.setattr(ss, "V3_FWD_MIN_ROWS", 0)
+    inputs = make_inputs(device, seqlen=seqlen, dstate=16, bc=bc, dtype=torch.bfloat16, seed=8)
+    _, _, _, spacing = ss._forward(*(inputs[k] for k in ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")),
+                                   True, True, False)
+    assert isinstance(spacing, int)  # the v2 backward's tile spacing, not ("v3", chunk)
+    check_scan(inputs, softplus=True, return_last=True, dtype=torch.bfloat16)
