@@ -819,6 +819,18 @@ def _use_v3(dstate: int) -> bool:
     return SCAN_VARIANT == 3 and dstate <= 16
 
 
+def _forward_buffers(u: Tensor, dstate: int, n_saved: int, save_states: bool,
+                     save_last: bool) -> tuple[Tensor, Tensor, Tensor]:
+    """out (batch, dim, seqlen) in u's dtype; fp32 saved states (batch, dim, n_saved, dstate) and
+    last state (batch, dim, dstate), or ``out`` as a placeholder pointer when not wanted."""
+    batch, dim, seqlen = u.shape
+    out = torch.empty((batch, dim, seqlen), device=u.device, dtype=u.dtype)
+    states = (torch.empty((batch, dim, n_saved, dstate), device=u.device, dtype=torch.float32)
+              if save_states else out)
+    last = torch.empty((batch, dim, dstate), device=u.device, dtype=torch.float32) if save_last else out
+    return out, states, last
+
+
 def _forward_v3(u, delta, A, B, C, D, z, delta_bias, softplus, save_states, save_last, chunk=None):
     """v3 forward; ``chunk`` overrides the spacing of the saved states (a multiple of the time tile)."""
     batch, dim, seqlen = u.shape
@@ -830,11 +842,7 @@ def _forward_v3(u, delta, A, B, C, D, z, delta_bias, softplus, save_states, save
     lanes = min(cfg.get("lanes", 1), triton.next_power_of_2(dstate))
     block_d = _block_d(dim, groups, max(1, 32 * warps // lanes))
     B, C = _bc_fp32(B), _bc_fp32(C)
-    n_chunks = triton.cdiv(seqlen, chunk)
-    out = torch.empty((batch, dim, seqlen), device=u.device, dtype=u.dtype)
-    states = (torch.empty((batch, dim, n_chunks, dstate), device=u.device, dtype=torch.float32)
-              if save_states else out)
-    last = torch.empty((batch, dim, dstate), device=u.device, dtype=torch.float32) if save_last else out
+    out, states, last = _forward_buffers(u, dstate, triton.cdiv(seqlen, chunk), save_states, save_last)
     bvar, _, sB = _bc_layout(B, dim)
     cvar, _, sC = _bc_layout(C, dim)
     zz = z if z is not None else u
@@ -957,13 +965,7 @@ def _forward(u, delta, A, B, C, D, z, delta_bias, softplus, save_states, save_la
         cfg.setdefault("UNROLL_N", UNROLL_STATES and block_n <= 16)
         cfg.setdefault("BC_TILE", BC_TILE)
         cfg["CARRY_W"] = _carry_width(block_n, block_t)
-    n_tiles = triton.cdiv(seqlen, block_t)
-    out = torch.empty((batch, dim, seqlen), device=u.device, dtype=u.dtype)
-    states = (
-        torch.empty((batch, dim, n_tiles, dstate), device=u.device, dtype=torch.float32)
-        if save_states else out
-    )
-    last = torch.empty((batch, dim, dstate), device=u.device, dtype=torch.float32) if save_last else out
+    out, states, last = _forward_buffers(u, dstate, triton.cdiv(seqlen, block_t), save_states, save_last)
     bvar, _, sB = _bc_layout(B, dim)
     cvar, _, sC = _bc_layout(C, dim)
     zz = z if z is not None else u
