@@ -11,10 +11,14 @@ Contract (same as the official ``selective_scan_fn``)::
 
 Design (see shared/reference/scan-kernel.md, sections 6 and 7):
 
-* One program handles ``BLOCK_D`` channels of one batch row and walks the time axis in tiles of
-  ``BLOCK_T`` steps.  Inside a tile the state lives in a ``[BLOCK_D, BLOCK_N, BLOCK_T]`` register
-  tile; the recurrence is one ``tl.associative_scan`` over time and the state at the end of a
+* v2 (this module): one program handles ``BLOCK_D`` channels of one batch row and walks the time
+  axis in tiles of ``BLOCK_T`` steps; per state n, the tile's recurrence is one
+  ``tl.associative_scan`` over time on a ``[BLOCK_D, BLOCK_T]`` tile and the state at the end of a
   tile is carried into the next, so the (seqlen, dstate) state never reaches HBM.
+* v3 (:mod:`scan_sequential`): one channel's states on 1-8 lanes, the recurrence run step by step
+  in registers.  Its forward (4 lanes) is the default for many (batch, channel) rows
+  (``V3_FWD_MIN_ROWS``) and saves states at the v2 backward's spacing; ``MAMBABENCH_SCAN_VARIANT=3``
+  also runs its backward.  docs/benchmarks.md has the measurements behind this split.
 * ``exp(delta * A)`` is computed as ``exp2(delta * A * log2(e))`` with log2(e) folded into A once.
 * With gradients needed, the forward saves the state entering every tile (``CHUNK = BLOCK_T``
   steps): ``4 * dstate / BLOCK_T`` bytes per (b, d, t), about 5% of the bf16 input traffic.
@@ -65,264 +69,6 @@ def _scan_combine(a_l, b_l, a_r, b_r):
 def _softplus(x):
     # softplus(x) = log(1 + e^x), linear above 20 as in the official kernel
     return tl.where(x <= 20.0, tl.log(1.0 + tl.exp(x)), x)
-
-
-@triton.jit
-def _selective_scan_fwd_kernel(
-    u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr,
-    out_ptr, states_ptr, last_ptr,
-    dim, seqlen, dstate, dim_per_group,
-    s_ub, s_ud, s_db, s_dd, s_Ad, s_An,
-    s_Bb, s_Bg, s_Bn, s_Cb, s_Cg, s_Cn,
-    s_zb, s_zd, s_ob, s_od,
-    s_sb, s_sd, s_sc,
-    HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
-    B_VAR: tl.constexpr, C_VAR: tl.constexpr, SAVE_STATES: tl.constexpr, SAVE_LAST: tl.constexpr,
-    BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_T: tl.constexpr,
-):
-    """Grid (cdiv(dim, BLOCK_D), batch).  Writes out (batch, dim, seqlen); optionally the state
-    entering every tile to states (batch, dim, n_tiles, dstate) and h_L to last (batch, dim, dstate)."""
-    pid_d = tl.program_id(0)
-    pid_b = tl.program_id(1).to(tl.int64)
-    offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
-    offs_n = tl.arange(0, BLOCK_N)
-    offs_t = tl.arange(0, BLOCK_T)
-    mask_d = offs_d < dim
-    mask_n = offs_n < dstate
-    mask_dn = mask_d[:, None] & mask_n[None, :]
-    offs_d64 = offs_d.to(tl.int64)
-    group = ((pid_d * BLOCK_D) // dim_per_group).to(tl.int64)
-
-    A2 = tl.load(A_ptr + offs_d64[:, None] * s_Ad + offs_n[None, :] * s_An, mask=mask_dn, other=0.0)
-    A2 = A2.to(tl.float32) * 1.4426950408889634
-    if HAS_D:
-        Dv = tl.load(D_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
-    if HAS_BIAS:
-        bias = tl.load(bias_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
-    if not B_VAR:
-        Bc = tl.load(B_ptr + offs_d64[:, None] * s_Bb + offs_n[None, :] * s_Bn, mask=mask_dn, other=0.0)
-        Bc = Bc.to(tl.float32)
-    if not C_VAR:
-        Cc = tl.load(C_ptr + offs_d64[:, None] * s_Cb + offs_n[None, :] * s_Cn, mask=mask_dn, other=0.0)
-        Cc = Cc.to(tl.float32)
-
-    u_base = u_ptr + pid_b * s_ub + offs_d64[:, None] * s_ud
-    dl_base = delta_ptr + pid_b * s_db + offs_d64[:, None] * s_dd
-    o_base = out_ptr + pid_b * s_ob + offs_d64[:, None] * s_od
-    if HAS_Z:
-        z_base = z_ptr + pid_b * s_zb + offs_d64[:, None] * s_zd
-    B_base = B_ptr + pid_b * s_Bb + group * s_Bg + offs_n[:, None] * s_Bn
-    C_base = C_ptr + pid_b * s_Cb + group * s_Cg + offs_n[:, None] * s_Cn
-    st_base = states_ptr + pid_b * s_sb + offs_d64[:, None] * s_sd + offs_n[None, :]
-
-    h = tl.zeros([BLOCK_D, BLOCK_N], dtype=tl.float32)
-    n_tiles = (seqlen + BLOCK_T - 1) // BLOCK_T
-    for tile in range(0, n_tiles):
-        t = tile * BLOCK_T + offs_t
-        mask_t = t < seqlen
-        mask_dt = mask_d[:, None] & mask_t[None, :]
-        if SAVE_STATES:
-            tl.store(st_base + tile * s_sc, h, mask=mask_dn)
-        u = tl.load(u_base + t[None, :], mask=mask_dt, other=0.0).to(tl.float32)
-        dl = tl.load(dl_base + t[None, :], mask=mask_dt, other=0.0).to(tl.float32)
-        if HAS_BIAS:
-            dl = dl + bias[:, None]
-        if SOFTPLUS:
-            dl = _softplus(dl)
-        dl = tl.where(mask_dt, dl, 0.0)
-        du = dl * u
-        dA = tl.exp2(dl[:, None, :] * A2[:, :, None])
-        if B_VAR:
-            Bt = tl.load(B_base + t[None, :], mask=mask_n[:, None] & mask_t[None, :], other=0.0)
-            dBu = du[:, None, :] * Bt.to(tl.float32)[None, :, :]
-        else:
-            dBu = du[:, None, :] * Bc[:, :, None]
-        a_cum, b_cum = tl.associative_scan((dA, dBu), axis=2, combine_fn=_scan_combine)
-        hs = a_cum * h[:, :, None] + b_cum
-        if C_VAR:
-            Ct = tl.load(C_base + t[None, :], mask=mask_n[:, None] & mask_t[None, :], other=0.0)
-            y = tl.sum(hs * Ct.to(tl.float32)[None, :, :], axis=1)
-        else:
-            y = tl.sum(hs * Cc[:, :, None], axis=1)
-        h = tl.sum(tl.where(offs_t[None, None, :] == BLOCK_T - 1, hs, 0.0), axis=2)
-        if HAS_D:
-            y += Dv[:, None] * u
-        if HAS_Z:
-            zz = tl.load(z_base + t[None, :], mask=mask_dt, other=0.0).to(tl.float32)
-            y = y * zz * tl.sigmoid(zz)
-        tl.store(o_base + t[None, :], y.to(out_ptr.dtype.element_ty), mask=mask_dt)
-    if SAVE_LAST:
-        tl.store(last_ptr + pid_b * dim * dstate + offs_d64[:, None] * dstate + offs_n[None, :], h, mask=mask_dn)
-
-
-@triton.jit
-def _selective_scan_bwd_kernel(
-    u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, dout_ptr, states_ptr,
-    du_ptr, ddelta_ptr, dA_ptr, dB_ptr, dC_ptr, dD_ptr, dbias_ptr, dz_ptr,
-    dim, seqlen, dstate, dim_per_group, n_dblk_per_group,
-    s_ub, s_ud, s_db, s_dd, s_Ad, s_An,
-    s_Bb, s_Bg, s_Bn, s_Cb, s_Cg, s_Cn,
-    s_zb, s_zd, s_gb, s_gd,
-    s_sb, s_sd, s_sc,
-    s_dub, s_dud, s_ddb, s_ddd, s_dzb, s_dzd,
-    s_dBb, s_dBg, s_dBn, s_dCb, s_dCg, s_dCn,
-    HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
-    B_VAR: tl.constexpr, C_VAR: tl.constexpr, DETERMINISTIC: tl.constexpr,
-    BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_T: tl.constexpr,
-):
-    """Grid (cdiv(dim, BLOCK_D), batch).  Tiles are walked last to first.
-
-    Writes du, ddelta, dz (batch, dim, seqlen) in the input dtype; adds into fp32 dA (dim, dstate),
-    dD, dbias (dim,), dB/dC (variable: (batch, groups, dstate, seqlen) with atomics, or
-    (batch, groups * n_dblk_per_group, dstate, seqlen) partials when DETERMINISTIC; constant:
-    (dim, dstate))."""
-    pid_d = tl.program_id(0)
-    pid_b = tl.program_id(1).to(tl.int64)
-    offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
-    offs_n = tl.arange(0, BLOCK_N)
-    offs_t = tl.arange(0, BLOCK_T)
-    mask_d = offs_d < dim
-    mask_n = offs_n < dstate
-    mask_dn = mask_d[:, None] & mask_n[None, :]
-    offs_d64 = offs_d.to(tl.int64)
-    group = ((pid_d * BLOCK_D) // dim_per_group).to(tl.int64)
-
-    A = tl.load(A_ptr + offs_d64[:, None] * s_Ad + offs_n[None, :] * s_An, mask=mask_dn, other=0.0)
-    A = A.to(tl.float32)
-    A2 = A * 1.4426950408889634
-    if HAS_D:
-        Dv = tl.load(D_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
-    if HAS_BIAS:
-        bias = tl.load(bias_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
-    if not B_VAR:
-        Bc = tl.load(B_ptr + offs_d64[:, None] * s_Bb + offs_n[None, :] * s_Bn, mask=mask_dn, other=0.0)
-        Bc = Bc.to(tl.float32)
-        dBc_acc = tl.zeros([BLOCK_D, BLOCK_N], dtype=tl.float32)
-    if not C_VAR:
-        Cc = tl.load(C_ptr + offs_d64[:, None] * s_Cb + offs_n[None, :] * s_Cn, mask=mask_dn, other=0.0)
-        Cc = Cc.to(tl.float32)
-        dCc_acc = tl.zeros([BLOCK_D, BLOCK_N], dtype=tl.float32)
-
-    u_base = u_ptr + pid_b * s_ub + offs_d64[:, None] * s_ud
-    dl_base = delta_ptr + pid_b * s_db + offs_d64[:, None] * s_dd
-    g_base = dout_ptr + pid_b * s_gb + offs_d64[:, None] * s_gd
-    du_base = du_ptr + pid_b * s_dub + offs_d64[:, None] * s_dud
-    ddl_base = ddelta_ptr + pid_b * s_ddb + offs_d64[:, None] * s_ddd
-    if HAS_Z:
-        z_base = z_ptr + pid_b * s_zb + offs_d64[:, None] * s_zd
-        dz_base = dz_ptr + pid_b * s_dzb + offs_d64[:, None] * s_dzd
-    B_base = B_ptr + pid_b * s_Bb + group * s_Bg + offs_n[:, None] * s_Bn
-    C_base = C_ptr + pid_b * s_Cb + group * s_Cg + offs_n[:, None] * s_Cn
-    if DETERMINISTIC:
-        slot = pid_d.to(tl.int64)  # one partial slot per channel block
-    else:
-        slot = group
-    dB_base = dB_ptr + pid_b * s_dBb + slot * s_dBg + offs_n[:, None] * s_dBn
-    dC_base = dC_ptr + pid_b * s_dCb + slot * s_dCg + offs_n[:, None] * s_dCn
-    st_base = states_ptr + pid_b * s_sb + offs_d64[:, None] * s_sd + offs_n[None, :]
-
-    dh_carry = tl.zeros([BLOCK_D, BLOCK_N], dtype=tl.float32)
-    dA_acc = tl.zeros([BLOCK_D, BLOCK_N], dtype=tl.float32)
-    dD_acc = tl.zeros([BLOCK_D], dtype=tl.float32)
-    dbias_acc = tl.zeros([BLOCK_D], dtype=tl.float32)
-    n_tiles = (seqlen + BLOCK_T - 1) // BLOCK_T
-    for i in range(0, n_tiles):
-        tile = n_tiles - 1 - i
-        t = tile * BLOCK_T + offs_t
-        mask_t = t < seqlen
-        mask_dt = mask_d[:, None] & mask_t[None, :]
-        mask_nt = mask_n[:, None] & mask_t[None, :]
-        mask_t1 = mask_d[:, None] & (t[None, :] + 1 < seqlen)
-        u = tl.load(u_base + t[None, :], mask=mask_dt, other=0.0).to(tl.float32)
-        dl_raw = tl.load(dl_base + t[None, :], mask=mask_dt, other=0.0).to(tl.float32)
-        dl1 = tl.load(dl_base + t[None, :] + 1, mask=mask_t1, other=0.0).to(tl.float32)
-        g = tl.load(g_base + t[None, :], mask=mask_dt, other=0.0).to(tl.float32)
-        if HAS_BIAS:
-            dl_raw = dl_raw + bias[:, None]
-            dl1 = dl1 + bias[:, None]
-        if SOFTPLUS:
-            dl = _softplus(dl_raw)
-            dl1 = _softplus(dl1)
-        else:
-            dl = dl_raw
-        dl = tl.where(mask_dt, dl, 0.0)
-        dl1 = tl.where(mask_t1, dl1, 0.0)
-        dlu = dl * u
-        # ---- recompute the forward of this tile from its saved entering state
-        h0 = tl.load(st_base + tile * s_sc, mask=mask_dn, other=0.0)
-        dA = tl.exp2(dl[:, None, :] * A2[:, :, None])
-        if B_VAR:
-            B3 = tl.load(B_base + t[None, :], mask=mask_nt, other=0.0).to(tl.float32)[None, :, :]
-        else:
-            B3 = Bc[:, :, None]
-        if C_VAR:
-            C3 = tl.load(C_base + t[None, :], mask=mask_nt, other=0.0).to(tl.float32)[None, :, :]
-        else:
-            C3 = Cc[:, :, None]
-        dBu = dlu[:, None, :] * B3
-        a_cum, b_cum = tl.associative_scan((dA, dBu), axis=2, combine_fn=_scan_combine)
-        hs = a_cum * h0[:, :, None] + b_cum
-        # ---- gate and skip
-        if HAS_Z:
-            y = tl.sum(hs * C3, axis=1)
-            if HAS_D:
-                y += Dv[:, None] * u
-            zz = tl.load(z_base + t[None, :], mask=mask_dt, other=0.0).to(tl.float32)
-            sz = tl.sigmoid(zz)
-            dz = g * y * sz * (1.0 + zz * (1.0 - sz))
-            tl.store(dz_base + t[None, :], dz.to(dz_ptr.dtype.element_ty), mask=mask_dt)
-            g = g * zz * sz
-        if HAS_D:
-            dD_acc += tl.sum(g * u, axis=1)
-        # ---- reverse scan: dh_t = C_t g_t + a_{t+1} dh_{t+1}
-        a_next = tl.exp2(dl1[:, None, :] * A2[:, :, None])
-        cg = C3 * g[:, None, :]
-        ra, rb = tl.associative_scan((a_next, cg), axis=2, combine_fn=_scan_combine, reverse=True)
-        dh = rb + ra * dh_carry[:, :, None]
-        dh_carry = tl.sum(tl.where(offs_t[None, None, :] == 0, dh, 0.0), axis=2)
-        # ---- gradients
-        dhB = tl.sum(dh * B3, axis=1)
-        x = dh * (hs - dBu)  # dh_t * a_t * h_{t-1}
-        ddl = dhB * u + tl.sum(x * A[:, :, None], axis=1)
-        dA_acc += tl.sum(x * dl[:, None, :], axis=2)
-        du = dhB * dl
-        if HAS_D:
-            du += Dv[:, None] * g
-        if SOFTPLUS:
-            ddl = tl.where(dl_raw <= 20.0, ddl * tl.sigmoid(dl_raw), ddl)
-        if HAS_BIAS:
-            dbias_acc += tl.sum(tl.where(mask_dt, ddl, 0.0), axis=1)
-        tl.store(du_base + t[None, :], du.to(du_ptr.dtype.element_ty), mask=mask_dt)
-        tl.store(ddl_base + t[None, :], ddl.to(ddelta_ptr.dtype.element_ty), mask=mask_dt)
-        wB = dh * dlu[:, None, :]
-        wC = hs * g[:, None, :]
-        if B_VAR:
-            dBt = tl.sum(wB, axis=0)  # masked channels have u = 0
-            if DETERMINISTIC:
-                tl.store(dB_base + t[None, :], dBt, mask=mask_nt)
-            else:
-                tl.atomic_add(dB_base + t[None, :], dBt, mask=mask_nt, sem="relaxed")
-        else:
-            dBc_acc += tl.sum(wB, axis=2)
-        if C_VAR:
-            dCt = tl.sum(wC, axis=0)  # masked channels have g = 0
-            if DETERMINISTIC:
-                tl.store(dC_base + t[None, :], dCt, mask=mask_nt)
-            else:
-                tl.atomic_add(dC_base + t[None, :], dCt, mask=mask_nt, sem="relaxed")
-        else:
-            dCc_acc += tl.sum(wC, axis=2)
-
-    dn_off = offs_d64[:, None] * dstate + offs_n[None, :]
-    tl.atomic_add(dA_ptr + dn_off, dA_acc, mask=mask_dn, sem="relaxed")
-    if not B_VAR:
-        tl.atomic_add(dB_ptr + dn_off, dBc_acc, mask=mask_dn, sem="relaxed")
-    if not C_VAR:
-        tl.atomic_add(dC_ptr + dn_off, dCc_acc, mask=mask_dn, sem="relaxed")
-    if HAS_D:
-        tl.atomic_add(dD_ptr + offs_d, dD_acc, mask=mask_d, sem="relaxed")
-    if HAS_BIAS:
-        tl.atomic_add(dbias_ptr + offs_d, dbias_acc, mask=mask_d, sem="relaxed")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -389,7 +135,8 @@ def _selective_scan_fwd_kernel_v2(
     BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_T: tl.constexpr, UNROLL_N: tl.constexpr,
     CARRY_W: tl.constexpr, BC_TILE: tl.constexpr = False,
 ):
-    """Same contract as :func:`_selective_scan_fwd_kernel`; grid (cdiv(dim, BLOCK_D), batch)."""
+    """Grid (cdiv(dim, BLOCK_D), batch).  Writes out (batch, dim, seqlen); optionally the state entering
+    every tile to states (batch, dim, n_tiles, dstate) and h_L to last (batch, dim, dstate)."""
     pid_d = tl.program_id(0)
     pid_b = tl.program_id(1).to(tl.int64)
     offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
@@ -535,7 +282,12 @@ def _selective_scan_bwd_kernel_v2(
     BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_T: tl.constexpr, UNROLL_N: tl.constexpr,
     CARRY_W: tl.constexpr, BC_TILE: tl.constexpr = False,
 ):
-    """Same contract as :func:`_selective_scan_bwd_kernel`; grid (cdiv(dim, BLOCK_D), batch)."""
+    """Grid (cdiv(dim, BLOCK_D), batch).  Tiles are walked last to first.
+
+    Writes du, ddelta, dz (batch, dim, seqlen) in the input dtype; adds into fp32 dA (dim, dstate),
+    dD, dbias (dim,), dB/dC (variable: (batch, groups, dstate, seqlen) with atomics, or
+    (batch, groups * n_dblk_per_group, dstate, seqlen) partials when DETERMINISTIC; constant:
+    (dim, dstate))."""
     pid_d = tl.program_id(0)
     pid_b = tl.program_id(1).to(tl.int64)
     offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
@@ -704,7 +456,7 @@ def _fwd_config(dim: int, dstate: int, seqlen: int, batch: int, elem: int,
         block_t, block_d, warps = 128, 4, 1
     block_t = min(block_t, max(16, triton.next_power_of_2(seqlen)))
     block_d = max(2, block_d * 16 // max(16, block_n))  # fewer channels for larger states
-    return {"BLOCK_D": block_d, "BLOCK_T": block_t, "num_warps": warps, "num_stages": 1, "VARIANT": 2}
+    return {"BLOCK_D": block_d, "BLOCK_T": block_t, "num_warps": warps, "num_stages": 1}
 
 
 def _bwd_config(dim: int, dstate: int, seqlen: int, batch: int, elem: int) -> dict[str, int]:
@@ -712,7 +464,7 @@ def _bwd_config(dim: int, dstate: int, seqlen: int, batch: int, elem: int) -> di
     block_n = triton.next_power_of_2(dstate)
     block_d = 8 if batch * dim >= 8192 else 2
     block_d = max(2, block_d * 16 // max(16, block_n))
-    return {"BLOCK_D": block_d, "num_warps": 1, "num_stages": 1, "VARIANT": 2}
+    return {"BLOCK_D": block_d, "num_warps": 1, "num_stages": 1}
 
 
 # Unroll the loop over the states (dstate <= 16) in the v2 kernels.  The sweeps behind the heuristics
@@ -795,7 +547,7 @@ def _v3_config(dim: int, dstate: int, seqlen: int, batch: int, elem: int) -> dic
             "CHUNK": 128, "lanes": 4}
 
 
-# Kernel family for dstate <= 16: 2 = the associative-scan kernels above (default: faster on the H100),
+# Kernel family for dstate <= 16: 2 = the associative-scan kernels above (default: its backward is faster),
 # 3 = one channel per thread with a step-by-step recurrence (scan_sequential.py; correct, but 1.4-1.8x
 # slower at (8, 2048, 2048): docs/benchmarks.md, "v3").  MAMBABENCH_SCAN_VARIANT=3 selects it.
 SCAN_VARIANT = int(os.environ.get("MAMBABENCH_SCAN_VARIANT", "2"))
@@ -958,13 +710,11 @@ def _forward(u, delta, A, B, C, D, z, delta_bias, softplus, save_states, save_la
     cfg = dict(FWD_OVERRIDE or _fwd_config(dim, dstate, seqlen, batch, u.element_size(), save_states))
     block_d = _block_d(dim, groups, cfg.pop("BLOCK_D"))
     block_t = cfg.pop("BLOCK_T")
-    variant = cfg.pop("VARIANT", 2)
     block_n = max(2, triton.next_power_of_2(dstate))
-    kernel = _selective_scan_fwd_kernel_v2 if variant == 2 else _selective_scan_fwd_kernel
-    if variant == 2:
-        cfg.setdefault("UNROLL_N", UNROLL_STATES and block_n <= 16)
-        cfg.setdefault("BC_TILE", BC_TILE)
-        cfg["CARRY_W"] = _carry_width(block_n, block_t)
+    kernel = _selective_scan_fwd_kernel_v2
+    cfg.setdefault("UNROLL_N", UNROLL_STATES and block_n <= 16)
+    cfg.setdefault("BC_TILE", BC_TILE)
+    cfg["CARRY_W"] = _carry_width(block_n, block_t)
     out, states, last = _forward_buffers(u, dstate, triton.cdiv(seqlen, block_t), save_states, save_last)
     bvar, _, sB = _bc_layout(B, dim)
     cvar, _, sC = _bc_layout(C, dim)
@@ -1002,13 +752,11 @@ def _backward(u, delta, A, B, C, D, z, delta_bias, softplus, states, block_t, do
     groups = max(bg, cg)
     cfg = dict(BWD_OVERRIDE or _bwd_config(dim, dstate, seqlen, batch, u.element_size()))
     cfg.pop("BLOCK_T", None)
-    variant = cfg.pop("VARIANT", 2)
     block_n = max(2, triton.next_power_of_2(dstate))
-    kernel = _selective_scan_bwd_kernel_v2 if variant == 2 else _selective_scan_bwd_kernel
-    if variant == 2:
-        cfg.setdefault("UNROLL_N", UNROLL_STATES and block_n <= 16)
-        cfg.setdefault("BC_TILE", BC_TILE)
-        cfg["CARRY_W"] = _carry_width(block_n, block_t)
+    kernel = _selective_scan_bwd_kernel_v2
+    cfg.setdefault("UNROLL_N", UNROLL_STATES and block_n <= 16)
+    cfg.setdefault("BC_TILE", BC_TILE)
+    cfg["CARRY_W"] = _carry_width(block_n, block_t)
     block_d = _block_d(dim, groups, cfg.pop("BLOCK_D"))
     n_dblk = triton.cdiv(dim, block_d)
     n_dblk_per_group = max(1, (dim // groups) // block_d) if groups > 1 else n_dblk
