@@ -26,14 +26,10 @@ import triton
 import triton.language as tl
 
 from mambabench.kernels.scan_columns import join_cols, split_cols
+from mambabench.kernels.scan_common import add_or_store
+from mambabench.kernels.scan_common import softplus as _softplus
 
 __all__ = ["seq_scan_fwd_kernel", "seq_scan_bwd_kernel"]
-
-
-@triton.jit
-def _softplus(x):
-    # linear above 20, as in the official kernel
-    return tl.where(x <= 20.0, tl.log(1.0 + tl.exp(x)), x)
 
 
 @triton.jit
@@ -380,17 +376,11 @@ def seq_scan_bwd_kernel(
                     wC = hs[k + 1] * g_c[k]
                     ok_k = t0 + k < seqlen
                     if B_VAR:
-                        if DETERMINISTIC:
-                            tl.store(dB_base + n * s_dBn + t0 + k, tl.sum(wB, axis=0), mask=ok_k)
-                        else:
-                            tl.atomic_add(dB_base + n * s_dBn + t0 + k, tl.sum(wB, axis=0), mask=ok_k, sem="relaxed")
+                        add_or_store(dB_base + n * s_dBn + t0 + k, tl.sum(wB, axis=0), ok_k, DETERMINISTIC)
                     else:
                         dBc_n += wB
                     if C_VAR:
-                        if DETERMINISTIC:
-                            tl.store(dC_base + n * s_dCn + t0 + k, tl.sum(wC, axis=0), mask=ok_k)
-                        else:
-                            tl.atomic_add(dC_base + n * s_dCn + t0 + k, tl.sum(wC, axis=0), mask=ok_k, sem="relaxed")
+                        add_or_store(dC_base + n * s_dCn + t0 + k, tl.sum(wC, axis=0), ok_k, DETERMINISTIC)
                     else:
                         dCc_n += wC
                 dhB += join_cols(dhB_k, TT)

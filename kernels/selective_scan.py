@@ -50,6 +50,8 @@ import triton.language as tl
 from torch import Tensor
 
 from mambabench.kernels import _interpret_compat
+from mambabench.kernels.scan_common import add_or_store
+from mambabench.kernels.scan_common import softplus as _softplus
 from mambabench.kernels.scan_sequential import seq_scan_bwd_kernel, seq_scan_fwd_kernel
 
 _interpret_compat.patch()
@@ -63,12 +65,6 @@ LOG2E = 1.4426950408889634
 def _scan_combine(a_l, b_l, a_r, b_r):
     """Compose two steps of h <- a * h + b (left is earlier): (a_l a_r, a_r b_l + b_r)."""
     return a_l * a_r, a_r * b_l + b_r
-
-
-@triton.jit
-def _softplus(x):
-    # softplus(x) = log(1 + e^x), linear above 20 as in the official kernel
-    return tl.where(x <= 20.0, tl.log(1.0 + tl.exp(x)), x)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -250,17 +246,11 @@ def _bwd_state(
     wB = dh * du
     wC = hs * g
     if B_VAR:
-        if DETERMINISTIC:
-            tl.store(dB_row + n * s_dBn, tl.sum(wB, axis=0), mask=mask_t & ok_n)
-        else:
-            tl.atomic_add(dB_row + n * s_dBn, tl.sum(wB, axis=0), mask=mask_t & ok_n, sem="relaxed")
+        add_or_store(dB_row + n * s_dBn, tl.sum(wB, axis=0), mask_t & ok_n, DETERMINISTIC)
     else:
         dBc_all = tl.where(sel_n, dBc_all + tl.sum(wB, axis=1)[:, None], dBc_all)
     if C_VAR:
-        if DETERMINISTIC:
-            tl.store(dC_row + n * s_dCn, tl.sum(wC, axis=0), mask=mask_t & ok_n)
-        else:
-            tl.atomic_add(dC_row + n * s_dCn, tl.sum(wC, axis=0), mask=mask_t & ok_n, sem="relaxed")
+        add_or_store(dC_row + n * s_dCn, tl.sum(wC, axis=0), mask_t & ok_n, DETERMINISTIC)
     else:
         dCc_all = tl.where(sel_n, dCc_all + tl.sum(wC, axis=1)[:, None], dCc_all)
     return dh_all, dA_all, dBc_all, dCc_all, y, dhB, ddl_acc
