@@ -33,26 +33,28 @@ __all__ = ["seq_scan_fwd_kernel", "seq_scan_bwd_kernel"]
 
 
 @triton.jit
-def _tile_inputs(u_base, dl_base, t0, seqlen, mask_d, offs_k, tile, bias,
+def _tile_inputs(u_base, dl_base, t0, seqlen, mask_d3, tile, bias3,
                  HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, EVEN_T: tl.constexpr):
-    """The time tile at t0: masks ([BLOCK_D, TT] data, [BLOCK_D, TT] B/C rows), fp32 u, delta + bias,
-    and delta after softplus with zeros past seqlen (so those steps leave the state unchanged)."""
+    """The 3-D time tile at t0 (``tile``: the in-tile step on the last axis, zero stride elsewhere;
+    ``mask_d3`` / ``bias3``: the channel mask and delta bias broadcastable to it): the data mask, the
+    B/C-row mask, fp32 u, delta + bias, and delta after softplus with zeros past seqlen (so those
+    steps leave the state unchanged)."""
     if EVEN_T:
-        mask_dt = mask_d[:, None] & (tile >= 0)
-        mask_t2 = tile >= 0  # constant along time: keeps the loads vectorised
+        mask3 = mask_d3 & (tile >= 0)
+        mask_t3 = tile >= 0  # constant along time: keeps the loads vectorised
     else:
-        mask_dt = mask_d[:, None] & ((t0 + offs_k) < seqlen)[None, :]
-        mask_t2 = (t0 + tile) < seqlen
-    u = tl.load(u_base + t0, mask=mask_dt, other=0.0).to(tl.float32)
-    dl_raw = tl.load(dl_base + t0, mask=mask_dt, other=0.0).to(tl.float32)
+        mask3 = mask_d3 & ((t0 + tile) < seqlen)
+        mask_t3 = (t0 + tile) < seqlen
+    u = tl.load(u_base + t0, mask=mask3, other=0.0).to(tl.float32)
+    dl_raw = tl.load(dl_base + t0, mask=mask3, other=0.0).to(tl.float32)
     if HAS_BIAS:
-        dl_raw = dl_raw + bias[:, None]
+        dl_raw = dl_raw + bias3
     if SOFTPLUS:
         dl = _softplus(dl_raw)
     else:
         dl = dl_raw
-    dl = tl.where(mask_dt, dl, 0.0)
-    return mask_dt, mask_t2, u, dl_raw, dl
+    dl = tl.where(mask3, dl, 0.0)
+    return mask3, mask_t3, u, dl_raw, dl
 
 
 # A's and the saved states' dstate strides are run-time values (never specialised to 1): a dstate axis
@@ -100,6 +102,8 @@ def seq_scan_fwd_kernel(
         Dv = tl.load(D_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
     if HAS_BIAS:
         bias = tl.load(bias_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
+    else:
+        bias = tl.zeros([BLOCK_D], dtype=tl.float32)  # unused: _tile_inputs adds it only if HAS_BIAS
 
     # [BLOCK_D, LANES, TT] tiles; the LANES axis has zero stride (the lanes of a channel read the same
     # u / delta / z vector, and all channels the same B / C row: L1 serves the repeats)
@@ -123,21 +127,12 @@ def seq_scan_fwd_kernel(
                     n_j = offs_g * NPT + j
                     tl.store(st_base + (t0 // CHUNK) * s_sc + n_j[None, :] * s_sn, h[j],
                              mask=mask_d[:, None] & (n_j < DSTATE)[None, :])
+        mask3, mask_t3, u, _, dl = _tile_inputs(u_base, dl_base, t0, seqlen, mask_d[:, None, None], tile,
+                                                bias[:, None, None], HAS_BIAS, SOFTPLUS, EVEN_T)
         if EVEN_T:
-            mask3 = mask_d[:, None, None] & (tile >= 0)
-            mask_t3 = tile >= 0  # constant along time: keeps the loads vectorised
             mask_out = mask_d[:, None] & (offs_k >= 0)[None, :]
         else:
-            mask3 = mask_d[:, None, None] & ((t0 + tile) < seqlen)
-            mask_t3 = (t0 + tile) < seqlen
             mask_out = mask_d[:, None] & ((t0 + offs_k) < seqlen)[None, :]
-        u = tl.load(u_base + t0, mask=mask3, other=0.0).to(tl.float32)
-        dl = tl.load(dl_base + t0, mask=mask3, other=0.0).to(tl.float32)
-        if HAS_BIAS:
-            dl = dl + bias[:, None, None]
-        if SOFTPLUS:
-            dl = _softplus(dl)
-        dl = tl.where(mask3, dl, 0.0)
         dl_c = split_cols(dl, TT)
         du_c = split_cols(dl * u, TT)
         if HAS_D:  # added on lane 0 only: the lanes' partial outputs are summed below
@@ -186,7 +181,7 @@ def seq_scan_fwd_kernel(
                      mask=mask_d[:, None] & (n_j < DSTATE)[None, :])
 
 
-@triton.jit(do_not_specialize=["s_An"])
+@triton.jit(do_not_specialize=["s_An", "s_sn"])
 def seq_scan_bwd_kernel(
     u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, dout_ptr, states_ptr, scratch_ptr,
     du_ptr, ddelta_ptr, dA_ptr, dB_ptr, dC_ptr, dD_ptr, dbias_ptr, dz_ptr,
@@ -200,228 +195,269 @@ def seq_scan_bwd_kernel(
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     B_VAR: tl.constexpr, C_VAR: tl.constexpr, DETERMINISTIC: tl.constexpr,
     BLOCK_D: tl.constexpr, DSTATE: tl.constexpr, TT: tl.constexpr, CHUNK: tl.constexpr,
-    EVEN_T: tl.constexpr,
+    EVEN_T: tl.constexpr, LANES: tl.constexpr, NPT: tl.constexpr,
 ):
-    """Grid (cdiv(dim, BLOCK_D), batch).  ``scratch``: fp32 (grid, CHUNK // TT, DSTATE, BLOCK_D).
+    """Grid (cdiv(dim, BLOCK_D), batch); states spread over LANES threads per channel as in the forward.
 
-    Writes du, ddelta, dz (batch, dim, seqlen) in the input dtype; adds into fp32 dA (dim, DSTATE),
-    dD, dbias (dim,); variable dB/dC: atomics into (batch, groups, DSTATE, seqlen), or with
-    DETERMINISTIC one partial slot per program, (batch, n_programs_d, DSTATE, seqlen); constant dB/dC:
-    atomics into (dim, DSTATE)."""
+    Tiles are ``[LANES, BLOCK_D, ...]`` (lanes first): with several warps, Triton's coalescing then
+    keeps the lanes of a channel inside one warp and spreads channels over threads and warps (with
+    ``[BLOCK_D, LANES, ...]`` it puts the lanes on different warps, and every tile would be converted
+    through shared memory).
+
+    ``scratch``: fp32 (grid, CHUNK // TT, NPT, BLOCK_D * LANES), the state entering every tile of the
+    chunk being walked.  Writes du, ddelta, dz (batch, dim, seqlen) in the input dtype (lane 0 of each
+    channel stores; the lanes' partial sums over states are combined first); adds into fp32 dA
+    (dim, DSTATE), dD, dbias (dim,); variable dB/dC: per tile one ``[LANES, TT]`` sum over the
+    program's channels per state slot, added with fp32 atomics into (batch, groups, DSTATE, seqlen) or
+    with DETERMINISTIC stored in the program's own partial slot (batch, n_programs_d, DSTATE, seqlen);
+    constant dB/dC: atomics into (dim, DSTATE)."""
     pid_d = tl.program_id(0)
     pid_b = tl.program_id(1).to(tl.int64)
     offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
+    offs_g = tl.arange(0, LANES)
     offs_k = tl.arange(0, TT)
     mask_d = offs_d < dim
     d64 = offs_d.to(tl.int64)
+    d2 = d64[None, :]
     group = ((pid_d * BLOCK_D) // dim_per_group).to(tl.int64)
+    lane0 = (offs_g == 0)[:, None]
+    # per-register-slot [LANES, BLOCK_D] tiles (state n = g * NPT + j): one value per thread
     A2 = ()
-    q = ()  # a_{t+1} dh_{t+1} per state, carried backwards
+    q = ()  # a_{t+1} dh_{t+1}, carried backwards
     dA_acc = ()
     dBc_acc = ()
     dCc_acc = ()
-    for n in tl.static_range(DSTATE):
-        a_n = tl.load(A_ptr + d64 * s_Ad + n * s_An, mask=mask_d, other=0.0).to(tl.float32)
-        A2 = A2 + (a_n * 1.4426950408889634,)
-        q = q + (tl.zeros([BLOCK_D], dtype=tl.float32),)
-        dA_acc = dA_acc + (tl.zeros([BLOCK_D], dtype=tl.float32),)
+    for j in tl.static_range(NPT):
+        n_j = offs_g * NPT + j
+        ok_j = mask_d[None, :] & (n_j < DSTATE)[:, None]
+        a_j = tl.load(A_ptr + d2 * s_Ad + n_j[:, None] * s_An, mask=ok_j, other=0.0).to(tl.float32)
+        A2 = A2 + (a_j * 1.4426950408889634,)
+        q = q + (tl.zeros([LANES, BLOCK_D], dtype=tl.float32),)
+        dA_acc = dA_acc + (tl.zeros([LANES, BLOCK_D], dtype=tl.float32),)
         if not B_VAR:
-            dBc_acc = dBc_acc + (tl.zeros([BLOCK_D], dtype=tl.float32),)
+            dBc_acc = dBc_acc + (tl.zeros([LANES, BLOCK_D], dtype=tl.float32),)
         if not C_VAR:
-            dCc_acc = dCc_acc + (tl.zeros([BLOCK_D], dtype=tl.float32),)
+            dCc_acc = dCc_acc + (tl.zeros([LANES, BLOCK_D], dtype=tl.float32),)
     if HAS_D:
-        Dv = tl.load(D_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
+        Dv = tl.load(D_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)[None, :, None]
     if HAS_BIAS:
         bias = tl.load(bias_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
     else:
         bias = tl.zeros([BLOCK_D], dtype=tl.float32)  # unused: _tile_inputs adds it only if HAS_BIAS
+    bias3 = bias[None, :, None]
+    mask_d3 = mask_d[None, :, None]
 
-    tile = d64[:, None] * 0 + offs_k[None, :]
-    row_d = d64[:, None]
-    u_base = u_ptr + pid_b * s_ub + row_d * s_ud + offs_k[None, :]
-    dl_base = delta_ptr + pid_b * s_db + row_d * s_dd + offs_k[None, :]
-    g_base = dout_ptr + pid_b * s_gb + row_d * s_gd + offs_k[None, :]
-    du_base = du_ptr + pid_b * s_dub + row_d * s_dud + offs_k[None, :]
-    ddl_base = ddelta_ptr + pid_b * s_ddb + row_d * s_ddd + offs_k[None, :]
+    # [LANES, BLOCK_D, TT] tiles, zero stride along LANES (and along channels for B / C rows)
+    tile = (offs_g * 0)[:, None, None] + (d64 * 0)[None, :, None] + offs_k[None, None, :]
+    row3 = d64[None, :, None]
+    u_base = u_ptr + pid_b * s_ub + row3 * s_ud + tile
+    dl_base = delta_ptr + pid_b * s_db + row3 * s_dd + tile
+    g_base = dout_ptr + pid_b * s_gb + row3 * s_gd + tile
+    du_base = du_ptr + pid_b * s_dub + row3 * s_dud + tile
+    ddl_base = ddelta_ptr + pid_b * s_ddb + row3 * s_ddd + tile
     if HAS_Z:
-        z_base = z_ptr + pid_b * s_zb + row_d * s_zd + offs_k[None, :]
-        dz_base = dz_ptr + pid_b * s_dzb + row_d * s_dzd + offs_k[None, :]
+        z_base = z_ptr + pid_b * s_zb + row3 * s_zd + tile
+        dz_base = dz_ptr + pid_b * s_dzb + row3 * s_dzd + tile
     if B_VAR:
         B_base = B_ptr + pid_b * s_Bb + group * s_Bg + tile
-    else:
-        B_base = B_ptr + d64 * s_Bb
     if C_VAR:
         C_base = C_ptr + pid_b * s_Cb + group * s_Cg + tile
-    else:
-        C_base = C_ptr + d64 * s_Cb
     if DETERMINISTIC:
         slot = pid_d.to(tl.int64)
     else:
         slot = group
-    dB_base = dB_ptr + pid_b * s_dBb + slot * s_dBg
-    dC_base = dC_ptr + pid_b * s_dCb + slot * s_dCg
-    st_base = states_ptr + pid_b * s_sb + d64 * s_sd
+    # [LANES, TT] tiles of one state slot's dB / dC rows
+    dB_base = dB_ptr + pid_b * s_dBb + slot * s_dBg + offs_k[None, :]
+    dC_base = dC_ptr + pid_b * s_dCb + slot * s_dCg + offs_k[None, :]
+    st_base = states_ptr + pid_b * s_sb + d2 * s_sd
     pid_lin = pid_b * tl.num_programs(0) + pid_d
-    sc_base = scratch_ptr + pid_lin * (CHUNK // TT) * DSTATE * BLOCK_D + tl.arange(0, BLOCK_D)
+    thread = tl.arange(0, BLOCK_D)[None, :] * LANES + offs_g[:, None]
+    sc_base = scratch_ptr + pid_lin * (CHUNK // TT) * NPT * (BLOCK_D * LANES) + thread
 
-    dD_acc = tl.zeros([BLOCK_D], dtype=tl.float32)
-    dbias_acc = tl.zeros([BLOCK_D], dtype=tl.float32)
+    dD_acc = tl.zeros([LANES, BLOCK_D], dtype=tl.float32)
+    dbias_acc = tl.zeros([LANES, BLOCK_D], dtype=tl.float32)
     n_chunks = tl.cdiv(seqlen, CHUNK)
     for ci in range(0, n_chunks):
         c0 = (n_chunks - 1 - ci) * CHUNK
         n_tiles = tl.minimum(CHUNK, seqlen - c0 + TT - 1) // TT
         # ---- pass 1: recompute the chunk forward, keep the state entering every tile in scratch
         h = ()
-        for n in tl.static_range(DSTATE):
-            h = h + (tl.load(st_base + (c0 // CHUNK) * s_sc + n * s_sn, mask=mask_d, other=0.0),)
-        for j in range(0, n_tiles):
-            t0 = c0 + j * TT
-            mask_dt, mask_t2, u, _, dl = _tile_inputs(u_base, dl_base, t0, seqlen, mask_d, offs_k, tile, bias,
-                                                       HAS_BIAS, SOFTPLUS, EVEN_T)
+        for j in tl.static_range(NPT):
+            n_j = offs_g * NPT + j
+            h = h + (tl.load(st_base + (c0 // CHUNK) * s_sc + n_j[:, None] * s_sn,
+                             mask=mask_d[None, :] & (n_j < DSTATE)[:, None], other=0.0),)
+        for jt in range(0, n_tiles):
+            t0 = c0 + jt * TT
+            mask3, mask_t3, u, _, dl = _tile_inputs(u_base, dl_base, t0, seqlen, mask_d3, tile, bias3,
+                                                    HAS_BIAS, SOFTPLUS, EVEN_T)
             dl_c = split_cols(dl, TT)
             du_c = split_cols(dl * u, TT)
             h_new = ()
-            for n in tl.static_range(DSTATE):
-                h_n = h[n]
-                tl.store(sc_base + (j * DSTATE + n) * BLOCK_D, h_n)
+            for j in tl.static_range(NPT):
+                n_j = offs_g * NPT + j
+                h_j = h[j]
+                tl.store(sc_base + (jt * NPT + j) * (BLOCK_D * LANES), h_j)
                 if B_VAR:
-                    B_n = split_cols(tl.load(B_base + n * s_Bn + t0, mask=mask_t2, other=0.0), TT)
+                    B_j = split_cols(tl.load(B_base + n_j[:, None, None] * s_Bn + t0,
+                                             mask=mask_t3 & (n_j < DSTATE)[:, None, None], other=0.0), TT)
                 else:
-                    Bc_n = tl.load(B_base + n * s_Bn, mask=mask_d, other=0.0).to(tl.float32)
+                    Bc_j = tl.load(B_ptr + d2 * s_Bb + n_j[:, None] * s_Bn,
+                                   mask=mask_d[None, :] & (n_j < DSTATE)[:, None], other=0.0).to(tl.float32)
                 for k in tl.static_range(TT):
                     if B_VAR:
-                        b = du_c[k] * B_n[k].to(tl.float32)
+                        b = du_c[k] * B_j[k].to(tl.float32)
                     else:
-                        b = du_c[k] * Bc_n
-                    h_n = tl.exp2(dl_c[k] * A2[n]) * h_n + b
-                h_new = h_new + (h_n,)
+                        b = du_c[k] * Bc_j
+                    h_j = tl.exp2(dl_c[k] * A2[j]) * h_j + b
+                h_new = h_new + (h_j,)
             h = h_new
-        tl.debug_barrier()
         # ---- pass 2: tiles last to first
         for jj in range(0, n_tiles):
-            j = n_tiles - 1 - jj
-            t0 = c0 + j * TT
-            mask_dt, mask_t2, u, dl_raw, dl = _tile_inputs(u_base, dl_base, t0, seqlen, mask_d, offs_k, tile,
-                                                            bias, HAS_BIAS, SOFTPLUS, EVEN_T)
-            dout = tl.load(g_base + t0, mask=mask_dt, other=0.0).to(tl.float32)
-            du = dl * u
+            jt = n_tiles - 1 - jj
+            t0 = c0 + jt * TT
+            mask3, mask_t3, u, dl_raw, dl = _tile_inputs(u_base, dl_base, t0, seqlen, mask_d3, tile, bias3,
+                                                         HAS_BIAS, SOFTPLUS, EVEN_T)
+            dout = tl.load(g_base + t0, mask=mask3, other=0.0).to(tl.float32)
             if HAS_Z:
-                zz = tl.load(z_base + t0, mask=mask_dt, other=0.0).to(tl.float32)
+                zz = tl.load(z_base + t0, mask=mask3, other=0.0).to(tl.float32)
                 sz = tl.sigmoid(zz)
                 g = dout * zz * sz
             else:
                 g = dout
-            if HAS_D:
-                dD_acc += tl.sum(g * u, axis=1)
-                y = Dv[:, None] * u
+            if EVEN_T:
+                ok_t = offs_k >= 0
             else:
-                y = tl.zeros([BLOCK_D, TT], dtype=tl.float32)
+                ok_t = (t0 + offs_k) < seqlen
             dl_c = split_cols(dl, TT)
-            du_c = split_cols(du, TT)
+            du_c = split_cols(dl * u, TT)
             g_c = split_cols(g, TT)
-            dhB = tl.zeros([BLOCK_D, TT], dtype=tl.float32)
-            xA = tl.zeros([BLOCK_D, TT], dtype=tl.float32)
+            # the lanes' partial sums over their states, [LANES, BLOCK_D, TT]
+            dhB = tl.zeros([LANES, BLOCK_D, TT], dtype=tl.float32)
+            xA = tl.zeros([LANES, BLOCK_D, TT], dtype=tl.float32)
+            y = tl.zeros([LANES, BLOCK_D, TT], dtype=tl.float32)
             q_new = ()
             dA_new = ()
             dBc_new = ()
             dCc_new = ()
-            for n in tl.static_range(DSTATE):
+            for j in tl.static_range(NPT):
+                n_j = offs_g * NPT + j
+                ok_n3 = (n_j < DSTATE)[:, None, None]
                 if B_VAR:
-                    B_n = split_cols(tl.load(B_base + n * s_Bn + t0, mask=mask_t2, other=0.0), TT)
+                    B_j = split_cols(tl.load(B_base + n_j[:, None, None] * s_Bn + t0, mask=mask_t3 & ok_n3,
+                                             other=0.0), TT)
                 else:
-                    Bc_n = tl.load(B_base + n * s_Bn, mask=mask_d, other=0.0).to(tl.float32)
+                    Bc_j = tl.load(B_ptr + d2 * s_Bb + n_j[:, None] * s_Bn,
+                                   mask=mask_d[None, :] & (n_j < DSTATE)[:, None], other=0.0).to(tl.float32)
                 if C_VAR:
-                    C_n = split_cols(tl.load(C_base + n * s_Cn + t0, mask=mask_t2, other=0.0), TT)
+                    C_j = split_cols(tl.load(C_base + n_j[:, None, None] * s_Cn + t0, mask=mask_t3 & ok_n3,
+                                             other=0.0), TT)
                 else:
-                    Cc_n = tl.load(C_base + n * s_Cn, mask=mask_d, other=0.0).to(tl.float32)
+                    Cc_j = tl.load(C_ptr + d2 * s_Cb + n_j[:, None] * s_Cn,
+                                   mask=mask_d[None, :] & (n_j < DSTATE)[:, None], other=0.0).to(tl.float32)
                 # recompute the TT states of the tile, and a_t
-                h_n = tl.load(sc_base + (j * DSTATE + n) * BLOCK_D)
-                hs = (h_n,)
+                h_j = tl.load(sc_base + (jt * NPT + j) * (BLOCK_D * LANES))
+                hs = (h_j,)
                 As = ()
                 for k in tl.static_range(TT):
-                    a = tl.exp2(dl_c[k] * A2[n])
+                    a = tl.exp2(dl_c[k] * A2[j])
                     if B_VAR:
-                        h_n = a * h_n + du_c[k] * B_n[k].to(tl.float32)
+                        h_j = a * h_j + du_c[k] * B_j[k].to(tl.float32)
                     else:
-                        h_n = a * h_n + du_c[k] * Bc_n
-                    hs = hs + (h_n,)
+                        h_j = a * h_j + du_c[k] * Bc_j
+                    hs = hs + (h_j,)
                     As = As + (a,)
                 # reverse recurrence, last step first
-                q_n = q[n]
-                dA_n = dA_acc[n]
+                q_j = q[j]
+                dA_j = dA_acc[j]
                 if not B_VAR:
-                    dBc_n = dBc_acc[n]
+                    dBc_j = dBc_acc[j]
                 if not C_VAR:
-                    dCc_n = dCc_acc[n]
+                    dCc_j = dCc_acc[j]
                 dhB_k = ()
                 x_k = ()
                 y_k = ()
+                wB_k = ()
+                wC_k = ()
                 for k in tl.static_range(TT - 1, -1, -1):
                     if C_VAR:
-                        Ck = C_n[k].to(tl.float32)
+                        Ck = C_j[k].to(tl.float32)
                     else:
-                        Ck = Cc_n
+                        Ck = Cc_j
                     if B_VAR:
-                        Bk = B_n[k].to(tl.float32)
+                        Bk = B_j[k].to(tl.float32)
                     else:
-                        Bk = Bc_n
-                    dh = Ck * g_c[k] + q_n
-                    q_n = As[k] * dh
-                    x = q_n * hs[k]  # dh_t * a_t * h_{t-1}
-                    dA_n += x * dl_c[k]
+                        Bk = Bc_j
+                    dh = Ck * g_c[k] + q_j
+                    q_j = As[k] * dh
+                    x = q_j * hs[k]  # dh_t * a_t * h_{t-1}
+                    dA_j += x * dl_c[k]
                     dhB_k = (dh * Bk,) + dhB_k
                     x_k = (x,) + x_k
-                    y_k = (Ck * hs[k + 1],) + y_k
-                    wB = dh * du_c[k]
-                    wC = hs[k + 1] * g_c[k]
-                    ok_k = t0 + k < seqlen
+                    if HAS_Z:
+                        y_k = (Ck * hs[k + 1],) + y_k
                     if B_VAR:
-                        add_or_store(dB_base + n * s_dBn + t0 + k, tl.sum(wB, axis=0), ok_k, DETERMINISTIC)
+                        wB_k = (dh * du_c[k],) + wB_k
                     else:
-                        dBc_n += wB
+                        dBc_j += dh * du_c[k]
                     if C_VAR:
-                        add_or_store(dC_base + n * s_dCn + t0 + k, tl.sum(wC, axis=0), ok_k, DETERMINISTIC)
+                        wC_k = (hs[k + 1] * g_c[k],) + wC_k
                     else:
-                        dCc_n += wC
+                        dCc_j += hs[k + 1] * g_c[k]
                 dhB += join_cols(dhB_k, TT)
-                xA += join_cols(x_k, TT) * A2[n][:, None]
+                xA += join_cols(x_k, TT) * A2[j][:, :, None]
                 if HAS_Z:
                     y += join_cols(y_k, TT)
-                q_new = q_new + (q_n,)
-                dA_new = dA_new + (dA_n,)
+                ok_nt = (n_j < DSTATE)[:, None] & ok_t[None, :]
+                if B_VAR:
+                    add_or_store(dB_base + n_j[:, None] * s_dBn + t0, tl.sum(join_cols(wB_k, TT), axis=1),
+                                 ok_nt, DETERMINISTIC)
+                if C_VAR:
+                    add_or_store(dC_base + n_j[:, None] * s_dCn + t0, tl.sum(join_cols(wC_k, TT), axis=1),
+                                 ok_nt, DETERMINISTIC)
+                q_new = q_new + (q_j,)
+                dA_new = dA_new + (dA_j,)
                 if not B_VAR:
-                    dBc_new = dBc_new + (dBc_n,)
+                    dBc_new = dBc_new + (dBc_j,)
                 if not C_VAR:
-                    dCc_new = dCc_new + (dCc_n,)
+                    dCc_new = dCc_new + (dCc_j,)
             q = q_new
             dA_acc = dA_new
             if not B_VAR:
                 dBc_acc = dBc_new
             if not C_VAR:
                 dCc_acc = dCc_new
-            ddl = dhB * u + xA * 0.6931471805599453  # sum_n x A = ln2 sum_n x A2
+            # every lane now gets the channel's sums over all states; lane 0 stores
+            dhB = tl.sum(dhB, axis=0)[None, :, :]
+            ddl = dhB * u + tl.sum(xA, axis=0)[None, :, :] * 0.6931471805599453  # ln2 sum_n x A2
             du_out = dhB * dl
             if HAS_D:
-                du_out += Dv[:, None] * g
+                du_out += Dv * g
+                dD_acc += tl.sum(g * u, axis=2)
             if SOFTPLUS:
                 ddl = tl.where(dl_raw <= 20.0, ddl * tl.sigmoid(dl_raw), ddl)
-            ddl = tl.where(mask_dt, ddl, 0.0)
+            ddl = tl.where(mask3, ddl, 0.0)
             if HAS_BIAS:
-                dbias_acc += tl.sum(ddl, axis=1)
-            tl.store(du_base + t0, du_out.to(du_ptr.dtype.element_ty), mask=mask_dt)
-            tl.store(ddl_base + t0, ddl.to(ddelta_ptr.dtype.element_ty), mask=mask_dt)
+                dbias_acc += tl.sum(ddl, axis=2)
+            mask_st = mask3 & lane0[:, :, None]
+            tl.store(du_base + t0, du_out.to(du_ptr.dtype.element_ty), mask=mask_st)
+            tl.store(ddl_base + t0, ddl.to(ddelta_ptr.dtype.element_ty), mask=mask_st)
             if HAS_Z:
+                y = tl.sum(y, axis=0)[None, :, :]
+                if HAS_D:
+                    y += Dv * u
                 dz = dout * y * sz * (1.0 + zz * (1.0 - sz))
-                tl.store(dz_base + t0, dz.to(dz_ptr.dtype.element_ty), mask=mask_dt)
-        tl.debug_barrier()  # pass 1 of the next chunk overwrites the scratch
+                tl.store(dz_base + t0, dz.to(dz_ptr.dtype.element_ty), mask=mask_st)
 
-    for n in tl.static_range(DSTATE):
-        tl.atomic_add(dA_ptr + d64 * DSTATE + n, dA_acc[n], mask=mask_d, sem="relaxed")
+    for j in tl.static_range(NPT):
+        n_j = offs_g * NPT + j
+        ok_j = mask_d[None, :] & (n_j < DSTATE)[:, None]
+        tl.atomic_add(dA_ptr + d2 * DSTATE + n_j[:, None], dA_acc[j], mask=ok_j, sem="relaxed")
         if not B_VAR:
-            tl.atomic_add(dB_ptr + d64 * DSTATE + n, dBc_acc[n], mask=mask_d, sem="relaxed")
+            tl.atomic_add(dB_ptr + d2 * DSTATE + n_j[:, None], dBc_acc[j], mask=ok_j, sem="relaxed")
         if not C_VAR:
-            tl.atomic_add(dC_ptr + d64 * DSTATE + n, dCc_acc[n], mask=mask_d, sem="relaxed")
+            tl.atomic_add(dC_ptr + d2 * DSTATE + n_j[:, None], dCc_acc[j], mask=ok_j, sem="relaxed")
+    ok_d0 = mask_d[None, :] & lane0
     if HAS_D:
-        tl.atomic_add(dD_ptr + offs_d, dD_acc, mask=mask_d, sem="relaxed")
+        tl.atomic_add(dD_ptr + d2 + offs_g[:, None] * 0, dD_acc, mask=ok_d0, sem="relaxed")
     if HAS_BIAS:
-        tl.atomic_add(dbias_ptr + offs_d, dbias_acc, mask=mask_d, sem="relaxed")
+        tl.atomic_add(dbias_ptr + d2 + offs_g[:, None] * 0, dbias_acc, mask=ok_d0, sem="relaxed")

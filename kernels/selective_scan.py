@@ -533,8 +533,8 @@ def _v3_config(dim: int, dstate: int, seqlen: int, batch: int, elem: int) -> dic
     backward keeps TT + 1 states per thread, so it uses 4.  CHUNK (steps between saved states) sets
     the memory saved for the backward: dstate * 4 / CHUNK bytes per (batch, channel, step).
     """
-    return {"fwd_warps": 1, "bwd_warps": 1, "FWD_TT": 16 // elem if elem < 4 else 4, "BWD_TT": 4,
-            "CHUNK": 128, "lanes": 4}
+    return {"fwd_warps": 1, "bwd_warps": 4, "FWD_TT": 16 // elem if elem < 4 else 4, "BWD_TT": 4,
+            "CHUNK": 128, "lanes": 4, "bwd_lanes": 4}
 
 
 # Kernel family for dstate <= 16: 2 = the associative-scan kernels above (default: its backward is faster),
@@ -619,7 +619,9 @@ def _backward_v3(u, delta, A, B, C, D, z, delta_bias, softplus, states, chunk, d
     groups = max(bg, cg)
     cfg = dict(V3_OVERRIDE or _v3_config(dim, dstate, seqlen, batch, u.element_size()))
     warps, tt = cfg["bwd_warps"], cfg["BWD_TT"]
-    block_d = _block_d(dim, groups, 32 * warps)
+    lanes = min(cfg.get("bwd_lanes", 1), triton.next_power_of_2(dstate))
+    npt = triton.cdiv(dstate, lanes)
+    block_d = _block_d(dim, groups, max(1, 32 * warps // lanes))
     B_in, C_in = B, C
     B, C = _bc_fp32(B), _bc_fp32(C)
     bvar, bg, sB = _bc_layout(B, dim)
@@ -633,7 +635,7 @@ def _backward_v3(u, delta, A, B, C, D, z, delta_bias, softplus, states, chunk, d
     dA = torch.zeros((dim, dstate), device=dev, dtype=torch.float32)
     dD = torch.zeros((dim,), device=dev, dtype=torch.float32) if D is not None else None
     dbias = torch.zeros((dim,), device=dev, dtype=torch.float32) if delta_bias is not None else None
-    scratch = torch.empty((n_dblk * batch, chunk // tt, dstate, block_d), device=dev, dtype=torch.float32)
+    scratch = torch.empty((n_dblk * batch, chunk // tt, npt, block_d * lanes), device=dev, dtype=torch.float32)
 
     def bc_buffer(var: bool) -> Tensor:
         if not var:
@@ -667,7 +669,7 @@ def _backward_v3(u, delta, A, B, C, D, z, delta_bias, softplus, states, chunk, d
             HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
             SOFTPLUS=bool(softplus), B_VAR=bvar, C_VAR=cvar, DETERMINISTIC=bool(deterministic),
             BLOCK_D=block_d, DSTATE=dstate, TT=tt, CHUNK=chunk, EVEN_T=seqlen % tt == 0,
-            num_warps=max(1, block_d // 32), num_stages=1,
+            LANES=lanes, NPT=npt, num_warps=max(1, block_d * lanes // 32), num_stages=1,
         )
     dB = _finish_bc(dB_buf, bvar, B_in, deterministic, batch, groups, n_dblk_per_group, dstate, seqlen)
     dC = _finish_bc(dC_buf, cvar, C_in, deterministic, batch, groups, n_dblk_per_group, dstate, seqlen)

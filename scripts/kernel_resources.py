@@ -67,7 +67,7 @@ def compile_kernel(fn: triton.JITFunction, consts: dict[str, int], warps: int, h
     if missing:
         raise SystemExit(f"missing constexpr values: {', '.join(missing)} (pass NAME=VALUE)")
     src = ASTSource(fn, sig, constexprs, attrs)
-    return triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": warps, "num_stages": 1})
+    return triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": warps, "num_stages": 1, **({"maxnreg": int(os.environ["MAXNREG"])} if os.environ.get("MAXNREG") else {})})
 
 
 def report(kernel: object) -> tuple[str, str]:

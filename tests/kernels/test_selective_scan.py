@@ -199,6 +199,21 @@ def test_sequential_variant(device: str, monkeypatch: pytest.MonkeyPatch, bc: st
     check_scan(inputs, softplus=True, return_last=True, dtype=dtype, deterministic=deterministic)
 
 
+@pytest.mark.parametrize(("lanes", "warps", "dstate", "bc"),
+                         [(1, 1, 4, "var"), (2, 2, 16, "grouped"), (8, 4, 12, "var"), (4, 2, 5, "const")])
+def test_sequential_backward_lanes(device: str, monkeypatch: pytest.MonkeyPatch, lanes: int, warps: int,
+                                   dstate: int, bc: str) -> None:
+    # the v3 backward with the states of a channel spread over 1-8 lanes, several warps per program
+    # (cross-warp dB/dC sums), dstate not a multiple of the lanes, two 32-step chunks plus a remainder
+    import mambabench.kernels.selective_scan as ss
+
+    monkeypatch.setattr(ss, "SCAN_VARIANT", 3)
+    cfg = {**ss._v3_config(8, dstate, 70, 2, 4), "bwd_lanes": lanes, "bwd_warps": warps, "CHUNK": 32}
+    monkeypatch.setattr(ss, "V3_OVERRIDE", cfg)
+    inputs = make_inputs(device, dim=8, seqlen=70, dstate=dstate, bc=bc, seed=12)
+    check_scan(inputs, softplus=True, return_last=False, dtype=torch.float32)
+
+
 @pytest.mark.parametrize(("bc", "seqlen"), [("var", 130), ("grouped", 64)])
 def test_v3_forward_with_v2_backward(device: str, monkeypatch: pytest.MonkeyPatch, bc: str, seqlen: int) -> None:
     # the default for many rows and 16-bit inputs: v3 forward (lanes over states) saving states at the
