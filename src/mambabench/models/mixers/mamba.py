@@ -22,6 +22,7 @@ from mambabench.kernels import (
 from mambabench.models.mixers.inner import INNER_LAYERS, make_inner
 from mambabench.models.mixers.s4d import init_a_matrix
 from mambabench.models.mixers.ssm_step import ssm_step
+from mambabench.ops.mamba_inner import mamba_inner_fn
 
 MAX_D_STATE = 256
 
@@ -66,6 +67,10 @@ class Mamba(nn.Module):
         dt_scale, dt_init_floor: see the official code.
         conv_bias: bias on the convolution; bias: bias on in_proj/out_proj.
         scan_backend: backend of the one scan dispatch point ("auto", "triton", "reference", "chunked").
+        fused: run the block after in_proj as one autograd Function that saves only xz, the gated
+            scan output and the scan's own state, recomputing the conv and the x/dt projections in
+            the backward (:func:`mambabench.ops.mamba_inner.mamba_inner_fn`; less activation
+            memory, same gradients). Only for the paper's S6 (real A, selective delta/B/C, gate).
         layer_idx: position in the stack (for caches and init).
 
     Ablation switches (paper §4.6; the defaults are the Mamba of the paper):
@@ -105,6 +110,7 @@ class Mamba(nn.Module):
         gate: bool = True,
         inner_layer: str = "s6",
         hyena: dict[str, Any] | None = None,
+        fused: bool = False,
     ) -> None:
         super().__init__()
         if not 1 <= d_state <= MAX_D_STATE:
@@ -137,6 +143,10 @@ class Mamba(nn.Module):
             self.inner = make_inner(inner_layer, self.d_inner, d_state, dt_min=dt_min, dt_max=dt_max,
                                     scan_backend=scan_backend, hyena=hyena)
             self.out_proj = nn.Linear(self.d_inner, d_model, bias=bias)
+            self.fused = False
+            if fused:
+                raise ValueError(f"fused=True supports only the paper's S6 block, not inner_layer={inner_layer!r}; "
+                                 "set model.mixer.fused=false")
             return
         self.inner = None
         A_log, A_imag = init_a_matrix(A_init, self.d_inner, d_state)
@@ -176,6 +186,16 @@ class Mamba(nn.Module):
         self.D._no_weight_decay = True
 
         self.out_proj = nn.Linear(self.d_inner, d_model, bias=bias)
+        self.fused = fused
+        if fused:
+            unsupported = [name for name, bad in (
+                ("complex A (A_init=s4d_lin)", self.is_complex),
+                ("selective_delta=false or dt_rank=0", not selective_delta),
+                ("selective_B=false", not selective_B), ("selective_C=false", not selective_C),
+                ("gate=false", not gate)) if bad]
+            if unsupported:
+                raise ValueError(f"fused=True supports only the paper's S6 block, not {', '.join(unsupported)}; "
+                                 "set model.mixer.fused=false")
 
     def _a_matrix(self) -> Tensor:
         """A (d_inner, d_state): -exp(A_log), plus i * A_imag for complex A."""
@@ -214,8 +234,27 @@ class Mamba(nn.Module):
         delta = F.linear(dt, self.dt_proj.weight) if self.selective_delta else x.new_zeros(x.shape)
         return delta, (B if self.selective_B else None), (C if self.selective_C else None)
 
+    def _forward_fused(self, hidden: Tensor) -> Tensor:
+        """The ``fused`` path: hidden (batch, seqlen, d_model) -> (batch, seqlen, d_model).
+
+        in_proj is computed as W @ hidden^T so that xz (batch, 2 * d_inner, seqlen) has unit stride
+        along seqlen (the official layout): the conv and the scan then read x and z in place.
+        """
+        batch, seqlen, _ = hidden.shape
+        flat = hidden.reshape(batch * seqlen, self.d_model).t()  # (d_model, batch * seqlen)
+        w, b = self.in_proj.weight, self.in_proj.bias
+        xz = torch.matmul(w, flat) if b is None else torch.addmm(b.unsqueeze(1), w, flat)
+        xz = xz.view(-1, batch, seqlen).transpose(0, 1)  # (batch, 2 * d_inner, seqlen)
+        return mamba_inner_fn(
+            xz, self.conv1d.weight.squeeze(1), self.conv1d.bias, self.x_proj.weight, self.dt_proj.weight,
+            self.out_proj.weight, self.out_proj.bias, self._a_matrix(), self.D.float(), self._delta_bias(),
+            self.d_state, backend=self.scan_backend,
+        )
+
     def forward(self, hidden: Tensor, cache: MambaCache | None = None) -> Tensor:
         """hidden: (batch, seqlen, d_model) -> (batch, seqlen, d_model); fills ``cache`` if given."""
+        if self.fused and cache is None:
+            return self._forward_fused(hidden)
         seqlen = hidden.shape[1]
         xz = self.in_proj(hidden).transpose(1, 2)  # (batch, 2 * d_inner, seqlen)
         x, z = xz.chunk(2, dim=1) if self.gate else (xz, None)
