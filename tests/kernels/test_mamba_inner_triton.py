@@ -58,7 +58,7 @@ def test_fused_keeps_less_cuda_memory(device: str) -> None:
     fused.fused = True
     hidden = torch.randn(4, 2048, 768, device="cuda", requires_grad=True)
     held = []
-    for mixer in (unfused, fused):
+    for mixer in (unfused, fused, unfused, fused):  # the first two warm up (cuBLAS workspace, Triton)
         torch.cuda.synchronize()
         before = torch.cuda.memory_allocated()
         with torch.autocast("cuda", dtype=torch.bfloat16):
@@ -66,4 +66,4 @@ def test_fused_keeps_less_cuda_memory(device: str) -> None:
         held.append(torch.cuda.memory_allocated() - before - out.numel() * out.element_size())
         out.float().sum().backward()
         del out
-    assert held[1] < 0.8 * held[0], held
+    assert held[3] < 0.8 * held[2], held
