@@ -180,3 +180,32 @@ def test_block_memory_script_smoke(tmp_path: Path) -> None:
     # what the scan keeps in the fused path: z (a view of xz), B/C (views of x_dbl), its states; not u, delta
     scan_tensors = {r["tensor"] for r in fused if "scan" in r["site"]}
     assert scan_tensors == {"bfloat16 (B, E, L) in 2x", "bfloat16 (B, N, L) in 2.5x", "float32 (B, E, L/c, N)"}
+
+
+def test_rms_norm_matches_autograd_and_keeps_input_and_rstd_only() -> None:
+    """RMSNorm's Function: same output and gradients as plain autograd of its formula; saves x, weight, rstd."""
+    from mambabench.models.norms import RMSNorm
+
+    torch.manual_seed(0)
+    norm = RMSNorm(24)
+    with torch.no_grad():
+        norm.weight.normal_()
+    x = torch.randn(3, 5, 24, requires_grad=True)
+    x2 = x.detach().clone().requires_grad_()
+    w2 = norm.weight.detach().clone().requires_grad_()
+    saved: list[torch.Size] = []
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        saved.append(t.shape)
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = norm(x)
+    assert sorted(saved) == sorted([x.shape, norm.weight.shape, torch.Size([3, 5, 1])])
+    ref = x2 * torch.rsqrt(x2.pow(2).mean(-1, keepdim=True) + norm.eps) * w2
+    torch.testing.assert_close(out, ref, rtol=0, atol=0)
+    grad = torch.randn_like(out)
+    out.backward(grad)
+    ref.backward(grad)
+    torch.testing.assert_close(x.grad, x2.grad, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(norm.weight.grad, w2.grad, rtol=1e-5, atol=1e-6)
