@@ -91,7 +91,7 @@ def test_fused_no_grad_and_decoding_paths() -> None:
 
 def test_fused_composes_with_outer_saved_tensor_hooks_and_checkpoint() -> None:
     """Tensors the fused path keeps go through the hooks active outside it (e.g. CPU offload, non-reentrant
-    checkpointing); the gradients do not change."""
+    checkpointing); with saved-tensor hooks disabled it keeps everything; the gradients do not change."""
     unfused, fused = _pair()
     hidden = torch.randn(2, 16, 32)
     grad = torch.randn(2, 16, 32)
@@ -116,6 +116,10 @@ def test_fused_composes_with_outer_saved_tensor_hooks_and_checkpoint() -> None:
     torch.testing.assert_close(h.grad, dh_u, rtol=1e-4, atol=1e-5)
     for name, p in fused.named_parameters():
         torch.testing.assert_close(p.grad, grads_u[name], rtol=1e-4, atol=1e-5)
+
+    with torch.autograd.graph.disable_saved_tensors_hooks("no hooks"):  # then the fused path drops nothing
+        _, dh_f, _ = _run(fused, hidden, grad)
+    torch.testing.assert_close(dh_f, dh_u, rtol=1e-4, atol=1e-5)
 
 
 def _saved_bytes(mixer: Mamba, hidden: torch.Tensor) -> tuple[int, set[int]]:

@@ -30,6 +30,7 @@ Limits: the S6 of the paper (real A; selective delta, B and C; gate); no double 
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,8 +43,9 @@ from mambabench import kernels
 
 __all__ = ["MambaInnerFn", "mamba_inner_fn", "mamba_inner_project"]
 
-# names of the scan inputs that the forward drops and the backward recomputes
-_RECOMPUTED = ("u", "delta")
+# how the inner pack hook stored a tensor: dropped (recomputed in the backward), handed to the outer
+# hooks, or kept as is
+DROPPED, OUTER, KEPT = "dropped", "outer", "kept"
 
 
 def _compute_dtype(xz: Tensor) -> torch.dtype:
@@ -128,20 +130,26 @@ class _Recompute:
         key = _key(t)
         for name, k in self.keys.items():
             if k == key:
-                return ("recompute", name)
+                return (DROPPED, name)
         if self.outer is not None:
-            return ("outer", self.outer[0](t))
-        return ("keep", t)
+            return (OUTER, self.outer[0](t))
+        return (KEPT, t)
 
     def unpack(self, packed: Any) -> Tensor:
         kind, obj = packed
-        if kind == "recompute":
+        if kind == DROPPED:
             if obj not in self.values:
                 raise RuntimeError(f"mamba_inner_fn: the scan's {obj} was asked for before it was recomputed")
             return self.values[obj]
-        if kind == "outer":
+        if kind == OUTER:
             return self.outer[1](obj)
         return obj
+
+
+def _hooks_enabled() -> bool:
+    """False inside ``torch.autograd.graph.disable_saved_tensors_hooks`` (then nothing is dropped)."""
+    is_enabled = getattr(torch._C._autograd, "_saved_tensors_hooks_is_enabled", None)
+    return bool(is_enabled()) if is_enabled is not None else True
 
 
 def _outer_hooks() -> tuple[Any, Any] | None:
@@ -195,7 +203,8 @@ class MambaInnerFn(torch.autograd.Function):
                 small = [t.detach().requires_grad_() for t in (A, D, delta_bias)]
                 u_in, delta_in, B_in, C_in, z_in = big
                 A_in, D_in, bias_in = small
-                with saved_tensors_hooks(rec.pack, rec.unpack):
+                hooks = saved_tensors_hooks(rec.pack, rec.unpack) if _hooks_enabled() else nullcontext()
+                with hooks:
                     y = kernels.selective_scan_fn(
                         u_in, delta_in, A_in, B_in, C_in, D_in, z=z_in, delta_bias=bias_in,
                         delta_softplus=True, backend=backend,
