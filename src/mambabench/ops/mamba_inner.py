@@ -246,6 +246,7 @@ class MambaInnerFn(torch.autograd.Function):
                 [ctx.y_edge], ctx.in_edges, grad_outputs=[dy.to(y.dtype)]
             )
             ctx.rec.values = {}
+            ctx.y_edge = ctx.in_edges = None  # release the inner graph now
             leaves = [x_leaf] + [p for p in params if p is not None]
             grads = torch.autograd.grad([u, delta, B, C], leaves, grad_outputs=[du, ddelta, dB, dC])
             dx, *dparams = grads
