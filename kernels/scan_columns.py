@@ -11,7 +11,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-__all__ = ["split_cols", "join_cols"]
+__all__ = ["split_cols", "join_cols", "stack_cols"]
 
 
 @triton.jit
@@ -73,3 +73,16 @@ def join_cols(cols, TT: tl.constexpr):
     else:
         return join4(cols[0], cols[1], cols[2], cols[3])
 
+
+
+@triton.jit
+def stack_cols(cols, K: tl.constexpr):
+    """K tensors [...] (a tuple, K in {1, 2, 4, 8}) -> one [..., K] tensor with cols[i] at index i."""
+    if K == 8:
+        return join8(cols[0], cols[1], cols[2], cols[3], cols[4], cols[5], cols[6], cols[7])
+    elif K == 4:
+        return join4(cols[0], cols[1], cols[2], cols[3])
+    elif K == 2:
+        return tl.join(cols[0], cols[1])
+    else:
+        return tl.reshape(cols[0], cols[0].shape + [1])

@@ -25,8 +25,8 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from mambabench.kernels.scan_columns import join_cols, split_cols
-from mambabench.kernels.scan_common import add_or_store
+from mambabench.kernels.scan_columns import join_cols, split_cols, stack_cols
+from mambabench.kernels.scan_common import add_or_store, exp2, sigmoid
 from mambabench.kernels.scan_common import softplus as _softplus
 
 __all__ = ["seq_scan_fwd_kernel", "seq_scan_bwd_kernel"]
@@ -34,7 +34,7 @@ __all__ = ["seq_scan_fwd_kernel", "seq_scan_bwd_kernel"]
 
 @triton.jit
 def _tile_inputs(u_base, dl_base, t0, seqlen, mask_d3, tile, bias3,
-                 HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, EVEN_T: tl.constexpr):
+                 HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, EVEN_T: tl.constexpr, FAST: tl.constexpr):
     """The 3-D time tile at t0 (``tile``: the in-tile step on the last axis, zero stride elsewhere;
     ``mask_d3`` / ``bias3``: the channel mask and delta bias broadcastable to it): the data mask, the
     B/C-row mask, fp32 u, delta + bias, and delta after softplus with zeros past seqlen (so those
@@ -50,7 +50,7 @@ def _tile_inputs(u_base, dl_base, t0, seqlen, mask_d3, tile, bias3,
     if HAS_BIAS:
         dl_raw = dl_raw + bias3
     if SOFTPLUS:
-        dl = _softplus(dl_raw)
+        dl = _softplus(dl_raw, FAST)
     else:
         dl = dl_raw
     dl = tl.where(mask3, dl, 0.0)
@@ -72,7 +72,7 @@ def seq_scan_fwd_kernel(
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     B_VAR: tl.constexpr, C_VAR: tl.constexpr, SAVE_STATES: tl.constexpr, SAVE_LAST: tl.constexpr,
     BLOCK_D: tl.constexpr, DSTATE: tl.constexpr, TT: tl.constexpr, CHUNK: tl.constexpr,
-    EVEN_T: tl.constexpr, LANES: tl.constexpr, NPT: tl.constexpr,
+    EVEN_T: tl.constexpr, LANES: tl.constexpr, NPT: tl.constexpr, FAST: tl.constexpr,
 ):
     """Grid (cdiv(dim, BLOCK_D), batch).  The states of a channel are spread over LANES threads, NPT =
     cdiv(DSTATE, LANES) each (state n = g * NPT + j for lane g, register j): LANES > 1 gives more
@@ -128,7 +128,7 @@ def seq_scan_fwd_kernel(
                     tl.store(st_base + (t0 // CHUNK) * s_sc + n_j[None, :] * s_sn, h[j],
                              mask=mask_d[:, None] & (n_j < DSTATE)[None, :])
         mask3, mask_t3, u, _, dl = _tile_inputs(u_base, dl_base, t0, seqlen, mask_d[:, None, None], tile,
-                                                bias[:, None, None], HAS_BIAS, SOFTPLUS, EVEN_T)
+                                                bias[:, None, None], HAS_BIAS, SOFTPLUS, EVEN_T, FAST)
         if EVEN_T:
             mask_out = mask_d[:, None] & (offs_k >= 0)[None, :]
         else:
@@ -162,7 +162,7 @@ def seq_scan_fwd_kernel(
                     b = du_c[k] * B_j[k].to(tl.float32)
                 else:
                     b = du_c[k] * Bc_j
-                h_j = tl.exp2(dl_c[k] * A2[j]) * h_j + b
+                h_j = exp2(dl_c[k] * A2[j], FAST) * h_j + b
                 if C_VAR:
                     contrib = contrib + (C_j[k].to(tl.float32) * h_j,)
                 else:
@@ -172,7 +172,7 @@ def seq_scan_fwd_kernel(
         h = h_new
         if HAS_Z:  # the gate is linear in y: apply it to the lanes' partials
             zz = tl.load(z_base + t0, mask=mask3, other=0.0).to(tl.float32)
-            y = y * zz * tl.sigmoid(zz)
+            y = y * zz * sigmoid(zz, FAST)
         tl.store(o_base + t0, tl.sum(y, axis=1).to(out_ptr.dtype.element_ty), mask=mask_out)
     if SAVE_LAST:
         for j in tl.static_range(NPT):
@@ -195,7 +195,7 @@ def seq_scan_bwd_kernel(
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     B_VAR: tl.constexpr, C_VAR: tl.constexpr, DETERMINISTIC: tl.constexpr,
     BLOCK_D: tl.constexpr, DSTATE: tl.constexpr, TT: tl.constexpr, CHUNK: tl.constexpr,
-    EVEN_T: tl.constexpr, LANES: tl.constexpr, NPT: tl.constexpr,
+    EVEN_T: tl.constexpr, LANES: tl.constexpr, NPT: tl.constexpr, FAST: tl.constexpr,
 ):
     """Grid (cdiv(dim, BLOCK_D), batch); states spread over LANES threads per channel as in the forward.
 
@@ -266,9 +266,18 @@ def seq_scan_bwd_kernel(
         slot = pid_d.to(tl.int64)
     else:
         slot = group
-    # [LANES, TT] tiles of one state slot's dB / dC rows
-    dB_base = dB_ptr + pid_b * s_dBb + slot * s_dBg + offs_k[None, :]
-    dC_base = dC_ptr + pid_b * s_dCb + slot * s_dCg + offs_k[None, :]
+    if B_VAR and C_VAR:
+        # [LANES, TT, NPT, 2] tiles of every state slot's dB (last index 0) and dC (1) rows
+        n4 = offs_g[:, None, None, None] * NPT + tl.arange(0, NPT)[None, None, :, None]
+        k4 = offs_k[None, :, None, None]
+        bc_sel = tl.arange(0, 2)[None, None, None, :]
+        bc_ok = (n4 < DSTATE) & (bc_sel >= 0)
+        dB_base = dB_ptr + pid_b * s_dBb + slot * s_dBg + n4 * s_dBn + k4
+        dC_base = dC_ptr + pid_b * s_dCb + slot * s_dCg + n4 * s_dCn + k4
+    else:
+        # [LANES, TT] tiles of one state slot's dB / dC rows
+        dB_base = dB_ptr + pid_b * s_dBb + slot * s_dBg + offs_k[None, :]
+        dC_base = dC_ptr + pid_b * s_dCb + slot * s_dCg + offs_k[None, :]
     st_base = states_ptr + pid_b * s_sb + d2 * s_sd
     pid_lin = pid_b * tl.num_programs(0) + pid_d
     thread = tl.arange(0, BLOCK_D)[None, :] * LANES + offs_g[:, None]
@@ -289,7 +298,7 @@ def seq_scan_bwd_kernel(
         for jt in range(0, n_tiles):
             t0 = c0 + jt * TT
             mask3, mask_t3, u, _, dl = _tile_inputs(u_base, dl_base, t0, seqlen, mask_d3, tile, bias3,
-                                                    HAS_BIAS, SOFTPLUS, EVEN_T)
+                                                    HAS_BIAS, SOFTPLUS, EVEN_T, FAST)
             dl_c = split_cols(dl, TT)
             du_c = split_cols(dl * u, TT)
             h_new = ()
@@ -308,7 +317,7 @@ def seq_scan_bwd_kernel(
                         b = du_c[k] * B_j[k].to(tl.float32)
                     else:
                         b = du_c[k] * Bc_j
-                    h_j = tl.exp2(dl_c[k] * A2[j]) * h_j + b
+                    h_j = exp2(dl_c[k] * A2[j], FAST) * h_j + b
                 h_new = h_new + (h_j,)
             h = h_new
         # ---- pass 2: tiles last to first
@@ -316,11 +325,11 @@ def seq_scan_bwd_kernel(
             jt = n_tiles - 1 - jj
             t0 = c0 + jt * TT
             mask3, mask_t3, u, dl_raw, dl = _tile_inputs(u_base, dl_base, t0, seqlen, mask_d3, tile, bias3,
-                                                         HAS_BIAS, SOFTPLUS, EVEN_T)
+                                                         HAS_BIAS, SOFTPLUS, EVEN_T, FAST)
             dout = tl.load(g_base + t0, mask=mask3, other=0.0).to(tl.float32)
             if HAS_Z:
                 zz = tl.load(z_base + t0, mask=mask3, other=0.0).to(tl.float32)
-                sz = tl.sigmoid(zz)
+                sz = sigmoid(zz, FAST)
                 g = dout * zz * sz
             else:
                 g = dout
@@ -332,13 +341,16 @@ def seq_scan_bwd_kernel(
             du_c = split_cols(dl * u, TT)
             g_c = split_cols(g, TT)
             # the lanes' partial sums over their states, [LANES, BLOCK_D, TT]
-            dhB = tl.zeros([LANES, BLOCK_D, TT], dtype=tl.float32)
-            xA = tl.zeros([LANES, BLOCK_D, TT], dtype=tl.float32)
-            y = tl.zeros([LANES, BLOCK_D, TT], dtype=tl.float32)
+            # (per step k; first state slot stores, later ones accumulate with one FMA each)
+            dhB_c = ()
+            xA_c = ()
+            y_c = ()
             q_new = ()
             dA_new = ()
             dBc_new = ()
             dCc_new = ()
+            wB_all = ()
+            wC_all = ()
             for j in tl.static_range(NPT):
                 n_j = offs_g * NPT + j
                 ok_n3 = (n_j < DSTATE)[:, None, None]
@@ -359,7 +371,7 @@ def seq_scan_bwd_kernel(
                 hs = (h_j,)
                 As = ()
                 for k in tl.static_range(TT):
-                    a = tl.exp2(dl_c[k] * A2[j])
+                    a = exp2(dl_c[k] * A2[j], FAST)
                     if B_VAR:
                         h_j = a * h_j + du_c[k] * B_j[k].to(tl.float32)
                     else:
@@ -374,7 +386,7 @@ def seq_scan_bwd_kernel(
                 if not C_VAR:
                     dCc_j = dCc_acc[j]
                 dhB_k = ()
-                x_k = ()
+                xA_k = ()
                 y_k = ()
                 wB_k = ()
                 wC_k = ()
@@ -391,10 +403,16 @@ def seq_scan_bwd_kernel(
                     q_j = As[k] * dh
                     x = q_j * hs[k]  # dh_t * a_t * h_{t-1}
                     dA_j += x * dl_c[k]
-                    dhB_k = (dh * Bk,) + dhB_k
-                    x_k = (x,) + x_k
-                    if HAS_Z:
-                        y_k = (Ck * hs[k + 1],) + y_k
+                    if j == 0:
+                        dhB_k = (dh * Bk,) + dhB_k
+                        xA_k = (x * A2[j],) + xA_k
+                        if HAS_Z:
+                            y_k = (Ck * hs[k + 1],) + y_k
+                    else:
+                        dhB_k = (dh * Bk + dhB_c[k],) + dhB_k
+                        xA_k = (x * A2[j] + xA_c[k],) + xA_k
+                        if HAS_Z:
+                            y_k = (Ck * hs[k + 1] + y_c[k],) + y_k
                     if B_VAR:
                         wB_k = (dh * du_c[k],) + wB_k
                     else:
@@ -403,23 +421,31 @@ def seq_scan_bwd_kernel(
                         wC_k = (hs[k + 1] * g_c[k],) + wC_k
                     else:
                         dCc_j += hs[k + 1] * g_c[k]
-                dhB += join_cols(dhB_k, TT)
-                xA += join_cols(x_k, TT) * A2[j][:, :, None]
-                if HAS_Z:
-                    y += join_cols(y_k, TT)
-                ok_nt = (n_j < DSTATE)[:, None] & ok_t[None, :]
-                if B_VAR:
-                    add_or_store(dB_base + n_j[:, None] * s_dBn + t0, tl.sum(join_cols(wB_k, TT), axis=1),
-                                 ok_nt, DETERMINISTIC)
-                if C_VAR:
-                    add_or_store(dC_base + n_j[:, None] * s_dCn + t0, tl.sum(join_cols(wC_k, TT), axis=1),
-                                 ok_nt, DETERMINISTIC)
+                dhB_c = dhB_k
+                xA_c = xA_k
+                y_c = y_k
+                if B_VAR and C_VAR:
+                    wB_all = wB_all + (join_cols(wB_k, TT),)
+                    wC_all = wC_all + (join_cols(wC_k, TT),)
+                else:
+                    ok_nt = (n_j < DSTATE)[:, None] & ok_t[None, :]
+                    if B_VAR:
+                        add_or_store(dB_base + n_j[:, None] * s_dBn + t0, tl.sum(join_cols(wB_k, TT), axis=1),
+                                     ok_nt, DETERMINISTIC)
+                    if C_VAR:
+                        add_or_store(dC_base + n_j[:, None] * s_dCn + t0, tl.sum(join_cols(wC_k, TT), axis=1),
+                                     ok_nt, DETERMINISTIC)
                 q_new = q_new + (q_j,)
                 dA_new = dA_new + (dA_j,)
                 if not B_VAR:
                     dBc_new = dBc_new + (dBc_j,)
                 if not C_VAR:
                     dCc_new = dCc_new + (dCc_j,)
+            if B_VAR and C_VAR:
+                # one cross-channel sum per tile for every (lane, step, state slot, B or C)
+                w = tl.sum(tl.join(stack_cols(wB_all, NPT), stack_cols(wC_all, NPT)), axis=1)
+                add_or_store(tl.where(bc_sel == 0, dB_base + t0, dC_base + t0), w, bc_ok & ok_t[None, :, None, None],
+                             DETERMINISTIC)
             q = q_new
             dA_acc = dA_new
             if not B_VAR:
@@ -427,14 +453,14 @@ def seq_scan_bwd_kernel(
             if not C_VAR:
                 dCc_acc = dCc_new
             # every lane now gets the channel's sums over all states; lane 0 stores
-            dhB = tl.sum(dhB, axis=0)[None, :, :]
-            ddl = dhB * u + tl.sum(xA, axis=0)[None, :, :] * 0.6931471805599453  # ln2 sum_n x A2
+            dhB = tl.sum(join_cols(dhB_c, TT), axis=0)[None, :, :]
+            ddl = dhB * u + tl.sum(join_cols(xA_c, TT), axis=0)[None, :, :] * 0.6931471805599453  # ln2 sum_n x A2
             du_out = dhB * dl
             if HAS_D:
                 du_out += Dv * g
                 dD_acc += tl.sum(g * u, axis=2)
             if SOFTPLUS:
-                ddl = tl.where(dl_raw <= 20.0, ddl * tl.sigmoid(dl_raw), ddl)
+                ddl = tl.where(dl_raw <= 20.0, ddl * sigmoid(dl_raw, FAST), ddl)
             ddl = tl.where(mask3, ddl, 0.0)
             if HAS_BIAS:
                 dbias_acc += tl.sum(ddl, axis=2)
@@ -442,7 +468,7 @@ def seq_scan_bwd_kernel(
             tl.store(du_base + t0, du_out.to(du_ptr.dtype.element_ty), mask=mask_st)
             tl.store(ddl_base + t0, ddl.to(ddelta_ptr.dtype.element_ty), mask=mask_st)
             if HAS_Z:
-                y = tl.sum(y, axis=0)[None, :, :]
+                y = tl.sum(join_cols(y_c, TT), axis=0)[None, :, :]
                 if HAS_D:
                     y += Dv * u
                 dz = dout * y * sz * (1.0 + zz * (1.0 - sz))

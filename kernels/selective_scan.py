@@ -604,7 +604,7 @@ def _forward_v3(u, delta, A, B, C, D, z, delta_bias, softplus, save_states, save
             SOFTPLUS=bool(softplus), B_VAR=bvar, C_VAR=cvar,
             SAVE_STATES=save_states, SAVE_LAST=save_last,
             BLOCK_D=block_d, DSTATE=dstate, TT=tt, CHUNK=chunk, EVEN_T=seqlen % tt == 0,
-            LANES=lanes, NPT=triton.cdiv(dstate, lanes),
+            LANES=lanes, NPT=triton.cdiv(dstate, lanes), FAST=u.is_cuda,
             num_warps=max(1, block_d * lanes // 32), num_stages=cfg.get("stages", 1),
         )
     return out, (states if save_states else None), (last if save_last else None), ("v3", chunk)
@@ -620,7 +620,7 @@ def _backward_v3(u, delta, A, B, C, D, z, delta_bias, softplus, states, chunk, d
     cfg = dict(V3_OVERRIDE or _v3_config(dim, dstate, seqlen, batch, u.element_size()))
     warps, tt = cfg["bwd_warps"], cfg["BWD_TT"]
     lanes = min(cfg.get("bwd_lanes", 1), triton.next_power_of_2(dstate))
-    npt = triton.cdiv(dstate, lanes)
+    npt = triton.next_power_of_2(triton.cdiv(dstate, lanes))  # a power of two: dB/dC rows are stacked
     block_d = _block_d(dim, groups, max(1, 32 * warps // lanes))
     B_in, C_in = B, C
     B, C = _bc_fp32(B), _bc_fp32(C)
@@ -669,7 +669,8 @@ def _backward_v3(u, delta, A, B, C, D, z, delta_bias, softplus, states, chunk, d
             HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
             SOFTPLUS=bool(softplus), B_VAR=bvar, C_VAR=cvar, DETERMINISTIC=bool(deterministic),
             BLOCK_D=block_d, DSTATE=dstate, TT=tt, CHUNK=chunk, EVEN_T=seqlen % tt == 0,
-            LANES=lanes, NPT=npt, num_warps=max(1, block_d * lanes // 32), num_stages=1,
+            LANES=lanes, NPT=npt, FAST=u.is_cuda, num_warps=max(1, block_d * lanes // 32), num_stages=1,
+            **({"maxnreg": cfg["bwd_maxnreg"]} if cfg.get("bwd_maxnreg") else {}),
         )
     dB = _finish_bc(dB_buf, bvar, B_in, deterministic, batch, groups, n_dblk_per_group, dstate, seqlen)
     dC = _finish_bc(dC_buf, cvar, C_in, deterministic, batch, groups, n_dblk_per_group, dstate, seqlen)

@@ -41,7 +41,7 @@ KERNELS = {
 HALF_POINTERS = {"u_ptr", "delta_ptr", "z_ptr", "out_ptr", "dout_ptr", "du_ptr", "ddelta_ptr", "dz_ptr"}
 UNSPECIALISED = {"s_An", "s_sn"}
 DEFAULTS = dict(HAS_D=1, HAS_Z=1, HAS_BIAS=1, SOFTPLUS=1, B_VAR=1, C_VAR=1, BLOCK_N=16, DSTATE=16,
-                SAVE_STATES=1, SAVE_LAST=0, DETERMINISTIC=0, EVEN_T=1, BC_TILE=0, LANES=1, NPT=16)
+                SAVE_STATES=1, SAVE_LAST=0, DETERMINISTIC=0, EVEN_T=1, BC_TILE=0, LANES=1, NPT=16, FAST=1)
 
 
 def compile_kernel(fn: triton.JITFunction, consts: dict[str, int], warps: int, half: str,
