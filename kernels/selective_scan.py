@@ -16,9 +16,10 @@ Design (see shared/reference/scan-kernel.md, sections 6 and 7):
   ``tl.associative_scan`` over time on a ``[BLOCK_D, BLOCK_T]`` tile and the state at the end of a
   tile is carried into the next, so the (seqlen, dstate) state never reaches HBM.
 * v3 (:mod:`scan_sequential`): one channel's states on 1-8 lanes, the recurrence run step by step
-  in registers.  Its forward (4 lanes) is the default for many (batch, channel) rows
-  (``V3_FWD_MIN_ROWS``) and saves states at the v2 backward's spacing; ``MAMBABENCH_SCAN_VARIANT=3``
-  also runs its backward.  docs/benchmarks.md has the measurements behind this split.
+  in registers.  Its backward runs whenever dstate <= 16, its forward when there are also many
+  (batch, channel) rows of 16-bit inputs (``V3_FWD_MIN_ROWS``); otherwise v2's forward runs and the
+  v3 backward starts from its saved states.  ``MAMBABENCH_SCAN_VARIANT=2|3`` forces one family.
+  docs/benchmarks.md has the measurements behind this split.
 * ``exp(delta * A)`` is computed as ``exp2(delta * A * log2(e))`` with log2(e) folded into A once.
 * With gradients needed, the forward saves the state entering every tile (``CHUNK = BLOCK_T``
   steps): ``4 * dstate / BLOCK_T`` bytes per (b, d, t), about 5% of the bf16 input traffic.
@@ -527,21 +528,38 @@ def _prep(u, delta, A, B, C, D, z, delta_bias):
 
 
 def _v3_config(dim: int, dstate: int, seqlen: int, batch: int, elem: int) -> dict[str, int]:
-    """Launch parameters of the sequential (v3) kernels: channels per program, warps, tile, chunk.
+    """Launch parameters of the sequential (v3) kernels: warps, lanes per channel, time tiles, chunk.
 
-    TT is one 16-byte vector of time steps per thread in the forward (8 bf16/fp16, 4 fp32); the
-    backward keeps TT + 1 states per thread, so it uses 4.  CHUNK (steps between saved states) sets
-    the memory saved for the backward: dstate * 4 / CHUNK bytes per (batch, channel, step).
+    FWD_TT is one 16-byte vector of time steps per thread (8 bf16/fp16, 4 fp32).  The backward keeps
+    TT + 1 states per register slot, so it uses 4, and one warp per program (8 channels x 4 lanes: no
+    cross-warp sums) capped at 128 registers (16 resident warps per SM).  CHUNK (steps between saved
+    states) sets the memory kept for the backward, dstate * 4 / CHUNK bytes per (batch, channel, step).
+    H100 sweep behind these values: docs/benchmarks.md, "Session 3".
     """
-    return {"fwd_warps": 1, "bwd_warps": 4, "FWD_TT": 16 // elem if elem < 4 else 4, "BWD_TT": 4,
-            "CHUNK": 128, "lanes": 4, "bwd_lanes": 4}
+    return {"fwd_warps": 1, "lanes": 4, "FWD_TT": 16 // elem if elem < 4 else 4, "CHUNK": 128,
+            "bwd_warps": 1, "bwd_lanes": 4, "BWD_TT": 4, "bwd_maxnreg": 128}
 
 
-# Kernel family for dstate <= 16: 2 = the associative-scan kernels above (default: its backward is faster),
-# 3 = one channel per thread with a step-by-step recurrence (scan_sequential.py; correct, but 1.4-1.8x
-# slower at (8, 2048, 2048): docs/benchmarks.md, "v3").  MAMBABENCH_SCAN_VARIANT=3 selects it.
-SCAN_VARIANT = int(os.environ.get("MAMBABENCH_SCAN_VARIANT", "2"))
+# Kernel family: "auto" (default) runs the v3 backward whenever dstate <= 16 and the v3 forward when
+# there are also many (batch, channel) rows of 16-bit inputs (below, v2's forward is faster and the
+# v3 backward reads its saved states); "2" / "3" force one family (MAMBABENCH_SCAN_VARIANT).
+SCAN_VARIANT = os.environ.get("MAMBABENCH_SCAN_VARIANT", "auto")
 V3_OVERRIDE: dict[str, int] | None = None
+# H100, bf16, N = 16 (docs/benchmarks.md): (8, 2048, 2048) training forward v3 0.554 ms vs v2 0.867,
+# no-grad 0.481 vs 0.755; with fewer rows v2's forward is faster, e.g. (2, 2048, 8192) no-grad 0.765
+# vs 1.598.
+V3_FWD_MIN_ROWS = 8192
+
+
+def _v3_backward(dstate: int) -> bool:
+    """Whether the v3 kernels run the backward (and so take any forward's saved states)."""
+    return dstate <= 16 and SCAN_VARIANT != "2"
+
+
+def _v3_forward(u: Tensor, dstate: int) -> bool:
+    if SCAN_VARIANT != "auto":
+        return SCAN_VARIANT == "3" and dstate <= 16
+    return dstate <= 16 and u.element_size() == 2 and u.shape[0] * u.shape[1] >= V3_FWD_MIN_ROWS
 
 
 def _bc_fp32(x: Tensor) -> Tensor:
@@ -555,10 +573,6 @@ def _bc_fp32(x: Tensor) -> Tensor:
 # in docs/benchmarks.md): (8, 2048, 2048) training forward 0.592 ms vs v2 0.867 (official 0.597),
 # no-grad 0.558 vs 0.755; with fewer rows v2 is faster (e.g. (2, 2048, 8192) no-grad 0.765 vs 1.598).
 V3_FWD_MIN_ROWS = 8192
-
-
-def _use_v3(dstate: int) -> bool:
-    return SCAN_VARIANT == 3 and dstate <= 16
 
 
 def _forward_buffers(u: Tensor, dstate: int, n_saved: int, save_states: bool,
@@ -607,7 +621,7 @@ def _forward_v3(u, delta, A, B, C, D, z, delta_bias, softplus, save_states, save
             LANES=lanes, NPT=triton.cdiv(dstate, lanes), FAST=u.is_cuda,
             num_warps=max(1, block_d * lanes // 32), num_stages=cfg.get("stages", 1),
         )
-    return out, (states if save_states else None), (last if save_last else None), ("v3", chunk)
+    return out, (states if save_states else None), (last if save_last else None), chunk
 
 
 def _backward_v3(u, delta, A, B, C, D, z, delta_bias, softplus, states, chunk, dout, deterministic):
@@ -619,6 +633,8 @@ def _backward_v3(u, delta, A, B, C, D, z, delta_bias, softplus, states, chunk, d
     groups = max(bg, cg)
     cfg = dict(V3_OVERRIDE or _v3_config(dim, dstate, seqlen, batch, u.element_size()))
     warps, tt = cfg["bwd_warps"], cfg["BWD_TT"]
+    if chunk % tt:
+        tt = 4
     lanes = min(cfg.get("bwd_lanes", 1), triton.next_power_of_2(dstate))
     npt = triton.next_power_of_2(triton.cdiv(dstate, lanes))  # a power of two: dB/dC rows are stacked
     block_d = _block_d(dim, groups, max(1, 32 * warps // lanes))
@@ -670,7 +686,7 @@ def _backward_v3(u, delta, A, B, C, D, z, delta_bias, softplus, states, chunk, d
             SOFTPLUS=bool(softplus), B_VAR=bvar, C_VAR=cvar, DETERMINISTIC=bool(deterministic),
             BLOCK_D=block_d, DSTATE=dstate, TT=tt, CHUNK=chunk, EVEN_T=seqlen % tt == 0,
             LANES=lanes, NPT=npt, FAST=u.is_cuda, num_warps=max(1, block_d * lanes // 32), num_stages=1,
-            **({"maxnreg": cfg["bwd_maxnreg"]} if cfg.get("bwd_maxnreg") else {}),
+            **({"maxnreg": cfg["bwd_maxnreg"]} if cfg.get("bwd_maxnreg") and u.is_cuda else {}),
         )
     dB = _finish_bc(dB_buf, bvar, B_in, deterministic, batch, groups, n_dblk_per_group, dstate, seqlen)
     dC = _finish_bc(dC_buf, cvar, C_in, deterministic, batch, groups, n_dblk_per_group, dstate, seqlen)
@@ -688,17 +704,11 @@ def _finish_bc(buf: Tensor, var: bool, like: Tensor, deterministic: bool, batch:
 
 
 def _forward(u, delta, A, B, C, D, z, delta_bias, softplus, save_states, save_last):
+    """Forward with either kernel family; returns out, saved states, last state and their spacing."""
     batch, dim, seqlen = u.shape
     dstate = A.shape[1]
-    if _use_v3(dstate) and FWD_OVERRIDE is None:
+    if FWD_OVERRIDE is None and _v3_forward(u, dstate):
         return _forward_v3(u, delta, A, B, C, D, z, delta_bias, softplus, save_states, save_last)
-    if (FWD_OVERRIDE is None and dstate <= 16 and u.element_size() == 2
-            and batch * dim >= V3_FWD_MIN_ROWS):
-        # the v3 forward (4 lanes per channel), saving states at the v2 backward's tile spacing
-        chunk = _fwd_config(dim, dstate, seqlen, batch, u.element_size(), save_states)["BLOCK_T"]
-        out, states, last, _ = _forward_v3(u, delta, A, B, C, D, z, delta_bias, softplus, save_states,
-                                           save_last, chunk=chunk)
-        return out, states, last, chunk
     groups = max(_bc_layout(B, dim)[1], _bc_layout(C, dim)[1])
     cfg = dict(FWD_OVERRIDE or _fwd_config(dim, dstate, seqlen, batch, u.element_size(), save_states))
     block_d = _block_d(dim, groups, cfg.pop("BLOCK_D"))
@@ -734,8 +744,9 @@ def _forward(u, delta, A, B, C, D, z, delta_bias, softplus, save_states, save_la
 
 
 def _backward(u, delta, A, B, C, D, z, delta_bias, softplus, states, block_t, dout, deterministic):
-    if isinstance(block_t, tuple):  # ("v3", chunk) from _forward_v3
-        return _backward_v3(u, delta, A, B, C, D, z, delta_bias, softplus, states, block_t[1], dout,
+    """Backward from the states saved every ``block_t`` steps by either forward."""
+    if BWD_OVERRIDE is None and _v3_backward(A.shape[1]) and block_t % 4 == 0:
+        return _backward_v3(u, delta, A, B, C, D, z, delta_bias, softplus, states, block_t, dout,
                             deterministic)
     batch, dim, seqlen = u.shape
     dstate = A.shape[1]

@@ -194,7 +194,7 @@ def test_sequential_variant(device: str, monkeypatch: pytest.MonkeyPatch, bc: st
     # leave a partial time tile, 300 spans three 128-step chunks of saved states
     import mambabench.kernels.selective_scan as ss
 
-    monkeypatch.setattr(ss, "SCAN_VARIANT", 3)
+    monkeypatch.setattr(ss, "SCAN_VARIANT", "3")
     inputs = make_inputs(device, seqlen=seqlen, dstate=dstate, bc=bc, dtype=dtype, seed=7)
     check_scan(inputs, softplus=True, return_last=True, dtype=dtype, deterministic=deterministic)
 
@@ -207,22 +207,34 @@ def test_sequential_backward_lanes(device: str, monkeypatch: pytest.MonkeyPatch,
     # (cross-warp dB/dC sums), dstate not a multiple of the lanes, two 32-step chunks plus a remainder
     import mambabench.kernels.selective_scan as ss
 
-    monkeypatch.setattr(ss, "SCAN_VARIANT", 3)
+    monkeypatch.setattr(ss, "SCAN_VARIANT", "3")
     cfg = {**ss._v3_config(8, dstate, 70, 2, 4), "bwd_lanes": lanes, "bwd_warps": warps, "CHUNK": 32}
     monkeypatch.setattr(ss, "V3_OVERRIDE", cfg)
     inputs = make_inputs(device, dim=8, seqlen=70, dstate=dstate, bc=bc, seed=12)
     check_scan(inputs, softplus=True, return_last=False, dtype=torch.float32)
 
 
-@pytest.mark.parametrize(("bc", "seqlen"), [("var", 130), ("grouped", 64)])
-def test_v3_forward_with_v2_backward(device: str, monkeypatch: pytest.MonkeyPatch, bc: str, seqlen: int) -> None:
-    # the default for many rows and 16-bit inputs: v3 forward (lanes over states) saving states at the
-    # v2 tile spacing, v2 backward (V3_FWD_MIN_ROWS lowered so that the small test shape takes it)
+@pytest.mark.parametrize(("min_rows", "bc", "seqlen"), [(0, "var", 130), (0, "grouped", 64), (None, "var", 130)])
+def test_default_kernel_split(device: str, monkeypatch: pytest.MonkeyPatch, min_rows: int | None, bc: str,
+                              seqlen: int) -> None:
+    # the default ("auto") for dstate <= 16: v3 backward after the v3 forward (many rows of 16-bit
+    # inputs; V3_FWD_MIN_ROWS lowered so the small shape takes it) or after the v2 forward (few rows)
     import mambabench.kernels.selective_scan as ss
 
-    monkeypatch.setattr(ss, "V3_FWD_MIN_ROWS", 0)
+    if min_rows is not None:
+        monkeypatch.setattr(ss, "V3_FWD_MIN_ROWS", min_rows)
     inputs = make_inputs(device, seqlen=seqlen, dstate=16, bc=bc, dtype=torch.bfloat16, seed=8)
-    _, _, _, spacing = ss._forward(*(inputs[k] for k in ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")),
-                                   True, True, False)
-    assert isinstance(spacing, int)  # the v2 backward's tile spacing, not ("v3", chunk)
+    assert ss._v3_forward(inputs["u"], 16) == (min_rows == 0)
+    assert ss._v3_backward(16)
     check_scan(inputs, softplus=True, return_last=True, dtype=torch.bfloat16)
+
+
+@pytest.mark.parametrize(("dstate", "bc"), [(16, "var"), (4, "grouped")])
+def test_v2_variant(device: str, monkeypatch: pytest.MonkeyPatch, dstate: int, bc: str) -> None:
+    # MAMBABENCH_SCAN_VARIANT=2: the associative-scan kernels forward and backward at dstate <= 16
+    import mambabench.kernels.selective_scan as ss
+
+    monkeypatch.setattr(ss, "SCAN_VARIANT", "2")
+    assert not ss._v3_backward(dstate)
+    inputs = make_inputs(device, seqlen=130, dstate=dstate, bc=bc, seed=13)
+    check_scan(inputs, softplus=True, return_last=True, dtype=torch.float32)
