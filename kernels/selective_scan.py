@@ -17,7 +17,7 @@ Design (see shared/reference/scan-kernel.md, sections 6 and 7):
   tile is carried into the next, so the (seqlen, dstate) state never reaches HBM.
 * v3 (:mod:`scan_sequential`): one channel's states on 1-8 lanes, the recurrence run step by step
   in registers.  Its backward runs whenever dstate <= 16, its forward when there are also many
-  (batch, channel) rows of 16-bit inputs (``V3_FWD_MIN_ROWS``); otherwise v2's forward runs and the
+  (batch, channel) rows (``V3_FWD_MIN_ROWS``); otherwise v2's forward runs and the
   v3 backward starts from its saved states.  ``MAMBABENCH_SCAN_VARIANT=2|3`` forces one family.
   docs/benchmarks.md has the measurements behind this split.
 * ``exp(delta * A)`` is computed as ``exp2(delta * A * log2(e))`` with log2(e) folded into A once.
@@ -536,18 +536,19 @@ def _v3_config(dim: int, dstate: int, seqlen: int, batch: int, elem: int) -> dic
     states) sets the memory kept for the backward, dstate * 4 / CHUNK bytes per (batch, channel, step).
     H100 sweep behind these values: docs/benchmarks.md, "Session 3".
     """
+    bwd_lanes = 4 if batch * dim >= V3_FWD_MIN_ROWS else 8  # few rows: more threads per channel
     return {"fwd_warps": 1, "lanes": 4, "FWD_TT": 16 // elem if elem < 4 else 4, "CHUNK": 128,
-            "bwd_warps": 1, "bwd_lanes": 4, "BWD_TT": 4, "bwd_maxnreg": 128}
+            "bwd_warps": 1, "bwd_lanes": bwd_lanes, "BWD_TT": 4, "bwd_maxnreg": 128}
 
 
 # Kernel family: "auto" (default) runs the v3 backward whenever dstate <= 16 and the v3 forward when
-# there are also many (batch, channel) rows of 16-bit inputs (below, v2's forward is faster and the
-# v3 backward reads its saved states); "2" / "3" force one family (MAMBABENCH_SCAN_VARIANT).
+# there are also many (batch, channel) rows (below, v2's forward is faster and the v3 backward reads
+# its saved states); "2" / "3" force one family (MAMBABENCH_SCAN_VARIANT).
 SCAN_VARIANT = os.environ.get("MAMBABENCH_SCAN_VARIANT", "auto")
 V3_OVERRIDE: dict[str, int] | None = None
-# H100, bf16, N = 16 (docs/benchmarks.md): (8, 2048, 2048) training forward v3 0.554 ms vs v2 0.867,
-# no-grad 0.481 vs 0.755; with fewer rows v2's forward is faster, e.g. (2, 2048, 8192) no-grad 0.765
-# vs 1.598.
+# H100, N = 16 (docs/benchmarks.md, "Session 3"): (8, 2048, 2048) bf16 training forward v3 0.542 ms vs
+# v2 0.867, fp32 0.747 vs 1.609; with fewer rows v2's forward is faster, e.g. (2, 2048, 8192) bf16
+# no-grad 0.782 vs 1.689 (training 1.69 either way).
 V3_FWD_MIN_ROWS = 8192
 
 
@@ -559,20 +560,13 @@ def _v3_backward(dstate: int) -> bool:
 def _v3_forward(u: Tensor, dstate: int) -> bool:
     if SCAN_VARIANT != "auto":
         return SCAN_VARIANT == "3" and dstate <= 16
-    return dstate <= 16 and u.element_size() == 2 and u.shape[0] * u.shape[1] >= V3_FWD_MIN_ROWS
+    return dstate <= 16 and u.shape[0] * u.shape[1] >= V3_FWD_MIN_ROWS
 
 
 def _bc_fp32(x: Tensor) -> Tensor:
     """Variable B/C as fp32 for the v3 kernels: (batch, [groups,] dstate, seqlen) is dim / dstate times
     smaller than u, so the copy is cheap, and every thread then reads B_t / C_t without converting."""
     return x.float() if x.dim() >= 3 else x
-
-
-# With at least this many (batch, channel) rows and 16-bit inputs, the forward (training and no-grad)
-# runs the v3 kernel with 4 lanes per channel, and the backward stays v2.  H100, bf16, N = 16 (run 10
-# in docs/benchmarks.md): (8, 2048, 2048) training forward 0.592 ms vs v2 0.867 (official 0.597),
-# no-grad 0.558 vs 0.755; with fewer rows v2 is faster (e.g. (2, 2048, 8192) no-grad 0.765 vs 1.598).
-V3_FWD_MIN_ROWS = 8192
 
 
 def _forward_buffers(u: Tensor, dstate: int, n_saved: int, save_states: bool,
@@ -624,7 +618,8 @@ def _forward_v3(u, delta, A, B, C, D, z, delta_bias, softplus, save_states, save
     return out, (states if save_states else None), (last if save_last else None), chunk
 
 
-def _backward_v3(u, delta, A, B, C, D, z, delta_bias, softplus, states, chunk, dout, deterministic):
+def _backward_v3(u, delta, A, B, C, D, z, delta_bias, softplus, states, chunk, dout, deterministic,
+                 du_out=None, dz_out=None):
     batch, dim, seqlen = u.shape
     dstate = A.shape[1]
     dout = _unit_last(dout)
@@ -645,9 +640,8 @@ def _backward_v3(u, delta, A, B, C, D, z, delta_bias, softplus, states, chunk, d
     n_dblk = triton.cdiv(dim, block_d)
     n_dblk_per_group = max(1, (dim // groups) // block_d) if groups > 1 else n_dblk
     dev = u.device
-    du = torch.empty_like(u)
+    du, dz = _grad_outputs(u, z, du_out, dz_out)
     ddelta = torch.empty_like(delta)
-    dz = torch.empty_like(z) if z is not None else None
     dA = torch.zeros((dim, dstate), device=dev, dtype=torch.float32)
     dD = torch.zeros((dim,), device=dev, dtype=torch.float32) if D is not None else None
     dbias = torch.zeros((dim,), device=dev, dtype=torch.float32) if delta_bias is not None else None
@@ -743,11 +737,24 @@ def _forward(u, delta, A, B, C, D, z, delta_bias, softplus, save_states, save_la
     return out, (states if save_states else None), (last if save_last else None), block_t
 
 
-def _backward(u, delta, A, B, C, D, z, delta_bias, softplus, states, block_t, dout, deterministic):
+def _grad_outputs(u: Tensor, z: Tensor | None, du_out: Tensor | None,
+                  dz_out: Tensor | None) -> tuple[Tensor, Tensor | None]:
+    """du and dz buffers: the caller's (e.g. views into the gradient of a fused xz tensor) or new."""
+    for name, out, like in (("du_out", du_out, u), ("dz_out", dz_out, z)):
+        if out is not None and (like is None or out.shape != like.shape or out.stride(-1) != 1
+                                or out.dtype != like.dtype):
+            raise ValueError(f"{name} must match its input's shape and dtype with unit stride along seqlen")
+    du = du_out if du_out is not None else torch.empty_like(u)
+    dz = (dz_out if dz_out is not None else torch.empty_like(z)) if z is not None else None
+    return du, dz
+
+
+def _backward(u, delta, A, B, C, D, z, delta_bias, softplus, states, block_t, dout, deterministic,
+              du_out=None, dz_out=None):
     """Backward from the states saved every ``block_t`` steps by either forward."""
     if BWD_OVERRIDE is None and _v3_backward(A.shape[1]) and block_t % 4 == 0:
         return _backward_v3(u, delta, A, B, C, D, z, delta_bias, softplus, states, block_t, dout,
-                            deterministic)
+                            deterministic, du_out, dz_out)
     batch, dim, seqlen = u.shape
     dstate = A.shape[1]
     dout = _unit_last(dout)
@@ -765,9 +772,8 @@ def _backward(u, delta, A, B, C, D, z, delta_bias, softplus, states, block_t, do
     n_dblk = triton.cdiv(dim, block_d)
     n_dblk_per_group = max(1, (dim // groups) // block_d) if groups > 1 else n_dblk
     dev = u.device
-    du = torch.empty_like(u)
+    du, dz = _grad_outputs(u, z, du_out, dz_out)
     ddelta = torch.empty_like(delta)
-    dz = torch.empty_like(z) if z is not None else None
     dA = torch.zeros((dim, dstate), device=dev, dtype=torch.float32)
     dD = torch.zeros((dim,), device=dev, dtype=torch.float32) if D is not None else None
     dbias = torch.zeros((dim,), device=dev, dtype=torch.float32) if delta_bias is not None else None
@@ -820,24 +826,54 @@ def _backward(u, delta, A, B, C, D, z, delta_bias, softplus, states, block_t, do
     return du, ddelta, dA.to(A.dtype), dB, dC, dD, dbias, dz
 
 
+def selective_scan_forward(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor | None = None,
+                           z: Tensor | None = None, delta_bias: Tensor | None = None,
+                           delta_softplus: bool = False, save_states: bool = True,
+                           return_last_state: bool = False) -> tuple[Tensor, tuple, Tensor | None]:
+    """The Triton forward without autograd, for fused callers (``ops/mamba_inner.py``).
+
+    Same contract as :func:`selective_scan_triton` (real A only).  Returns out (batch, dim, seqlen),
+    the residual that :func:`selective_scan_backward` takes (the saved states and their spacing,
+    or None without ``save_states``) and the last state (batch, dim, dstate) or None.
+    """
+    u, delta, A, B, C, D, z, delta_bias, _ = _prep(u, delta, A, B, C, D, z, delta_bias)
+    out, states, last, spacing = _forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus, save_states,
+                                          return_last_state)
+    return out, ((states, spacing) if save_states else None), last
+
+
+def selective_scan_backward(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor | None,
+                            z: Tensor | None, delta_bias: Tensor | None, delta_softplus: bool,
+                            residual: tuple, dout: Tensor, deterministic: bool = False,
+                            du_out: Tensor | None = None, dz_out: Tensor | None = None) -> tuple:
+    """Gradients of :func:`selective_scan_forward` from its residual; the inputs are passed again.
+
+    ``du_out`` / ``dz_out`` (batch, dim, seqlen, unit stride along seqlen, the dtype of u / z) receive
+    du and dz in place, e.g. views into the gradient of a fused ``xz`` tensor.  Returns du, ddelta,
+    dA, dB, dC, dD, ddelta_bias, dz in the dtypes of their inputs (None where an input is None).
+    """
+    A_dtype, B_dtype, C_dtype = A.dtype, B.dtype, C.dtype
+    u, delta, A, B, C, D, z, delta_bias, _ = _prep(u, delta, A, B, C, D, z, delta_bias)
+    states, spacing = residual
+    du, ddelta, dA, dB, dC, dD, dbias, dz = _backward(u, delta, A, B, C, D, z, delta_bias, delta_softplus, states,
+                                                      spacing, dout, deterministic, du_out, dz_out)
+    return du, ddelta, dA.to(A_dtype), dB.to(B_dtype), dC.to(C_dtype), dD, dbias, dz
+
+
 class SelectiveScanTriton(torch.autograd.Function):
     """autograd wrapper: forward saves the inputs and the per-tile states, backward recomputes."""
 
     @staticmethod
     def forward(ctx, u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state,
                 deterministic):
-        A_dtype, B_in, C_in = A.dtype, B, C
-        u, delta, A, B, C, D, z, delta_bias, _ = _prep(u, delta, A, B, C, D, z, delta_bias)
         need_grad = any(ctx.needs_input_grad[:8])
-        out, states, last, block_t = _forward(
-            u, delta, A, B, C, D, z, delta_bias, delta_softplus, need_grad, return_last_state
-        )
+        out, residual, last = selective_scan_forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus,
+                                                     need_grad, return_last_state)
         if need_grad:
-            ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, states)
-            ctx.block_t = block_t
+            ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, residual[0])
+            ctx.spacing = residual[1]
             ctx.softplus = delta_softplus
             ctx.deterministic = deterministic
-            ctx.dtypes = (A_dtype, B_in.dtype, C_in.dtype, B_in.dim(), C_in.dim())
         if return_last_state:
             ctx.mark_non_differentiable(last)
             return out, last
@@ -846,13 +882,10 @@ class SelectiveScanTriton(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dout, *rest):
         u, delta, A, B, C, D, z, delta_bias, states = ctx.saved_tensors
-        du, ddelta, dA, dB, dC, dD, dbias, dz = _backward(
-            u, delta, A, B, C, D, z, delta_bias, ctx.softplus, states, ctx.block_t, dout,
-            ctx.deterministic,
+        du, ddelta, dA, dB, dC, dD, dbias, dz = selective_scan_backward(
+            u, delta, A, B, C, D, z, delta_bias, ctx.softplus, (states, ctx.spacing), dout, ctx.deterministic
         )
-        A_dtype, B_dtype, C_dtype, _, _ = ctx.dtypes
-        return (du, ddelta, dA.to(A_dtype), dB.to(B_dtype), dC.to(C_dtype), dD, dz, dbias,
-                None, None, None)
+        return du, ddelta, dA, dB, dC, dD, dz, dbias, None, None, None
 
 
 _warned_complex = False

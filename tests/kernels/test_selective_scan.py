@@ -217,8 +217,8 @@ def test_sequential_backward_lanes(device: str, monkeypatch: pytest.MonkeyPatch,
 @pytest.mark.parametrize(("min_rows", "bc", "seqlen"), [(0, "var", 130), (0, "grouped", 64), (None, "var", 130)])
 def test_default_kernel_split(device: str, monkeypatch: pytest.MonkeyPatch, min_rows: int | None, bc: str,
                               seqlen: int) -> None:
-    # the default ("auto") for dstate <= 16: v3 backward after the v3 forward (many rows of 16-bit
-    # inputs; V3_FWD_MIN_ROWS lowered so the small shape takes it) or after the v2 forward (few rows)
+    # the default ("auto") for dstate <= 16: v3 backward after the v3 forward (many rows;
+    # V3_FWD_MIN_ROWS lowered so the small shape takes it) or after the v2 forward (few rows)
     import mambabench.kernels.selective_scan as ss
 
     if min_rows is not None:
@@ -238,3 +238,27 @@ def test_v2_variant(device: str, monkeypatch: pytest.MonkeyPatch, dstate: int, b
     assert not ss._v3_backward(dstate)
     inputs = make_inputs(device, seqlen=130, dstate=dstate, bc=bc, seed=13)
     check_scan(inputs, softplus=True, return_last=True, dtype=torch.float32)
+
+
+@pytest.mark.parametrize("dstate", [4, 16])
+def test_forward_backward_pair_writes_into_given_buffers(device: str, dstate: int) -> None:
+    # the non-autograd pair used by fused callers: same numbers as the autograd Function, and du / dz
+    # written straight into views of one (batch, 2 * dim, seqlen) gradient buffer
+    from mambabench.kernels.selective_scan import selective_scan_backward, selective_scan_forward
+
+    inputs = make_inputs(device, dim=4, seqlen=70, dstate=dstate, bc="var", z_strided=True, seed=14)
+    names = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")
+    args = [inputs[k] for k in names]
+    out, residual, _ = selective_scan_forward(*args, delta_softplus=True)
+    leaves = [a.detach().clone().requires_grad_() for a in args]
+    ref = selective_scan_triton(*leaves, delta_softplus=True)
+    torch.testing.assert_close(out, ref)
+    g = torch.randn_like(out)
+    dxz = torch.full((2, 8, 70), float("nan"), device=device)
+    grads = selective_scan_backward(*args, True, residual, g, du_out=dxz[:, :4], dz_out=dxz[:, 4:])
+    grads_ref = torch.autograd.grad(ref, leaves, g)
+    assert grads[0].data_ptr() == dxz.data_ptr() and not dxz.isnan().any()
+    order = ("u", "delta", "A", "B", "C", "D", "delta_bias", "z")  # the official bwd's order
+    for name, a in zip(order, grads):
+        b = grads_ref[names.index(name)]
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5, msg=lambda m, n=name: f"d{n}: {m}")
