@@ -1,4 +1,4 @@
-"""Compile a scan kernel for sm_90 on a machine without a GPU and report what it costs.
+"""Compile a scan or causal-conv kernel for sm_90 on a machine without a GPU and report what it costs.
 
 Prints registers, spill stack, SASS instruction count and the instructions that tell a layout story
 (MUFU.EX2, SHFL, BAR, RED/atomics), using the ptxas / cuobjdump / nvdisasm that ship with Triton.
@@ -30,22 +30,27 @@ import triton  # noqa: E402
 from triton.backends.compiler import GPUTarget  # noqa: E402
 from triton.compiler import ASTSource  # noqa: E402
 
-from mambabench.kernels import scan_sequential, selective_scan  # noqa: E402
+from mambabench.kernels import causal_conv1d, scan_sequential, selective_scan  # noqa: E402
 
 KERNELS = {
     ("fwd", 2): selective_scan._selective_scan_fwd_kernel_v2,
     ("bwd", 2): selective_scan._selective_scan_bwd_kernel_v2,
     ("fwd", 3): scan_sequential.seq_scan_fwd_kernel,
     ("bwd", 3): scan_sequential.seq_scan_bwd_kernel,
+    ("carry", 3): scan_sequential.seq_scan_bwd_carry_kernel,
+    ("conv_fwd", 2): causal_conv1d._conv_fwd_kernel,
+    ("conv_bwd", 2): causal_conv1d._conv_bwd_kernel,
 }
-HALF_POINTERS = {"u_ptr", "delta_ptr", "z_ptr", "out_ptr", "dout_ptr", "du_ptr", "ddelta_ptr", "dz_ptr"}
+HALF_POINTERS = {"u_ptr", "delta_ptr", "z_ptr", "out_ptr", "dout_ptr", "du_ptr", "ddelta_ptr", "dz_ptr",
+                 "x_ptr", "dx_ptr"}
 UNSPECIALISED = {"s_An", "s_sn"}
 DEFAULTS = dict(HAS_D=1, HAS_Z=1, HAS_BIAS=1, SOFTPLUS=1, B_VAR=1, C_VAR=1, BLOCK_N=16, DSTATE=16,
-                SAVE_STATES=1, SAVE_LAST=0, DETERMINISTIC=0, EVEN_T=1, BC_TILE=0, LANES=1, NPT=16, FAST=1)
+                SAVE_STATES=1, SAVE_LAST=0, DETERMINISTIC=0, EVEN_T=1, BC_TILE=0, LANES=1, NPT=16, FAST=1,
+                WIDTH=4, SILU=1, SPLIT=0)
 
 
 def compile_kernel(fn: triton.JITFunction, consts: dict[str, int], warps: int, half: str,
-                   bc_half: bool) -> object:
+                   bc_half: bool, div16: tuple[str, ...] = ()) -> object:
     """triton.compile for sm_90 with run-time-like specialisation; returns the compiled kernel."""
     params = list(inspect.signature(fn.fn).parameters)
     sig: dict[str, str] = {}
@@ -61,7 +66,7 @@ def compile_kernel(fn: triton.JITFunction, consts: dict[str, int], warps: int, h
             attrs[(i,)] = [["tt.divisibility", 16]]
         else:
             sig[name] = "i32"
-            if name.startswith("s_") and name not in UNSPECIALISED:
+            if (name.startswith("s_") and name not in UNSPECIALISED) or name in div16:
                 attrs[(i,)] = [["tt.divisibility", 16]]
     missing = [p for p in params if sig.get(p) is None]
     if missing:
@@ -95,14 +100,19 @@ def report(kernel: object) -> tuple[str, str]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("which", choices=["fwd", "bwd"])
+    p.add_argument("which", choices=["fwd", "bwd", "carry", "conv_fwd", "conv_bwd"],
+                   help="scan forward/backward, the time-split backward's carry pass (--variant 3), or the "
+                   "causal conv1d kernels (--variant is ignored for these)")
     p.add_argument("consts", nargs="*", help="constexpr overrides NAME=VALUE (e.g. BLOCK_D=32 TT=8)")
     p.add_argument("--variant", type=int, choices=[2, 3], default=2)
     p.add_argument("--warps", type=int, default=1)
     p.add_argument("--dtype", default="bf16", choices=["bf16", "fp16", "fp32"])
     p.add_argument("--dump", help="write the SASS here")
+    p.add_argument("--div16", nargs="*", default=[], metavar="NAME",
+                   help="integer arguments to take as divisible by 16, as Triton specialises them at run "
+                        "time (e.g. seqlen=2048 for the conv kernels: vectorised loads need it)")
     args = p.parse_intermixed_args(argv)
-    fn = KERNELS[(args.which, args.variant)]
+    fn = KERNELS[(args.which, 2 if args.which.startswith("conv") else args.variant)]
     params = set(inspect.signature(fn.fn).parameters)
     consts = {k: v for k, v in DEFAULTS.items() if k in params}
     for kv in args.consts:
@@ -110,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         if key not in params:
             raise SystemExit(f"{fn.fn.__name__} has no parameter {key!r}")
         consts[key] = int(value)
-    kernel = compile_kernel(fn, consts, args.warps, args.dtype, bc_half=args.variant == 2)
+    kernel = compile_kernel(fn, consts, args.warps, args.dtype, bc_half=args.variant == 2, div16=tuple(args.div16))
     summary, sass = report(kernel)
     print(f"{fn.fn.__name__} {args.dtype} warps={args.warps} {consts}\n  {summary}")
     if args.dump:
