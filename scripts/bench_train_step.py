@@ -4,6 +4,11 @@
 
 Random tokens (vocab 50277), bf16 autocast with fp32 parameters, fused AdamW, the same setting as the
 official Mamba-130M figure in docs/benchmarks.md. Prints a table and writes CSV to --out.
+
+    python scripts/bench_train_step.py --profile        # also: top-25 CUDA kernels of one step
+
+With ``--profile`` one more step per model runs under torch.profiler after the timed ones; the table
+of kernels by self CUDA time is printed and written to ``--out/profile_<model>.txt``.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import argparse
 import csv
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -21,6 +27,11 @@ from omegaconf import open_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("PROJECT_ROOT", str(ROOT))
+
+
+def tag(spec: str) -> str:
+    """A file-name-safe form of a model spec."""
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in spec)
 
 
 def build_model(spec: str, vocab_size: int) -> torch.nn.Module:
@@ -34,7 +45,8 @@ def build_model(spec: str, vocab_size: int) -> torch.nn.Module:
     return instantiate(cfg.model, _convert_="all")
 
 
-def time_steps(model: torch.nn.Module, batch: int, seqlen: int, vocab: int, steps: int, warmup: int) -> dict:
+def time_steps(model: torch.nn.Module, batch: int, seqlen: int, vocab: int, steps: int, warmup: int,
+               profile_to: Path | None = None) -> dict:
     device = torch.device("cuda")
     model = model.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
@@ -58,9 +70,28 @@ def time_steps(model: torch.nn.Module, batch: int, seqlen: int, vocab: int, step
         step()
     torch.cuda.synchronize()
     ms = (time.perf_counter() - start) / steps * 1e3
+    peak = torch.cuda.max_memory_allocated()
+    if profile_to is not None:
+        profile_step(step, profile_to)
     return {"ms_per_step": round(ms, 2), "tokens_per_s": round(batch * seqlen / ms * 1e3),
-            "peak_gb": round(torch.cuda.max_memory_allocated() / 1e9, 2),
+            "peak_gb": round(peak / 1e9, 2),
             "params_m": round(sum(p.numel() for p in {id(p): p for p in model.parameters()}.values()) / 1e6, 2)}
+
+
+def profile_step(step: Callable[[], None], path: Path, rows: int = 25) -> str:
+    """Run ``step`` once under torch.profiler; print and write the kernels by self CUDA time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        step()
+        torch.cuda.synchronize()
+    events = prof.key_averages()
+    total_us = sum(e.self_device_time_total for e in events)
+    table = events.table(sort_by="self_device_time_total", row_limit=rows, max_name_column_width=70)
+    text = f"one step: {total_us / 1e3:.1f} ms of CUDA kernel time\n{table}"
+    print(text, flush=True)
+    path.write_text(text)
+    return text
 
 
 def main() -> None:
@@ -72,6 +103,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--out", type=Path, default=Path("outputs/bench"))
+    parser.add_argument("--profile", action="store_true",
+                        help="after timing, profile one step and print the top-25 CUDA kernels")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         raise SystemExit("bench_train_step.py needs a CUDA GPU")
@@ -81,7 +114,7 @@ def main() -> None:
         torch.manual_seed(0)
         row = {"model": name, "batch": args.batch, "seqlen": args.seqlen,
                **time_steps(build_model(name, args.vocab), args.batch, args.seqlen, args.vocab, args.steps,
-                            args.warmup)}
+                            args.warmup, profile_to=args.out / f"profile_{tag(name)}.txt" if args.profile else None)}
         rows.append(row)
         print(row, flush=True)
         torch.cuda.empty_cache()

@@ -225,38 +225,75 @@ class MambaInnerFn(torch.autograd.Function):
         dtype = ctx.dtype
         batch, _, seqlen = xz.shape
         d_inner = conv_weight.shape[0]
+        dt_rank = dt_proj_weight.shape[1]
         with torch.autocast(xz.device.type, enabled=False):
             # out_proj: dout (batch, L, d_model); dy in (d_inner, batch, L) memory = unit stride along L
             dout2 = dout.reshape(batch * seqlen, -1).to(dtype)
             w_out = out_proj_weight.to(dtype)
             dy = (w_out.t() @ dout2.t()).view(d_inner, batch, seqlen).permute(1, 0, 2)
-            d_out_w = (dout2.t() @ y.transpose(1, 2).reshape(batch * seqlen, d_inner)).to(out_proj_weight.dtype)
+            # d W_out = sum_b dout_b^T y_b^T: one GEMM per sequence reading y in place (no transposed copy)
+            d_out_w = _batch_sum(torch.bmm(dout2.view(batch, seqlen, -1).transpose(1, 2), y.transpose(1, 2)),
+                                 out_proj_weight.dtype)
             d_out_b = dout2.sum(0).to(out_proj_weight.dtype) if ctx.has_out_bias else None
 
-            # recompute u, delta, B, C with a graph back to x and the conv/projection weights
-            with torch.enable_grad():
-                x_leaf = xz.detach()[:, :d_inner].requires_grad_()
-                params = [p.detach().requires_grad_() if p is not None else None
-                          for p in (conv_weight, conv_bias, x_proj_weight, dt_proj_weight)]
-                u, delta, B, C, _ = mamba_inner_project(
-                    x_leaf, params[0], params[1], params[2], params[3], ctx.d_state, dtype, ctx.backend
-                )
-            ctx.rec.values = {"u": u.detach(), "delta": delta.detach()}
+            # recompute u, delta, B, C (no graph: their backward is written out below)
+            x = xz[:, :d_inner]
+            u, delta, _, _, x_dbl = mamba_inner_project(
+                x, conv_weight, conv_bias, x_proj_weight, dt_proj_weight, ctx.d_state, dtype, ctx.backend
+            )
+            ctx.rec.values = {"u": u, "delta": delta}
             du, ddelta, dB, dC, dz, dA, dD, dbias = torch.autograd.grad(
                 [ctx.y_edge], ctx.in_edges, grad_outputs=[dy.to(y.dtype)]
             )
             ctx.rec.values = {}
             ctx.y_edge = ctx.in_edges = None  # release the inner graph now
-            leaves = [x_leaf] + [p for p in params if p is not None]
-            grads = torch.autograd.grad([u, delta, B, C], leaves, grad_outputs=[du, ddelta, dB, dC])
-            dx, *dparams = grads
-            dconv_w = dparams.pop(0)
-            dconv_b = dparams.pop(0) if conv_bias is not None else None
-            dx_proj_w, ddt_proj_w = dparams
+            del delta
+
+            # delta = W_dt @ dt, x_dbl = W_x @ u (per sequence): batched GEMMs on the (.., L) layouts
+            ddelta = ddelta.to(dtype)
+            dt = x_dbl[:, :dt_rank]
+            ddt_proj_w = _batch_sum(torch.bmm(ddelta, dt.transpose(1, 2)), dt_proj_weight.dtype)
+            d_dt = torch.matmul(dt_proj_weight.to(dtype).t(), ddelta)  # (batch, R, L)
+            del ddelta
+            dx_dbl = torch.cat([d_dt, dB.to(dtype), dC.to(dtype)], dim=1)  # (batch, R + 2N, L)
+            ud = u.to(dtype)
+            dx_proj_w = _batch_sum(torch.bmm(dx_dbl, ud.transpose(1, 2)), x_proj_weight.dtype)
+            del u, ud
+            # du += W_x^T @ dx_dbl, in the GEMM's epilogue (no separate add)
+            wxt = x_proj_weight.to(dtype).t().expand(batch, -1, -1)
+            du = du.to(dtype) if du.dtype != dtype else du
+            du = du.baddbmm_(wxt, dx_dbl)
+
+            # conv: dx straight into the x half of dxz (the Triton kernel writes strided); dz into the other
             dxz = torch.empty_like(xz)
-            dxz[:, :d_inner].copy_(dx)
+            dconv_w, dconv_b = _conv_backward(x, conv_weight, conv_bias, du, dxz[:, :d_inner], ctx.backend)
             dxz[:, d_inner:].copy_(dz)
         return (dxz, dconv_w, dconv_b, dx_proj_w, ddt_proj_w, d_out_w, d_out_b, dA, dD, dbias, None, None)
+
+
+def _batch_sum(t: Tensor, dtype: torch.dtype) -> Tensor:
+    """Sum per-sequence weight gradients (batch, m, n) over the batch in fp32 -> (m, n) in ``dtype``."""
+    return t.sum(0, dtype=torch.float32).to(dtype)
+
+
+def _conv_backward(
+    x: Tensor, weight: Tensor, bias: Tensor | None, du: Tensor, dx_out: Tensor, backend: str
+) -> tuple[Tensor, Tensor | None]:
+    """Backward of u = silu(conv(x)): writes dx into ``dx_out`` (batch, d_inner, seqlen) and returns
+    (dweight (d_inner, d_conv), dbias (d_inner,) or None). The Triton kernel recomputes the
+    pre-activation from x and writes dx in place; other backends go through autograd on the reference."""
+    if kernels.resolve_backend(backend, x, "causal_conv1d") == "triton":
+        from mambabench.kernels.causal_conv1d import causal_conv1d_bwd
+
+        _, dw, db = causal_conv1d_bwd(x, weight, bias, du, True, dx=dx_out)
+        return dw, db
+    with torch.enable_grad():
+        leaves = [t.detach().requires_grad_() for t in (x, weight, bias) if t is not None]
+        u = kernels.causal_conv1d_fn(leaves[0], leaves[1], leaves[2] if bias is not None else None,
+                                     activation="silu", backend=backend)
+        grads = torch.autograd.grad(u, leaves, du)
+    dx_out.copy_(grads[0])
+    return grads[1], (grads[2] if bias is not None else None)
 
 
 @torch.compiler.disable  # hooks and gradient edges inside: torch.compile runs it eagerly, as one opaque call
