@@ -7,6 +7,8 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from mambabench.models.norms import fused_add_rms_norm
+
 
 class Block(nn.Module):
     """One residual layer; carries the residual stream separately so add and norm could fuse.
@@ -19,6 +21,9 @@ class Block(nn.Module):
             (RWKV's channel-mix) is called as ``mlp(x, cache=...)`` / ``mlp.step(x, cache)`` with the
             layer's cache.
         residual_in_fp32: keep the residual stream in fp32 (as the released Mamba LMs do).
+        fused_add_norm: on CUDA, the residual add and the RMSNorm before the mixer run as one Triton
+            kernel forward and one backward (:func:`mambabench.models.norms.fused_add_rms_norm`; the
+            official ``fused_add_norm``); elsewhere, or for other norms, the PyTorch path.
     """
 
     def __init__(
@@ -28,9 +33,11 @@ class Block(nn.Module):
         norm_cls: Callable[[int], nn.Module],
         mlp: nn.Module | None = None,
         residual_in_fp32: bool = True,
+        fused_add_norm: bool = False,
     ) -> None:
         super().__init__()
         self.residual_in_fp32 = residual_in_fp32
+        self.fused_add_norm = fused_add_norm
         self.norm = norm_cls(d_model)
         self.mixer = mixer
         self.mlp = mlp
@@ -44,8 +51,13 @@ class Block(nn.Module):
         self, hidden: Tensor, residual: Tensor | None = None, cache: Any = None
     ) -> tuple[Tensor, Tensor]:
         """hidden, residual: (batch, seqlen, d_model) -> (mixer output, new residual)."""
-        residual = self._add(hidden, residual)
-        hidden = self.mixer(self.norm(residual.to(self.norm.weight.dtype)), cache=cache)
+        fused = fused_add_rms_norm(hidden, residual, self.norm, self.residual_in_fp32) if self.fused_add_norm else None
+        if fused is not None:
+            normed, residual = fused
+        else:
+            residual = self._add(hidden, residual)
+            normed = self.norm(residual.to(self.norm.weight.dtype))
+        hidden = self.mixer(normed, cache=cache)
         if self.mlp is not None:
             residual = self._add(hidden, residual)
             normed = self.norm2(residual.to(self.norm2.weight.dtype))

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from mambabench.models.block import Block
-from mambabench.models.norms import RMSNorm
+from mambabench.models.norms import RMSNorm, fused_add_rms_norm
 
 
 def init_weights(
@@ -59,9 +59,12 @@ class LMBackbone(nn.Module):
         residual_in_fp32: bool = True,
         layer_mixers: dict[int, Callable[..., nn.Module]] | None = None,
         max_seq_len: int | None = None,
+        fused_add_norm: bool = False,
     ) -> None:
         super().__init__()
         norm_cls = norm or partial(RMSNorm, eps=1e-5)
+        self.residual_in_fp32 = residual_in_fp32
+        self.fused_add_norm = fused_add_norm
         layer_mixers = dict(layer_mixers or {})
         bad = [i for i in layer_mixers if not 0 <= int(i) < n_layer]
         if bad:
@@ -76,6 +79,7 @@ class LMBackbone(nn.Module):
                 norm_cls=norm_cls,
                 mlp=mlp(d_model=d_model) if mlp is not None else None,
                 residual_in_fp32=residual_in_fp32,
+                fused_add_norm=fused_add_norm,
             )
             for i in range(n_layer)
         )
@@ -104,6 +108,10 @@ class LMBackbone(nn.Module):
         hidden, residual = self._embed(input_ids, caches), None
         for i, layer in enumerate(self.layers):
             hidden, residual = layer(hidden, residual, cache=None if caches is None else caches[i])
+        if self.fused_add_norm:
+            fused = fused_add_rms_norm(hidden, residual, self.norm_f, self.residual_in_fp32, autocast_out=False)
+            if fused is not None:
+                return fused[0]
         residual = hidden if residual is None else residual + hidden
         return self.norm_f(residual.to(self.norm_f.weight.dtype))
 
@@ -133,6 +141,7 @@ class LMHeadModel(nn.Module):
         layer_mixers: {layer index: partial} to put a different mixer at some layers (hybrids).
         max_seq_len: if given, learned absolute position embeddings for that many positions are
             added to the token embeddings (GPT-3 Transformer, MHA-Abs); None: no absolute positions.
+        fused_add_norm: residual add + RMSNorm as one Triton kernel on CUDA (see :class:`Block`).
     """
 
     def __init__(
@@ -149,6 +158,7 @@ class LMHeadModel(nn.Module):
         initializer_range: float = 0.02,
         layer_mixers: dict[int, Callable[..., nn.Module]] | None = None,
         max_seq_len: int | None = None,
+        fused_add_norm: bool = False,
     ) -> None:
         super().__init__()
         if vocab_size is None or vocab_size < 1:
@@ -162,7 +172,7 @@ class LMHeadModel(nn.Module):
         padded = math.ceil(vocab_size / pad_vocab_size_multiple) * pad_vocab_size_multiple
         self.padded_vocab_size = padded
         self.backbone = LMBackbone(padded, d_model, n_layer, mixer, mlp, norm, residual_in_fp32, layer_mixers,
-                                      max_seq_len)
+                                      max_seq_len, fused_add_norm)
         self.lm_head = nn.Linear(d_model, padded, bias=False)
         for module in self.modules():
             if hasattr(module, "out_proj"):

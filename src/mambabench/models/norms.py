@@ -55,3 +55,30 @@ class RMSNorm(nn.Module):
         if torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad):
             return _RMSNormFn.apply(x, self.weight, self.eps)
         return _rms_forward(x.float(), self.weight, self.eps)[0].to(x.dtype)
+
+
+# tests set this to run the Triton kernel on CPU tensors (under TRITON_INTERPRET=1)
+_FUSED_ON_CPU = False
+
+
+def fused_add_rms_norm(
+    hidden: Tensor, residual: Tensor | None, norm: nn.Module, residual_in_fp32: bool, autocast_out: bool = True
+) -> tuple[Tensor, Tensor] | None:
+    """Residual add + RMSNorm in one Triton kernel (:mod:`mambabench.kernels.rms_norm`), or None when
+    it does not apply (CPU tensors, no Triton, another norm, a non-fp32 norm weight or residual stream).
+
+    hidden, residual: (batch, seqlen, d_model) (residual None for the first layer). Returns (normed,
+    new residual): the residual in fp32, the normed output in the autocast dtype under autocast (the
+    dtype the next matmul casts it to anyway; same values) if ``autocast_out``, else fp32. It replaces
+    ``residual = residual + hidden`` (fp32), ``norm(residual)``.
+    """
+    if not ((hidden.is_cuda or _FUSED_ON_CPU) and residual_in_fp32 and isinstance(norm, RMSNorm) and norm.weight.dtype == torch.float32):
+        return None
+    try:
+        from mambabench.kernels.rms_norm import add_rms_norm_triton
+    except ImportError:  # no triton
+        return None
+    device_type = hidden.device.type
+    autocast = autocast_out and torch.is_autocast_enabled(device_type)
+    out_dtype = torch.get_autocast_dtype(device_type) if autocast else torch.float32
+    return add_rms_norm_triton(hidden, residual, norm.weight, norm.eps, True, out_dtype)

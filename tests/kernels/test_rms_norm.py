@@ -1,0 +1,80 @@
+"""Fused residual add + RMSNorm kernel (kernels/rms_norm.py) vs the PyTorch path of Block."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mambabench.kernels.rms_norm import add_rms_norm_triton
+from mambabench.models.norms import RMSNorm
+
+
+@pytest.mark.parametrize(("has_res", "h_dtype", "out_dtype", "batch", "seqlen", "d"), [
+    (True, torch.bfloat16, torch.bfloat16, 2, 5, 48), (True, torch.float32, torch.float32, 2, 5, 48),
+    (False, torch.float32, torch.bfloat16, 2, 5, 48),
+    (True, torch.bfloat16, torch.bfloat16, 1, 1031, 8),  # 2 rows per backward program, ragged tail
+])
+def test_add_rms_norm_matches_pytorch(device: str, has_res: bool, h_dtype: torch.dtype, out_dtype: torch.dtype,
+                                      batch: int, seqlen: int, d: int) -> None:
+    """Values and gradients (hidden, residual, weight) for d not a power of two (masked columns)."""
+    g = torch.Generator().manual_seed(int(has_res))
+    hidden = torch.randn(batch, seqlen, d, generator=g).to(h_dtype)
+    residual = torch.randn(batch, seqlen, d, generator=g) if has_res else None
+    norm = RMSNorm(d)
+    with torch.no_grad():
+        norm.weight.copy_(1 + 0.1 * torch.randn(d, generator=g))
+    dout = torch.randn(batch, seqlen, d, generator=g)
+    dres = torch.randn(batch, seqlen, d, generator=g)  # what later layers send back to the residual stream
+
+    def leaves(dev: str) -> list[torch.Tensor]:
+        ts = [hidden, residual, norm.weight.detach()]
+        return [t.detach().to(dev).requires_grad_() if t is not None else None for t in ts]
+
+    ref_in = leaves("cpu")
+    res_ref = ref_in[0].float() if ref_in[1] is None else ref_in[1] + ref_in[0]
+    out_ref = (res_ref * torch.rsqrt(res_ref.pow(2).mean(-1, keepdim=True) + 1e-5) * ref_in[2]).to(out_dtype)
+    ins = leaves(device)
+    out, res = add_rms_norm_triton(ins[0], ins[1], ins[2], 1e-5, True, out_dtype)
+    assert out.dtype == out_dtype and res.dtype == torch.float32
+    torch.testing.assert_close(res.cpu(), res_ref.detach())
+    torch.testing.assert_close(out.cpu().float(), out_ref.detach().float(), rtol=1e-2 if out_dtype != torch.float32 else 1e-5,
+                               atol=1e-2 if out_dtype != torch.float32 else 1e-5)
+    want = [t for t in ref_in if t is not None]
+    got = [t for t in ins if t is not None]
+    ref_grads = torch.autograd.grad([out_ref, res_ref], want, [dout.to(out_dtype), dres])
+    grads = torch.autograd.grad([out, res], got, [dout.to(device, out_dtype), dres.to(device)])
+    for a, r in zip(grads, ref_grads):
+        assert a.dtype == r.dtype
+        tol = 1e-2 if a.dtype == torch.bfloat16 else 1e-4
+        torch.testing.assert_close(a.cpu(), r, rtol=tol, atol=tol)
+
+
+def test_lm_with_fused_add_norm_matches_pytorch_path(device: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """LMHeadModel(fused_add_norm=True): the blocks and the final norm take the kernel and give the
+    logits and gradients of the PyTorch path."""
+    from functools import partial
+
+    from mambabench.models import LMHeadModel, norms
+    from mambabench.models.mixers.mamba import Mamba
+
+    monkeypatch.setattr(norms, "_FUSED_ON_CPU", True)
+    from mambabench.kernels import rms_norm
+
+    calls = []
+    original = rms_norm.add_rms_norm_triton
+    monkeypatch.setattr(rms_norm, "add_rms_norm_triton", lambda *a, **k: calls.append(1) or original(*a, **k))
+    torch.manual_seed(0)
+    mixer = partial(Mamba, d_state=4, dt_rank=2, scan_backend="reference")
+    models = [LMHeadModel(50, 16, 2, mixer, fused_add_norm=f).to(device) for f in (False, True)]
+    models[1].load_state_dict(models[0].state_dict())
+    ids = torch.randint(0, 50, (2, 7), device=device)
+    outs = []
+    for m in models:
+        with torch.autocast(device, dtype=torch.bfloat16):
+            logits = m(ids)
+        logits.float().square().mean().backward()
+        outs.append((logits.float(), {n: p.grad for n, p in m.named_parameters()}))
+    assert len(calls) == 3  # two blocks and the final norm
+    torch.testing.assert_close(outs[1][0], outs[0][0], rtol=2e-2, atol=2e-2)
+    for name, grad in outs[0][1].items():
+        torch.testing.assert_close(outs[1][1][name], grad, rtol=5e-2, atol=5e-3, msg=name)
