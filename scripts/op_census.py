@@ -2,9 +2,10 @@
 
 Every aten op of the forward + backward of a ``model=`` preset under bf16 autocast is logged with
 a ``TorchDispatchMode``; the Triton kernels run under ``TRITON_INTERPRET=1`` with the ``triton``
-backend, or (default, fast) are skipped, since only the ops *around* them are counted here. Ops on
-activation-sized tensors (at least ``batch * seqlen * d_model / 2`` elements) are the ones that
-become the big elementwise/copy kernels of a CUDA profile; the table lists them with where they
+backend, or (default, fast) are skipped, since only the ops *around* them are counted here; the
+fused add+norm kernel is taken as on CUDA. Ops on activation-sized tensors (at least
+``batch * seqlen * d_model / 2`` elements, with a seqlen or batch * seqlen axis; weights are left out)
+are the ones that become the big elementwise/copy kernels of a CUDA profile; the table lists them with where they
 came from (the innermost project source line in the forward, the autograd node in the backward),
 their output dtype and whether they read a non-contiguous input.
 
@@ -55,9 +56,10 @@ def _where() -> str:
 class Census(TorchDispatchMode):
     """Logs (phase, where, op, out dtype, non-contiguous input) of ops on tensors of >= ``big`` elements."""
 
-    def __init__(self, big: int) -> None:
+    def __init__(self, big: int, seq_dims: tuple[int, ...]) -> None:
         super().__init__()
         self.big = big
+        self.seq_dims = seq_dims
         self.phase = "fwd"
         self.paused = False
         self.rows: Counter[tuple[str, str, str, str, str, str]] = Counter()
@@ -70,8 +72,8 @@ class Census(TorchDispatchMode):
         ins = [a for a in list(args) + list((kwargs or {}).values()) if isinstance(a, torch.Tensor)]
         outs = out if isinstance(out, (tuple, list)) else [out]
         outs = [o for o in outs if isinstance(o, torch.Tensor)]
-        size = max([t.numel() for t in ins + outs] or [0])
-        if size < self.big:
+        acts = [t for t in ins + outs if t.numel() >= self.big and any(s in self.seq_dims for s in t.shape)]
+        if not acts:  # weights and their casts, (batch, seqlen)-sized scalars per token
             return out
         strided = "strided" if any(t.numel() >= self.big and not t.is_contiguous() for t in ins + outs) else ""
         dtypes = "->".join(["/".join(sorted({str(t.dtype)[6:] for t in ins})) or "-",
@@ -111,11 +113,14 @@ def kernels_paused(census: Census, run: bool) -> Iterator[None]:
 
 def census_step(spec: str, batch: int, seqlen: int, run_kernels: bool) -> tuple[Census, int]:
     """One training step (forward, fp32 cross-entropy as in bench_train_step.py, backward)."""
+    from mambabench.models import norms
+
+    norms._FUSED_ON_CPU = True  # fused_add_norm presets take the Triton add+norm kernel, as on CUDA
     model = build_model(spec + ",model.mixer.scan_backend=triton", 50277)
     n_layer = model.n_layer
     torch.manual_seed(0)
     tokens = torch.randint(0, 50277, (batch, seqlen + 1))
-    census = Census(big=batch * seqlen * model.d_model // 2)
+    census = Census(big=batch * seqlen * model.d_model // 2, seq_dims=(seqlen, batch * seqlen))
     with kernels_paused(census, run_kernels), census:
         with torch.autocast("cpu", dtype=torch.bfloat16):
             logits = model(tokens[:, :-1])

@@ -15,6 +15,7 @@ from functools import partial
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mambabench.models.block import Block
@@ -190,11 +191,17 @@ class LMHeadModel(nn.Module):
         hidden = self.backbone(input_ids, caches)
         if return_hidden:
             return hidden
-        return self.lm_head(hidden)[..., : self.vocab_size]
+        return self._logits(hidden)
 
     def step(self, input_ids: Tensor, caches: list[Any]) -> Tensor:
         """One token per sequence: input_ids (batch,) -> logits (batch, vocab_size)."""
-        return self.lm_head(self.backbone.step(input_ids, caches))[..., : self.vocab_size]
+        return self._logits(self.backbone.step(input_ids, caches))
+
+    def _logits(self, hidden: Tensor) -> Tensor:
+        """hidden (..., d_model) -> logits (..., vocab_size): the head's first vocab_size rows (a contiguous
+        view), so the logits come out contiguous (slicing padded logits would make every later op on
+        them, e.g. the loss's fp32 cast and its gradient, a strided copy of the largest tensor of the step)."""
+        return F.linear(hidden, self.lm_head.weight[: self.vocab_size])
 
     def allocate_cache(self, batch_size: int, dtype: torch.dtype | None = None) -> list[Any]:
         """One recurrent-state object per layer (see :mod:`mambabench.models.mixers`)."""
