@@ -29,7 +29,7 @@ from mambabench.kernels.scan_columns import join_cols, split_cols, stack_cols
 from mambabench.kernels.scan_common import add_or_store, exp2, sigmoid
 from mambabench.kernels.scan_common import softplus as _softplus
 
-__all__ = ["seq_scan_fwd_kernel", "seq_scan_bwd_kernel"]
+__all__ = ["seq_scan_fwd_kernel", "seq_scan_bwd_kernel", "seq_scan_bwd_carry_kernel"]
 
 
 @triton.jit
@@ -184,8 +184,8 @@ def seq_scan_fwd_kernel(
 @triton.jit(do_not_specialize=["s_An", "s_sn"])
 def seq_scan_bwd_kernel(
     u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, dout_ptr, states_ptr, scratch_ptr,
-    du_ptr, ddelta_ptr, dA_ptr, dB_ptr, dC_ptr, dD_ptr, dbias_ptr, dz_ptr,
-    dim, seqlen, dim_per_group,
+    du_ptr, ddelta_ptr, dA_ptr, dB_ptr, dC_ptr, dD_ptr, dbias_ptr, dz_ptr, q_in_ptr,
+    dim, seqlen, dim_per_group, seg_chunks,
     s_ub, s_ud, s_db, s_dd, s_Ad, s_An,
     s_Bb, s_Bg, s_Bn, s_Cb, s_Cg, s_Cn,
     s_zb, s_zd, s_gb, s_gd,
@@ -195,9 +195,12 @@ def seq_scan_bwd_kernel(
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     B_VAR: tl.constexpr, C_VAR: tl.constexpr, DETERMINISTIC: tl.constexpr,
     BLOCK_D: tl.constexpr, DSTATE: tl.constexpr, TT: tl.constexpr, CHUNK: tl.constexpr,
-    EVEN_T: tl.constexpr, LANES: tl.constexpr, NPT: tl.constexpr, FAST: tl.constexpr,
+    EVEN_T: tl.constexpr, LANES: tl.constexpr, NPT: tl.constexpr, FAST: tl.constexpr, SPLIT: tl.constexpr,
 ):
-    """Grid (cdiv(dim, BLOCK_D), batch); states spread over LANES threads per channel as in the forward.
+    """Grid (cdiv(dim, BLOCK_D), batch, n_seg); states spread over LANES threads per channel as in the
+    forward.  Program (., ., s) walks chunks [s * seg_chunks, (s + 1) * seg_chunks) last to first; with
+    SPLIT it starts from the reverse carry ``q_in`` (batch, dim, n_seg, DSTATE) that the later segments
+    pass in (:func:`seq_scan_bwd_carry_kernel` and the host combine), otherwise from zero.
 
     Tiles are ``[LANES, BLOCK_D, ...]`` (lanes first): with several warps, Triton's coalescing then
     keeps the lanes of a channel inside one warp and spreads channels over threads and warps (with
@@ -213,6 +216,7 @@ def seq_scan_bwd_kernel(
     constant dB/dC: atomics into (dim, DSTATE)."""
     pid_d = tl.program_id(0)
     pid_b = tl.program_id(1).to(tl.int64)
+    pid_s = tl.program_id(2)
     offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
     offs_g = tl.arange(0, LANES)
     offs_k = tl.arange(0, TT)
@@ -221,6 +225,7 @@ def seq_scan_bwd_kernel(
     d2 = d64[None, :]
     group = ((pid_d * BLOCK_D) // dim_per_group).to(tl.int64)
     lane0 = (offs_g == 0)[:, None]
+    n_seg = tl.num_programs(2)
     # per-register-slot [LANES, BLOCK_D] tiles (state n = g * NPT + j): one value per thread
     A2 = ()
     q = ()  # a_{t+1} dh_{t+1}, carried backwards
@@ -232,7 +237,11 @@ def seq_scan_bwd_kernel(
         ok_j = mask_d[None, :] & (n_j < DSTATE)[:, None]
         a_j = tl.load(A_ptr + d2 * s_Ad + n_j[:, None] * s_An, mask=ok_j, other=0.0).to(tl.float32)
         A2 = A2 + (a_j * 1.4426950408889634,)
-        q = q + (tl.zeros([LANES, BLOCK_D], dtype=tl.float32),)
+        if SPLIT:
+            q = q + (tl.load(q_in_ptr + ((pid_b * dim + d2) * n_seg + pid_s) * DSTATE + n_j[:, None], mask=ok_j,
+                             other=0.0),)
+        else:
+            q = q + (tl.zeros([LANES, BLOCK_D], dtype=tl.float32),)
         dA_acc = dA_acc + (tl.zeros([LANES, BLOCK_D], dtype=tl.float32),)
         if not B_VAR:
             dBc_acc = dBc_acc + (tl.zeros([LANES, BLOCK_D], dtype=tl.float32),)
@@ -279,15 +288,16 @@ def seq_scan_bwd_kernel(
         dB_base = dB_ptr + pid_b * s_dBb + slot * s_dBg + offs_k[None, :]
         dC_base = dC_ptr + pid_b * s_dCb + slot * s_dCg + offs_k[None, :]
     st_base = states_ptr + pid_b * s_sb + d2 * s_sd
-    pid_lin = pid_b * tl.num_programs(0) + pid_d
+    pid_lin = (pid_b * n_seg + pid_s) * tl.num_programs(0) + pid_d
     thread = tl.arange(0, BLOCK_D)[None, :] * LANES + offs_g[:, None]
     sc_base = scratch_ptr + pid_lin * (CHUNK // TT) * NPT * (BLOCK_D * LANES) + thread
 
     dD_acc = tl.zeros([LANES, BLOCK_D], dtype=tl.float32)
     dbias_acc = tl.zeros([LANES, BLOCK_D], dtype=tl.float32)
-    n_chunks = tl.cdiv(seqlen, CHUNK)
+    ci_lo = pid_s * seg_chunks
+    n_chunks = tl.minimum(tl.cdiv(seqlen, CHUNK) - ci_lo, seg_chunks)
     for ci in range(0, n_chunks):
-        c0 = (n_chunks - 1 - ci) * CHUNK
+        c0 = (ci_lo + n_chunks - 1 - ci) * CHUNK
         n_tiles = tl.minimum(CHUNK, seqlen - c0 + TT - 1) // TT
         # ---- pass 1: recompute the chunk forward, keep the state entering every tile in scratch
         h = ()
@@ -487,3 +497,90 @@ def seq_scan_bwd_kernel(
         tl.atomic_add(dD_ptr + d2 + offs_g[:, None] * 0, dD_acc, mask=ok_d0, sem="relaxed")
     if HAS_BIAS:
         tl.atomic_add(dbias_ptr + d2 + offs_g[:, None] * 0, dbias_acc, mask=ok_d0, sem="relaxed")
+
+
+@triton.jit(do_not_specialize=["s_An"])
+def seq_scan_bwd_carry_kernel(
+    delta_ptr, A_ptr, C_ptr, z_ptr, bias_ptr, dout_ptr, carry_ptr,
+    dim, seqlen, dim_per_group, seg_chunks,
+    s_db, s_dd, s_Ad, s_An, s_Cb, s_Cg, s_Cn, s_zb, s_zd, s_gb, s_gd,
+    HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, C_VAR: tl.constexpr,
+    BLOCK_D: tl.constexpr, DSTATE: tl.constexpr, TT: tl.constexpr, CHUNK: tl.constexpr, EVEN_T: tl.constexpr,
+    LANES: tl.constexpr, NPT: tl.constexpr, FAST: tl.constexpr,
+):
+    """First pass of the time-split backward (few (batch, channel) rows): grid (cdiv(dim, BLOCK_D),
+    batch, n_seg).  For segment s, chunks [s * seg_chunks, (s + 1) * seg_chunks) of CHUNK steps, it runs only the reverse recurrence
+    ``dh_t = C_t g_t + q, q = a_t dh_t`` from q = 0 (no states, no gradients: about a sixth of the
+    backward's work) and writes carry (batch, dim, n_seg, 2, DSTATE) fp32: [..., 0, :] the carry the
+    segment hands to the one before it, [..., 1, :] the product of its a_t.  The carry entering
+    segment s is then q_in[s] = P[s+1] q_in[s+1] + q_loc[s+1] (host), and seq_scan_bwd_kernel (SPLIT)
+    walks all segments at once."""
+    pid_d = tl.program_id(0)
+    pid_b = tl.program_id(1).to(tl.int64)
+    pid_s = tl.program_id(2)
+    offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
+    offs_g = tl.arange(0, LANES)
+    offs_k = tl.arange(0, TT)
+    mask_d = offs_d < dim
+    d64 = offs_d.to(tl.int64)
+    d2 = d64[None, :]
+    group = ((pid_d * BLOCK_D) // dim_per_group).to(tl.int64)
+    A2 = ()
+    q = ()
+    for j in tl.static_range(NPT):
+        n_j = offs_g * NPT + j
+        ok_j = mask_d[None, :] & (n_j < DSTATE)[:, None]
+        a_j = tl.load(A_ptr + d2 * s_Ad + n_j[:, None] * s_An, mask=ok_j, other=0.0).to(tl.float32)
+        A2 = A2 + (a_j * 1.4426950408889634,)
+        q = q + (tl.zeros([LANES, BLOCK_D], dtype=tl.float32),)
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
+    else:
+        bias = tl.zeros([BLOCK_D], dtype=tl.float32)
+    tile = (offs_g * 0)[:, None, None] + (d64 * 0)[None, :, None] + offs_k[None, None, :]
+    row3 = d64[None, :, None]
+    dl_base = delta_ptr + pid_b * s_db + row3 * s_dd + tile
+    g_base = dout_ptr + pid_b * s_gb + row3 * s_gd + tile
+    if HAS_Z:
+        z_base = z_ptr + pid_b * s_zb + row3 * s_zd + tile
+    if C_VAR:
+        C_base = C_ptr + pid_b * s_Cb + group * s_Cg + tile
+    dl_sum = tl.zeros([LANES, BLOCK_D], dtype=tl.float32)
+    s0 = pid_s * seg_chunks * CHUNK  # a multiple of CHUNK, so the tiles load as aligned vectors
+    n_tiles = (tl.minimum(seg_chunks * CHUNK, seqlen - s0) + TT - 1) // TT
+    for jj in range(0, n_tiles):
+        t0 = s0 + (n_tiles - 1 - jj) * TT
+        mask3, mask_t3, dout, _, dl = _tile_inputs(g_base, dl_base, t0, seqlen, mask_d[None, :, None], tile,
+                                                   bias[None, :, None], HAS_BIAS, SOFTPLUS, EVEN_T, FAST)
+        if HAS_Z:
+            zz = tl.load(z_base + t0, mask=mask3, other=0.0).to(tl.float32)
+            g = dout * zz * sigmoid(zz, FAST)
+        else:
+            g = dout
+        dl_sum += tl.sum(dl, axis=2)
+        dl_c = split_cols(dl, TT)
+        g_c = split_cols(g, TT)
+        q_new = ()
+        for j in tl.static_range(NPT):
+            n_j = offs_g * NPT + j
+            if C_VAR:
+                C_j = split_cols(tl.load(C_base + n_j[:, None, None] * s_Cn + t0,
+                                         mask=mask_t3 & (n_j < DSTATE)[:, None, None], other=0.0), TT)
+            else:
+                Cc_j = tl.load(C_ptr + d2 * s_Cb + n_j[:, None] * s_Cn,
+                               mask=mask_d[None, :] & (n_j < DSTATE)[:, None], other=0.0).to(tl.float32)
+            q_j = q[j]
+            for k in tl.static_range(TT - 1, -1, -1):
+                if C_VAR:
+                    Ck = C_j[k].to(tl.float32)
+                else:
+                    Ck = Cc_j
+                q_j = exp2(dl_c[k] * A2[j], FAST) * (Ck * g_c[k] + q_j)
+            q_new = q_new + (q_j,)
+        q = q_new
+    out = carry_ptr + ((pid_b * dim + d2) * tl.num_programs(2) + pid_s) * (2 * DSTATE)
+    for j in tl.static_range(NPT):
+        n_j = offs_g * NPT + j
+        ok_j = mask_d[None, :] & (n_j < DSTATE)[:, None]
+        tl.store(out + n_j[:, None], q[j], mask=ok_j)
+        tl.store(out + DSTATE + n_j[:, None], exp2(dl_sum * A2[j], FAST), mask=ok_j)

@@ -53,7 +53,11 @@ from torch import Tensor
 from mambabench.kernels import _interpret_compat
 from mambabench.kernels.scan_common import add_or_store
 from mambabench.kernels.scan_common import softplus as _softplus
-from mambabench.kernels.scan_sequential import seq_scan_bwd_kernel, seq_scan_fwd_kernel
+from mambabench.kernels.scan_sequential import (
+    seq_scan_bwd_carry_kernel,
+    seq_scan_bwd_kernel,
+    seq_scan_fwd_kernel,
+)
 
 _interpret_compat.patch()
 
@@ -538,7 +542,8 @@ def _v3_config(dim: int, dstate: int, seqlen: int, batch: int, elem: int) -> dic
     """
     bwd_lanes = 4 if batch * dim >= V3_FWD_MIN_ROWS else 8  # few rows: more threads per channel
     return {"fwd_warps": 1, "lanes": 4, "FWD_TT": 16 // elem if elem < 4 else 4, "CHUNK": 128,
-            "bwd_warps": 1, "bwd_lanes": bwd_lanes, "BWD_TT": 4, "bwd_maxnreg": 128}
+            "bwd_warps": 1, "bwd_lanes": bwd_lanes, "BWD_TT": 4, "bwd_maxnreg": 128,
+            "split_rows": 16384, "split_lanes": 4}
 
 
 # Kernel family: "auto" (default) runs the v3 backward whenever dstate <= 16 and the v3 forward when
@@ -630,7 +635,9 @@ def _backward_v3(u, delta, A, B, C, D, z, delta_bias, softplus, states, chunk, d
     warps, tt = cfg["bwd_warps"], cfg["BWD_TT"]
     if chunk % tt:
         tt = 4
-    lanes = min(cfg.get("bwd_lanes", 1), triton.next_power_of_2(dstate))
+    n_seg, seg_chunks = _time_segments(batch * dim, triton.cdiv(seqlen, chunk), cfg.get("split_rows", 0))
+    lanes = cfg.get("split_lanes", 4) if n_seg > 1 else cfg.get("bwd_lanes", 1)
+    lanes = min(lanes, triton.next_power_of_2(dstate))
     npt = triton.next_power_of_2(triton.cdiv(dstate, lanes))  # a power of two: dB/dC rows are stacked
     block_d = _block_d(dim, groups, max(1, 32 * warps // lanes))
     B_in, C_in = B, C
@@ -645,7 +652,8 @@ def _backward_v3(u, delta, A, B, C, D, z, delta_bias, softplus, states, chunk, d
     dA = torch.zeros((dim, dstate), device=dev, dtype=torch.float32)
     dD = torch.zeros((dim,), device=dev, dtype=torch.float32) if D is not None else None
     dbias = torch.zeros((dim,), device=dev, dtype=torch.float32) if delta_bias is not None else None
-    scratch = torch.empty((n_dblk * batch, chunk // tt, npt, block_d * lanes), device=dev, dtype=torch.float32)
+    scratch = torch.empty((n_dblk * batch * n_seg, chunk // tt, npt, block_d * lanes), device=dev,
+                          dtype=torch.float32)
 
     def bc_buffer(var: bool) -> Tensor:
         if not var:
@@ -662,29 +670,61 @@ def _backward_v3(u, delta, A, B, C, D, z, delta_bias, softplus, states, chunk, d
     dummy = A
     zz = z if z is not None else u
     dzz = dz if dz is not None else du
-    grid = (n_dblk, batch)
+    grid = (n_dblk, batch, n_seg)
+    launch = {"num_warps": max(1, block_d * lanes // 32), "num_stages": 1,
+              **({"maxnreg": cfg["bwd_maxnreg"]} if cfg.get("bwd_maxnreg") and u.is_cuda else {})}
+    consts = {"HAS_Z": z is not None, "HAS_BIAS": delta_bias is not None, "SOFTPLUS": bool(softplus),
+              "C_VAR": cvar, "BLOCK_D": block_d, "DSTATE": dstate, "TT": tt, "EVEN_T": seqlen % tt == 0,
+              "LANES": lanes, "NPT": npt, "FAST": u.is_cuda}
+    q_in = dummy
     with torch.cuda.device(dev) if u.is_cuda else nullcontext():
+        if n_seg > 1:  # the reverse carry entering every time segment, so that all run at once
+            carry = torch.empty((batch, dim, n_seg, 2, dstate), device=dev, dtype=torch.float32)
+            seq_scan_bwd_carry_kernel[grid](
+                delta, A, C, zz, delta_bias if delta_bias is not None else dummy, dout, carry,
+                dim, seqlen, dim // groups, seg_chunks,
+                delta.stride(0), delta.stride(1), A.stride(0), A.stride(1), *sC,
+                zz.stride(0), zz.stride(1), dout.stride(0), dout.stride(1), CHUNK=chunk, **consts, **launch,
+            )
+            q_in = _combine_carries(carry)
         seq_scan_bwd_kernel[grid](
             u, delta, A, B, C, D if D is not None else dummy, zz,
             delta_bias if delta_bias is not None else dummy, dout, states, scratch,
             du, ddelta, dA, dB_buf, dC_buf,
-            dD if dD is not None else dummy, dbias if dbias is not None else dummy, dzz,
-            dim, seqlen, dim // groups,
+            dD if dD is not None else dummy, dbias if dbias is not None else dummy, dzz, q_in,
+            dim, seqlen, dim // groups, seg_chunks,
             u.stride(0), u.stride(1), delta.stride(0), delta.stride(1), A.stride(0), A.stride(1),
             *sB, *sC,
             zz.stride(0), zz.stride(1), dout.stride(0), dout.stride(1),
             states.stride(0), states.stride(1), states.stride(2), states.stride(3),
             du.stride(0), du.stride(1), ddelta.stride(0), ddelta.stride(1), dzz.stride(0), dzz.stride(1),
             *bstr(dB_buf, bvar), *bstr(dC_buf, cvar),
-            HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
-            SOFTPLUS=bool(softplus), B_VAR=bvar, C_VAR=cvar, DETERMINISTIC=bool(deterministic),
-            BLOCK_D=block_d, DSTATE=dstate, TT=tt, CHUNK=chunk, EVEN_T=seqlen % tt == 0,
-            LANES=lanes, NPT=npt, FAST=u.is_cuda, num_warps=max(1, block_d * lanes // 32), num_stages=1,
-            **({"maxnreg": cfg["bwd_maxnreg"]} if cfg.get("bwd_maxnreg") and u.is_cuda else {}),
+            HAS_D=D is not None, B_VAR=bvar, DETERMINISTIC=bool(deterministic), CHUNK=chunk,
+            SPLIT=n_seg > 1, **consts, **launch,
         )
     dB = _finish_bc(dB_buf, bvar, B_in, deterministic, batch, groups, n_dblk_per_group, dstate, seqlen)
     dC = _finish_bc(dC_buf, cvar, C_in, deterministic, batch, groups, n_dblk_per_group, dstate, seqlen)
     return du, ddelta, dA.to(A.dtype), dB, dC, dD, dbias, dz
+
+
+def _time_segments(rows: int, n_chunks: int, split_rows: int) -> tuple[int, int]:
+    """(n_seg, chunks per segment): cut the time axis so that rows * n_seg reaches ``split_rows``
+    (none when there are already that many (batch, channel) rows, or ``split_rows`` is 0)."""
+    if split_rows <= 0 or rows >= split_rows or n_chunks < 2:
+        return 1, n_chunks
+    seg_chunks = triton.cdiv(n_chunks, min(n_chunks, triton.cdiv(split_rows, rows)))
+    return triton.cdiv(n_chunks, seg_chunks), seg_chunks
+
+
+def _combine_carries(carry: Tensor) -> Tensor:
+    """q_in (batch, dim, n_seg, dstate): the reverse carry entering each time segment, from each
+    segment's own carry and decay product (carry (batch, dim, n_seg, 2, dstate), see
+    seq_scan_bwd_carry_kernel): q_in[s] = P[s+1] q_in[s+1] + q_loc[s+1], q_in[last] = 0."""
+    q_loc, decay = carry[:, :, :, 0], carry[:, :, :, 1]
+    q_in = torch.zeros_like(q_loc)
+    for s in range(carry.shape[2] - 2, -1, -1):
+        q_in[:, :, s] = decay[:, :, s + 1] * q_in[:, :, s + 1] + q_loc[:, :, s + 1]
+    return q_in
 
 
 def _finish_bc(buf: Tensor, var: bool, like: Tensor, deterministic: bool, batch: int, groups: int,
