@@ -114,7 +114,9 @@ class AddRMSNormTriton(torch.autograd.Function):
                 HAS_RES=r is not None, BLOCK=block, ROWS=rows, num_warps=warps,
             )
         ctx.save_for_backward(res, weight, rstd)
+        ctx.set_materialize_grads(False)  # an unused residual_out (the final norm) sends no zeros tensor
         ctx.h_dtype = hidden.dtype
+        ctx.shape = shape
         ctx.has_res = residual is not None
         ctx.res_in_dtype = residual.dtype if residual is not None else None
         return out.view(shape), res.view(shape)
@@ -122,7 +124,9 @@ class AddRMSNormTriton(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, dout: Tensor, dres: Tensor | None) -> tuple[Tensor | None, ...]:
         res, weight, rstd = ctx.saved_tensors
-        shape = dout.shape
+        if dout is None:
+            dout = torch.zeros(res.shape, device=res.device, dtype=torch.float32)
+        shape = ctx.shape
         n_rows, n_cols = res.shape
         dy = dout.reshape(-1, n_cols).contiguous()
         dr = dres.reshape(-1, n_cols).contiguous() if dres is not None else None

@@ -41,7 +41,7 @@ from torch.autograd.graph import get_gradient_edge, saved_tensors_hooks
 
 from mambabench import kernels
 
-__all__ = ["MambaInnerFn", "mamba_inner_fn", "mamba_inner_project"]
+__all__ = ["MambaInnerFn", "mamba_in_proj", "mamba_inner_fn", "mamba_inner_project"]
 
 # how the inner pack hook stored a tensor: dropped (recomputed in the backward), handed to the outer
 # hooks, or kept as is
@@ -89,6 +89,47 @@ def mamba_inner_project(
     B = x_dbl[:, dt_rank : dt_rank + d_state]
     C = x_dbl[:, dt_rank + d_state : dt_rank + 2 * d_state]
     return u, delta, B, C, x_dbl
+
+
+class _InProj(torch.autograd.Function):
+    """xz = W @ hidden^T (+ bias) laid out (batch, 2 * d_inner, seqlen) with unit stride along seqlen.
+
+    Plain autograd of ``W @ hidden2d.t()`` returns the gradient of hidden as the transpose of a
+    (d_model, batch * seqlen) matrix, and the next op (the residual/norm backward) copies it to rows;
+    this backward computes it as ``dxz^T @ W``, row-major (batch, seqlen, d_model), with no copy.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, hidden: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        dtype = _compute_dtype(hidden)
+        batch, seqlen, d_model = hidden.shape
+        with torch.autocast(hidden.device.type, enabled=False):
+            h2 = hidden.reshape(batch * seqlen, d_model).to(dtype)
+            w = weight.to(dtype)
+            xz = torch.matmul(w, h2.t()) if bias is None else torch.addmm(bias.to(dtype).unsqueeze(1), w, h2.t())
+        ctx.save_for_backward(h2, weight)
+        ctx.dtype, ctx.shape, ctx.h_dtype = dtype, (batch, seqlen, d_model), hidden.dtype
+        ctx.bias_dtype = bias.dtype if bias is not None else None
+        return xz.view(-1, batch, seqlen).transpose(0, 1)
+
+    @staticmethod
+    def backward(ctx: Any, dxz: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
+        h2, weight = ctx.saved_tensors
+        batch, seqlen, d_model = ctx.shape
+        with torch.autocast(h2.device.type, enabled=False):
+            # (2E, batch * seqlen): a view when dxz has xz's layout (MambaInnerFn's dxz has)
+            g = dxz.transpose(0, 1).reshape(-1, batch * seqlen).to(ctx.dtype)
+            dh = torch.mm(g.t(), weight.to(ctx.dtype)).view(batch, seqlen, d_model).to(ctx.h_dtype)
+            dw = torch.mm(g, h2).to(weight.dtype)
+            db = g.sum(1).to(ctx.bias_dtype) if ctx.bias_dtype is not None else None
+        return dh, dw, db
+
+
+def mamba_in_proj(hidden: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    """in_proj of the fused block: hidden (batch, seqlen, d_model), weight (2 * d_inner, d_model),
+    bias (2 * d_inner,) or None -> xz (batch, 2 * d_inner, seqlen), unit stride along seqlen, in the
+    autocast dtype under autocast; the gradient of hidden comes back row-major (see :class:`_InProj`)."""
+    return _InProj.apply(hidden, weight, bias)
 
 
 class _Attach(torch.autograd.Function):

@@ -22,7 +22,7 @@ from mambabench.kernels import (
 from mambabench.models.mixers.inner import INNER_LAYERS, make_inner
 from mambabench.models.mixers.s4d import init_a_matrix
 from mambabench.models.mixers.ssm_step import ssm_step
-from mambabench.ops.mamba_inner import mamba_inner_fn
+from mambabench.ops.mamba_inner import mamba_in_proj, mamba_inner_fn
 
 MAX_D_STATE = 256
 
@@ -240,11 +240,7 @@ class Mamba(nn.Module):
         in_proj is computed as W @ hidden^T so that xz (batch, 2 * d_inner, seqlen) has unit stride
         along seqlen (the official layout): the conv and the scan then read x and z in place.
         """
-        batch, seqlen, _ = hidden.shape
-        flat = hidden.reshape(batch * seqlen, self.d_model).t()  # (d_model, batch * seqlen)
-        w, b = self.in_proj.weight, self.in_proj.bias
-        xz = torch.matmul(w, flat) if b is None else torch.addmm(b.unsqueeze(1), w, flat)
-        xz = xz.view(-1, batch, seqlen).transpose(0, 1)  # (batch, 2 * d_inner, seqlen)
+        xz = mamba_in_proj(hidden, self.in_proj.weight, self.in_proj.bias)  # (batch, 2 * d_inner, seqlen)
         return mamba_inner_fn(
             xz, self.conv1d.weight.squeeze(1), self.conv1d.bias, self.x_proj.weight, self.dt_proj.weight,
             self.out_proj.weight, self.out_proj.bias, self._a_matrix(), self.D.float(), self._delta_bias(),
