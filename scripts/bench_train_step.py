@@ -85,9 +85,14 @@ def profile_step(step: Callable[[], None], path: Path, rows: int = 25) -> str:
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
         step()
         torch.cuda.synchronize()
+    from torch.autograd import DeviceType
+    from torch.autograd.profiler_util import EventList
+
     events = prof.key_averages()
-    total_us = sum(e.self_device_time_total for e in events)
-    table = events.table(sort_by="self_device_time_total", row_limit=rows, max_name_column_width=70)
+    kernels = EventList([e for e in events if e.device_type == DeviceType.CUDA], use_device=events._use_device,
+                        profile_memory=events._profile_memory)  # kernels and memcpys only
+    total_us = sum(e.self_device_time_total for e in kernels)
+    table = (kernels or events).table(sort_by="self_device_time_total", row_limit=rows, max_name_column_width=70)
     text = f"one step: {total_us / 1e3:.1f} ms of CUDA kernel time\n{table}"
     print(text, flush=True)
     path.write_text(text)
