@@ -213,3 +213,22 @@ def test_rms_norm_matches_autograd_and_keeps_input_and_rstd_only() -> None:
     ref.backward(grad)
     torch.testing.assert_close(x.grad, x2.grad, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(norm.weight.grad, w2.grad, rtol=1e-5, atol=1e-6)
+
+
+def test_fused_in_proj_gives_row_major_hidden_gradient() -> None:
+    """in_proj of the fused path: xz with unit stride along seqlen, and the gradient of hidden comes back
+    contiguous (batch, seqlen, d_model), equal to plain autograd's (which is a transposed view)."""
+    from mambabench.ops.mamba_inner import mamba_in_proj
+
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(8, 12, bias=True)
+    h = torch.randn(2, 5, 8, requires_grad=True)
+    xz = mamba_in_proj(h, lin.weight, lin.bias)
+    assert xz.shape == (2, 12, 5) and xz.stride(-1) == 1
+    g = torch.randn(2, 12, 5)
+    dh, dw, db = torch.autograd.grad(xz, (h, lin.weight, lin.bias), g)
+    ref = lin(h).transpose(1, 2)
+    torch.testing.assert_close(xz, ref)
+    for a, r in zip((dh, dw, db), torch.autograd.grad(ref, (h, lin.weight, lin.bias), g)):
+        torch.testing.assert_close(a, r)
+    assert dh.is_contiguous()
