@@ -25,7 +25,7 @@ from mambabench.kernels import _interpret_compat
 
 _interpret_compat.patch()
 
-__all__ = ["add_rms_norm_triton", "AddRMSNormTriton"]
+__all__ = ["add_rms_norm_triton", "rms_norm_recompute", "AddRMSNormTriton"]
 
 
 @triton.jit
@@ -48,6 +48,21 @@ def _add_rms_fwd_kernel(
             tl.store(res_ptr + off, x.to(res_ptr.dtype.element_ty), mask=mask_c)
             rstd = 1.0 / tl.sqrt(tl.sum(x * x, axis=0) / n_cols + eps)
             tl.store(rstd_ptr + row, rstd)
+            tl.store(out_ptr + off, (x * rstd * w).to(out_ptr.dtype.element_ty), mask=mask_c)
+
+
+@triton.jit
+def _rms_out_kernel(res_ptr, rstd_ptr, w_ptr, out_ptr, n_rows, n_cols, BLOCK: tl.constexpr, ROWS: tl.constexpr):
+    """out = res * rstd * w (the forward's normalised output, bit for bit). Grid (cdiv(n_rows, ROWS),)."""
+    cols = tl.arange(0, BLOCK)
+    mask_c = cols < n_cols
+    w = tl.load(w_ptr + cols, mask=mask_c, other=0.0).to(tl.float32)
+    for i in range(ROWS):
+        row = tl.program_id(0) * ROWS + i
+        if row < n_rows:
+            off = row.to(tl.int64) * n_cols + cols
+            x = tl.load(res_ptr + off, mask=mask_c, other=0.0).to(tl.float32)
+            rstd = tl.load(rstd_ptr + row)
             tl.store(out_ptr + off, (x * rstd * w).to(out_ptr.dtype.element_ty), mask=mask_c)
 
 
@@ -108,8 +123,8 @@ class AddRMSNormTriton(torch.autograd.Function):
         h = hidden.reshape(-1, n_cols).contiguous()
         r = residual.reshape(-1, n_cols).contiguous() if residual is not None else None
         n_rows = h.shape[0]
-        res = torch.empty((n_rows, n_cols), device=h.device, dtype=res_dtype)
-        out = torch.empty((n_rows, n_cols), device=h.device, dtype=out_dtype)
+        res = torch.empty(shape, device=h.device, dtype=res_dtype)
+        out = torch.empty(shape, device=h.device, dtype=out_dtype)
         rstd = torch.empty((n_rows,), device=h.device, dtype=torch.float32)
         block, warps = _cfg(n_cols)
         rows = 4
@@ -124,7 +139,10 @@ class AddRMSNormTriton(torch.autograd.Function):
         ctx.shape = shape
         ctx.has_res = residual is not None
         ctx.res_in_dtype = residual.dtype if residual is not None else None
-        return out.view(shape), res.view(shape)
+        # how to remake ``out`` from what this Function saves anyway (see rms_norm_recompute): a consumer
+        # that would save ``out`` for its own backward (the fused block's in_proj) can save this instead
+        out._rms_recipe = (res, rstd, weight)
+        return out, res
 
     @staticmethod
     def backward(ctx: Any, dout: Tensor, dres: Tensor | None) -> tuple[Tensor | None, ...]:
@@ -132,7 +150,8 @@ class AddRMSNormTriton(torch.autograd.Function):
         if dout is None:
             dout = torch.zeros(res.shape, device=res.device, dtype=torch.float32)
         shape = ctx.shape
-        n_rows, n_cols = res.shape
+        n_cols = shape[-1]
+        n_rows = res.numel() // n_cols
         dy = dout.reshape(-1, n_cols).contiguous()
         dr = dres.reshape(-1, n_cols).contiguous() if dres is not None else None
         # gradient to the residual input (its dtype) and a separate one to hidden (its dtype)
@@ -153,6 +172,21 @@ class AddRMSNormTriton(torch.autograd.Function):
         if not ctx.has_res:
             return dx.view(shape), None, dweight, None, None, None
         return dh.view(shape), dx.view(shape), dweight, None, None, None
+
+
+def rms_norm_recompute(recipe: tuple[Tensor, Tensor, Tensor], out_dtype: torch.dtype) -> Tensor:
+    """Remake the normalised output of :class:`AddRMSNormTriton` from its ``_rms_recipe`` (residual_out
+    (..., d_model), rstd (rows,), weight (d_model,)): the same values, in ``out_dtype``."""
+    res, rstd, weight = recipe
+    n_cols = res.shape[-1]
+    n_rows = res.numel() // n_cols
+    out = torch.empty(res.shape, device=res.device, dtype=out_dtype)
+    block, warps = _cfg(n_cols)
+    rows = 4
+    with _device(res):
+        _rms_out_kernel[(triton.cdiv(n_rows, rows),)](res, rstd, weight, out, n_rows, n_cols, BLOCK=block, ROWS=rows,
+                                                       num_warps=warps)
+    return out
 
 
 def add_rms_norm_triton(

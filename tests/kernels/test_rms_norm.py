@@ -53,8 +53,9 @@ def test_add_rms_norm_matches_pytorch(device: str, has_res: bool, h_dtype: torch
 
 
 def test_lm_with_fused_add_norm_matches_pytorch_path(device: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """LMHeadModel(fused_add_norm=True): the blocks and the final norm take the kernel and give the
-    logits and gradients of the PyTorch path."""
+    """LMHeadModel(fused_add_norm=True) with fused mixers: the blocks and the final norm take the kernel,
+    the mixers' in_proj remakes its input from the norm's recipe instead of saving it, and logits and
+    gradients equal the PyTorch path's."""
     from functools import partial
 
     from mambabench.models import LMHeadModel, norms
@@ -63,11 +64,12 @@ def test_lm_with_fused_add_norm_matches_pytorch_path(device: str, monkeypatch: p
     monkeypatch.setattr(norms, "_FUSED_ON_CPU", True)
     from mambabench.kernels import rms_norm
 
-    calls = []
-    original = rms_norm.add_rms_norm_triton
+    calls, remade = [], []
+    original, original_remake = rms_norm.add_rms_norm_triton, rms_norm.rms_norm_recompute
     monkeypatch.setattr(rms_norm, "add_rms_norm_triton", lambda *a, **k: calls.append(1) or original(*a, **k))
+    monkeypatch.setattr(rms_norm, "rms_norm_recompute", lambda *a, **k: remade.append(1) or original_remake(*a, **k))
     torch.manual_seed(0)
-    mixer = partial(Mamba, d_state=4, dt_rank=2, scan_backend="reference")
+    mixer = partial(Mamba, d_state=4, dt_rank=2, scan_backend="reference", fused=True)
     models = [LMHeadModel(50, 16, 2, mixer, fused_add_norm=f).to(device) for f in (False, True)]
     models[1].load_state_dict(models[0].state_dict())
     ids = torch.randint(0, 50, (2, 7), device=device)
@@ -77,7 +79,7 @@ def test_lm_with_fused_add_norm_matches_pytorch_path(device: str, monkeypatch: p
             logits = m(ids)
         logits.float().square().mean().backward()
         outs.append((logits.float(), {n: p.grad for n, p in m.named_parameters()}))
-    assert len(calls) == 3  # two blocks and the final norm
+    assert len(calls) == 3 and len(remade) == 2  # two blocks and the final norm; two in_proj backwards
     torch.testing.assert_close(outs[1][0], outs[0][0], rtol=2e-2, atol=2e-2)
     for name, grad in outs[0][1].items():
         torch.testing.assert_close(outs[1][1][name], grad, rtol=5e-2, atol=5e-3, msg=name)

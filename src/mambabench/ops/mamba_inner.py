@@ -97,6 +97,8 @@ class _InProj(torch.autograd.Function):
     Plain autograd of ``W @ hidden2d.t()`` returns the gradient of hidden as the transpose of a
     (d_model, batch * seqlen) matrix, and the next op (the residual/norm backward) copies it to rows;
     this backward computes it as ``dxz^T @ W``, row-major (batch, seqlen, d_model), with no copy.
+    When hidden is the output of the fused add+norm kernel (:mod:`mambabench.kernels.rms_norm`), it is
+    not saved but remade in the backward from the residual and rstd that the norm keeps anyway.
     """
 
     @staticmethod
@@ -107,15 +109,25 @@ class _InProj(torch.autograd.Function):
             h2 = hidden.reshape(batch * seqlen, d_model).to(dtype)
             w = weight.to(dtype)
             xz = torch.matmul(w, h2.t()) if bias is None else torch.addmm(bias.to(dtype).unsqueeze(1), w, h2.t())
-        ctx.save_for_backward(h2, weight)
+        # hidden straight from the fused add+norm kernel: keep its recipe (the residual and rstd, which
+        # the norm saves anyway) and remake hidden in the backward instead of saving it (1.5 KB/token bf16)
+        recipe = getattr(hidden, "_rms_recipe", None) if hidden.dtype == dtype else None
+        ctx.recompute = recipe is not None
+        ctx.save_for_backward(weight, *(recipe if recipe is not None else (h2,)))
         ctx.dtype, ctx.shape, ctx.h_dtype = dtype, (batch, seqlen, d_model), hidden.dtype
         ctx.bias_dtype = bias.dtype if bias is not None else None
         return xz.view(-1, batch, seqlen).transpose(0, 1)
 
     @staticmethod
     def backward(ctx: Any, dxz: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
-        h2, weight = ctx.saved_tensors
+        weight, *saved = ctx.saved_tensors
         batch, seqlen, d_model = ctx.shape
+        if ctx.recompute:
+            from mambabench.kernels.rms_norm import rms_norm_recompute
+
+            h2 = rms_norm_recompute(tuple(saved), ctx.dtype).view(batch * seqlen, d_model)
+        else:
+            (h2,) = saved
         with torch.autocast(h2.device.type, enabled=False):
             # (2E, batch * seqlen): a view when dxz has xz's layout (MambaInnerFn's dxz has)
             g = dxz.transpose(0, 1).reshape(-1, batch * seqlen).to(ctx.dtype)
