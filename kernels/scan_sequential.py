@@ -29,7 +29,7 @@ from mambabench.kernels.scan_columns import join_cols, split_cols, stack_cols
 from mambabench.kernels.scan_common import add_or_store, exp2, sigmoid
 from mambabench.kernels.scan_common import softplus as _softplus
 
-__all__ = ["seq_scan_fwd_kernel", "seq_scan_bwd_kernel", "seq_scan_bwd_carry_kernel"]
+__all__ = ["seq_scan_fwd_kernel", "seq_scan_bwd_kernel", "seq_scan_carry_kernel"]
 
 
 @triton.jit
@@ -63,8 +63,8 @@ def _tile_inputs(u_base, dl_base, t0, seqlen, mask_d3, tile, bias3,
 @triton.jit(do_not_specialize=["s_An", "s_sn"])
 def seq_scan_fwd_kernel(
     u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr,
-    out_ptr, states_ptr, last_ptr,
-    dim, seqlen, dim_per_group,
+    out_ptr, states_ptr, last_ptr, h_in_ptr,
+    dim, seqlen, dim_per_group, seg_chunks,
     s_ub, s_ud, s_db, s_dd, s_Ad, s_An,
     s_Bb, s_Bg, s_Bn, s_Cb, s_Cg, s_Cn,
     s_zb, s_zd, s_ob, s_od,
@@ -72,9 +72,11 @@ def seq_scan_fwd_kernel(
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     B_VAR: tl.constexpr, C_VAR: tl.constexpr, SAVE_STATES: tl.constexpr, SAVE_LAST: tl.constexpr,
     BLOCK_D: tl.constexpr, DSTATE: tl.constexpr, TT: tl.constexpr, CHUNK: tl.constexpr,
-    EVEN_T: tl.constexpr, LANES: tl.constexpr, NPT: tl.constexpr, FAST: tl.constexpr,
+    EVEN_T: tl.constexpr, LANES: tl.constexpr, NPT: tl.constexpr, FAST: tl.constexpr, SPLIT: tl.constexpr,
 ):
-    """Grid (cdiv(dim, BLOCK_D), batch).  The states of a channel are spread over LANES threads, NPT =
+    """Grid (cdiv(dim, BLOCK_D), batch, n_seg): program (., ., s) runs chunks [s * seg_chunks,
+    (s + 1) * seg_chunks) of CHUNK steps, from the state h_in (batch, dim, n_seg, DSTATE) with SPLIT
+    (:func:`seq_scan_carry_kernel`, chained on the host), else from zero.  The states of a channel are spread over LANES threads, NPT =
     cdiv(DSTATE, LANES) each (state n = g * NPT + j for lane g, register j): LANES > 1 gives more
     threads to hide latency with, for one cross-lane sum of y per tile.  EVEN_T: seqlen % TT == 0 (no
     time masks, so the tiles load as 16-byte vectors).  Writes out (batch, dim, seqlen); with
@@ -82,6 +84,8 @@ def seq_scan_fwd_kernel(
     SAVE_LAST h_L to last (batch, dim, DSTATE)."""
     pid_d = tl.program_id(0)
     pid_b = tl.program_id(1).to(tl.int64)
+    pid_s = tl.program_id(2)
+    n_seg = tl.num_programs(2)
     offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
     offs_g = tl.arange(0, LANES)
     offs_k = tl.arange(0, TT)
@@ -97,7 +101,11 @@ def seq_scan_fwd_kernel(
         ok_j = mask_d[:, None] & (n_j < DSTATE)[None, :]
         a_j = tl.load(A_ptr + d2 * s_Ad + n_j[None, :] * s_An, mask=ok_j, other=0.0).to(tl.float32)
         A2 = A2 + (a_j * 1.4426950408889634,)
-        h = h + (tl.zeros([BLOCK_D, LANES], dtype=tl.float32),)
+        if SPLIT:
+            h = h + (tl.load(h_in_ptr + ((pid_b * dim + d2) * n_seg + pid_s) * DSTATE + n_j[None, :], mask=ok_j,
+                             other=0.0),)
+        else:
+            h = h + (tl.zeros([BLOCK_D, LANES], dtype=tl.float32),)
     if HAS_D:
         Dv = tl.load(D_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
     if HAS_BIAS:
@@ -120,7 +128,8 @@ def seq_scan_fwd_kernel(
         C_base = C_ptr + pid_b * s_Cb + group * s_Cg + tile
     st_base = states_ptr + pid_b * s_sb + d2 * s_sd
 
-    for t0 in range(0, seqlen, TT):
+    t_lo = pid_s * seg_chunks * CHUNK
+    for t0 in range(t_lo, tl.minimum(seqlen, t_lo + seg_chunks * CHUNK), TT):
         if SAVE_STATES:
             if t0 % CHUNK == 0:
                 for j in tl.static_range(NPT):
@@ -178,7 +187,7 @@ def seq_scan_fwd_kernel(
         for j in tl.static_range(NPT):
             n_j = offs_g * NPT + j
             tl.store(last_ptr + pid_b * dim * DSTATE + d2 * DSTATE + n_j[None, :] * s_sn, h[j],
-                     mask=mask_d[:, None] & (n_j < DSTATE)[None, :])
+                     mask=mask_d[:, None] & (n_j < DSTATE)[None, :] & (pid_s == n_seg - 1))
 
 
 @triton.jit(do_not_specialize=["s_An", "s_sn"])
@@ -200,7 +209,7 @@ def seq_scan_bwd_kernel(
     """Grid (cdiv(dim, BLOCK_D), batch, n_seg); states spread over LANES threads per channel as in the
     forward.  Program (., ., s) walks chunks [s * seg_chunks, (s + 1) * seg_chunks) last to first; with
     SPLIT it starts from the reverse carry ``q_in`` (batch, dim, n_seg, DSTATE) that the later segments
-    pass in (:func:`seq_scan_bwd_carry_kernel` and the host combine), otherwise from zero.
+    pass in (:func:`seq_scan_carry_kernel` with REVERSE, chained on the host), otherwise from zero.
 
     Tiles are ``[LANES, BLOCK_D, ...]`` (lanes first): with several warps, Triton's coalescing then
     keeps the lanes of a channel inside one warp and spreads channels over threads and warps (with
@@ -500,21 +509,27 @@ def seq_scan_bwd_kernel(
 
 
 @triton.jit(do_not_specialize=["s_An"])
-def seq_scan_bwd_carry_kernel(
-    delta_ptr, A_ptr, C_ptr, z_ptr, bias_ptr, dout_ptr, carry_ptr,
+def seq_scan_carry_kernel(
+    x_ptr, delta_ptr, A_ptr, W_ptr, z_ptr, bias_ptr, carry_ptr,
     dim, seqlen, dim_per_group, seg_chunks,
-    s_db, s_dd, s_Ad, s_An, s_Cb, s_Cg, s_Cn, s_zb, s_zd, s_gb, s_gd,
-    HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, C_VAR: tl.constexpr,
-    BLOCK_D: tl.constexpr, DSTATE: tl.constexpr, TT: tl.constexpr, CHUNK: tl.constexpr, EVEN_T: tl.constexpr,
-    LANES: tl.constexpr, NPT: tl.constexpr, FAST: tl.constexpr,
+    s_xb, s_xd, s_db, s_dd, s_Ad, s_An, s_Wb, s_Wg, s_Wn, s_zb, s_zd,
+    REVERSE: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+    W_VAR: tl.constexpr, BLOCK_D: tl.constexpr, DSTATE: tl.constexpr, TT: tl.constexpr, CHUNK: tl.constexpr,
+    EVEN_T: tl.constexpr, LANES: tl.constexpr, NPT: tl.constexpr, FAST: tl.constexpr,
 ):
-    """First pass of the time-split backward (few (batch, channel) rows): grid (cdiv(dim, BLOCK_D),
-    batch, n_seg).  For segment s, chunks [s * seg_chunks, (s + 1) * seg_chunks) of CHUNK steps, it runs only the reverse recurrence
-    ``dh_t = C_t g_t + q, q = a_t dh_t`` from q = 0 (no states, no gradients: about a sixth of the
-    backward's work) and writes carry (batch, dim, n_seg, 2, DSTATE) fp32: [..., 0, :] the carry the
-    segment hands to the one before it, [..., 1, :] the product of its a_t.  The carry entering
-    segment s is then q_in[s] = P[s+1] q_in[s+1] + q_loc[s+1] (host), and seq_scan_bwd_kernel (SPLIT)
-    walks all segments at once."""
+    """First pass of a time-split scan (few (batch, channel) rows): grid (cdiv(dim, BLOCK_D), batch,
+    n_seg).  Segment s is chunks [s * seg_chunks, (s + 1) * seg_chunks) of CHUNK steps.  It runs only
+    the segment's own linear recurrence from zero and writes carry (batch, dim, n_seg, 2, DSTATE) fp32:
+    [..., 0, :] the carry it produces, [..., 1, :] the product P of its decays a_t = exp(delta_t A).
+
+    * forward (x = u, W = B): ``h = a_t h + delta_t u_t B_t`` over the segment; the state entering
+      segment s is then h_in[s] = P[s-1] h_in[s-1] + h_loc[s-1];
+    * REVERSE (x = dout, W = C, gate z): ``q = a_t (C_t g_t + q)`` last step first, the backward's
+      carry ``a_t dh_t``; q_in[s] = P[s+1] q_in[s+1] + q_loc[s+1].
+
+    No states are stored and no outputs or gradients formed: about a quarter of the work of the
+    full kernel per step.  The host chains the carries (``_chain_carries``) and the full kernel (SPLIT)
+    runs every segment at once from its carry."""
     pid_d = tl.program_id(0)
     pid_b = tl.program_id(1).to(tl.int64)
     pid_s = tl.program_id(2)
@@ -526,13 +541,13 @@ def seq_scan_bwd_carry_kernel(
     d2 = d64[None, :]
     group = ((pid_d * BLOCK_D) // dim_per_group).to(tl.int64)
     A2 = ()
-    q = ()
+    h = ()
     for j in tl.static_range(NPT):
         n_j = offs_g * NPT + j
         ok_j = mask_d[None, :] & (n_j < DSTATE)[:, None]
         a_j = tl.load(A_ptr + d2 * s_Ad + n_j[:, None] * s_An, mask=ok_j, other=0.0).to(tl.float32)
         A2 = A2 + (a_j * 1.4426950408889634,)
-        q = q + (tl.zeros([LANES, BLOCK_D], dtype=tl.float32),)
+        h = h + (tl.zeros([LANES, BLOCK_D], dtype=tl.float32),)
     if HAS_BIAS:
         bias = tl.load(bias_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
     else:
@@ -540,47 +555,52 @@ def seq_scan_bwd_carry_kernel(
     tile = (offs_g * 0)[:, None, None] + (d64 * 0)[None, :, None] + offs_k[None, None, :]
     row3 = d64[None, :, None]
     dl_base = delta_ptr + pid_b * s_db + row3 * s_dd + tile
-    g_base = dout_ptr + pid_b * s_gb + row3 * s_gd + tile
+    x_base = x_ptr + pid_b * s_xb + row3 * s_xd + tile
     if HAS_Z:
         z_base = z_ptr + pid_b * s_zb + row3 * s_zd + tile
-    if C_VAR:
-        C_base = C_ptr + pid_b * s_Cb + group * s_Cg + tile
+    if W_VAR:
+        W_base = W_ptr + pid_b * s_Wb + group * s_Wg + tile
     dl_sum = tl.zeros([LANES, BLOCK_D], dtype=tl.float32)
     s0 = pid_s * seg_chunks * CHUNK  # a multiple of CHUNK, so the tiles load as aligned vectors
     n_tiles = (tl.minimum(seg_chunks * CHUNK, seqlen - s0) + TT - 1) // TT
     for jj in range(0, n_tiles):
-        t0 = s0 + (n_tiles - 1 - jj) * TT
-        mask3, mask_t3, dout, _, dl = _tile_inputs(g_base, dl_base, t0, seqlen, mask_d[None, :, None], tile,
-                                                   bias[None, :, None], HAS_BIAS, SOFTPLUS, EVEN_T, FAST)
+        if REVERSE:
+            t0 = s0 + (n_tiles - 1 - jj) * TT
+        else:
+            t0 = s0 + jj * TT
+        mask3, mask_t3, x, _, dl = _tile_inputs(x_base, dl_base, t0, seqlen, mask_d[None, :, None], tile,
+                                                bias[None, :, None], HAS_BIAS, SOFTPLUS, EVEN_T, FAST)
         if HAS_Z:
             zz = tl.load(z_base + t0, mask=mask3, other=0.0).to(tl.float32)
-            g = dout * zz * sigmoid(zz, FAST)
-        else:
-            g = dout
+            x = x * zz * sigmoid(zz, FAST)
+        if not REVERSE:
+            x = x * dl
         dl_sum += tl.sum(dl, axis=2)
         dl_c = split_cols(dl, TT)
-        g_c = split_cols(g, TT)
-        q_new = ()
+        x_c = split_cols(x, TT)
+        h_new = ()
         for j in tl.static_range(NPT):
             n_j = offs_g * NPT + j
-            if C_VAR:
-                C_j = split_cols(tl.load(C_base + n_j[:, None, None] * s_Cn + t0,
+            if W_VAR:
+                W_j = split_cols(tl.load(W_base + n_j[:, None, None] * s_Wn + t0,
                                          mask=mask_t3 & (n_j < DSTATE)[:, None, None], other=0.0), TT)
             else:
-                Cc_j = tl.load(C_ptr + d2 * s_Cb + n_j[:, None] * s_Cn,
+                Wc_j = tl.load(W_ptr + d2 * s_Wb + n_j[:, None] * s_Wn,
                                mask=mask_d[None, :] & (n_j < DSTATE)[:, None], other=0.0).to(tl.float32)
-            q_j = q[j]
-            for k in tl.static_range(TT - 1, -1, -1):
-                if C_VAR:
-                    Ck = C_j[k].to(tl.float32)
-                else:
-                    Ck = Cc_j
-                q_j = exp2(dl_c[k] * A2[j], FAST) * (Ck * g_c[k] + q_j)
-            q_new = q_new + (q_j,)
-        q = q_new
+            if not W_VAR:
+                W_j = (Wc_j,) * TT
+            h_j = h[j]
+            if REVERSE:
+                for k in tl.static_range(TT - 1, -1, -1):
+                    h_j = exp2(dl_c[k] * A2[j], FAST) * (W_j[k].to(tl.float32) * x_c[k] + h_j)
+            else:
+                for k in tl.static_range(TT):
+                    h_j = exp2(dl_c[k] * A2[j], FAST) * h_j + x_c[k] * W_j[k].to(tl.float32)
+            h_new = h_new + (h_j,)
+        h = h_new
     out = carry_ptr + ((pid_b * dim + d2) * tl.num_programs(2) + pid_s) * (2 * DSTATE)
     for j in tl.static_range(NPT):
         n_j = offs_g * NPT + j
         ok_j = mask_d[None, :] & (n_j < DSTATE)[:, None]
-        tl.store(out + n_j[:, None], q[j], mask=ok_j)
+        tl.store(out + n_j[:, None], h[j], mask=ok_j)
         tl.store(out + DSTATE + n_j[:, None], exp2(dl_sum * A2[j], FAST), mask=ok_j)

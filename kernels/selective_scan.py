@@ -54,8 +54,8 @@ from mambabench.kernels import _interpret_compat
 from mambabench.kernels.scan_common import add_or_store
 from mambabench.kernels.scan_common import softplus as _softplus
 from mambabench.kernels.scan_sequential import (
-    seq_scan_bwd_carry_kernel,
     seq_scan_bwd_kernel,
+    seq_scan_carry_kernel,
     seq_scan_fwd_kernel,
 )
 
@@ -562,10 +562,12 @@ def _v3_backward(dstate: int) -> bool:
     return dstate <= 16 and SCAN_VARIANT != "2"
 
 
-def _v3_forward(u: Tensor, dstate: int) -> bool:
+def _v3_forward(u: Tensor, dstate: int, save_states: bool = False) -> bool:
+    """Whether the v3 kernel runs the forward: many rows, or training (time-split for few rows, where
+    v2's state-saving forward is slow); v2 keeps the no-grad forward of few rows."""
     if SCAN_VARIANT != "auto":
         return SCAN_VARIANT == "3" and dstate <= 16
-    return dstate <= 16 and u.shape[0] * u.shape[1] >= V3_FWD_MIN_ROWS
+    return dstate <= 16 and (save_states or u.shape[0] * u.shape[1] >= V3_FWD_MIN_ROWS)
 
 
 def _bc_fp32(x: Tensor) -> Tensor:
@@ -586,15 +588,17 @@ def _forward_buffers(u: Tensor, dstate: int, n_saved: int, save_states: bool,
     return out, states, last
 
 
-def _forward_v3(u, delta, A, B, C, D, z, delta_bias, softplus, save_states, save_last, chunk=None):
-    """v3 forward; ``chunk`` overrides the spacing of the saved states (a multiple of the time tile)."""
+def _forward_v3(u, delta, A, B, C, D, z, delta_bias, softplus, save_states, save_last):
+    """v3 forward (time-split below ``split_rows`` (batch, channel) rows); returns out, the states saved
+    every CHUNK steps, the last state and CHUNK."""
     batch, dim, seqlen = u.shape
     dstate = A.shape[1]
     groups = max(_bc_layout(B, dim)[1], _bc_layout(C, dim)[1])
     cfg = dict(V3_OVERRIDE or _v3_config(dim, dstate, seqlen, batch, u.element_size()))
     warps, tt = cfg["fwd_warps"], cfg["FWD_TT"]
-    chunk = chunk or cfg["CHUNK"]
+    chunk = cfg["CHUNK"]
     lanes = min(cfg.get("lanes", 1), triton.next_power_of_2(dstate))
+    n_seg, seg_chunks = _time_segments(batch * dim, triton.cdiv(seqlen, chunk), cfg.get("split_rows", 0))
     block_d = _block_d(dim, groups, max(1, 32 * warps // lanes))
     B, C = _bc_fp32(B), _bc_fp32(C)
     out, states, last = _forward_buffers(u, dstate, triton.cdiv(seqlen, chunk), save_states, save_last)
@@ -602,13 +606,17 @@ def _forward_v3(u, delta, A, B, C, D, z, delta_bias, softplus, save_states, save
     cvar, _, sC = _bc_layout(C, dim)
     zz = z if z is not None else u
     dummy = A
-    grid = (triton.cdiv(dim, block_d), batch)
+    grid = (triton.cdiv(dim, block_d), batch, n_seg)
+    h_in = dummy
     with torch.cuda.device(u.device) if u.is_cuda else nullcontext():
+        if n_seg > 1:  # the state entering every time segment, so that all run at once
+            h_in = _segment_carries(u, delta, A, B, z, delta_bias, softplus, chunk, n_seg, seg_chunks, cfg,
+                                    reverse=False)
         seq_scan_fwd_kernel[grid](
             u, delta, A, B, C, D if D is not None else dummy, zz,
             delta_bias if delta_bias is not None else dummy,
-            out, states, last,
-            dim, seqlen, dim // groups,
+            out, states, last, h_in,
+            dim, seqlen, dim // groups, seg_chunks,
             u.stride(0), u.stride(1), delta.stride(0), delta.stride(1), A.stride(0), A.stride(1),
             *sB, *sC,
             zz.stride(0), zz.stride(1), out.stride(0), out.stride(1),
@@ -617,7 +625,7 @@ def _forward_v3(u, delta, A, B, C, D, z, delta_bias, softplus, save_states, save
             SOFTPLUS=bool(softplus), B_VAR=bvar, C_VAR=cvar,
             SAVE_STATES=save_states, SAVE_LAST=save_last,
             BLOCK_D=block_d, DSTATE=dstate, TT=tt, CHUNK=chunk, EVEN_T=seqlen % tt == 0,
-            LANES=lanes, NPT=triton.cdiv(dstate, lanes), FAST=u.is_cuda,
+            LANES=lanes, NPT=triton.cdiv(dstate, lanes), FAST=u.is_cuda, SPLIT=n_seg > 1,
             num_warps=max(1, block_d * lanes // 32), num_stages=cfg.get("stages", 1),
         )
     return out, (states if save_states else None), (last if save_last else None), chunk
@@ -679,14 +687,8 @@ def _backward_v3(u, delta, A, B, C, D, z, delta_bias, softplus, states, chunk, d
     q_in = dummy
     with torch.cuda.device(dev) if u.is_cuda else nullcontext():
         if n_seg > 1:  # the reverse carry entering every time segment, so that all run at once
-            carry = torch.empty((batch, dim, n_seg, 2, dstate), device=dev, dtype=torch.float32)
-            seq_scan_bwd_carry_kernel[grid](
-                delta, A, C, zz, delta_bias if delta_bias is not None else dummy, dout, carry,
-                dim, seqlen, dim // groups, seg_chunks,
-                delta.stride(0), delta.stride(1), A.stride(0), A.stride(1), *sC,
-                zz.stride(0), zz.stride(1), dout.stride(0), dout.stride(1), CHUNK=chunk, **consts, **launch,
-            )
-            q_in = _combine_carries(carry)
+            q_in = _segment_carries(dout, delta, A, C, z, delta_bias, softplus, chunk, n_seg, seg_chunks, cfg,
+                                    reverse=True)
         seq_scan_bwd_kernel[grid](
             u, delta, A, B, C, D if D is not None else dummy, zz,
             delta_bias if delta_bias is not None else dummy, dout, states, scratch,
@@ -716,15 +718,39 @@ def _time_segments(rows: int, n_chunks: int, split_rows: int) -> tuple[int, int]
     return triton.cdiv(n_chunks, seg_chunks), seg_chunks
 
 
-def _combine_carries(carry: Tensor) -> Tensor:
-    """q_in (batch, dim, n_seg, dstate): the reverse carry entering each time segment, from each
-    segment's own carry and decay product (carry (batch, dim, n_seg, 2, dstate), see
-    seq_scan_bwd_carry_kernel): q_in[s] = P[s+1] q_in[s+1] + q_loc[s+1], q_in[last] = 0."""
-    q_loc, decay = carry[:, :, :, 0], carry[:, :, :, 1]
-    q_in = torch.zeros_like(q_loc)
-    for s in range(carry.shape[2] - 2, -1, -1):
-        q_in[:, :, s] = decay[:, :, s + 1] * q_in[:, :, s + 1] + q_loc[:, :, s + 1]
-    return q_in
+def _segment_carries(x: Tensor, delta: Tensor, A: Tensor, W: Tensor, z: Tensor | None,
+                     delta_bias: Tensor | None, softplus: bool, chunk: int, n_seg: int, seg_chunks: int,
+                     cfg: dict, reverse: bool) -> Tensor:
+    """The carry entering each time segment, (batch, dim, n_seg, dstate) fp32: the forward state
+    (x = u, W = B) or, with ``reverse``, the backward's ``a_t dh_t`` (x = dout, W = C, gate z).
+
+    Runs seq_scan_carry_kernel (each segment's own recurrence from zero and its decay product P),
+    then chains the segments in order: c[s] = P[s -+ 1] c[s -+ 1] + local[s -+ 1]."""
+    batch, dim, seqlen = delta.shape
+    dstate = A.shape[1]
+    wvar, groups, sW = _bc_layout(W, dim)
+    lanes = min(cfg.get("split_lanes", 4), triton.next_power_of_2(dstate))
+    block_d = _block_d(dim, groups, max(1, 32 // lanes))
+    tt = 4
+    carry = torch.empty((batch, dim, n_seg, 2, dstate), device=x.device, dtype=torch.float32)
+    zz = z if (z is not None and reverse) else x
+    seq_scan_carry_kernel[(triton.cdiv(dim, block_d), batch, n_seg)](
+        x, delta, A, W, zz, delta_bias if delta_bias is not None else A, carry,
+        dim, seqlen, dim // groups, seg_chunks,
+        x.stride(0), x.stride(1), delta.stride(0), delta.stride(1), A.stride(0), A.stride(1), *sW,
+        zz.stride(0), zz.stride(1),
+        REVERSE=reverse, HAS_Z=z is not None and reverse, HAS_BIAS=delta_bias is not None,
+        SOFTPLUS=bool(softplus), W_VAR=wvar, BLOCK_D=block_d, DSTATE=dstate, TT=tt, CHUNK=chunk,
+        EVEN_T=seqlen % tt == 0, LANES=lanes, NPT=triton.cdiv(dstate, lanes), FAST=x.is_cuda,
+        num_warps=max(1, block_d * lanes // 32), num_stages=1,
+    )
+    local, decay = carry[:, :, :, 0], carry[:, :, :, 1]
+    c = torch.zeros_like(local)
+    order = range(n_seg - 2, -1, -1) if reverse else range(1, n_seg)
+    step = 1 if reverse else -1
+    for s in order:
+        c[:, :, s] = decay[:, :, s + step] * c[:, :, s + step] + local[:, :, s + step]
+    return c
 
 
 def _finish_bc(buf: Tensor, var: bool, like: Tensor, deterministic: bool, batch: int, groups: int,
@@ -741,7 +767,7 @@ def _forward(u, delta, A, B, C, D, z, delta_bias, softplus, save_states, save_la
     """Forward with either kernel family; returns out, saved states, last state and their spacing."""
     batch, dim, seqlen = u.shape
     dstate = A.shape[1]
-    if FWD_OVERRIDE is None and _v3_forward(u, dstate):
+    if FWD_OVERRIDE is None and _v3_forward(u, dstate, save_states):
         return _forward_v3(u, delta, A, B, C, D, z, delta_bias, softplus, save_states, save_last)
     groups = max(_bc_layout(B, dim)[1], _bc_layout(C, dim)[1])
     cfg = dict(FWD_OVERRIDE or _fwd_config(dim, dstate, seqlen, batch, u.element_size(), save_states))

@@ -228,6 +228,7 @@ def test_default_kernel_split(device: str, monkeypatch: pytest.MonkeyPatch, min_
         monkeypatch.setattr(ss, "V3_FWD_MIN_ROWS", min_rows)
     inputs = make_inputs(device, seqlen=seqlen, dstate=16, bc=bc, dtype=torch.bfloat16, seed=8)
     assert ss._v3_forward(inputs["u"], 16) == (min_rows == 0)
+    assert ss._v3_forward(inputs["u"], 16, save_states=True)  # training: time-split v3 for few rows
     assert ss._v3_backward(16)
     check_scan(inputs, softplus=True, return_last=True, dtype=torch.bfloat16)
 
