@@ -37,7 +37,7 @@ KERNELS = {
     ("bwd", 2): selective_scan._selective_scan_bwd_kernel_v2,
     ("fwd", 3): scan_sequential.seq_scan_fwd_kernel,
     ("bwd", 3): scan_sequential.seq_scan_bwd_kernel,
-    ("carry", 3): scan_sequential.seq_scan_bwd_carry_kernel,
+    ("carry", 3): scan_sequential.seq_scan_carry_kernel,
     ("conv_fwd", 2): causal_conv1d._conv_fwd_kernel,
     ("conv_bwd", 2): causal_conv1d._conv_bwd_kernel,
 }
@@ -46,7 +46,7 @@ HALF_POINTERS = {"u_ptr", "delta_ptr", "z_ptr", "out_ptr", "dout_ptr", "du_ptr",
 UNSPECIALISED = {"s_An", "s_sn"}
 DEFAULTS = dict(HAS_D=1, HAS_Z=1, HAS_BIAS=1, SOFTPLUS=1, B_VAR=1, C_VAR=1, BLOCK_N=16, DSTATE=16,
                 SAVE_STATES=1, SAVE_LAST=0, DETERMINISTIC=0, EVEN_T=1, BC_TILE=0, LANES=1, NPT=16, FAST=1,
-                WIDTH=4, SILU=1, SPLIT=0)
+                WIDTH=4, SILU=1, SPLIT=0, REVERSE=1, W_VAR=1)
 
 
 def compile_kernel(fn: triton.JITFunction, consts: dict[str, int], warps: int, half: str,
@@ -101,7 +101,7 @@ def report(kernel: object) -> tuple[str, str]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("which", choices=["fwd", "bwd", "carry", "conv_fwd", "conv_bwd"],
-                   help="scan forward/backward, the time-split backward's carry pass (--variant 3), or the "
+                   help="scan forward/backward, the time-split scans' carry pass (--variant 3), or the "
                    "causal conv1d kernels (--variant is ignored for these)")
     p.add_argument("consts", nargs="*", help="constexpr overrides NAME=VALUE (e.g. BLOCK_D=32 TT=8)")
     p.add_argument("--variant", type=int, choices=[2, 3], default=2)
