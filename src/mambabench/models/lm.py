@@ -15,7 +15,6 @@ from functools import partial
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mambabench.models.block import Block
@@ -198,10 +197,11 @@ class LMHeadModel(nn.Module):
         return self._logits(self.backbone.step(input_ids, caches))
 
     def _logits(self, hidden: Tensor) -> Tensor:
-        """hidden (..., d_model) -> logits (..., vocab_size): the head's first vocab_size rows (a contiguous
-        view), so the logits come out contiguous (slicing padded logits would make every later op on
-        them, e.g. the loss's fp32 cast and its gradient, a strided copy of the largest tensor of the step)."""
-        return F.linear(hidden, self.lm_head.weight[: self.vocab_size])
+        """hidden (..., d_model) -> logits (..., vocab_size), a view of the padded logits. The GEMM runs
+        over the padded vocabulary on purpose: an output width that is not a multiple of 8 (50277) drops
+        cuBLAS off its fast kernels (the reason for pad_vocab_size_multiple), which costs more than the
+        strided reads of the sliced view."""
+        return self.lm_head(hidden)[..., : self.vocab_size]
 
     def allocate_cache(self, batch_size: int, dtype: torch.dtype | None = None) -> list[Any]:
         """One recurrent-state object per layer (see :mod:`mambabench.models.mixers`)."""
