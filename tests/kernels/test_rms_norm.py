@@ -54,20 +54,25 @@ def test_add_rms_norm_matches_pytorch(device: str, has_res: bool, h_dtype: torch
 
 def test_lm_with_fused_add_norm_matches_pytorch_path(device: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """LMHeadModel(fused_add_norm=True) with fused mixers: the blocks and the final norm take the kernel,
-    the mixers' in_proj remakes its input from the norm's recipe instead of saving it, and logits and
-    gradients equal the PyTorch path's."""
+    the mixers' in_proj remakes its input from the norm's recipe instead of saving it, the head is the
+    Triton SlicedHead (vocab 50 padded to 56), and logits and gradients equal the PyTorch path's."""
     from functools import partial
 
-    from mambabench.models import LMHeadModel, norms
+    from mambabench.models import LMHeadModel, lm, norms
     from mambabench.models.mixers.mamba import Mamba
 
     monkeypatch.setattr(norms, "_FUSED_ON_CPU", True)
+    monkeypatch.setattr(lm, "_SLICED_HEAD_ON_CPU", True)
     from mambabench.kernels import rms_norm
 
     calls, remade = [], []
     original, original_remake = rms_norm.add_rms_norm_triton, rms_norm.rms_norm_recompute
     monkeypatch.setattr(rms_norm, "add_rms_norm_triton", lambda *a, **k: calls.append(1) or original(*a, **k))
     monkeypatch.setattr(rms_norm, "rms_norm_recompute", lambda *a, **k: remade.append(1) or original_remake(*a, **k))
+    from mambabench.kernels import head
+
+    heads, original_head = [], head.sliced_head_triton
+    monkeypatch.setattr(head, "sliced_head_triton", lambda *a, **k: heads.append(1) or original_head(*a, **k))
     torch.manual_seed(0)
     mixer = partial(Mamba, d_state=4, dt_rank=2, scan_backend="reference", fused=True)
     models = [LMHeadModel(50, 16, 2, mixer, fused_add_norm=f).to(device) for f in (False, True)]
@@ -80,6 +85,28 @@ def test_lm_with_fused_add_norm_matches_pytorch_path(device: str, monkeypatch: p
         logits.float().square().mean().backward()
         outs.append((logits.float(), {n: p.grad for n, p in m.named_parameters()}))
     assert len(calls) == 3 and len(remade) == 2  # two blocks and the final norm; two in_proj backwards
+    assert len(heads) == 2  # both models (the head itself is checked against nn.Linear + slice below)
     torch.testing.assert_close(outs[1][0], outs[0][0], rtol=2e-2, atol=2e-2)
     for name, grad in outs[0][1].items():
         torch.testing.assert_close(outs[1][1][name], grad, rtol=5e-2, atol=5e-3, msg=name)
+
+
+def test_sliced_head_matches_linear_then_slice(device: str) -> None:
+    """kernels/head.py: logits over the padded head cut to the vocabulary, gradients through the one-pass
+    padded gradient, equal to nn.Linear + slice (bf16 autocast)."""
+    from mambabench.kernels.head import sliced_head_triton
+
+    torch.manual_seed(0)
+    hidden = torch.randn(2, 3, 16, device=device, requires_grad=True)
+    weight = torch.randn(40, 16, device=device, requires_grad=True)  # vocab 37 padded to 40
+    grad = torch.randn(2, 3, 37, device=device)
+    with torch.autocast(device, dtype=torch.bfloat16):
+        out = sliced_head_triton(hidden, weight, 37)
+        ref = torch.nn.functional.linear(hidden, weight)[..., :37]
+    assert out.shape == (2, 3, 37) and out.dtype == ref.dtype
+    torch.testing.assert_close(out, ref)
+    got = torch.autograd.grad(out, (hidden, weight), grad.to(out.dtype))
+    want = torch.autograd.grad(ref, (hidden, weight), grad.to(ref.dtype))
+    for a, r in zip(got, want):
+        assert a.dtype == r.dtype
+        torch.testing.assert_close(a, r)

@@ -38,6 +38,10 @@ def init_weights(
                 p /= math.sqrt(n_residuals_per_layer * n_layer)
 
 
+# tests set this to take the Triton sliced head on CPU tensors (under TRITON_INTERPRET=1)
+_SLICED_HEAD_ON_CPU = False
+
+
 @dataclass
 class PositionCounter:
     """Number of tokens already embedded during cached decoding (for learned absolute positions)."""
@@ -200,7 +204,17 @@ class LMHeadModel(nn.Module):
         """hidden (..., d_model) -> logits (..., vocab_size), a view of the padded logits. The GEMM runs
         over the padded vocabulary on purpose: an output width that is not a multiple of 8 (50277) drops
         cuBLAS off its fast kernels (the reason for pad_vocab_size_multiple), which costs more than the
-        strided reads of the sliced view."""
+        strided reads of the sliced view. With gradients on CUDA, :class:`mambabench.kernels.head.SlicedHead`
+        writes the padded gradient in one pass instead of slice_backward's memset + strided copy."""
+        weight = self.lm_head.weight
+        if (self.vocab_size < weight.shape[0] and self.lm_head.bias is None and torch.is_grad_enabled()
+                and (hidden.is_cuda or _SLICED_HEAD_ON_CPU) and (hidden.requires_grad or weight.requires_grad)):
+            try:
+                from mambabench.kernels.head import sliced_head_triton
+            except ImportError:  # no triton
+                pass
+            else:
+                return sliced_head_triton(hidden, weight, self.vocab_size)
         return self.lm_head(hidden)[..., : self.vocab_size]
 
     def allocate_cache(self, batch_size: int, dtype: torch.dtype | None = None) -> list[Any]:
