@@ -63,7 +63,7 @@ def _tile_inputs(u_base, dl_base, t0, seqlen, mask_d3, tile, bias3,
 @triton.jit(do_not_specialize=["s_An", "s_sn"])
 def seq_scan_fwd_kernel(
     u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr,
-    out_ptr, states_ptr, last_ptr, h_in_ptr,
+    out_ptr, states_ptr, last_ptr, carry_ptr,
     dim, seqlen, dim_per_group, seg_chunks,
     s_ub, s_ud, s_db, s_dd, s_Ad, s_An,
     s_Bb, s_Bg, s_Bn, s_Cb, s_Cg, s_Cn,
@@ -75,8 +75,9 @@ def seq_scan_fwd_kernel(
     EVEN_T: tl.constexpr, LANES: tl.constexpr, NPT: tl.constexpr, FAST: tl.constexpr, SPLIT: tl.constexpr,
 ):
     """Grid (cdiv(dim, BLOCK_D), batch, n_seg): program (., ., s) runs chunks [s * seg_chunks,
-    (s + 1) * seg_chunks) of CHUNK steps, from the state h_in (batch, dim, n_seg, DSTATE) with SPLIT
-    (:func:`seq_scan_carry_kernel`, chained on the host), else from zero.  The states of a channel are spread over LANES threads, NPT =
+    (s + 1) * seg_chunks) of CHUNK steps, from zero or, with SPLIT, from the state entering segment s,
+    folded from the earlier segments' carries (:func:`seq_scan_carry_kernel`).
+    The states of a channel are spread over LANES threads, NPT =
     cdiv(DSTATE, LANES) each (state n = g * NPT + j for lane g, register j): LANES > 1 gives more
     threads to hide latency with, for one cross-lane sum of y per tile.  EVEN_T: seqlen % TT == 0 (no
     time masks, so the tiles load as 16-byte vectors).  Writes out (batch, dim, seqlen); with
@@ -101,11 +102,13 @@ def seq_scan_fwd_kernel(
         ok_j = mask_d[:, None] & (n_j < DSTATE)[None, :]
         a_j = tl.load(A_ptr + d2 * s_Ad + n_j[None, :] * s_An, mask=ok_j, other=0.0).to(tl.float32)
         A2 = A2 + (a_j * 1.4426950408889634,)
-        if SPLIT:
-            h = h + (tl.load(h_in_ptr + ((pid_b * dim + d2) * n_seg + pid_s) * DSTATE + n_j[None, :], mask=ok_j,
-                             other=0.0),)
-        else:
-            h = h + (tl.zeros([BLOCK_D, LANES], dtype=tl.float32),)
+        h_j = tl.zeros([BLOCK_D, LANES], dtype=tl.float32)
+        if SPLIT:  # fold the earlier segments' (end state, decay product): h <- P[r] h + h_loc[r]
+            c_j = carry_ptr + (pid_b * dim + d2) * n_seg * (2 * DSTATE) + n_j[None, :]
+            for r in range(0, pid_s):
+                h_loc = tl.load(c_j + r * (2 * DSTATE), mask=ok_j, other=0.0)
+                h_j = tl.load(c_j + r * (2 * DSTATE) + DSTATE, mask=ok_j, other=0.0) * h_j + h_loc
+        h = h + (h_j,)
     if HAS_D:
         Dv = tl.load(D_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
     if HAS_BIAS:
@@ -193,7 +196,7 @@ def seq_scan_fwd_kernel(
 @triton.jit(do_not_specialize=["s_An", "s_sn"])
 def seq_scan_bwd_kernel(
     u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, dout_ptr, states_ptr, scratch_ptr,
-    du_ptr, ddelta_ptr, dA_ptr, dB_ptr, dC_ptr, dD_ptr, dbias_ptr, dz_ptr, q_in_ptr,
+    du_ptr, ddelta_ptr, dA_ptr, dB_ptr, dC_ptr, dD_ptr, dbias_ptr, dz_ptr, carry_ptr,
     dim, seqlen, dim_per_group, seg_chunks,
     s_ub, s_ud, s_db, s_dd, s_Ad, s_An,
     s_Bb, s_Bg, s_Bn, s_Cb, s_Cg, s_Cn,
@@ -208,8 +211,8 @@ def seq_scan_bwd_kernel(
 ):
     """Grid (cdiv(dim, BLOCK_D), batch, n_seg); states spread over LANES threads per channel as in the
     forward.  Program (., ., s) walks chunks [s * seg_chunks, (s + 1) * seg_chunks) last to first; with
-    SPLIT it starts from the reverse carry ``q_in`` (batch, dim, n_seg, DSTATE) that the later segments
-    pass in (:func:`seq_scan_carry_kernel` with REVERSE, chained on the host), otherwise from zero.
+    SPLIT it starts from the reverse carry that the later segments pass in, folded from their carries
+    (:func:`seq_scan_carry_kernel` with REVERSE), otherwise from zero.
 
     Tiles are ``[LANES, BLOCK_D, ...]`` (lanes first): with several warps, Triton's coalescing then
     keeps the lanes of a channel inside one warp and spreads channels over threads and warps (with
@@ -246,11 +249,14 @@ def seq_scan_bwd_kernel(
         ok_j = mask_d[None, :] & (n_j < DSTATE)[:, None]
         a_j = tl.load(A_ptr + d2 * s_Ad + n_j[:, None] * s_An, mask=ok_j, other=0.0).to(tl.float32)
         A2 = A2 + (a_j * 1.4426950408889634,)
-        if SPLIT:
-            q = q + (tl.load(q_in_ptr + ((pid_b * dim + d2) * n_seg + pid_s) * DSTATE + n_j[:, None], mask=ok_j,
-                             other=0.0),)
-        else:
-            q = q + (tl.zeros([LANES, BLOCK_D], dtype=tl.float32),)
+        q_j = tl.zeros([LANES, BLOCK_D], dtype=tl.float32)
+        if SPLIT:  # fold the later segments' (carry, decay product), last first: q <- P[r] q + q_loc[r]
+            c_j = carry_ptr + (pid_b * dim + d2) * n_seg * (2 * DSTATE) + n_j[:, None]
+            for rr in range(0, n_seg - 1 - pid_s):
+                r = n_seg - 1 - rr
+                q_loc = tl.load(c_j + r * (2 * DSTATE), mask=ok_j, other=0.0)
+                q_j = tl.load(c_j + r * (2 * DSTATE) + DSTATE, mask=ok_j, other=0.0) * q_j + q_loc
+        q = q + (q_j,)
         dA_acc = dA_acc + (tl.zeros([LANES, BLOCK_D], dtype=tl.float32),)
         if not B_VAR:
             dBc_acc = dBc_acc + (tl.zeros([LANES, BLOCK_D], dtype=tl.float32),)
@@ -523,13 +529,12 @@ def seq_scan_carry_kernel(
     [..., 0, :] the carry it produces, [..., 1, :] the product P of its decays a_t = exp(delta_t A).
 
     * forward (x = u, W = B): ``h = a_t h + delta_t u_t B_t`` over the segment; the state entering
-      segment s is then h_in[s] = P[s-1] h_in[s-1] + h_loc[s-1];
+      segment s is h_in[s] = P[s-1] h_in[s-1] + h_loc[s-1], h_in[0] = 0;
     * REVERSE (x = dout, W = C, gate z): ``q = a_t (C_t g_t + q)`` last step first, the backward's
-      carry ``a_t dh_t``; q_in[s] = P[s+1] q_in[s+1] + q_loc[s+1].
+      carry ``a_t dh_t``; q_in[s] = P[s+1] q_in[s+1] + q_loc[s+1], zero for the last segment.
 
-    No states are stored and no outputs or gradients formed: about a quarter of the work of the
-    full kernel per step.  The host chains the carries (``_chain_carries``) and the full kernel (SPLIT)
-    runs every segment at once from its carry."""
+    No states are stored and no outputs or gradients formed.  The full kernel (SPLIT) then runs every
+    segment at once, each program folding the carries of the segments before it (after it, REVERSE)."""
     pid_d = tl.program_id(0)
     pid_b = tl.program_id(1).to(tl.int64)
     pid_s = tl.program_id(2)

@@ -607,15 +607,15 @@ def _forward_v3(u, delta, A, B, C, D, z, delta_bias, softplus, save_states, save
     zz = z if z is not None else u
     dummy = A
     grid = (triton.cdiv(dim, block_d), batch, n_seg)
-    h_in = dummy
+    carry = dummy
     with torch.cuda.device(u.device) if u.is_cuda else nullcontext():
         if n_seg > 1:  # the state entering every time segment, so that all run at once
-            h_in = _segment_carries(u, delta, A, B, z, delta_bias, softplus, chunk, n_seg, seg_chunks, cfg,
-                                    reverse=False)
+            carry = _segment_carries(u, delta, A, B, z, delta_bias, softplus, chunk, n_seg, seg_chunks, cfg,
+                                     reverse=False)
         seq_scan_fwd_kernel[grid](
             u, delta, A, B, C, D if D is not None else dummy, zz,
             delta_bias if delta_bias is not None else dummy,
-            out, states, last, h_in,
+            out, states, last, carry,
             dim, seqlen, dim // groups, seg_chunks,
             u.stride(0), u.stride(1), delta.stride(0), delta.stride(1), A.stride(0), A.stride(1),
             *sB, *sC,
@@ -684,16 +684,16 @@ def _backward_v3(u, delta, A, B, C, D, z, delta_bias, softplus, states, chunk, d
     consts = {"HAS_Z": z is not None, "HAS_BIAS": delta_bias is not None, "SOFTPLUS": bool(softplus),
               "C_VAR": cvar, "BLOCK_D": block_d, "DSTATE": dstate, "TT": tt, "EVEN_T": seqlen % tt == 0,
               "LANES": lanes, "NPT": npt, "FAST": u.is_cuda}
-    q_in = dummy
+    carry = dummy
     with torch.cuda.device(dev) if u.is_cuda else nullcontext():
         if n_seg > 1:  # the reverse carry entering every time segment, so that all run at once
-            q_in = _segment_carries(dout, delta, A, C, z, delta_bias, softplus, chunk, n_seg, seg_chunks, cfg,
+            carry = _segment_carries(dout, delta, A, C, z, delta_bias, softplus, chunk, n_seg, seg_chunks, cfg,
                                     reverse=True)
         seq_scan_bwd_kernel[grid](
             u, delta, A, B, C, D if D is not None else dummy, zz,
             delta_bias if delta_bias is not None else dummy, dout, states, scratch,
             du, ddelta, dA, dB_buf, dC_buf,
-            dD if dD is not None else dummy, dbias if dbias is not None else dummy, dzz, q_in,
+            dD if dD is not None else dummy, dbias if dbias is not None else dummy, dzz, carry,
             dim, seqlen, dim // groups, seg_chunks,
             u.stride(0), u.stride(1), delta.stride(0), delta.stride(1), A.stride(0), A.stride(1),
             *sB, *sC,
@@ -721,11 +721,9 @@ def _time_segments(rows: int, n_chunks: int, split_rows: int) -> tuple[int, int]
 def _segment_carries(x: Tensor, delta: Tensor, A: Tensor, W: Tensor, z: Tensor | None,
                      delta_bias: Tensor | None, softplus: bool, chunk: int, n_seg: int, seg_chunks: int,
                      cfg: dict, reverse: bool) -> Tensor:
-    """The carry entering each time segment, (batch, dim, n_seg, dstate) fp32: the forward state
-    (x = u, W = B) or, with ``reverse``, the backward's ``a_t dh_t`` (x = dout, W = C, gate z).
-
-    Runs seq_scan_carry_kernel (each segment's own recurrence from zero and its decay product P),
-    then chains the segments in order: c[s] = P[s -+ 1] c[s -+ 1] + local[s -+ 1]."""
+    """Every time segment's own carry and decay product, (batch, dim, n_seg, 2, dstate) fp32: the
+    forward state (x = u, W = B) or, with ``reverse``, the backward's ``a_t dh_t`` (x = dout, W = C,
+    gate z), each from zero (seq_scan_carry_kernel).  The full kernels fold them per segment."""
     batch, dim, seqlen = delta.shape
     dstate = A.shape[1]
     wvar, groups, sW = _bc_layout(W, dim)
@@ -744,13 +742,7 @@ def _segment_carries(x: Tensor, delta: Tensor, A: Tensor, W: Tensor, z: Tensor |
         EVEN_T=seqlen % tt == 0, LANES=lanes, NPT=triton.cdiv(dstate, lanes), FAST=x.is_cuda,
         num_warps=max(1, block_d * lanes // 32), num_stages=1,
     )
-    local, decay = carry[:, :, :, 0], carry[:, :, :, 1]
-    c = torch.zeros_like(local)
-    order = range(n_seg - 2, -1, -1) if reverse else range(1, n_seg)
-    step = 1 if reverse else -1
-    for s in order:
-        c[:, :, s] = decay[:, :, s + step] * c[:, :, s + step] + local[:, :, s + step]
-    return c
+    return carry
 
 
 def _finish_bc(buf: Tensor, var: bool, like: Tensor, deterministic: bool, batch: int, groups: int,
