@@ -1,0 +1,94 @@
+"""Sweep the v3 scan kernels' launch parameters on the GPU and print fwd / bwd / fwd+bwd times.
+
+Every combination of the ``--set`` values overrides ``_v3_config`` (kernels/selective_scan.py), with the
+official kernel timed once per shape beside it when it is importable. This is how the v3 defaults were
+chosen (docs/benchmarks.md, "Session 3"):
+
+    python scripts/sweep_v3.py --shapes 8,2048,2048 --set bwd_lanes=4,8 --set bwd_warps=1,2,4 \\
+        --set bwd_maxnreg=0,128 --set CHUNK=64,128
+    python scripts/sweep_v3.py --shapes 2,2048,8192 1,4096,4096 --set split_rows=0,16384,32768
+
+Keys: fwd_warps, lanes, FWD_TT, CHUNK, bwd_warps, bwd_lanes, BWD_TT, bwd_maxnreg (0 = no cap),
+split_rows (0 = no time split), split_lanes. Writes CSV to --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import itertools
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from scripts import bench_scan as bs  # noqa: E402
+
+from mambabench.kernels import selective_scan as ss  # noqa: E402
+
+
+def parse_set(items: list[str]) -> dict[str, list[int]]:
+    """``["bwd_lanes=4,8", "CHUNK=128"]`` -> ``{"bwd_lanes": [4, 8], "CHUNK": [128]}``."""
+    out: dict[str, list[int]] = {}
+    for item in items:
+        key, _, values = item.partition("=")
+        if not values:
+            raise SystemExit(f"--set {item!r}: expected KEY=V1,V2,...")
+        out[key] = [int(v) for v in values.split(",")]
+    return out
+
+
+def time_or_error(fn_maker, x: dict, **kw) -> float | str:  # noqa: ANN001
+    try:
+        return round(bs.bench(fn_maker(x, **kw), 100), 3)
+    except Exception as e:  # noqa: BLE001 - a failing config is a result, not a crash
+        return f"{type(e).__name__}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--shapes", nargs="+", default=["8,2048,2048"], help="batch,dim,seqlen (N = 16)")
+    p.add_argument("--set", action="append", default=[], help="KEY=V1,V2,... (repeatable)")
+    p.add_argument("--dtype", default="bf16", choices=["bf16", "fp32"])
+    p.add_argument("--deterministic", action="store_true", help="time the deterministic dB/dC backward")
+    p.add_argument("--out", type=Path, default=Path("outputs/sweep_v3.csv"))
+    args = p.parse_args(argv)
+    if not torch.cuda.is_available():
+        raise SystemExit("sweep_v3.py needs a CUDA GPU")
+    grid = parse_set(args.set)
+    dtype = torch.bfloat16 if args.dtype == "bf16" else torch.float32
+    rows = []
+    ss.SCAN_VARIANT = "3"
+    for shape in args.shapes:
+        batch, dim, seqlen = (int(v) for v in shape.split(","))
+        x = bs.make(batch, dim, seqlen, 16, dtype)
+        if bs.selective_scan_cuda is not None:
+            off = {k: time_or_error(f, x) for k, f in (("fwd", bs.official_fwd), ("bwd", bs.official_bwd),
+                                                        ("fwdbwd", bs.official_fwdbwd))}
+            print(f"{shape} official: {off}", flush=True)
+            rows.append({"shape": shape, "impl": "official", **off})
+        base = ss._v3_config(dim, 16, seqlen, batch, x["u"].element_size())
+        for combo in itertools.product(*grid.values()):
+            cfg = {**base, **dict(zip(grid, combo))}
+            ss.V3_OVERRIDE = cfg
+            res = {"fwd": time_or_error(bs.ours_fwd, x), "fwd_nograd": time_or_error(bs.ours_fwd, x, save_states=False),
+                   "bwd": time_or_error(bs.ours_bwd, x, deterministic=args.deterministic),
+                   "fwdbwd": time_or_error(bs.ours_fwdbwd, x)}
+            print(f"{shape} {dict(zip(grid, combo))}: {res}", flush=True)
+            rows.append({"shape": shape, "impl": "v3", **dict(zip(grid, combo)), **res})
+        ss.V3_OVERRIDE = None
+        del x
+        torch.cuda.empty_cache()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    fields = list(dict.fromkeys(k for r in rows for k in r))
+    with open(args.out, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
