@@ -5,7 +5,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-__all__ = ["softplus", "add_or_store", "exp2", "log2", "sigmoid"]
+__all__ = ["softplus", "add_or_store", "exp2", "log2", "sigmoid", "halve_across_lanes"]
 
 
 # FAST (compiled for the GPU): flush-to-zero approximate PTX, one MUFU instruction each, as the official
@@ -61,3 +61,24 @@ def add_or_store(ptr, value, mask, DETERMINISTIC: tl.constexpr):
         tl.store(ptr, value, mask=mask)
     else:
         tl.atomic_add(ptr, value, mask=mask, sem="relaxed")
+
+
+@triton.jit
+def _shfl_xor(x, lane_mask):
+    """x of the lane whose id differs from this one's by ``lane_mask`` (an int32 tensor like x): one
+    SHFL.BFLY per element; every lane of the warp must run it (Triton's elementwise code does)."""
+    return tl.inline_asm_elementwise("shfl.sync.bfly.b32 $0, $1, $2, 0x1f, -1;", "=f,f,r", [x, lane_mask],
+                                     dtype=tl.float32, is_pure=True, pack=1)
+
+
+@triton.jit
+def halve_across_lanes(v, bit, LANE_MASK: tl.constexpr):
+    """One step of a reduce-scatter over warp lanes: split v's last axis (size 2), keep the half that
+    ``bit`` (this lane's bit of the lane id, broadcastable to a half) selects, send the other half to
+    the partner lane (id ^ LANE_MASK) and add what it sends back.  After log2(k) steps over the bits of
+    k lanes each lane holds the k-lane sum of one k-th of the values: k - 1 shuffles per value
+    group instead of log2(k) per value for an all-reduce (tl.sum).  GPU only (inline PTX)."""
+    a, b = tl.split(v)
+    send = tl.where(bit, a, b)
+    keep = tl.where(bit, b, a)
+    return keep + _shfl_xor(send, tl.full(send.shape, LANE_MASK, tl.int32))

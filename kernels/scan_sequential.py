@@ -26,7 +26,7 @@ import triton
 import triton.language as tl
 
 from mambabench.kernels.scan_columns import join_cols, split_cols, stack_cols
-from mambabench.kernels.scan_common import add_or_store, exp2, sigmoid
+from mambabench.kernels.scan_common import add_or_store, exp2, halve_across_lanes, sigmoid
 from mambabench.kernels.scan_common import softplus as _softplus
 
 __all__ = ["seq_scan_fwd_kernel", "seq_scan_bwd_kernel", "seq_scan_carry_kernel"]
@@ -208,6 +208,7 @@ def seq_scan_bwd_kernel(
     B_VAR: tl.constexpr, C_VAR: tl.constexpr, DETERMINISTIC: tl.constexpr,
     BLOCK_D: tl.constexpr, DSTATE: tl.constexpr, TT: tl.constexpr, CHUNK: tl.constexpr,
     EVEN_T: tl.constexpr, LANES: tl.constexpr, NPT: tl.constexpr, FAST: tl.constexpr, SPLIT: tl.constexpr,
+    LANE_REDUCE: tl.constexpr = False,
 ):
     """Grid (cdiv(dim, BLOCK_D), batch, n_seg); states spread over LANES threads per channel as in the
     forward.  Program (., ., s) walks chunks [s * seg_chunks, (s + 1) * seg_chunks) last to first; with
@@ -298,6 +299,14 @@ def seq_scan_bwd_kernel(
         bc_ok = (n4 < DSTATE) & (bc_sel >= 0)
         dB_base = dB_ptr + pid_b * s_dBb + slot * s_dBg + n4 * s_dBn + k4
         dC_base = dC_ptr + pid_b * s_dCb + slot * s_dCg + n4 * s_dCn + k4
+        # LANE_REDUCE: [LANES, BLOCK_D] views of the channel index bits and the rows each lane writes
+        c_loc = tl.arange(0, BLOCK_D)[None, :] + offs_g[:, None] * 0
+        c_bit0 = (c_loc & 1) != 0
+        c_bit1 = (c_loc & 2) != 0
+        c_bit2 = (c_loc & 4) != 0
+        k_of_c = (c_loc & 1) * 2 + (c_loc & 2) // 2
+        dB_rows = dB_ptr + pid_b * s_dBb + slot * s_dBg
+        dC_rows = dC_ptr + pid_b * s_dCb + slot * s_dCg
     else:
         # [LANES, TT] tiles of one state slot's dB / dC rows
         dB_base = dB_ptr + pid_b * s_dBb + slot * s_dBg + offs_k[None, :]
@@ -466,7 +475,20 @@ def seq_scan_bwd_kernel(
                     dBc_new = dBc_new + (dBc_j,)
                 if not C_VAR:
                     dCc_new = dCc_new + (dCc_j,)
-            if B_VAR and C_VAR:
+            if B_VAR and C_VAR and LANE_REDUCE:
+                # one warp = 4 lanes x 8 channels, TT = 4: reduce-scatter each state slot's 8 values
+                # (dB/dC x 4 steps) over the 8 channels; channel c ends with the sum for B or C by its
+                # bit 2 and step k = 2 * bit0 + bit1 (7 shuffles per slot instead of 24)
+                for j in tl.static_range(NPT):
+                    v = tl.join(tl.reshape(wB_all[j], [LANES, BLOCK_D, 2, 2]),
+                                tl.reshape(wC_all[j], [LANES, BLOCK_D, 2, 2]))
+                    v = halve_across_lanes(v, c_bit2[:, :, None, None], 16)
+                    v = halve_across_lanes(v, c_bit1[:, :, None], 8)
+                    v = halve_across_lanes(v, c_bit0, 4)
+                    n_2 = offs_g[:, None] * NPT + j
+                    ptr = tl.where(c_bit2, dC_rows + n_2 * s_dCn, dB_rows + n_2 * s_dBn) + t0 + k_of_c
+                    add_or_store(ptr, v, (n_2 < DSTATE) & (t0 + k_of_c < seqlen), DETERMINISTIC)
+            elif B_VAR and C_VAR:
                 # one cross-channel sum per tile for every (lane, step, state slot, B or C)
                 w = tl.sum(tl.join(stack_cols(wB_all, NPT), stack_cols(wC_all, NPT)), axis=1)
                 add_or_store(tl.where(bc_sel == 0, dB_base + t0, dC_base + t0), w, bc_ok & ok_t[None, :, None, None],

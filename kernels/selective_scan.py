@@ -538,12 +538,14 @@ def _v3_config(dim: int, dstate: int, seqlen: int, batch: int, elem: int) -> dic
     TT + 1 states per register slot, so it uses 4, and one warp per program (8 channels x 4 lanes: no
     cross-warp sums) capped at 128 registers (16 resident warps per SM).  CHUNK (steps between saved
     states) sets the memory kept for the backward, dstate * 4 / CHUNK bytes per (batch, channel, step).
-    H100 sweep behind these values: docs/benchmarks.md, "Session 3".
+    Below ``split_rows`` (batch, channel) rows both kernels cut time into segments (``split_lanes``
+    lanes then); ``lane_reduce`` sums dB/dC with a shuffle reduce-scatter (GPU, 4 lanes x 8 channels).
+    H100 sweeps behind these values (scripts/sweep_v3.py): docs/benchmarks.md, "Session 3".
     """
     bwd_lanes = 4 if batch * dim >= V3_FWD_MIN_ROWS else 8  # few rows: more threads per channel
     return {"fwd_warps": 1, "lanes": 4, "FWD_TT": 16 // elem if elem < 4 else 4, "CHUNK": 128,
             "bwd_warps": 1, "bwd_lanes": bwd_lanes, "BWD_TT": 4, "bwd_maxnreg": 128,
-            "split_rows": 16384, "split_lanes": 4}
+            "split_rows": 16384, "split_lanes": 4, "lane_reduce": 1}
 
 
 # Kernel family: "auto" (default) runs the v3 backward whenever dstate <= 16 and the v3 forward when
@@ -703,6 +705,8 @@ def _backward_v3(u, delta, A, B, C, D, z, delta_bias, softplus, states, chunk, d
             *bstr(dB_buf, bvar), *bstr(dC_buf, cvar),
             HAS_D=D is not None, B_VAR=bvar, DETERMINISTIC=bool(deterministic), CHUNK=chunk,
             SPLIT=n_seg > 1, **consts, **launch,
+            LANE_REDUCE=bool(cfg.get("lane_reduce", 1)) and u.is_cuda and bvar and cvar and lanes == 4
+            and block_d == 8 and tt == 4,
         )
     dB = _finish_bc(dB_buf, bvar, B_in, deterministic, batch, groups, n_dblk_per_group, dstate, seqlen)
     dC = _finish_bc(dC_buf, cvar, C_in, deterministic, batch, groups, n_dblk_per_group, dstate, seqlen)

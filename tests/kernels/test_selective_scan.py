@@ -199,14 +199,16 @@ def test_sequential_variant(device: str, monkeypatch: pytest.MonkeyPatch, bc: st
     check_scan(inputs, softplus=True, return_last=True, dtype=dtype, deterministic=deterministic)
 
 
-@pytest.mark.parametrize(("lanes", "warps", "dstate", "bc", "split"),
-                         [(1, 1, 4, "var", 0), (2, 2, 16, "grouped", 0), (8, 4, 12, "var", 0), (4, 2, 5, "const", 0),
-                          (4, 1, 16, "var", 64), (2, 1, 3, "const", 32)])
+@pytest.mark.parametrize(("lanes", "warps", "dstate", "bc", "split", "det"),
+                         [(1, 1, 4, "var", 0, False), (2, 2, 16, "grouped", 0, False), (8, 4, 12, "var", 0, False),
+                          (4, 2, 5, "const", 0, False), (4, 1, 16, "var", 64, False), (2, 1, 3, "const", 32, False),
+                          (4, 1, 16, "var", 0, False), (4, 1, 13, "var", 0, True)])
 def test_sequential_backward_lanes(device: str, monkeypatch: pytest.MonkeyPatch, lanes: int, warps: int,
-                                   dstate: int, bc: str, split: int) -> None:
+                                   dstate: int, bc: str, split: int, det: bool) -> None:
     # the v3 backward with the states of a channel spread over 1-8 lanes, several warps per program
     # (cross-warp dB/dC sums), dstate not a multiple of the lanes, two 32-step chunks plus a remainder;
-    # split > 0: time cut into segments (16 rows here: 3 segments, the last a partial chunk)
+    # split > 0: time cut into segments (16 rows here: 3 segments, the last a partial chunk); 4 lanes
+    # x 8 channels in one warp is the GPU's lane reduce-scatter of dB/dC (atomics or partial slots)
     import mambabench.kernels.selective_scan as ss
 
     monkeypatch.setattr(ss, "SCAN_VARIANT", "3")
@@ -214,7 +216,7 @@ def test_sequential_backward_lanes(device: str, monkeypatch: pytest.MonkeyPatch,
            "split_rows": split, "split_lanes": lanes}
     monkeypatch.setattr(ss, "V3_OVERRIDE", cfg)
     inputs = make_inputs(device, dim=8, seqlen=70, dstate=dstate, bc=bc, seed=12)
-    check_scan(inputs, softplus=True, return_last=False, dtype=torch.float32)
+    check_scan(inputs, softplus=True, return_last=False, dtype=torch.float32, deterministic=det)
 
 
 @pytest.mark.parametrize(("min_rows", "bc", "seqlen"), [(0, "var", 130), (0, "grouped", 64), (None, "var", 130)])
