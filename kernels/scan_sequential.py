@@ -193,6 +193,29 @@ def seq_scan_fwd_kernel(
                      mask=mask_d[:, None] & (n_j < DSTATE)[None, :] & (pid_s == n_seg - 1))
 
 
+@triton.jit
+def _lane_program(A_ptr, s_Ad, s_An, dim, dim_per_group, BLOCK_D: tl.constexpr, LANES: tl.constexpr,
+                  TT: tl.constexpr, NPT: tl.constexpr, DSTATE: tl.constexpr):
+    """Indices of a ``[LANES, BLOCK_D]`` program of grid (cdiv(dim, BLOCK_D), batch, n_seg) and its
+    channels' A * log2(e), one [LANES, BLOCK_D] tile per register slot j (state n = g * NPT + j)."""
+    pid_d = tl.program_id(0)
+    pid_b = tl.program_id(1).to(tl.int64)
+    pid_s = tl.program_id(2)
+    offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
+    offs_g = tl.arange(0, LANES)
+    offs_k = tl.arange(0, TT)
+    mask_d = offs_d < dim
+    d64 = offs_d.to(tl.int64)
+    group = ((pid_d * BLOCK_D) // dim_per_group).to(tl.int64)
+    A2 = ()
+    for j in tl.static_range(NPT):
+        n_j = offs_g * NPT + j
+        ok_j = mask_d[None, :] & (n_j < DSTATE)[:, None]
+        a_j = tl.load(A_ptr + d64[None, :] * s_Ad + n_j[:, None] * s_An, mask=ok_j, other=0.0).to(tl.float32)
+        A2 = A2 + (a_j * 1.4426950408889634,)
+    return pid_d, pid_b, pid_s, offs_d, offs_g, offs_k, mask_d, d64, group, A2
+
+
 @triton.jit(do_not_specialize=["s_An", "s_sn"])
 def seq_scan_bwd_kernel(
     u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, dout_ptr, states_ptr, scratch_ptr,
@@ -227,20 +250,12 @@ def seq_scan_bwd_kernel(
     program's channels per state slot, added with fp32 atomics into (batch, groups, DSTATE, seqlen) or
     with DETERMINISTIC stored in the program's own partial slot (batch, n_programs_d, DSTATE, seqlen);
     constant dB/dC: atomics into (dim, DSTATE)."""
-    pid_d = tl.program_id(0)
-    pid_b = tl.program_id(1).to(tl.int64)
-    pid_s = tl.program_id(2)
-    offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
-    offs_g = tl.arange(0, LANES)
-    offs_k = tl.arange(0, TT)
-    mask_d = offs_d < dim
-    d64 = offs_d.to(tl.int64)
+    pid_d, pid_b, pid_s, offs_d, offs_g, offs_k, mask_d, d64, group, A2 = _lane_program(
+        A_ptr, s_Ad, s_An, dim, dim_per_group, BLOCK_D, LANES, TT, NPT, DSTATE)
     d2 = d64[None, :]
-    group = ((pid_d * BLOCK_D) // dim_per_group).to(tl.int64)
     lane0 = (offs_g == 0)[:, None]
     n_seg = tl.num_programs(2)
     # per-register-slot [LANES, BLOCK_D] tiles (state n = g * NPT + j): one value per thread
-    A2 = ()
     q = ()  # a_{t+1} dh_{t+1}, carried backwards
     dA_acc = ()
     dBc_acc = ()
@@ -248,8 +263,6 @@ def seq_scan_bwd_kernel(
     for j in tl.static_range(NPT):
         n_j = offs_g * NPT + j
         ok_j = mask_d[None, :] & (n_j < DSTATE)[:, None]
-        a_j = tl.load(A_ptr + d2 * s_Ad + n_j[:, None] * s_An, mask=ok_j, other=0.0).to(tl.float32)
-        A2 = A2 + (a_j * 1.4426950408889634,)
         q_j = tl.zeros([LANES, BLOCK_D], dtype=tl.float32)
         if SPLIT:  # fold the later segments' (carry, decay product), last first: q <- P[r] q + q_loc[r]
             c_j = carry_ptr + (pid_b * dim + d2) * n_seg * (2 * DSTATE) + n_j[:, None]
@@ -557,23 +570,11 @@ def seq_scan_carry_kernel(
 
     No states are stored and no outputs or gradients formed.  The full kernel (SPLIT) then runs every
     segment at once, each program folding the carries of the segments before it (after it, REVERSE)."""
-    pid_d = tl.program_id(0)
-    pid_b = tl.program_id(1).to(tl.int64)
-    pid_s = tl.program_id(2)
-    offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
-    offs_g = tl.arange(0, LANES)
-    offs_k = tl.arange(0, TT)
-    mask_d = offs_d < dim
-    d64 = offs_d.to(tl.int64)
+    pid_d, pid_b, pid_s, offs_d, offs_g, offs_k, mask_d, d64, group, A2 = _lane_program(
+        A_ptr, s_Ad, s_An, dim, dim_per_group, BLOCK_D, LANES, TT, NPT, DSTATE)
     d2 = d64[None, :]
-    group = ((pid_d * BLOCK_D) // dim_per_group).to(tl.int64)
-    A2 = ()
     h = ()
-    for j in tl.static_range(NPT):
-        n_j = offs_g * NPT + j
-        ok_j = mask_d[None, :] & (n_j < DSTATE)[:, None]
-        a_j = tl.load(A_ptr + d2 * s_Ad + n_j[:, None] * s_An, mask=ok_j, other=0.0).to(tl.float32)
-        A2 = A2 + (a_j * 1.4426950408889634,)
+    for _j in tl.static_range(NPT):
         h = h + (tl.zeros([LANES, BLOCK_D], dtype=tl.float32),)
     if HAS_BIAS:
         bias = tl.load(bias_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
