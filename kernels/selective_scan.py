@@ -16,24 +16,27 @@ Design (see shared/reference/scan-kernel.md, sections 6 and 7):
   ``tl.associative_scan`` over time on a ``[BLOCK_D, BLOCK_T]`` tile and the state at the end of a
   tile is carried into the next, so the (seqlen, dstate) state never reaches HBM.
 * v3 (:mod:`scan_sequential`): one channel's states on 1-8 lanes, the recurrence run step by step
-  in registers.  Its backward runs whenever dstate <= 16, its forward when there are also many
-  (batch, channel) rows (``V3_FWD_MIN_ROWS``); otherwise v2's forward runs and the
-  v3 backward starts from its saved states.  ``MAMBABENCH_SCAN_VARIANT=2|3`` forces one family.
-  docs/benchmarks.md has the measurements behind this split.
-* ``exp(delta * A)`` is computed as ``exp2(delta * A * log2(e))`` with log2(e) folded into A once.
-* With gradients needed, the forward saves the state entering every tile (``CHUNK = BLOCK_T``
-  steps): ``4 * dstate / BLOCK_T`` bytes per (b, d, t), about 5% of the bf16 input traffic.
-* The backward walks the tiles last to first, recomputes the forward of each tile from its saved
-  state, runs the reverse scan ``dh_t = C_t g_t + a_{t+1} dh_{t+1}`` and forms every gradient in
-  registers.  ``a_t h_{t-1}`` is taken as ``h_t - b_t`` so that h_{t-1} is never needed.  dB and
-  dC (variable) are summed over the ``BLOCK_D`` channels of the program before one fp32 atomic
-  add per (n, t) and program, or written as per-program partials and summed afterwards
-  (``deterministic=True``).  dA, dD, ddelta_bias and constant dB/dC accumulate in registers and
-  are added once per program.
-* Launch parameters are fixed heuristics (:func:`_fwd_config`, :func:`_bwd_config`), not
-  ``triton.autotune``: the backward accumulates with atomics, and heuristics keep the forward's
-  tile size equal to the backward's chunk size.  They were chosen from sweeps on an H100
-  (docs/benchmarks.md).
+  in registers.  Below ``split_rows`` (batch, channel) rows its kernels cut time into segments and
+  run them at once from each segment's carry (``seq_scan_carry_kernel``).
+* Which runs (``SCAN_VARIANT = "auto"``): for dstate <= 16 the v3 backward always; the v3 forward for
+  every training forward and for no-grad forwards of >= ``V3_FWD_MIN_ROWS`` rows; v2 otherwise
+  (no-grad with few rows, and dstate > 16).  Either backward starts from either forward's saved
+  states.  ``MAMBABENCH_SCAN_VARIANT=2|3`` forces one family; docs/benchmarks.md has the
+  measurements behind the split.
+* ``exp(delta * A)`` is computed as ``exp2(delta * A * log2(e))`` with log2(e) folded into A once
+  (approximate ftz ``ex2`` on the GPU, as the official build's ``--use_fast_math``).
+* With gradients needed, the forward saves the state entering every chunk (v3: 128 steps, v2: its
+  tile): ``4 * dstate / CHUNK`` bytes per (b, d, t), a quarter of a bf16 u at CHUNK = 128, N = 16.
+* The backward walks the chunks last to first, recomputes the forward inside each from its saved
+  state, runs the reverse recurrence ``dh_t = C_t g_t + a_{t+1} dh_{t+1}`` and forms every gradient
+  in registers.  dB and dC (variable) are summed over the program's channels (v3 on the GPU: a
+  shuffle reduce-scatter) before fp32 atomics, or written as per-program partials and summed
+  afterwards (``deterministic=True``).  dA, dD, ddelta_bias and constant dB/dC accumulate in
+  registers and are added once per program.
+* Launch parameters are fixed heuristics (:func:`_v3_config`, :func:`_fwd_config`,
+  :func:`_bwd_config`), not ``triton.autotune``: the backward accumulates with atomics, and the
+  forward's saved-state spacing must match the backward's chunk.  They were chosen from H100 sweeps
+  (``scripts/sweep_v3.py``, docs/benchmarks.md).
 
 Complex A is not supported by this kernel; :func:`selective_scan_triton` falls back to the
 PyTorch reference for it (with a one-time warning).
