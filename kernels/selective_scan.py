@@ -541,14 +541,16 @@ def _v3_config(dim: int, dstate: int, seqlen: int, batch: int, elem: int) -> dic
     TT + 1 states per register slot, so it uses 4, and one warp per program (8 channels x 4 lanes: no
     cross-warp sums) capped at 128 registers (16 resident warps per SM).  CHUNK (steps between saved
     states) sets the memory kept for the backward, dstate * 4 / CHUNK bytes per (batch, channel, step).
-    Below ``split_rows`` (batch, channel) rows both kernels cut time into segments (``split_lanes``
-    lanes then); ``lane_reduce`` sums dB/dC with a shuffle reduce-scatter (GPU, 4 lanes x 8 channels).
+    Below ``split_rows`` (batch, channel) rows both kernels cut time into segments, enough for
+    ``split_target`` row-segments (``split_lanes`` lanes then; at 12288 rows a 2-way split was
+    slower, at 4096 a 4-way one 1.7x faster).  ``lane_reduce`` sums dB/dC with a shuffle
+    reduce-scatter (GPU, 4 lanes x 8 channels).
     H100 sweeps behind these values (scripts/sweep_v3.py): docs/benchmarks.md, "Session 3".
     """
     bwd_lanes = 4 if batch * dim >= V3_FWD_MIN_ROWS else 8  # few rows: more threads per channel
     return {"fwd_warps": 1, "lanes": 4, "FWD_TT": 16 // elem if elem < 4 else 4, "CHUNK": 128,
             "bwd_warps": 1, "bwd_lanes": bwd_lanes, "BWD_TT": 4, "bwd_maxnreg": 128,
-            "split_rows": 16384, "split_lanes": 4, "lane_reduce": 1}
+            "split_rows": V3_FWD_MIN_ROWS, "split_target": 16384, "split_lanes": 4, "lane_reduce": 1}
 
 
 # Kernel family: "auto" (default) runs the v3 backward whenever dstate <= 16 and the v3 forward when
@@ -603,7 +605,7 @@ def _forward_v3(u, delta, A, B, C, D, z, delta_bias, softplus, save_states, save
     warps, tt = cfg["fwd_warps"], cfg["FWD_TT"]
     chunk = cfg["CHUNK"]
     lanes = min(cfg.get("lanes", 1), triton.next_power_of_2(dstate))
-    n_seg, seg_chunks = _time_segments(batch * dim, triton.cdiv(seqlen, chunk), cfg.get("split_rows", 0))
+    n_seg, seg_chunks = _time_segments(batch * dim, triton.cdiv(seqlen, chunk), cfg)
     block_d = _block_d(dim, groups, max(1, 32 * warps // lanes))
     B, C = _bc_fp32(B), _bc_fp32(C)
     out, states, last = _forward_buffers(u, dstate, triton.cdiv(seqlen, chunk), save_states, save_last)
@@ -648,7 +650,7 @@ def _backward_v3(u, delta, A, B, C, D, z, delta_bias, softplus, states, chunk, d
     warps, tt = cfg["bwd_warps"], cfg["BWD_TT"]
     if chunk % tt:
         tt = 4
-    n_seg, seg_chunks = _time_segments(batch * dim, triton.cdiv(seqlen, chunk), cfg.get("split_rows", 0))
+    n_seg, seg_chunks = _time_segments(batch * dim, triton.cdiv(seqlen, chunk), cfg)
     lanes = cfg.get("split_lanes", 4) if n_seg > 1 else cfg.get("bwd_lanes", 1)
     lanes = min(lanes, triton.next_power_of_2(dstate))
     npt = triton.next_power_of_2(triton.cdiv(dstate, lanes))  # a power of two: dB/dC rows are stacked
@@ -716,12 +718,14 @@ def _backward_v3(u, delta, A, B, C, D, z, delta_bias, softplus, states, chunk, d
     return du, ddelta, dA.to(A.dtype), dB, dC, dD, dbias, dz
 
 
-def _time_segments(rows: int, n_chunks: int, split_rows: int) -> tuple[int, int]:
-    """(n_seg, chunks per segment): cut the time axis so that rows * n_seg reaches ``split_rows``
-    (none when there are already that many (batch, channel) rows, or ``split_rows`` is 0)."""
+def _time_segments(rows: int, n_chunks: int, cfg: dict) -> tuple[int, int]:
+    """(n_seg, chunks per segment): below ``split_rows`` (batch, channel) rows (0: never) cut the time
+    axis so that rows * n_seg reaches ``split_target``."""
+    split_rows = cfg.get("split_rows", 0)
     if split_rows <= 0 or rows >= split_rows or n_chunks < 2:
         return 1, n_chunks
-    seg_chunks = triton.cdiv(n_chunks, min(n_chunks, triton.cdiv(split_rows, rows)))
+    target = max(split_rows, cfg.get("split_target", split_rows))
+    seg_chunks = triton.cdiv(n_chunks, min(n_chunks, triton.cdiv(target, rows)))
     return triton.cdiv(n_chunks, seg_chunks), seg_chunks
 
 
