@@ -662,25 +662,11 @@ def _backward_v3(u, delta, A, B, C, D, z, delta_bias, softplus, states, chunk, d
     n_dblk = triton.cdiv(dim, block_d)
     n_dblk_per_group = max(1, (dim // groups) // block_d) if groups > 1 else n_dblk
     dev = u.device
-    du, dz = _grad_outputs(u, z, du_out, dz_out)
-    ddelta = torch.empty_like(delta)
-    dA = torch.zeros((dim, dstate), device=dev, dtype=torch.float32)
-    dD = torch.zeros((dim,), device=dev, dtype=torch.float32) if D is not None else None
-    dbias = torch.zeros((dim,), device=dev, dtype=torch.float32) if delta_bias is not None else None
+    du, dz, ddelta, dA, dD, dbias, dB_buf, dC_buf = _grad_buffers(
+        u, delta, z, D, delta_bias, dstate, bvar, cvar, groups * n_dblk_per_group if deterministic else groups,
+        deterministic, du_out, dz_out)
     scratch = torch.empty((n_dblk * batch * n_seg, chunk // tt, npt, block_d * lanes), device=dev,
                           dtype=torch.float32)
-
-    def bc_buffer(var: bool) -> Tensor:
-        if not var:
-            return torch.zeros((dim, dstate), device=dev, dtype=torch.float32)
-        slots = groups * n_dblk_per_group if deterministic else groups
-        alloc = torch.empty if deterministic else torch.zeros
-        return alloc((batch, slots, dstate, seqlen), device=dev, dtype=torch.float32)
-
-    dB_buf, dC_buf = bc_buffer(bvar), bc_buffer(cvar)
-
-    def bstr(x: Tensor, var: bool) -> tuple[int, int, int]:
-        return (x.stride(0), x.stride(1), x.stride(2)) if var else (x.stride(0), 0, x.stride(1))
 
     dummy = A
     zz = z if z is not None else u
@@ -707,7 +693,7 @@ def _backward_v3(u, delta, A, B, C, D, z, delta_bias, softplus, states, chunk, d
             zz.stride(0), zz.stride(1), dout.stride(0), dout.stride(1),
             states.stride(0), states.stride(1), states.stride(2), states.stride(3),
             du.stride(0), du.stride(1), ddelta.stride(0), ddelta.stride(1), dzz.stride(0), dzz.stride(1),
-            *bstr(dB_buf, bvar), *bstr(dC_buf, cvar),
+            *_bc_grad_strides(dB_buf, bvar), *_bc_grad_strides(dC_buf, cvar),
             HAS_D=D is not None, B_VAR=bvar, DETERMINISTIC=bool(deterministic), CHUNK=chunk,
             SPLIT=n_seg > 1, **consts, **launch,
             LANE_REDUCE=bool(cfg.get("lane_reduce", 1)) and u.is_cuda and bvar and cvar and lanes == 4
@@ -716,6 +702,32 @@ def _backward_v3(u, delta, A, B, C, D, z, delta_bias, softplus, states, chunk, d
     dB = _finish_bc(dB_buf, bvar, B_in, deterministic, batch, groups, n_dblk_per_group, dstate, seqlen)
     dC = _finish_bc(dC_buf, cvar, C_in, deterministic, batch, groups, n_dblk_per_group, dstate, seqlen)
     return du, ddelta, dA.to(A.dtype), dB, dC, dD, dbias, dz
+
+
+def _grad_buffers(u: Tensor, delta: Tensor, z: Tensor | None, D: Tensor | None, delta_bias: Tensor | None,
+                  dstate: int, bvar: bool, cvar: bool, bc_slots: int, deterministic: bool,
+                  du_out: Tensor | None, dz_out: Tensor | None) -> tuple:
+    """The backward's outputs: du, dz, ddelta like their inputs; fp32 dA (dim, dstate), dD and
+    ddelta_bias (dim,) zeroed for atomics; dB/dC (dim, dstate) when constant, else (batch, bc_slots,
+    dstate, seqlen): one slot per group for atomics (zeroed) or per program when deterministic."""
+    batch, dim, seqlen = u.shape
+    dev = u.device
+    du, dz = _grad_outputs(u, z, du_out, dz_out)
+    f32 = {"device": dev, "dtype": torch.float32}
+    dD = torch.zeros((dim,), **f32) if D is not None else None
+    dbias = torch.zeros((dim,), **f32) if delta_bias is not None else None
+
+    def bc(var: bool) -> Tensor:
+        if not var:
+            return torch.zeros((dim, dstate), **f32)
+        return (torch.empty if deterministic else torch.zeros)((batch, bc_slots, dstate, seqlen), **f32)
+
+    return du, dz, torch.empty_like(delta), torch.zeros((dim, dstate), **f32), dD, dbias, bc(bvar), bc(cvar)
+
+
+def _bc_grad_strides(x: Tensor, var: bool) -> tuple[int, int, int]:
+    """(batch, slot, state) strides of a variable dB/dC buffer, or (channel, 0, state) of a constant one."""
+    return (x.stride(0), x.stride(1), x.stride(2)) if var else (x.stride(0), 0, x.stride(1))
 
 
 def _time_segments(rows: int, n_chunks: int, cfg: dict) -> tuple[int, int]:
@@ -841,24 +853,9 @@ def _backward(u, delta, A, B, C, D, z, delta_bias, softplus, states, block_t, do
     n_dblk = triton.cdiv(dim, block_d)
     n_dblk_per_group = max(1, (dim // groups) // block_d) if groups > 1 else n_dblk
     dev = u.device
-    du, dz = _grad_outputs(u, z, du_out, dz_out)
-    ddelta = torch.empty_like(delta)
-    dA = torch.zeros((dim, dstate), device=dev, dtype=torch.float32)
-    dD = torch.zeros((dim,), device=dev, dtype=torch.float32) if D is not None else None
-    dbias = torch.zeros((dim,), device=dev, dtype=torch.float32) if delta_bias is not None else None
-
-    def bc_buffer(var: bool, g: int) -> Tensor:
-        if not var:
-            return torch.zeros((dim, dstate), device=dev, dtype=torch.float32)
-        slots = groups * n_dblk_per_group if deterministic else g
-        alloc = torch.empty if deterministic else torch.zeros
-        return alloc((batch, slots, dstate, seqlen), device=dev, dtype=torch.float32)
-
-    dB_buf = bc_buffer(bvar, groups)
-    dC_buf = bc_buffer(cvar, groups)
-
-    def bstr(x: Tensor, var: bool) -> tuple[int, int, int]:
-        return (x.stride(0), x.stride(1), x.stride(2)) if var else (x.stride(0), 0, x.stride(1))
+    du, dz, ddelta, dA, dD, dbias, dB_buf, dC_buf = _grad_buffers(
+        u, delta, z, D, delta_bias, dstate, bvar, cvar, groups * n_dblk_per_group if deterministic else groups,
+        deterministic, du_out, dz_out)
 
     dummy = A
     zz = z if z is not None else u
@@ -876,22 +873,15 @@ def _backward(u, delta, A, B, C, D, z, delta_bias, softplus, states, block_t, do
             zz.stride(0), zz.stride(1), dout.stride(0), dout.stride(1),
             states.stride(0), states.stride(1), states.stride(2),
             du.stride(0), du.stride(1), ddelta.stride(0), ddelta.stride(1), dzz.stride(0), dzz.stride(1),
-            *bstr(dB_buf, bvar), *bstr(dC_buf, cvar),
+            *_bc_grad_strides(dB_buf, bvar), *_bc_grad_strides(dC_buf, cvar),
             HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
             SOFTPLUS=bool(softplus), B_VAR=bvar, C_VAR=cvar, DETERMINISTIC=bool(deterministic),
             BLOCK_D=block_d, BLOCK_N=block_n, BLOCK_T=block_t,
             **cfg,
         )
 
-    def finish_bc(buf: Tensor, var: bool, like: Tensor) -> Tensor:
-        if var and deterministic:
-            buf = buf.view(batch, groups, n_dblk_per_group, dstate, seqlen).sum(2)
-        if var and like.dim() == 3:
-            buf = buf.reshape(batch, dstate, seqlen)
-        return buf.to(like.dtype)
-
-    dB = finish_bc(dB_buf, bvar, B)
-    dC = finish_bc(dC_buf, cvar, C)
+    dB = _finish_bc(dB_buf, bvar, B, deterministic, batch, groups, n_dblk_per_group, dstate, seqlen)
+    dC = _finish_bc(dC_buf, cvar, C, deterministic, batch, groups, n_dblk_per_group, dstate, seqlen)
     return du, ddelta, dA.to(A.dtype), dB, dC, dD, dbias, dz
 
 
