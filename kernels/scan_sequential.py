@@ -1,23 +1,25 @@
-"""Triton selective scan, v3: every thread runs the recurrence of whole channels step by step.
+"""Triton selective scan, v3: threads run the recurrence of their channel step by step.
 
-Layout: a program owns ``BLOCK_D`` channels of one batch row, one channel per thread (lanes and warps
-along the channels), and *all* ``BLOCK_N`` states of its channel live in that thread's registers as
-a ``[BLOCK_D, BLOCK_N]`` tile.  Time is walked in tiles of ``TT`` steps (one 16-byte vector per
-thread: 8 bf16/fp16 or 4 fp32); :mod:`scan_columns` peels a tile into its TT columns and the
+Layout: a program owns ``BLOCK_D`` channels of one batch row; the states of a channel are spread over
+``LANES`` threads, ``NPT`` states each (state n = g * NPT + j for lane g, register slot j), kept in
+registers as one ``[BLOCK_D, LANES]`` tile per slot (``[LANES, BLOCK_D]`` in the backward, so that
+Triton keeps a channel's lanes inside one warp).  Time is walked in tiles of ``TT`` steps (one 16-byte
+vector per thread in the forward); :mod:`scan_columns` peels a tile into its TT columns and the
 recurrence ``h = exp2(dl * A2) * h + dl * u * B_t`` advances one column at a time.  So:
 
-* no cross-thread work in the forward: ``y_t = sum_n C_t h_t`` is an in-thread sum over n;
-* one exp2 and about six other instructions per (channel, step, state), against 24-40 for the
-  associative-scan kernels (v2) it replaces on the GPU;
-* B_t / C_t rows are loaded as zero-stride ``[BLOCK_D, BLOCK_N, TT]`` tiles, i.e. straight into the
-  state layout (the repeated addresses are served by L1), so nothing passes through shared memory.
+* in the forward the only cross-thread work is one sum of y over the LANES lanes per tile;
+* one exp2 and a few other instructions per (channel, step, state);
+* u / delta / z and the B_t / C_t rows are loaded as zero-stride tiles straight into the state
+  layout (the repeated addresses are served by L1), so nothing passes through shared memory.
 
-The forward saves the state entering every ``CHUNK`` steps for the backward.  The backward walks the
-chunks last to first; for each it recomputes the forward once to store the state entering every
-TT-tile in a small scratch buffer (L2-resident), then walks the tiles backwards: recompute the TT
-states of the tile in registers, run the reverse recurrence ``dh_t = C_t g_t + a_{t+1} dh_{t+1}`` and
-form all gradients.  dB/dC (variable) are summed over the program's channels with warp shuffles and
-added with fp32 atomics, or stored as per-program partials (``DETERMINISTIC``).
+The forward saves the state entering every ``CHUNK`` steps.  The backward walks the chunks last to
+first; for each it recomputes the forward once to store the state entering every TT-tile in a small
+scratch buffer (L2-resident), then walks the tiles backwards: recompute the TT states of the tile in
+registers, run the reverse recurrence ``dh_t = C_t g_t + a_{t+1} dh_{t+1}`` and form all gradients.
+dB/dC (variable) are summed over the program's channels (on the GPU with a shuffle reduce-scatter,
+``halve_across_lanes``) and added with fp32 atomics, or stored as per-program partials
+(``DETERMINISTIC``).  With few (batch, channel) rows both kernels split time into segments that run
+at once from carries computed by :func:`seq_scan_carry_kernel`.
 """
 
 from __future__ import annotations

@@ -605,7 +605,7 @@ def _forward_v3(u, delta, A, B, C, D, z, delta_bias, softplus, save_states, save
     warps, tt = cfg["fwd_warps"], cfg["FWD_TT"]
     chunk = cfg["CHUNK"]
     lanes = min(cfg.get("lanes", 1), triton.next_power_of_2(dstate))
-    n_seg, seg_chunks = _time_segments(batch * dim, triton.cdiv(seqlen, chunk), cfg)
+    n_seg, seg_chunks = _time_segments(batch * dim, triton.cdiv(seqlen, chunk), cfg, "fwd_split_rows")
     block_d = _block_d(dim, groups, max(1, 32 * warps // lanes))
     B, C = _bc_fp32(B), _bc_fp32(C)
     out, states, last = _forward_buffers(u, dstate, triton.cdiv(seqlen, chunk), save_states, save_last)
@@ -643,6 +643,8 @@ def _backward_v3(u, delta, A, B, C, D, z, delta_bias, softplus, states, chunk, d
     batch, dim, seqlen = u.shape
     dstate = A.shape[1]
     dout = _unit_last(dout)
+    B_in, C_in = B, C
+    B, C = _bc_fp32(B), _bc_fp32(C)
     bvar, bg, sB = _bc_layout(B, dim)
     cvar, cg, sC = _bc_layout(C, dim)
     groups = max(bg, cg)
@@ -655,10 +657,6 @@ def _backward_v3(u, delta, A, B, C, D, z, delta_bias, softplus, states, chunk, d
     lanes = min(lanes, triton.next_power_of_2(dstate))
     npt = triton.next_power_of_2(triton.cdiv(dstate, lanes))  # a power of two: dB/dC rows are stacked
     block_d = _block_d(dim, groups, max(1, 32 * warps // lanes))
-    B_in, C_in = B, C
-    B, C = _bc_fp32(B), _bc_fp32(C)
-    bvar, bg, sB = _bc_layout(B, dim)
-    cvar, cg, sC = _bc_layout(C, dim)
     n_dblk = triton.cdiv(dim, block_d)
     n_dblk_per_group = max(1, (dim // groups) // block_d) if groups > 1 else n_dblk
     dev = u.device
@@ -730,10 +728,11 @@ def _bc_grad_strides(x: Tensor, var: bool) -> tuple[int, int, int]:
     return (x.stride(0), x.stride(1), x.stride(2)) if var else (x.stride(0), 0, x.stride(1))
 
 
-def _time_segments(rows: int, n_chunks: int, cfg: dict) -> tuple[int, int]:
-    """(n_seg, chunks per segment): below ``split_rows`` (batch, channel) rows (0: never) cut the time
-    axis so that rows * n_seg reaches ``split_target``."""
-    split_rows = cfg.get("split_rows", 0)
+def _time_segments(rows: int, n_chunks: int, cfg: dict, key: str = "split_rows") -> tuple[int, int]:
+    """(n_seg, chunks per segment): below ``cfg[key]`` (batch, channel) rows (0: never; the forward
+    reads ``fwd_split_rows``, falling back to ``split_rows``) cut the time axis so that rows * n_seg
+    reaches ``split_target``."""
+    split_rows = cfg.get(key, cfg.get("split_rows", 0))
     if split_rows <= 0 or rows >= split_rows or n_chunks < 2:
         return 1, n_chunks
     target = max(split_rows, cfg.get("split_target", split_rows))
@@ -920,7 +919,13 @@ def selective_scan_backward(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: T
 
 
 class SelectiveScanTriton(torch.autograd.Function):
-    """autograd wrapper: forward saves the inputs and the per-tile states, backward recomputes."""
+    """autograd wrapper: forward saves the inputs and the per-tile states, backward recomputes.
+
+    A fused caller holding this node (``out.grad_fn``, which has ``accepts_dz_out``) may set
+    ``node.dz_out`` to a (batch, dim, seqlen) buffer in z's dtype with unit stride along seqlen before
+    the backward runs: dz is then written there instead of into a new tensor (e.g. straight into
+    its half of d(xz), saving a copy of an activation-sized tensor).
+    """
 
     @staticmethod
     def forward(ctx, u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state,
@@ -933,6 +938,8 @@ class SelectiveScanTriton(torch.autograd.Function):
             ctx.spacing = residual[1]
             ctx.softplus = delta_softplus
             ctx.deterministic = deterministic
+            ctx.accepts_dz_out = z is not None
+            ctx.dz_out = None
         if return_last_state:
             ctx.mark_non_differentiable(last)
             return out, last
@@ -942,8 +949,10 @@ class SelectiveScanTriton(torch.autograd.Function):
     def backward(ctx, dout, *rest):
         u, delta, A, B, C, D, z, delta_bias, states = ctx.saved_tensors
         du, ddelta, dA, dB, dC, dD, dbias, dz = selective_scan_backward(
-            u, delta, A, B, C, D, z, delta_bias, ctx.softplus, (states, ctx.spacing), dout, ctx.deterministic
+            u, delta, A, B, C, D, z, delta_bias, ctx.softplus, (states, ctx.spacing), dout, ctx.deterministic,
+            dz_out=ctx.dz_out,
         )
+        ctx.dz_out = None
         return du, ddelta, dA, dB, dC, dD, dz, dbias, None, None, None
 
 

@@ -67,3 +67,31 @@ def test_fused_keeps_less_cuda_memory(device: str) -> None:
         out.float().sum().backward()
         del out
     assert held[3] < 0.8 * held[2], held
+
+
+def test_scan_writes_dz_into_dxz(device: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On the Triton scan the fused backward hands the z half of d(xz) to the scan (``dz_out``): dz is
+    written there in place, so the backward makes no copy of it, and the gradients are unchanged."""
+    from mambabench.kernels import selective_scan as ss
+
+    seen: list[bool] = []
+    backward = ss.selective_scan_backward
+
+    def spying_backward(*args, dz_out=None, **kw):  # noqa: ANN002, ANN003, ANN202
+        seen.append(dz_out is not None)
+        du, ddelta, dA, dB, dC, dD, dbias, dz = backward(*args, dz_out=dz_out, **kw)
+        if dz_out is not None:
+            assert dz.data_ptr() == dz_out.data_ptr()
+        return du, ddelta, dA, dB, dC, dD, dbias, dz
+
+    monkeypatch.setattr(ss, "selective_scan_backward", spying_backward)
+    unfused, fused = _pair(device)
+    hidden = torch.randn(2, 20, 16, device=device)
+    grads = []
+    for mixer in (unfused, fused):
+        h = hidden.clone().requires_grad_()
+        mixer(h).sum().backward()
+        grads.append([h.grad, *(p.grad for p in mixer.parameters())])
+    assert seen == [False, True]  # the unfused mixer's scan allocates dz; the fused one writes into dxz
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)

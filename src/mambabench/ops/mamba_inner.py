@@ -263,6 +263,8 @@ class MambaInnerFn(torch.autograd.Function):
                         delta_softplus=True, backend=backend,
                     )
                 ctx.y_edge = get_gradient_edge(y)
+                # the Triton scan can write dz straight into d(xz) (no copy in the backward)
+                ctx.scan_node = y.grad_fn if getattr(y.grad_fn, "accepts_dz_out", False) else None
                 ctx.in_edges = [get_gradient_edge(t) for t in big] + small
             y = y.detach()
             del u, delta, B, C, big, u_in, delta_in, B_in, C_in, z_in
@@ -295,11 +297,15 @@ class MambaInnerFn(torch.autograd.Function):
                 x, conv_weight, conv_bias, x_proj_weight, dt_proj_weight, ctx.d_state, dtype, ctx.backend
             )
             ctx.rec.values = {"u": u, "delta": delta}
+            dxz = torch.empty_like(xz)
+            dz_view = dxz[:, d_inner:]
+            if ctx.scan_node is not None:
+                ctx.scan_node.dz_out = dz_view
             du, ddelta, dB, dC, dz, dA, dD, dbias = torch.autograd.grad(
                 [ctx.y_edge], ctx.in_edges, grad_outputs=[dy.to(y.dtype)]
             )
             ctx.rec.values = {}
-            ctx.y_edge = ctx.in_edges = None  # release the inner graph now
+            ctx.y_edge = ctx.in_edges = ctx.scan_node = None  # release the inner graph now
             del delta
 
             # delta = W_dt @ dt, x_dbl = W_x @ u (per sequence): batched GEMMs on the (.., L) layouts
@@ -317,10 +323,10 @@ class MambaInnerFn(torch.autograd.Function):
             du = du.to(dtype) if du.dtype != dtype else du
             du = du.baddbmm_(wxt, dx_dbl)
 
-            # conv: dx straight into the x half of dxz (the Triton kernel writes strided); dz into the other
-            dxz = torch.empty_like(xz)
+            # conv: dx straight into the x half of dxz (the Triton kernel writes strided); dz is in the other
             dconv_w, dconv_b = _conv_backward(x, conv_weight, conv_bias, du, dxz[:, :d_inner], ctx.backend)
-            dxz[:, d_inner:].copy_(dz)
+            if dz.data_ptr() != dz_view.data_ptr():  # not written in place by the scan
+                dz_view.copy_(dz)
         return (dxz, dconv_w, dconv_b, dx_proj_w, ddt_proj_w, d_out_w, d_out_b, dA, dD, dbias, None, None)
 
 
