@@ -6,9 +6,17 @@ Random tokens (vocab 50277), bf16 autocast with fp32 parameters, fused AdamW, th
 official Mamba-130M figure in docs/benchmarks.md. Prints a table and writes CSV to --out.
 
     python scripts/bench_train_step.py --profile        # also: top-25 CUDA kernels of one step
+    python scripts/bench_train_step.py --models mamba_130m official_mamba_130m   # the official model beside ours
+    python scripts/bench_train_step.py --loss kernel    # the Triton cross-entropy instead of PyTorch's
 
 With ``--profile`` one more step per model runs under torch.profiler after the timed ones; the table
 of kernels by self CUDA time is printed and written to ``--out/profile_<model>.txt``.
+
+``official_mamba_130m`` is mamba-ssm's ``MambaLMHeadModel`` in the released 130M configuration (24 x 768,
+RMSNorm, fused add-norm, fp32 residual, vocab padded to a multiple of 8), timed the same way; it needs the
+``mamba_ssm`` package with its CUDA extensions (and ``causal_conv1d`` for its fast path) installed.
+Columns: ms/step, tokens/s, peak GB (``max_memory_allocated`` over the timed steps) and act GB (memory
+held after the forward and loss, before the backward, less what the model and optimizer hold).
 """
 
 from __future__ import annotations
@@ -34,9 +42,38 @@ def tag(spec: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in spec)
 
 
+OFFICIAL_130M = "official_mamba_130m"
+
+
+def build_official_130m(vocab_size: int) -> torch.nn.Module:
+    """mamba-ssm's MambaLMHeadModel in the released Mamba-130M configuration; logits come back as
+    ``.logits`` (padded vocab), so it is wrapped to return the first ``vocab_size`` columns like ours."""
+    try:
+        from mamba_ssm.models.config_mamba import MambaConfig
+        from mamba_ssm.models.mixer_seq_simple import MambaLMHeadModel
+    except ImportError as e:
+        raise SystemExit(f"{OFFICIAL_130M} needs the mamba_ssm package with its CUDA extension ({e}); "
+                         "see docs/benchmarks.md for the sm_90 build") from e
+
+    class Official(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lm = MambaLMHeadModel(MambaConfig(d_model=768, n_layer=24, vocab_size=vocab_size, ssm_cfg={},
+                                                   rms_norm=True, residual_in_fp32=True, fused_add_norm=True,
+                                                   pad_vocab_size_multiple=8, tie_embeddings=True))
+
+        def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+            return self.lm(input_ids).logits[..., :vocab_size]
+
+    return Official()
+
+
 def build_model(spec: str, vocab_size: int) -> torch.nn.Module:
     """Instantiate a model preset for ``vocab_size`` tokens. ``spec`` is a model choice, optionally
-    followed by comma-separated Hydra overrides: ``transformerpp,+model/size=transformerpp_125m``."""
+    followed by comma-separated Hydra overrides: ``transformerpp,+model/size=transformerpp_125m``;
+    or ``official_mamba_130m`` (see the module docstring)."""
+    if spec == OFFICIAL_130M:
+        return build_official_130m(vocab_size)
     name, *overrides = spec.split(",")
     with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "configs")):
         cfg = compose(config_name="train.yaml", overrides=[f"model={name}", *overrides])
@@ -45,18 +82,33 @@ def build_model(spec: str, vocab_size: int) -> torch.nn.Module:
     return instantiate(cfg.model, _convert_="all")
 
 
+def loss_fn(kind: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """Mean next-token cross-entropy of (tokens, vocab) logits: PyTorch's on fp32 logits ("torch", as in
+    the official figure) or the Triton kernel of :func:`mambabench.kernels.cross_entropy_fn` ("kernel")."""
+    if kind == "torch":
+        return lambda logits, targets: torch.nn.functional.cross_entropy(logits.float(), targets)
+    from mambabench.kernels import cross_entropy_fn
+
+    return lambda logits, targets: cross_entropy_fn(logits, targets, backend="triton")
+
+
 def time_steps(model: torch.nn.Module, batch: int, seqlen: int, vocab: int, steps: int, warmup: int,
-               profile_to: Path | None = None) -> dict:
+               profile_to: Path | None = None, loss: str = "torch") -> dict:
     device = torch.device("cuda")
     model = model.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
     tokens = torch.randint(0, vocab, (batch, seqlen + 1), device=device)
     inputs, targets = tokens[:, :-1], tokens[:, 1:]
+    criterion = loss_fn(loss)
+    held = {}
 
     def step() -> None:
+        before = torch.cuda.memory_allocated()
         with torch.autocast("cuda", dtype=torch.bfloat16):
             logits = model(inputs)
-        loss = torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
+        loss = criterion(logits.flatten(0, 1), targets.flatten())
+        del logits
+        held["act"] = torch.cuda.memory_allocated() - before
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -74,7 +126,7 @@ def time_steps(model: torch.nn.Module, batch: int, seqlen: int, vocab: int, step
     if profile_to is not None:
         profile_step(step, profile_to)
     return {"ms_per_step": round(ms, 2), "tokens_per_s": round(batch * seqlen / ms * 1e3),
-            "peak_gb": round(peak / 1e9, 2),
+            "peak_gb": round(peak / 1e9, 2), "act_gb": round(held["act"] / 1e9, 2),
             "params_m": round(sum(p.numel() for p in {id(p): p for p in model.parameters()}.values()) / 1e6, 2)}
 
 
@@ -108,6 +160,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--out", type=Path, default=Path("outputs/bench"))
+    parser.add_argument("--loss", nargs="+", choices=["torch", "kernel"], default=["torch"],
+                        help="cross-entropy: PyTorch's on fp32 logits (as the official figure) and/or the Triton "
+                             "kernel; each model runs once per choice")
     parser.add_argument("--profile", action="store_true",
                         help="after timing, profile one step and print the top-25 CUDA kernels")
     args = parser.parse_args()
@@ -116,20 +171,23 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     rows = []
     for name in args.models:
-        torch.manual_seed(0)
-        row = {"model": name, "batch": args.batch, "seqlen": args.seqlen,
-               **time_steps(build_model(name, args.vocab), args.batch, args.seqlen, args.vocab, args.steps,
-                            args.warmup, profile_to=args.out / f"profile_{tag(name)}.txt" if args.profile else None)}
-        rows.append(row)
-        print(row, flush=True)
-        torch.cuda.empty_cache()
-    with open(args.out / "train_step.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    print(f"{'model':<22}{'ms/step':>10}{'tokens/s':>12}{'peak GB':>10}{'params M':>10}")
+        for loss in args.loss:
+            torch.manual_seed(0)
+            profile_to = args.out / f"profile_{tag(name)}_{loss}.txt" if args.profile else None
+            row = {"model": name, "loss": loss, "batch": args.batch, "seqlen": args.seqlen,
+                   **time_steps(build_model(name, args.vocab), args.batch, args.seqlen, args.vocab, args.steps,
+                                args.warmup, profile_to=profile_to, loss=loss)}
+            rows.append(row)
+            print(row, flush=True)
+            torch.cuda.empty_cache()
+            with open(args.out / "train_step.csv", "w", newline="") as f:  # rewritten after every row
+                writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+                writer.writeheader()
+                writer.writerows(rows)
+    print(f"{'model':<40}{'loss':>7}{'ms/step':>10}{'tokens/s':>12}{'peak GB':>10}{'act GB':>9}{'params M':>10}")
     for r in rows:
-        print(f"{r['model']:<22}{r['ms_per_step']:>10}{r['tokens_per_s']:>12}{r['peak_gb']:>10}{r['params_m']:>10}")
+        print(f"{r['model']:<40}{r['loss']:>7}{r['ms_per_step']:>10}{r['tokens_per_s']:>12}{r['peak_gb']:>10}"
+              f"{r['act_gb']:>9}{r['params_m']:>10}")
 
 
 if __name__ == "__main__":
