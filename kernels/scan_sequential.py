@@ -47,8 +47,17 @@ def _tile_inputs(u_base, dl_base, t0, seqlen, mask_d3, tile, bias3,
     else:
         mask3 = mask_d3 & ((t0 + tile) < seqlen)
         mask_t3 = (t0 + tile) < seqlen
-    u = tl.load(u_base + t0, mask=mask3, other=0.0).to(tl.float32)
-    dl_raw = tl.load(dl_base + t0, mask=mask3, other=0.0).to(tl.float32)
+    u = tl.load(u_base + t0, mask=mask3, other=0.0)
+    dl_raw = tl.load(dl_base + t0, mask=mask3, other=0.0)
+    u, dl_raw, dl = _tile_math(u, dl_raw, mask3, bias3, HAS_BIAS, SOFTPLUS, FAST)
+    return mask3, mask_t3, u, dl_raw, dl
+
+
+@triton.jit
+def _tile_math(u, dl_raw, mask3, bias3, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, FAST: tl.constexpr):
+    """fp32 u, delta + bias, and delta after softplus with zeros outside ``mask3``, from the loaded tiles."""
+    u = u.to(tl.float32)
+    dl_raw = dl_raw.to(tl.float32)
     if HAS_BIAS:
         dl_raw = dl_raw + bias3
     if SOFTPLUS:
@@ -56,7 +65,43 @@ def _tile_inputs(u_base, dl_base, t0, seqlen, mask_d3, tile, bias3,
     else:
         dl = dl_raw
     dl = tl.where(mask3, dl, 0.0)
-    return mask3, mask_t3, u, dl_raw, dl
+    return u, dl_raw, dl
+
+
+@triton.jit
+def _fwd_loads(u_base, dl_base, z_base, B_base, C_base, t0, seqlen, mask_d3, tile, offs_g, s_Bn, s_Cn,
+               HAS_Z: tl.constexpr, B_VAR: tl.constexpr, C_VAR: tl.constexpr, EVEN_T: tl.constexpr,
+               NPT: tl.constexpr, DSTATE: tl.constexpr):
+    """The forward's loads for the time tile at t0, as stored: u, delta, z ``[BLOCK_D, LANES, TT]`` (z = u
+    without HAS_Z) and, per register slot j, the variable B / C rows ``[BLOCK_D, LANES, TT]`` (tuples of
+    NPT; a single dummy when constant)."""
+    if EVEN_T:
+        mask3 = mask_d3 & (tile >= 0)
+        mask_t3 = tile >= 0
+    else:
+        mask3 = mask_d3 & ((t0 + tile) < seqlen)
+        mask_t3 = (t0 + tile) < seqlen
+    u = tl.load(u_base + t0, mask=mask3, other=0.0)
+    dl = tl.load(dl_base + t0, mask=mask3, other=0.0)
+    if HAS_Z:
+        zz = tl.load(z_base + t0, mask=mask3, other=0.0)
+    else:
+        zz = u
+    Bs = ()
+    Cs = ()
+    for j in tl.static_range(NPT):
+        ok_n3 = ((offs_g * NPT + j) < DSTATE)[None, :, None]
+        if B_VAR:
+            Bs = Bs + (tl.load(B_base + ((offs_g * NPT + j) * s_Bn)[None, :, None] + t0, mask=mask_t3 & ok_n3,
+                               other=0.0),)
+        if C_VAR:
+            Cs = Cs + (tl.load(C_base + ((offs_g * NPT + j) * s_Cn)[None, :, None] + t0, mask=mask_t3 & ok_n3,
+                               other=0.0),)
+    if not B_VAR:
+        Bs = (u,)
+    if not C_VAR:
+        Cs = (u,)
+    return u, dl, zz, Bs, Cs
 
 
 # A's and the saved states' dstate strides are run-time values (never specialised to 1): a dstate axis
@@ -75,6 +120,7 @@ def seq_scan_fwd_kernel(
     B_VAR: tl.constexpr, C_VAR: tl.constexpr, SAVE_STATES: tl.constexpr, SAVE_LAST: tl.constexpr,
     BLOCK_D: tl.constexpr, DSTATE: tl.constexpr, TT: tl.constexpr, CHUNK: tl.constexpr,
     EVEN_T: tl.constexpr, LANES: tl.constexpr, NPT: tl.constexpr, FAST: tl.constexpr, SPLIT: tl.constexpr,
+    PREFETCH: tl.constexpr = False,
 ):
     """Grid (cdiv(dim, BLOCK_D), batch, n_seg): program (., ., s) runs chunks [s * seg_chunks,
     (s + 1) * seg_chunks) of CHUNK steps, from zero or, with SPLIT, from the state entering segment s,
@@ -84,7 +130,8 @@ def seq_scan_fwd_kernel(
     threads to hide latency with, for one cross-lane sum of y per tile.  EVEN_T: seqlen % TT == 0 (no
     time masks, so the tiles load as 16-byte vectors).  Writes out (batch, dim, seqlen); with
     SAVE_STATES the state entering every CHUNK steps to states (batch, dim, n_chunks, DSTATE); with
-    SAVE_LAST h_L to last (batch, dim, DSTATE)."""
+    SAVE_LAST h_L to last (batch, dim, DSTATE).  PREFETCH: issue the next tile's loads before this tile's
+    recurrence (register double-buffering, for few rows, where too few warps hide the load latency)."""
     pid_d = tl.program_id(0)
     pid_b = tl.program_id(1).to(tl.int64)
     pid_s = tl.program_id(2)
@@ -124,29 +171,47 @@ def seq_scan_fwd_kernel(
     row3 = d64[:, None, None]
     u_base = u_ptr + pid_b * s_ub + row3 * s_ud + tile
     dl_base = delta_ptr + pid_b * s_db + row3 * s_dd + tile
+    z_base = u_base
     if HAS_Z:
         z_base = z_ptr + pid_b * s_zb + row3 * s_zd + tile
     o_base = out_ptr + pid_b * s_ob + d2 * s_od + offs_k[None, :]
+    B_base = u_base
+    C_base = u_base
     if B_VAR:
         B_base = B_ptr + pid_b * s_Bb + group * s_Bg + tile
     if C_VAR:
         C_base = C_ptr + pid_b * s_Cb + group * s_Cg + tile
     st_base = states_ptr + pid_b * s_sb + d2 * s_sd
 
+    mask_d3 = mask_d[:, None, None]
     t_lo = pid_s * seg_chunks * CHUNK
-    for t0 in range(t_lo, tl.minimum(seqlen, t_lo + seg_chunks * CHUNK), TT):
+    t_hi = tl.minimum(seqlen, t_lo + seg_chunks * CHUNK)
+    if PREFETCH:
+        t_last = t_lo + ((t_hi - t_lo - 1) // TT) * TT  # the last tile: prefetches past it reload it
+        nxt = _fwd_loads(u_base, dl_base, z_base, B_base, C_base, t_lo, seqlen, mask_d3, tile, offs_g, s_Bn,
+                         s_Cn, HAS_Z, B_VAR, C_VAR, EVEN_T, NPT, DSTATE)
+    for t0 in range(t_lo, t_hi, TT):
         if SAVE_STATES:
             if t0 % CHUNK == 0:
                 for j in tl.static_range(NPT):
                     n_j = offs_g * NPT + j
                     tl.store(st_base + (t0 // CHUNK) * s_sc + n_j[None, :] * s_sn, h[j],
                              mask=mask_d[:, None] & (n_j < DSTATE)[None, :])
-        mask3, mask_t3, u, _, dl = _tile_inputs(u_base, dl_base, t0, seqlen, mask_d[:, None, None], tile,
-                                                bias[:, None, None], HAS_BIAS, SOFTPLUS, EVEN_T, FAST)
+        if PREFETCH:
+            cur = nxt
+            nxt = _fwd_loads(u_base, dl_base, z_base, B_base, C_base, tl.minimum(t0 + TT, t_last), seqlen, mask_d3,
+                             tile, offs_g, s_Bn, s_Cn, HAS_Z, B_VAR, C_VAR, EVEN_T, NPT, DSTATE)
+        else:
+            cur = _fwd_loads(u_base, dl_base, z_base, B_base, C_base, t0, seqlen, mask_d3, tile, offs_g, s_Bn,
+                             s_Cn, HAS_Z, B_VAR, C_VAR, EVEN_T, NPT, DSTATE)
+        u_raw, dl_raw, z_raw, Bs, Cs = cur
         if EVEN_T:
+            mask3 = mask_d3 & (tile >= 0)
             mask_out = mask_d[:, None] & (offs_k >= 0)[None, :]
         else:
+            mask3 = mask_d3 & ((t0 + tile) < seqlen)
             mask_out = mask_d[:, None] & ((t0 + offs_k) < seqlen)[None, :]
+        u, _, dl = _tile_math(u_raw, dl_raw, mask3, bias[:, None, None], HAS_BIAS, SOFTPLUS, FAST)
         dl_c = split_cols(dl, TT)
         du_c = split_cols(dl * u, TT)
         if HAS_D:  # added on lane 0 only: the lanes' partial outputs are summed below
@@ -156,16 +221,13 @@ def seq_scan_fwd_kernel(
         h_new = ()
         for j in tl.static_range(NPT):
             n_j = offs_g * NPT + j
-            ok_n3 = (n_j < DSTATE)[None, :, None]
             if B_VAR:
-                B_j = split_cols(tl.load(B_base + n_j[None, :, None] * s_Bn + t0, mask=mask_t3 & ok_n3,
-                                         other=0.0), TT)
+                B_j = split_cols(Bs[j], TT)
             else:
                 Bc_j = tl.load(B_ptr + d2 * s_Bb + n_j[None, :] * s_Bn,
                                mask=mask_d[:, None] & (n_j < DSTATE)[None, :], other=0.0).to(tl.float32)
             if C_VAR:
-                C_j = split_cols(tl.load(C_base + n_j[None, :, None] * s_Cn + t0, mask=mask_t3 & ok_n3,
-                                         other=0.0), TT)
+                C_j = split_cols(Cs[j], TT)
             else:
                 Cc_j = tl.load(C_ptr + d2 * s_Cb + n_j[None, :] * s_Cn,
                                mask=mask_d[:, None] & (n_j < DSTATE)[None, :], other=0.0).to(tl.float32)
@@ -185,7 +247,7 @@ def seq_scan_fwd_kernel(
             h_new = h_new + (h_j,)
         h = h_new
         if HAS_Z:  # the gate is linear in y: apply it to the lanes' partials
-            zz = tl.load(z_base + t0, mask=mask3, other=0.0).to(tl.float32)
+            zz = z_raw.to(tl.float32)
             y = y * zz * sigmoid(zz, FAST)
         tl.store(o_base + t0, tl.sum(y, axis=1).to(out_ptr.dtype.element_ty), mask=mask_out)
     if SAVE_LAST:

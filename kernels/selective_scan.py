@@ -633,6 +633,7 @@ def _forward_v3(u, delta, A, B, C, D, z, delta_bias, softplus, save_states, save
             SAVE_STATES=save_states, SAVE_LAST=save_last,
             BLOCK_D=block_d, DSTATE=dstate, TT=tt, CHUNK=chunk, EVEN_T=seqlen % tt == 0,
             LANES=lanes, NPT=triton.cdiv(dstate, lanes), FAST=u.is_cuda, SPLIT=n_seg > 1,
+            PREFETCH=bool(cfg.get("prefetch", 0)),
             num_warps=max(1, block_d * lanes // 32), num_stages=cfg.get("stages", 1),
         )
     return out, (states if save_states else None), (last if save_last else None), chunk

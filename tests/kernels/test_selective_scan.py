@@ -219,6 +219,25 @@ def test_sequential_backward_lanes(device: str, monkeypatch: pytest.MonkeyPatch,
     check_scan(inputs, softplus=True, return_last=False, dtype=torch.float32, deterministic=det)
 
 
+@pytest.mark.parametrize(("lanes", "dstate", "bc", "seqlen", "split", "dtype"),
+                         [(4, 16, "var", 70, 0, torch.float32), (8, 12, "grouped", 64, 0, torch.bfloat16),
+                          (2, 5, "const", 37, 0, torch.float32), (4, 16, "var", 130, 64, torch.bfloat16),
+                          (4, 3, "var", 7, 0, torch.float32)])
+def test_forward_prefetch(device: str, monkeypatch: pytest.MonkeyPatch, lanes: int, dstate: int, bc: str,
+                          seqlen: int, split: int, dtype: torch.dtype) -> None:
+    # the v3 forward that loads the next time tile before running this one (PREFETCH, for few rows):
+    # partial last tiles (70, 37, 7 steps), constant / grouped B and C, dstate not a multiple of the
+    # lanes, and time segments (split: 16 rows -> 3 segments of 32-step chunks) whose last tile reloads
+    import mambabench.kernels.selective_scan as ss
+
+    monkeypatch.setattr(ss, "SCAN_VARIANT", "3")
+    cfg = {**ss._v3_config(8, dstate, seqlen, 2, 4), "lanes": lanes, "CHUNK": 32, "prefetch": 1,
+           "split_rows": split, "fwd_split_rows": split}
+    monkeypatch.setattr(ss, "V3_OVERRIDE", cfg)
+    inputs = make_inputs(device, dim=8, seqlen=seqlen, dstate=dstate, bc=bc, dtype=dtype, seed=21)
+    check_scan(inputs, softplus=True, return_last=True, dtype=dtype)
+
+
 @pytest.mark.parametrize(("min_rows", "bc", "seqlen"), [(0, "var", 130), (0, "grouped", 64), (None, "var", 130)])
 def test_default_kernel_split(device: str, monkeypatch: pytest.MonkeyPatch, min_rows: int | None, bc: str,
                               seqlen: int) -> None:
