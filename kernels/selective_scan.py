@@ -544,15 +544,15 @@ def _v3_config(dim: int, dstate: int, seqlen: int, batch: int, elem: int) -> dic
     Below ``split_rows`` (batch, channel) rows both kernels cut time into segments, enough for
     ``split_target`` row-segments (``split_lanes`` lanes then; at 12288 rows a 2-way split was
     slower, at 4096 a 4-way one 1.7x faster).  ``lane_reduce`` sums dB/dC with a shuffle
-    reduce-scatter (GPU, 4 lanes x 8 channels).  Below ``FEW_ROWS_FWD`` rows the forward uses 8 lanes
-    and ``prefetch`` (the next tile's loads issued before this tile's recurrence); ``fwd_split_rows``,
+    reduce-scatter (GPU, 4 lanes x 8 channels).  Below ``FEW_ROWS_FWD`` rows the forward uses
+    ``prefetch`` (the next tile's loads issued before this tile's recurrence); ``fwd_split_rows``,
     if given, replaces ``split_rows`` for the forward.
     H100 sweeps behind these values (scripts/sweep_v3.py): docs/benchmarks.md, "Session 3".
     """
     rows = batch * dim
     bwd_lanes = 4 if rows >= V3_FWD_MIN_ROWS else 8  # few rows: more threads per channel
-    few_fwd = rows < FEW_ROWS_FWD  # too few warps to hide the loads: 8 lanes and prefetching
-    return {"fwd_warps": 1, "lanes": 8 if few_fwd else 4, "prefetch": int(few_fwd),
+    few_fwd = rows < FEW_ROWS_FWD  # too few warps to hide the loads: prefetch the next tile
+    return {"fwd_warps": 1, "lanes": 4, "prefetch": int(few_fwd),
             "FWD_TT": 16 // elem if elem < 4 else 4, "CHUNK": 128,
             "bwd_warps": 1, "bwd_lanes": bwd_lanes, "BWD_TT": 4, "bwd_maxnreg": 128,
             "split_rows": V3_FWD_MIN_ROWS, "split_target": 16384, "split_lanes": 4, "lane_reduce": 1}
@@ -567,8 +567,9 @@ V3_OVERRIDE: dict[str, int] | None = None
 # v2 0.867, fp32 0.747 vs 1.609; with fewer rows v2's forward is faster, e.g. (2, 2048, 8192) bf16
 # no-grad 0.782 vs 1.689 (training 1.69 either way).
 V3_FWD_MIN_ROWS = 8192
-# below this many (batch, channel) rows the v3 forward spreads a channel over 8 lanes and prefetches
-# the next time tile (``prefetch``): with few warps per SM nothing else hides the load latency
+# below this many (batch, channel) rows the v3 forward prefetches the next time tile (``prefetch``): with
+# few warps per SM nothing else hides the load latency (H200: (4, 2048, 4096) training forward 0.616 ms
+# vs 0.955 without; 8 lanes were slower, 0.743 with prefetch)
 FEW_ROWS_FWD = 16384
 
 
