@@ -555,7 +555,7 @@ def _v3_config(dim: int, dstate: int, seqlen: int, batch: int, elem: int) -> dic
     return {"fwd_warps": 1, "lanes": 4, "prefetch": int(few_fwd),
             "FWD_TT": 16 // elem if elem < 4 else 4, "CHUNK": 128,
             "bwd_warps": 1, "bwd_lanes": bwd_lanes, "BWD_TT": 4, "bwd_maxnreg": 128,
-            "split_rows": V3_FWD_MIN_ROWS, "split_target": 16384, "split_lanes": 4, "lane_reduce": 1}
+            "split_rows": V3_FWD_MIN_ROWS, "split_target": 32768, "split_lanes": 4, "lane_reduce": 1}
 
 
 # Kernel family: "auto" (default) runs the v3 backward whenever dstate <= 16 and the v3 forward when
