@@ -1,4 +1,4 @@
-"""The one dispatch point for scans and short convolutions: every model calls these functions.
+"""The one dispatch point for scans, short convolutions and the LM loss: every model calls these functions.
 
 ``backend`` chooses the implementation:
 
@@ -7,9 +7,12 @@
 - ``"reference"``: the sequential PyTorch scan of :mod:`mambabench.ops` (the oracle);
 - ``"chunked"``: the chunked parallel PyTorch scan (same numbers, fewer Python steps).
 
+:func:`cross_entropy_fn` (the LM task's loss) takes ``"auto"``, ``"triton"`` and ``"reference"``
+(``F.cross_entropy`` on fp32 logits) only.
+
 The Triton implementations live in modules of this package (``selective_scan.py``, ``state_update.py``,
-``causal_conv1d.py``); no module may share a name with a function exported here, because importing it
-would replace that function on the package;
+``causal_conv1d.py``, ``cross_entropy.py``); no module may share a name with a function exported here,
+because importing it would replace that function on the package;
 until one exists, ``"auto"`` means the reference and ``"triton"`` fails with a clear message.
 """
 
@@ -19,6 +22,7 @@ import importlib
 import os
 from types import ModuleType
 
+import torch.nn.functional as F
 from torch import Tensor
 
 from mambabench.ops import (
@@ -33,6 +37,7 @@ __all__ = [
     "BACKENDS",
     "causal_conv1d_fn",
     "causal_conv1d_update",
+    "cross_entropy_fn",
     "resolve_backend",
     "selective_scan_fn",
     "selective_state_update",
@@ -137,3 +142,23 @@ def causal_conv1d_update(
 ) -> Tensor:
     """One decoding step of the causal conv; shifts ``conv_state`` (batch, dim, width) in place."""
     return causal_conv1d_update_ref(x, conv_state, weight, bias, activation)
+
+
+def cross_entropy_fn(
+    logits: Tensor, targets: Tensor, ignore_index: int = -100, reduction: str = "mean",
+    backend: str = "auto",
+) -> Tensor:
+    """Cross-entropy of logits (tokens, vocab) against class indices (tokens,), in fp32.
+
+    Same semantics as ``F.cross_entropy`` for ``reduction`` "mean" (over the targets that are not
+    ``ignore_index``), "sum" and "none" ((tokens,), 0 where ignored). The Triton kernel reads fp32,
+    bf16 or fp16 logits in place (any row stride, e.g. the column view of a padded head) and writes the
+    gradient in the logits' dtype, with no fp32 (tokens, vocab) tensor; the reference upcasts the logits
+    to fp32 and calls ``F.cross_entropy``. See :mod:`mambabench.kernels.cross_entropy`.
+    """
+    if backend not in ("auto", "triton", "reference"):
+        raise ValueError(f"unknown cross-entropy backend {backend!r}; choose one of auto, triton, reference")
+    impl = resolve_backend(backend, logits, "cross_entropy")
+    if impl == "triton":
+        return _triton_module("cross_entropy").cross_entropy_triton(logits, targets, ignore_index, reduction)
+    return F.cross_entropy(logits.float(), targets, ignore_index=ignore_index, reduction=reduction)

@@ -7,9 +7,9 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mambabench.kernels import cross_entropy_fn
 from mambabench.tasks.base import SequenceTask
 
 IGNORE_INDEX = -100
@@ -21,7 +21,13 @@ class LanguageModelingTask(SequenceTask):
 
     Metrics: loss (mean nats per target token), accuracy, perplexity, bits_per_token and, with
     ``bytes_per_token``, bits_per_byte (for DNA one token is one base, so bits_per_token is bits per base).
+
+    ``loss_backend`` picks the cross-entropy (:func:`mambabench.kernels.cross_entropy_fn`): "auto" (the
+    Triton kernel for CUDA logits, which reads bf16 logits in place and keeps no fp32 (tokens, vocab)
+    copy, log-softmax or gradient; ``F.cross_entropy`` on fp32 logits on CPU), "triton" or "reference".
     """
+
+    LOSS_BACKENDS = ("auto", "triton", "reference")
 
     mean_metrics = ("loss", "accuracy")
 
@@ -32,9 +38,13 @@ class LanguageModelingTask(SequenceTask):
         scheduler: Callable[..., Any] | None = None,
         bytes_per_token: float | None = None,
         compile: bool = False,
+        loss_backend: str = "auto",
     ) -> None:
+        if loss_backend not in self.LOSS_BACKENDS:
+            raise ValueError(f"task.loss_backend={loss_backend!r}; choose one of {', '.join(self.LOSS_BACKENDS)}")
         super().__init__(network, optimizer, scheduler, compile)
         self.bytes_per_token = bytes_per_token
+        self.loss_backend = loss_backend
 
     def forward(self, input_ids: Tensor) -> Tensor:
         return self.network(input_ids)
@@ -44,8 +54,8 @@ class LanguageModelingTask(SequenceTask):
         targets = batch["targets"]
         mask = targets != IGNORE_INDEX
         count = mask.sum().clamp(min=1)
-        loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE_INDEX,
-                               reduction="sum") / count
+        loss = cross_entropy_fn(logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE_INDEX,
+                                reduction="sum", backend=self.loss_backend) / count
         correct = ((logits.argmax(-1) == targets) & mask).sum()
         return {"loss": (loss, count), "accuracy": (correct.float() / count, count)}
 
