@@ -552,10 +552,30 @@ def _v3_config(dim: int, dstate: int, seqlen: int, batch: int, elem: int) -> dic
     rows = batch * dim
     bwd_lanes = 4 if rows >= V3_FWD_MIN_ROWS else 8  # few rows: more threads per channel
     few_fwd = rows < FEW_ROWS_FWD  # too few warps to hide the loads: prefetch the next tile
-    return {"fwd_warps": 1, "lanes": 4, "prefetch": int(few_fwd),
-            "FWD_TT": 16 // elem if elem < 4 else 4, "CHUNK": 128,
-            "bwd_warps": 1, "bwd_lanes": bwd_lanes, "BWD_TT": 4, "bwd_maxnreg": 128,
-            "split_rows": V3_FWD_MIN_ROWS, "split_target": 32768, "split_lanes": 4, "lane_reduce": 1}
+    cfg = {"fwd_warps": 1, "lanes": 4, "prefetch": int(few_fwd),
+           "FWD_TT": 16 // elem if elem < 4 else 4, "CHUNK": 128,
+           "bwd_warps": 1, "bwd_lanes": bwd_lanes, "BWD_TT": 4, "bwd_maxnreg": 128,
+           "split_rows": V3_FWD_MIN_ROWS, "split_target": 32768, "split_lanes": 4, "lane_reduce": 1}
+    return {**cfg, **_env_v3_config(cfg)}
+
+
+def _env_v3_config(defaults: dict[str, int]) -> dict[str, int]:
+    """``MAMBABENCH_V3_CONFIG="prefetch=1,bwd_maxnreg=160"``: override v3 launch parameters for a whole
+    run (e.g. a training-step benchmark) without editing code; keys are those of :func:`_v3_config`
+    plus ``fwd_split_rows`` and ``stages``."""
+    spec = os.environ.get("MAMBABENCH_V3_CONFIG", "").strip()
+    if not spec:
+        return {}
+    known = {*defaults, "fwd_split_rows", "stages"}
+    out = {}
+    for item in spec.split(","):
+        key, _, value = item.partition("=")
+        key = key.strip()
+        if key not in known or not value.strip().lstrip("-").isdigit():
+            raise ValueError(f"MAMBABENCH_V3_CONFIG: {item!r} is not KEY=INT with a known key; known: "
+                             f"{', '.join(sorted(known))}")
+        out[key] = int(value)
+    return out
 
 
 # Kernel family: "auto" (default) runs the v3 backward whenever dstate <= 16 and the v3 forward when

@@ -287,3 +287,15 @@ def test_forward_backward_pair_writes_into_given_buffers(device: str, dstate: in
     for name, a in zip(order, grads):
         b = grads_ref[names.index(name)]
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5, msg=lambda m, n=name: f"d{n}: {m}")
+
+
+def test_v3_config_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    # MAMBABENCH_V3_CONFIG overrides launch parameters for a whole run; a bad key names the known ones
+    import mambabench.kernels.selective_scan as ss
+
+    monkeypatch.setenv("MAMBABENCH_V3_CONFIG", "prefetch=1, bwd_maxnreg=160")
+    cfg = ss._v3_config(2048, 16, 2048, 16, 2)
+    assert cfg["prefetch"] == 1 and cfg["bwd_maxnreg"] == 160 and cfg["CHUNK"] == 128
+    monkeypatch.setenv("MAMBABENCH_V3_CONFIG", "chunk=256")
+    with pytest.raises(ValueError, match="known: .*CHUNK"):
+        ss._v3_config(2048, 16, 2048, 16, 2)
