@@ -19,8 +19,9 @@ Design (see shared/reference/scan-kernel.md, sections 6 and 7):
   in registers.  Below ``split_rows`` (batch, channel) rows its kernels cut time into segments and
   run them at once from each segment's carry (``seq_scan_carry_kernel``).
 * Which runs (``SCAN_VARIANT = "auto"``): for dstate <= 16 the v3 backward always; the v3 forward for
-  every training forward and for no-grad forwards of >= ``V3_FWD_MIN_ROWS`` rows; v2 otherwise
-  (no-grad with few rows, and dstate > 16).  Either backward starts from either forward's saved
+  every training forward and for no-grad forwards of >= ``V3_FWD_MIN_ROWS`` or < ``V2_NOGRAD_MIN_ROWS``
+  rows; v2 otherwise (no-grad with 4096-8191 rows, and dstate > 16).  Below ``FEW_ROWS_FWD`` rows the
+  v3 forward prefetches the next time tile.  Either backward starts from either forward's saved
   states.  ``MAMBABENCH_SCAN_VARIANT=2|3`` forces one family; docs/benchmarks.md has the
   measurements behind the split.
 * ``exp(delta * A)`` is computed as ``exp2(delta * A * log2(e))`` with log2(e) folded into A once
@@ -591,6 +592,10 @@ V3_FWD_MIN_ROWS = 8192
 # few warps per SM nothing else hides the load latency (H200: (4, 2048, 4096) training forward 0.616 ms
 # vs 0.955 without; 8 lanes were slower, 0.743 with prefetch)
 FEW_ROWS_FWD = 16384
+# below this many rows the no-grad forward is v3 (time-split) too: H200, (1, 2048, 65536) v2 no-grad
+# 5.655 ms vs the v3 training forward 3.478 (which also saves states); (2, 1536, 8192) 0.772 vs 0.673;
+# at 4096 rows v2 stays faster ((2, 2048, 8192) 0.759 vs v3 no-grad 0.85)
+V2_NOGRAD_MIN_ROWS = 4096
 
 
 def _v3_backward(dstate: int) -> bool:
@@ -599,11 +604,13 @@ def _v3_backward(dstate: int) -> bool:
 
 
 def _v3_forward(u: Tensor, dstate: int, save_states: bool = False) -> bool:
-    """Whether the v3 kernel runs the forward: many rows, or training (time-split for few rows, where
-    v2's state-saving forward is slow); v2 keeps the no-grad forward of few rows."""
+    """Whether the v3 kernel runs the forward: many rows, training (time-split for few rows, where
+    v2's state-saving forward is slow), or very few rows (below ``V2_NOGRAD_MIN_ROWS`` v2, which does
+    not split time, has too few programs); v2 keeps the no-grad forward in between."""
     if SCAN_VARIANT != "auto":
         return SCAN_VARIANT == "3" and dstate <= 16
-    return dstate <= 16 and (save_states or u.shape[0] * u.shape[1] >= V3_FWD_MIN_ROWS)
+    rows = u.shape[0] * u.shape[1]
+    return dstate <= 16 and (save_states or rows >= V3_FWD_MIN_ROWS or rows < V2_NOGRAD_MIN_ROWS)
 
 
 def _bc_fp32(x: Tensor) -> Tensor:
@@ -662,7 +669,8 @@ def _forward_v3(u, delta, A, B, C, D, z, delta_bias, softplus, save_states, save
             SAVE_STATES=save_states, SAVE_LAST=save_last,
             BLOCK_D=block_d, DSTATE=dstate, TT=tt, CHUNK=chunk, EVEN_T=seqlen % tt == 0,
             LANES=lanes, NPT=triton.cdiv(dstate, lanes), FAST=u.is_cuda, SPLIT=n_seg > 1,
-            PREFETCH=bool(cfg.get("prefetch", 0)),
+            # time-split no-grad forwards ran slower with prefetching (H200: 0.923 vs 0.850 ms at (2, 2048, 8192))
+            PREFETCH=bool(cfg.get("prefetch", 0)) and (save_states or n_seg == 1),
             num_warps=max(1, block_d * lanes // 32), num_stages=cfg.get("stages", 1),
         )
     return out, (states if save_states else None), (last if save_last else None), chunk

@@ -238,17 +238,22 @@ def test_forward_prefetch(device: str, monkeypatch: pytest.MonkeyPatch, lanes: i
     check_scan(inputs, softplus=True, return_last=True, dtype=dtype)
 
 
-@pytest.mark.parametrize(("min_rows", "bc", "seqlen"), [(0, "var", 130), (0, "grouped", 64), (None, "var", 130)])
-def test_default_kernel_split(device: str, monkeypatch: pytest.MonkeyPatch, min_rows: int | None, bc: str,
-                              seqlen: int) -> None:
+@pytest.mark.parametrize(("min_rows", "nograd_min_rows", "bc", "seqlen", "nograd_v3"),
+                         [(0, 0, "var", 130, True), (0, 0, "grouped", 64, True), (None, 0, "var", 130, False),
+                          (None, None, "var", 130, True)])
+def test_default_kernel_split(device: str, monkeypatch: pytest.MonkeyPatch, min_rows: int | None,
+                              nograd_min_rows: int | None, bc: str, seqlen: int, nograd_v3: bool) -> None:
     # the default ("auto") for dstate <= 16: v3 backward after the v3 forward (many rows;
-    # V3_FWD_MIN_ROWS lowered so the small shape takes it) or after the v2 forward (few rows)
+    # V3_FWD_MIN_ROWS lowered so the small shape takes it) or after the v2 forward (no-grad between
+    # V2_NOGRAD_MIN_ROWS, lowered here, and V3_FWD_MIN_ROWS); very few rows: v3 no-grad too
     import mambabench.kernels.selective_scan as ss
 
     if min_rows is not None:
         monkeypatch.setattr(ss, "V3_FWD_MIN_ROWS", min_rows)
+    if nograd_min_rows is not None:
+        monkeypatch.setattr(ss, "V2_NOGRAD_MIN_ROWS", nograd_min_rows)
     inputs = make_inputs(device, seqlen=seqlen, dstate=16, bc=bc, dtype=torch.bfloat16, seed=8)
-    assert ss._v3_forward(inputs["u"], 16) == (min_rows == 0)
+    assert ss._v3_forward(inputs["u"], 16) == nograd_v3
     assert ss._v3_forward(inputs["u"], 16, save_states=True)  # training: time-split v3 for few rows
     assert ss._v3_backward(16)
     check_scan(inputs, softplus=True, return_last=True, dtype=torch.bfloat16)
