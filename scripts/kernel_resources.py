@@ -46,7 +46,7 @@ HALF_POINTERS = {"u_ptr", "delta_ptr", "z_ptr", "out_ptr", "dout_ptr", "du_ptr",
 UNSPECIALISED = {"s_An", "s_sn"}
 DEFAULTS = dict(HAS_D=1, HAS_Z=1, HAS_BIAS=1, SOFTPLUS=1, B_VAR=1, C_VAR=1, BLOCK_N=16, DSTATE=16,
                 SAVE_STATES=1, SAVE_LAST=0, DETERMINISTIC=0, EVEN_T=1, BC_TILE=0, LANES=1, NPT=16, FAST=1,
-                WIDTH=4, SILU=1, SPLIT=0, REVERSE=1, W_VAR=1)
+                WIDTH=4, SILU=1, SPLIT=0, REVERSE=1, W_VAR=1, PREFETCH=0)
 
 
 def compile_kernel(fn: triton.JITFunction, consts: dict[str, int], warps: int, half: str,
