@@ -36,8 +36,10 @@ Design (see shared/reference/scan-kernel.md, sections 6 and 7):
   registers and are added once per program.
 * Launch parameters are fixed heuristics (:func:`_v3_config`, :func:`_fwd_config`,
   :func:`_bwd_config`), not ``triton.autotune``: the backward accumulates with atomics, and the
-  forward's saved-state spacing must match the backward's chunk.  They were chosen from H100 sweeps
-  (``scripts/sweep_v3.py``, docs/benchmarks.md).
+  forward's saved-state spacing must match the backward's chunk.  They were chosen from H100/H200
+  sweeps (``scripts/sweep_v3.py``, docs/benchmarks.md).  ``MAMBABENCH_SCAN_AUTOTUNE=1`` tunes the v3
+  parameters per (seqlen bucket, dim, dstate, dtype, has_z, rows bucket) instead, with trials that
+  write only into their own buffers (:mod:`scan_autotune`); ``MAMBABENCH_V3_CONFIG`` fixes them.
 
 Complex A is not supported by this kernel; :func:`selective_scan_triton` falls back to the
 PyTorch reference for it (with a one-time warning).
@@ -54,7 +56,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from mambabench.kernels import _interpret_compat
+from mambabench.kernels import _interpret_compat, scan_autotune
 from mambabench.kernels.scan_common import add_or_store
 from mambabench.kernels.scan_common import softplus as _softplus
 from mambabench.kernels.scan_sequential import (
@@ -596,6 +598,8 @@ FEW_ROWS_FWD = 16384
 # 5.655 ms vs the v3 training forward 3.478 (which also saves states); (2, 1536, 8192) 0.772 vs 0.673;
 # at 4096 rows v2 stays faster ((2, 2048, 8192) 0.759 vs v3 no-grad 0.85)
 V2_NOGRAD_MIN_ROWS = 4096
+# MAMBABENCH_SCAN_AUTOTUNE=1: time the candidates of kernels/scan_autotune.py per tuning key (None: off)
+TUNER = scan_autotune.tuner_from_env()
 
 
 def _v3_backward(dstate: int) -> bool:
@@ -631,13 +635,29 @@ def _forward_buffers(u: Tensor, dstate: int, n_saved: int, save_states: bool,
     return out, states, last
 
 
-def _forward_v3(u, delta, A, B, C, D, z, delta_bias, softplus, save_states, save_last):
+def _v3_launch(phase: str, u: Tensor, dstate: int, has_z: bool, save_states: bool,
+               trial) -> dict[str, int]:  # noqa: ANN001 - trial: Callable[[dict], object]
+    """The v3 launch parameters of one call: ``V3_OVERRIDE``, else the heuristic, tuned by ``TUNER``
+    (``MAMBABENCH_SCAN_AUTOTUNE=1``; not while a CUDA graph is captured) over ``scan_autotune``'s space."""
+    if V3_OVERRIDE:
+        return dict(V3_OVERRIDE)
+    batch, dim, seqlen = u.shape
+    cfg = _v3_config(dim, dstate, seqlen, batch, u.element_size())
+    if TUNER is None or (u.is_cuda and torch.cuda.is_current_stream_capturing()):
+        return cfg
+    space = scan_autotune.FWD_SPACE if phase == "fwd" else scan_autotune.BWD_SPACE
+    return TUNER.pick(scan_autotune.tuning_key(phase, u, dstate, has_z, save_states), cfg, space, trial)
+
+
+def _forward_v3(u, delta, A, B, C, D, z, delta_bias, softplus, save_states, save_last, cfg=None):
     """v3 forward (time-split below ``split_rows`` (batch, channel) rows); returns out, the states saved
-    every CHUNK steps, the last state and CHUNK."""
+    every CHUNK steps, the last state and CHUNK.  ``cfg``: launch parameters (default :func:`_v3_launch`)."""
     batch, dim, seqlen = u.shape
     dstate = A.shape[1]
     groups = max(_bc_layout(B, dim)[1], _bc_layout(C, dim)[1])
-    cfg = dict(V3_OVERRIDE or _v3_config(dim, dstate, seqlen, batch, u.element_size()))
+    if cfg is None:
+        cfg = _v3_launch("fwd", u, dstate, z is not None, save_states, lambda c: _forward_v3(
+            u, delta, A, B, C, D, z, delta_bias, softplus, save_states, save_last, cfg=c))
     warps, tt = cfg["fwd_warps"], cfg["FWD_TT"]
     chunk = cfg["CHUNK"]
     lanes = min(cfg.get("lanes", 1), triton.next_power_of_2(dstate))
@@ -677,7 +697,12 @@ def _forward_v3(u, delta, A, B, C, D, z, delta_bias, softplus, save_states, save
 
 
 def _backward_v3(u, delta, A, B, C, D, z, delta_bias, softplus, states, chunk, dout, deterministic,
-                 du_out=None, dz_out=None):
+                 du_out=None, dz_out=None, cfg=None):
+    """v3 backward from the states saved every ``chunk`` steps; ``cfg``: launch parameters (default
+    :func:`_v3_launch`; autotuning trials write into their own buffers, never ``du_out`` / ``dz_out``)."""
+    if cfg is None:
+        cfg = _v3_launch("bwd", u, A.shape[1], z is not None, True, lambda c: _backward_v3(
+            u, delta, A, B, C, D, z, delta_bias, softplus, states, chunk, dout, deterministic, cfg=c))
     batch, dim, seqlen = u.shape
     dstate = A.shape[1]
     dout = _unit_last(dout)
@@ -686,7 +711,6 @@ def _backward_v3(u, delta, A, B, C, D, z, delta_bias, softplus, states, chunk, d
     bvar, bg, sB = _bc_layout(B, dim)
     cvar, cg, sC = _bc_layout(C, dim)
     groups = max(bg, cg)
-    cfg = dict(V3_OVERRIDE or _v3_config(dim, dstate, seqlen, batch, u.element_size()))
     warps, tt = cfg["bwd_warps"], cfg["BWD_TT"]
     if chunk % tt:
         tt = 4
