@@ -85,7 +85,6 @@ class ScanTuner:
         self.timer = timer
         self.cache_path = Path(cache_path) if cache_path else None
         self.best: dict[str, dict[str, int]] = {}
-        self.timings: dict[str, list[tuple[dict[str, int], float]]] = {}
         if self.cache_path is not None and self.cache_path.exists():
             try:
                 self.best = {k: dict(v) for k, v in json.loads(self.cache_path.read_text()).items()}
@@ -102,7 +101,6 @@ class ScanTuner:
             for combo in itertools.product(*space.values()):
                 cfg = {**base, **dict(zip(space, combo))}
                 results.append((dict(zip(space, combo)), self.timer(lambda cfg=cfg: trial(cfg))))
-            self.timings[key] = results
             self.best[key] = min(results, key=lambda r: r[1])[0]
             self._save()
         return {**base, **self.best[key]}

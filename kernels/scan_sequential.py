@@ -35,18 +35,25 @@ __all__ = ["seq_scan_fwd_kernel", "seq_scan_bwd_kernel", "seq_scan_carry_kernel"
 
 
 @triton.jit
-def _tile_inputs(u_base, dl_base, t0, seqlen, mask_d3, tile, bias3,
-                 HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, EVEN_T: tl.constexpr, FAST: tl.constexpr):
-    """The 3-D time tile at t0 (``tile``: the in-tile step on the last axis, zero stride elsewhere;
-    ``mask_d3`` / ``bias3``: the channel mask and delta bias broadcastable to it): the data mask, the
-    B/C-row mask, fp32 u, delta + bias, and delta after softplus with zeros past seqlen (so those
-    steps leave the state unchanged)."""
+def _tile_masks(t0, seqlen, mask_d3, tile, EVEN_T: tl.constexpr):
+    """The data mask (channels and time) and the B/C-row mask (time only) of the 3-D time tile at t0."""
     if EVEN_T:
         mask3 = mask_d3 & (tile >= 0)
         mask_t3 = tile >= 0  # constant along time: keeps the loads vectorised
     else:
         mask3 = mask_d3 & ((t0 + tile) < seqlen)
         mask_t3 = (t0 + tile) < seqlen
+    return mask3, mask_t3
+
+
+@triton.jit
+def _tile_inputs(u_base, dl_base, t0, seqlen, mask_d3, tile, bias3,
+                 HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, EVEN_T: tl.constexpr, FAST: tl.constexpr):
+    """The 3-D time tile at t0 (``tile``: the in-tile step on the last axis, zero stride elsewhere;
+    ``mask_d3`` / ``bias3``: the channel mask and delta bias broadcastable to it): the data mask, the
+    B/C-row mask, fp32 u, delta + bias, and delta after softplus with zeros past seqlen (so those
+    steps leave the state unchanged)."""
+    mask3, mask_t3 = _tile_masks(t0, seqlen, mask_d3, tile, EVEN_T)
     u = tl.load(u_base + t0, mask=mask3, other=0.0)
     dl_raw = tl.load(dl_base + t0, mask=mask3, other=0.0)
     u, dl_raw, dl = _tile_math(u, dl_raw, mask3, bias3, HAS_BIAS, SOFTPLUS, FAST)
@@ -75,12 +82,7 @@ def _fwd_loads(u_base, dl_base, z_base, B_base, C_base, t0, seqlen, mask_d3, til
     """The forward's loads for the time tile at t0, as stored: u, delta, z ``[BLOCK_D, LANES, TT]`` (z = u
     without HAS_Z) and, per register slot j, the variable B / C rows ``[BLOCK_D, LANES, TT]`` (tuples of
     NPT; a single dummy when constant)."""
-    if EVEN_T:
-        mask3 = mask_d3 & (tile >= 0)
-        mask_t3 = tile >= 0
-    else:
-        mask3 = mask_d3 & ((t0 + tile) < seqlen)
-        mask_t3 = (t0 + tile) < seqlen
+    mask3, mask_t3 = _tile_masks(t0, seqlen, mask_d3, tile, EVEN_T)
     u = tl.load(u_base + t0, mask=mask3, other=0.0)
     dl = tl.load(dl_base + t0, mask=mask3, other=0.0)
     if HAS_Z:
@@ -205,11 +207,10 @@ def seq_scan_fwd_kernel(
             cur = _fwd_loads(u_base, dl_base, z_base, B_base, C_base, t0, seqlen, mask_d3, tile, offs_g, s_Bn,
                              s_Cn, HAS_Z, B_VAR, C_VAR, EVEN_T, NPT, DSTATE)
         u_raw, dl_raw, z_raw, Bs, Cs = cur
+        mask3, _ = _tile_masks(t0, seqlen, mask_d3, tile, EVEN_T)
         if EVEN_T:
-            mask3 = mask_d3 & (tile >= 0)
             mask_out = mask_d[:, None] & (offs_k >= 0)[None, :]
         else:
-            mask3 = mask_d3 & ((t0 + tile) < seqlen)
             mask_out = mask_d[:, None] & ((t0 + offs_k) < seqlen)[None, :]
         u, _, dl = _tile_math(u_raw, dl_raw, mask3, bias[:, None, None], HAS_BIAS, SOFTPLUS, FAST)
         dl_c = split_cols(dl, TT)
