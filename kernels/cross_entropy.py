@@ -34,7 +34,7 @@ from mambabench.kernels import _interpret_compat
 
 _interpret_compat.patch()
 
-__all__ = ["CrossEntropyTriton", "cross_entropy_triton"]
+__all__ = ["CrossEntropyTriton", "cross_entropy_triton", "mark_zero_padded", "zero_padded_base"]
 
 REDUCTIONS = ("mean", "sum", "none")
 
@@ -80,10 +80,11 @@ def _ce_fwd_kernel(
 
 @triton.jit
 def _ce_bwd_kernel(
-    logits_ptr, targets_ptr, max_ptr, logsum_ptr, dloss_ptr, dlogits_ptr, n_cols, stride_row,
+    logits_ptr, targets_ptr, max_ptr, logsum_ptr, dloss_ptr, dlogits_ptr, n_cols, n_out_cols, stride_row,
     stride_dloss, ignore_index, BLOCK: tl.constexpr,
 ):
-    """Grid (rows, cdiv(n_cols, BLOCK)). dlogits (rows, n_cols) contiguous, in its own dtype;
+    """Grid (rows, cdiv(n_out_cols, BLOCK)). dlogits (rows, n_out_cols) contiguous, in its own dtype:
+    the gradient in the first n_cols columns, zeros in the rest (the head's pad columns);
     dloss (rows,) with stride ``stride_dloss`` (0 when it is a broadcast scalar, as after a sum)."""
     row = tl.program_id(0).to(tl.int64)
     c = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
@@ -100,8 +101,8 @@ def _ce_bwd_kernel(
     p = tl.exp(tl.minimum((x - m) - logsum, 0.0))
     d = (p - tl.where(c == t, 1.0, 0.0)) * g
     d = tl.where(in_range, d, float("nan"))
-    d = tl.where(ignored, 0.0, d)
-    tl.store(dlogits_ptr + row * n_cols + c, d.to(dlogits_ptr.dtype.element_ty), mask=mask)
+    d = tl.where(ignored | (c >= n_cols), 0.0, d)
+    tl.store(dlogits_ptr + row * n_out_cols + c, d.to(dlogits_ptr.dtype.element_ty), mask=c < n_out_cols)
 
 
 def _block(n_cols: int, cap: int) -> int:
@@ -111,6 +112,36 @@ def _block(n_cols: int, cap: int) -> int:
 def _warps(block: int, max_warps: int) -> int:
     """Warps for ``block`` columns: about 16 elements per thread (two 16-byte bf16 loads)."""
     return max(1, min(max_warps, block // 512))
+
+
+# a column view at most this many columns narrower than its rows (the head's padded vocabulary: a
+# multiple of 8 or 64) gets its gradient in the padded layout, zeros in the pad columns
+MAX_PAD_COLS = 256
+ZERO_PAD_ATTR = "_mambabench_zero_padded_cols"
+
+
+def _padded_width(logits: Tensor) -> int:
+    """Width of the gradient buffer: the logits' row stride when they are a slightly narrower column
+    view of a padded buffer (``padded[:, :vocab]``), else their own width."""
+    n_cols, stride = logits.shape[1], logits.stride(0)
+    return stride if logits.shape[0] > 1 and n_cols < stride <= n_cols + MAX_PAD_COLS else n_cols
+
+
+def mark_zero_padded(full: Tensor, n_cols: int) -> None:
+    """Record on a (rows, padded) gradient buffer that its columns past ``n_cols`` hold zeros, so that a
+    consumer of the ``full[:, :n_cols]`` view (:class:`mambabench.kernels.head.SlicedHead`) may use the
+    buffer itself instead of padding the gradient again."""
+    setattr(full, ZERO_PAD_ATTR, n_cols)
+
+
+def zero_padded_base(grad: Tensor, padded_width: int) -> Tensor | None:
+    """The marked (rows, padded_width) buffer that the 2-D column view ``grad`` starts, or None."""
+    base = grad._base
+    if (base is None or getattr(base, ZERO_PAD_ATTR, None) != grad.shape[-1] or base.dim() != 2
+            or base.shape != (grad.shape[0], padded_width) or grad.stride() != (padded_width, 1)
+            or grad.data_ptr() != base.data_ptr()):
+        return None
+    return base
 
 
 def _device(x: Tensor):  # noqa: ANN202
@@ -145,15 +176,19 @@ class CrossEntropyTriton(torch.autograd.Function):
     def backward(ctx: Any, dloss: Tensor) -> tuple[Tensor | None, None, None]:
         logits, targets, row_max, logsum = ctx.saved_tensors
         n_rows, n_cols = logits.shape
-        dlogits = torch.empty((n_rows, n_cols), device=logits.device, dtype=logits.dtype)
+        n_out = _padded_width(logits)
+        full = torch.empty((n_rows, n_out), device=logits.device, dtype=logits.dtype)
         if n_rows > 0:
             block = _block(n_cols, BWD_BLOCK)
             with _device(logits):
-                _ce_bwd_kernel[(n_rows, triton.cdiv(n_cols, block))](
-                    logits, targets, row_max, logsum, dloss, dlogits, n_cols, logits.stride(0),
+                _ce_bwd_kernel[(n_rows, triton.cdiv(n_out, block))](
+                    logits, targets, row_max, logsum, dloss, full, n_cols, n_out, logits.stride(0),
                     dloss.stride(0), ctx.ignore_index, BLOCK=block, num_warps=_warps(block, 8),
                 )
-        return dlogits, None, None
+        if n_out == n_cols:
+            return full, None, None
+        mark_zero_padded(full, n_cols)
+        return full[:, :n_cols], None, None
 
 
 def cross_entropy_triton(
@@ -171,7 +206,9 @@ def cross_entropy_triton(
 
     Returns:
         fp32 loss: a scalar, or (tokens,) for reduction="none". The gradient reaching ``logits`` has
-        the logits' dtype and is contiguous.
+        the logits' dtype; for a column view of a slightly wider buffer (the padded head's logits) it
+        is the same view of a gradient buffer of that width with zeros in the extra columns (marked
+        with :func:`mark_zero_padded`), else contiguous.
     """
     if reduction not in REDUCTIONS:
         raise ValueError(f"cross_entropy: unknown reduction {reduction!r}; choose one of {', '.join(REDUCTIONS)}")

@@ -5,7 +5,9 @@ kernels) and the logits are a view of its first ``vocab_size`` columns. Plain au
 gradient of that view back into a padded one with ``slice_backward``: a memset of the whole padded
 (tokens, padded_vocab) tensor and a strided copy. :class:`SlicedHead` writes the padded gradient in one
 pass instead (``_pad_rows_kernel``: every element once, zeros in the pad columns) and runs the two
-backward GEMMs on it.
+backward GEMMs on it. When the gradient already is that padded buffer (the Triton cross-entropy writes
+its gradient in the logits' padded layout, zeros in the pad columns, and marks it), it is used as is:
+no copy, and one (tokens, padded_vocab) tensor less at the step's memory peak.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import triton.language as tl
 from torch import Tensor
 
 from mambabench.kernels import _interpret_compat
+from mambabench.kernels.cross_entropy import zero_padded_base
 
 _interpret_compat.patch()
 
@@ -67,7 +70,10 @@ class SlicedHead(torch.autograd.Function):
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, Tensor, None]:
         h2, weight = ctx.saved_tensors
         with torch.autocast(h2.device.type, enabled=False):
-            g = pad_rows(grad.reshape(-1, grad.shape[-1]), weight.shape[0], ctx.dtype)  # (tokens, padded_vocab)
+            g2 = grad.reshape(-1, grad.shape[-1])
+            g = zero_padded_base(g2, weight.shape[0])  # the Triton cross-entropy's padded gradient, as is
+            if g is None or g.dtype != ctx.dtype:
+                g = pad_rows(g2, weight.shape[0], ctx.dtype)  # (tokens, padded_vocab)
             dh = torch.mm(g, weight.to(ctx.dtype)).view(ctx.h_shape).to(ctx.h_dtype)
             dw = torch.mm(g.t(), h2).to(weight.dtype)
         return dh, dw, None

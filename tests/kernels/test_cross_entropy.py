@@ -76,6 +76,24 @@ def test_padded_column_view_read_in_place(device: str, monkeypatch: pytest.Monke
     assert seen == [buf.data_ptr()] * 2  # the view itself reached the kernel, not a contiguous copy
 
 
+def test_padded_view_gets_its_gradient_in_the_padded_layout(device: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The gradient of a [:, :vocab] view of a slightly wider buffer is the same view of a marked
+    gradient buffer of that width, with zeros in the pad columns (the head then uses it as is); a view
+    of a much wider buffer still gets a contiguous gradient."""
+    monkeypatch.setattr(ce, "BWD_BLOCK", 128)
+    logits, _, targets = _case(7, 333, torch.bfloat16, device, pad=3)
+    x = logits.detach().requires_grad_()
+    (grad,) = torch.autograd.grad(cross_entropy_triton(x, targets, IGNORE, "sum"), x)
+    full = ce.zero_padded_base(grad, 336)
+    assert full is not None and grad.stride() == (336, 1)
+    assert torch.count_nonzero(full[:, 333:]) == 0 and torch.count_nonzero(grad) > 0
+    assert ce.zero_padded_base(grad, 340) is None and ce.zero_padded_base(full[:, :333].clone(), 336) is None
+    wide, _, targets = _case(7, 100, torch.bfloat16, device, pad=ce.MAX_PAD_COLS + 1)
+    x = wide.detach().requires_grad_()
+    (grad,) = torch.autograd.grad(cross_entropy_triton(x, targets, IGNORE, "sum"), x)
+    assert grad.is_contiguous() and grad._base is None
+
+
 def test_ignored_targets(device: str) -> None:
     """Ignored rows: 0 loss and 0 gradient; all ignored: sum 0 with a zero gradient (what the LM task
     uses: it divides the sum by count.clamp(min=1)), mean NaN as in PyTorch."""

@@ -110,3 +110,31 @@ def test_sliced_head_matches_linear_then_slice(device: str) -> None:
     for a, r in zip(got, want):
         assert a.dtype == r.dtype
         torch.testing.assert_close(a, r)
+
+
+def test_sliced_head_takes_the_cross_entropy_gradient_without_a_copy(device: str,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Triton cross-entropy on the sliced head: its padded, zero-filled gradient goes straight into the
+    head's backward GEMMs (pad_rows is never called), and the gradients equal nn.Linear + slice +
+    F.cross_entropy."""
+    from mambabench.kernels import head
+    from mambabench.kernels.cross_entropy import cross_entropy_triton
+
+    def no_pad_rows(*args: object, **kwargs: object) -> None:
+        raise AssertionError("pad_rows called: the padded gradient was copied")
+
+    monkeypatch.setattr(head, "pad_rows", no_pad_rows)
+    torch.manual_seed(0)
+    hidden = torch.randn(2, 3, 16, device=device, requires_grad=True)
+    weight = torch.randn(40, 16, device=device, requires_grad=True)  # vocab 37 padded to 40
+    targets = torch.randint(0, 37, (6,), device=device)
+    with torch.autocast(device, dtype=torch.bfloat16):
+        logits = head.sliced_head_triton(hidden, weight, 37)
+        ref = torch.nn.functional.linear(hidden, weight)[..., :37]
+    ours = cross_entropy_triton(logits.flatten(0, 1), targets)
+    want = torch.nn.functional.cross_entropy(ref.flatten(0, 1).float(), targets)
+    torch.testing.assert_close(ours, want, rtol=1e-4, atol=1e-4)
+    got = torch.autograd.grad(ours, (hidden, weight))
+    expected = torch.autograd.grad(want, (hidden, weight))
+    for a, r in zip(got, expected):
+        torch.testing.assert_close(a, r, rtol=2e-2, atol=2e-2)
