@@ -20,6 +20,7 @@ import triton.language as tl
 from torch import Tensor
 
 from mambabench.kernels import _interpret_compat
+from mambabench.kernels._host import cdiv, next_power_of_2
 
 _interpret_compat.patch()
 
@@ -246,15 +247,15 @@ def _conv_bwd_kernel_wide(
 
 def _cfg(seqlen: int) -> tuple[int, int, int]:
     """Forward tile (BLOCK_D, BLOCK_T, num_warps): 8 elements per thread, 16-byte loads of x[t]."""
-    return 8, min(256, max(16, triton.next_power_of_2(seqlen))), 4
+    return 8, min(256, max(16, next_power_of_2(seqlen))), 4
 
 
 def _bwd_cfg(seqlen: int) -> tuple[int, int, int, int]:
     """Backward (BLOCK_D, BLOCK_T, N_TILES, num_warps): 4 elements per thread, 80 registers, no spills
     (sm_90, width 4, SiLU: scripts/kernel_resources.py conv_bwd BLOCK_D=4 BLOCK_T=128 N_TILES=8 --warps 4
     --div16 seqlen dim); up to 8 time tiles per program share one atomic per channel and tap."""
-    bt = min(128, max(16, triton.next_power_of_2(seqlen)))
-    return 4, bt, min(8, triton.cdiv(seqlen, bt)), max(1, min(4, bt * 4 // 128))
+    bt = min(128, max(16, next_power_of_2(seqlen)))
+    return 4, bt, min(8, cdiv(seqlen, bt)), max(1, min(4, bt * 4 // 128))
 
 
 def _device(x: Tensor):  # noqa: ANN202
@@ -277,7 +278,7 @@ def causal_conv1d_fwd(x: Tensor, weight: Tensor, bias: Tensor | None, silu: bool
     batch, dim, seqlen = x.shape
     out = torch.empty((batch, dim, seqlen), device=x.device, dtype=x.dtype)
     bd, bt, warps = _cfg(seqlen)
-    grid = (triton.cdiv(seqlen, bt), triton.cdiv(dim, bd), batch)
+    grid = (cdiv(seqlen, bt), cdiv(dim, bd), batch)
     with _device(x):
         _conv_fwd_kernel[grid](
             x, weight, bias if bias is not None else weight, out, dim, seqlen,
@@ -323,12 +324,12 @@ def causal_conv1d_bwd(
     with _device(x):
         if width <= 4:
             bd, bt, tiles, warps = _bwd_cfg(seqlen)
-            grid = (triton.cdiv(seqlen, bt * tiles), triton.cdiv(dim, bd), batch)
+            grid = (cdiv(seqlen, bt * tiles), cdiv(dim, bd), batch)
             _conv_bwd_kernel[grid](*args, WIDTH=width, HAS_BIAS=bias is not None, SILU=silu, BLOCK_D=bd,
                                    BLOCK_T=bt, N_TILES=tiles, num_warps=warps)
         else:
-            bt = min(128, max(16, triton.next_power_of_2(seqlen)))
-            grid = (triton.cdiv(seqlen, bt), triton.cdiv(dim, 8), batch)
+            bt = min(128, max(16, next_power_of_2(seqlen)))
+            grid = (cdiv(seqlen, bt), cdiv(dim, 8), batch)
             _conv_bwd_kernel_wide[grid](*args, WIDTH=width, HAS_BIAS=bias is not None, SILU=silu, BLOCK_D=8,
                                         BLOCK_T=bt, num_warps=4)
     return dx, dw.to(weight.dtype), (db.to(bias.dtype) if bias is not None else None)

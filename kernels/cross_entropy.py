@@ -31,6 +31,7 @@ import triton.language as tl
 from torch import Tensor
 
 from mambabench.kernels import _interpret_compat
+from mambabench.kernels._host import cdiv, next_power_of_2
 
 _interpret_compat.patch()
 
@@ -106,7 +107,7 @@ def _ce_bwd_kernel(
 
 
 def _block(n_cols: int, cap: int) -> int:
-    return max(16, min(cap, triton.next_power_of_2(n_cols)))
+    return max(16, min(cap, next_power_of_2(n_cols)))
 
 
 def _warps(block: int, max_warps: int) -> int:
@@ -181,7 +182,7 @@ class CrossEntropyTriton(torch.autograd.Function):
         if n_rows > 0:
             block = _block(n_cols, BWD_BLOCK)
             with _device(logits):
-                _ce_bwd_kernel[(n_rows, triton.cdiv(n_out, block))](
+                _ce_bwd_kernel[(n_rows, cdiv(n_out, block))](
                     logits, targets, row_max, logsum, dloss, full, n_cols, n_out, logits.stride(0),
                     dloss.stride(0), ctx.ignore_index, BLOCK=block, num_warps=_warps(block, 8),
                 )

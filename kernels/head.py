@@ -21,6 +21,7 @@ import triton.language as tl
 from torch import Tensor
 
 from mambabench.kernels import _interpret_compat
+from mambabench.kernels._host import cdiv
 from mambabench.kernels.cross_entropy import zero_padded_base
 
 _interpret_compat.patch()
@@ -45,7 +46,7 @@ def pad_rows(src: Tensor, n_pad_cols: int, dtype: torch.dtype | None = None) -> 
     dst = torch.empty((rows, n_pad_cols), device=src.device, dtype=dtype or src.dtype)
     block = 2048
     with torch.cuda.device(src.device) if src.is_cuda else nullcontext():
-        _pad_rows_kernel[(rows, triton.cdiv(n_pad_cols, block))](
+        _pad_rows_kernel[(rows, cdiv(n_pad_cols, block))](
             src, dst, n_cols, n_pad_cols, src.stride(0), dst.stride(0), BLOCK=block, num_warps=4,
         )
     return dst

@@ -22,6 +22,7 @@ import triton.language as tl
 from torch import Tensor
 
 from mambabench.kernels import _interpret_compat
+from mambabench.kernels._host import cdiv, next_power_of_2
 
 _interpret_compat.patch()
 
@@ -104,7 +105,7 @@ BWD_PROGRAMS = 4096
 
 def _cfg(n_cols: int) -> tuple[int, int]:
     """(BLOCK, num_warps) for one row per loop step."""
-    block = triton.next_power_of_2(n_cols)
+    block = next_power_of_2(n_cols)
     return block, max(1, min(8, block // 256))
 
 
@@ -129,7 +130,7 @@ class AddRMSNormTriton(torch.autograd.Function):
         block, warps = _cfg(n_cols)
         rows = 4
         with _device(h):
-            _add_rms_fwd_kernel[(triton.cdiv(n_rows, rows),)](
+            _add_rms_fwd_kernel[(cdiv(n_rows, rows),)](
                 h, r if r is not None else h, weight, res, out, rstd, n_rows, n_cols, eps,
                 HAS_RES=r is not None, BLOCK=block, ROWS=rows, num_warps=warps,
             )
@@ -160,8 +161,8 @@ class AddRMSNormTriton(torch.autograd.Function):
         need_dh = ctx.has_res
         dh = torch.empty((n_rows, n_cols), device=res.device, dtype=ctx.h_dtype) if need_dh else dx
         block, warps = _cfg(n_cols)
-        rows = max(1, min(128, triton.cdiv(n_rows, BWD_PROGRAMS)))
-        n_prog = triton.cdiv(n_rows, rows)
+        rows = max(1, min(128, cdiv(n_rows, BWD_PROGRAMS)))
+        n_prog = cdiv(n_rows, rows)
         dw = torch.empty((n_prog, n_cols), device=res.device, dtype=torch.float32)
         with _device(res):
             _add_rms_bwd_kernel[(n_prog,)](
@@ -184,7 +185,7 @@ def rms_norm_recompute(recipe: tuple[Tensor, Tensor, Tensor], out_dtype: torch.d
     block, warps = _cfg(n_cols)
     rows = 4
     with _device(res):
-        _rms_out_kernel[(triton.cdiv(n_rows, rows),)](res, rstd, weight, out, n_rows, n_cols, BLOCK=block, ROWS=rows,
+        _rms_out_kernel[(cdiv(n_rows, rows),)](res, rstd, weight, out, n_rows, n_cols, BLOCK=block, ROWS=rows,
                                                        num_warps=warps)
     return out
 

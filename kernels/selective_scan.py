@@ -57,6 +57,7 @@ import triton.language as tl
 from torch import Tensor
 
 from mambabench.kernels import _interpret_compat, scan_autotune
+from mambabench.kernels._host import cdiv, next_power_of_2
 from mambabench.kernels.scan_common import add_or_store
 from mambabench.kernels.scan_common import softplus as _softplus
 from mambabench.kernels.scan_sequential import (
@@ -424,7 +425,7 @@ def _pow2_divisor(x: int, cap: int) -> int:
 
 def _block_d(dim: int, groups: int, want: int) -> int:
     """BLOCK_D <= want; with several groups all channels of a program must share one group."""
-    want = min(want, triton.next_power_of_2(dim))
+    want = min(want, next_power_of_2(dim))
     if groups > 1:
         return _pow2_divisor(dim // groups, want)
     return want
@@ -449,20 +450,20 @@ def _fwd_config(dim: int, dstate: int, seqlen: int, batch: int, elem: int,
     there are many (batch, channel) rows, 64 for few long rows.  Without gradients one config won
     at both sweep shapes (4 channels x 128 steps, one warp).
     """
-    block_n = triton.next_power_of_2(dstate)
+    block_n = next_power_of_2(dstate)
     many_rows = batch * dim >= 8192
     if training:
         block_t, block_d, warps = (32, 64, 4) if many_rows else (64, 4, 1)
     else:
         block_t, block_d, warps = 128, 4, 1
-    block_t = min(block_t, max(16, triton.next_power_of_2(seqlen)))
+    block_t = min(block_t, max(16, next_power_of_2(seqlen)))
     block_d = max(2, block_d * 16 // max(16, block_n))  # fewer channels for larger states
     return {"BLOCK_D": block_d, "BLOCK_T": block_t, "num_warps": warps, "num_stages": 1}
 
 
 def _bwd_config(dim: int, dstate: int, seqlen: int, batch: int, elem: int) -> dict[str, int]:
     """Launch parameters of the backward (its BLOCK_T is the forward's); one warp won the sweeps."""
-    block_n = triton.next_power_of_2(dstate)
+    block_n = next_power_of_2(dstate)
     block_d = 8 if batch * dim >= 8192 else 2
     block_d = max(2, block_d * 16 // max(16, block_n))
     return {"BLOCK_D": block_d, "num_warps": 1, "num_stages": 1}
@@ -660,16 +661,16 @@ def _forward_v3(u, delta, A, B, C, D, z, delta_bias, softplus, save_states, save
             u, delta, A, B, C, D, z, delta_bias, softplus, save_states, save_last, cfg=c))
     warps, tt = cfg["fwd_warps"], cfg["FWD_TT"]
     chunk = cfg["CHUNK"]
-    lanes = min(cfg.get("lanes", 1), triton.next_power_of_2(dstate))
-    n_seg, seg_chunks = _time_segments(batch * dim, triton.cdiv(seqlen, chunk), cfg, "fwd_split_rows")
+    lanes = min(cfg.get("lanes", 1), next_power_of_2(dstate))
+    n_seg, seg_chunks = _time_segments(batch * dim, cdiv(seqlen, chunk), cfg, "fwd_split_rows")
     block_d = _block_d(dim, groups, max(1, 32 * warps // lanes))
     B, C = _bc_fp32(B), _bc_fp32(C)
-    out, states, last = _forward_buffers(u, dstate, triton.cdiv(seqlen, chunk), save_states, save_last)
+    out, states, last = _forward_buffers(u, dstate, cdiv(seqlen, chunk), save_states, save_last)
     bvar, _, sB = _bc_layout(B, dim)
     cvar, _, sC = _bc_layout(C, dim)
     zz = z if z is not None else u
     dummy = A
-    grid = (triton.cdiv(dim, block_d), batch, n_seg)
+    grid = (cdiv(dim, block_d), batch, n_seg)
     carry = dummy
     with torch.cuda.device(u.device) if u.is_cuda else nullcontext():
         if n_seg > 1:  # the state entering every time segment, so that all run at once
@@ -688,7 +689,7 @@ def _forward_v3(u, delta, A, B, C, D, z, delta_bias, softplus, save_states, save
             SOFTPLUS=bool(softplus), B_VAR=bvar, C_VAR=cvar,
             SAVE_STATES=save_states, SAVE_LAST=save_last,
             BLOCK_D=block_d, DSTATE=dstate, TT=tt, CHUNK=chunk, EVEN_T=seqlen % tt == 0,
-            LANES=lanes, NPT=triton.cdiv(dstate, lanes), FAST=u.is_cuda, SPLIT=n_seg > 1,
+            LANES=lanes, NPT=cdiv(dstate, lanes), FAST=u.is_cuda, SPLIT=n_seg > 1,
             # time-split no-grad forwards ran slower with prefetching (H200: 0.923 vs 0.850 ms at (2, 2048, 8192))
             PREFETCH=bool(cfg.get("prefetch", 0)) and (save_states or n_seg == 1),
             num_warps=max(1, block_d * lanes // 32), num_stages=cfg.get("stages", 1),
@@ -714,12 +715,12 @@ def _backward_v3(u, delta, A, B, C, D, z, delta_bias, softplus, states, chunk, d
     warps, tt = cfg["bwd_warps"], cfg["BWD_TT"]
     if chunk % tt:
         tt = 4
-    n_seg, seg_chunks = _time_segments(batch * dim, triton.cdiv(seqlen, chunk), cfg)
+    n_seg, seg_chunks = _time_segments(batch * dim, cdiv(seqlen, chunk), cfg)
     lanes = cfg.get("split_lanes", 4) if n_seg > 1 else cfg.get("bwd_lanes", 1)
-    lanes = min(lanes, triton.next_power_of_2(dstate))
-    npt = triton.next_power_of_2(triton.cdiv(dstate, lanes))  # a power of two: dB/dC rows are stacked
+    lanes = min(lanes, next_power_of_2(dstate))
+    npt = next_power_of_2(cdiv(dstate, lanes))  # a power of two: dB/dC rows are stacked
     block_d = _block_d(dim, groups, max(1, 32 * warps // lanes))
-    n_dblk = triton.cdiv(dim, block_d)
+    n_dblk = cdiv(dim, block_d)
     n_dblk_per_group = max(1, (dim // groups) // block_d) if groups > 1 else n_dblk
     dev = u.device
     du, dz, ddelta, dA, dD, dbias, dB_buf, dC_buf = _grad_buffers(
@@ -798,8 +799,8 @@ def _time_segments(rows: int, n_chunks: int, cfg: dict, key: str = "split_rows")
     if split_rows <= 0 or rows >= split_rows or n_chunks < 2:
         return 1, n_chunks
     target = max(split_rows, cfg.get("split_target", split_rows))
-    seg_chunks = triton.cdiv(n_chunks, min(n_chunks, triton.cdiv(target, rows)))
-    return triton.cdiv(n_chunks, seg_chunks), seg_chunks
+    seg_chunks = cdiv(n_chunks, min(n_chunks, cdiv(target, rows)))
+    return cdiv(n_chunks, seg_chunks), seg_chunks
 
 
 def _segment_carries(x: Tensor, delta: Tensor, A: Tensor, W: Tensor, z: Tensor | None,
@@ -811,19 +812,19 @@ def _segment_carries(x: Tensor, delta: Tensor, A: Tensor, W: Tensor, z: Tensor |
     batch, dim, seqlen = delta.shape
     dstate = A.shape[1]
     wvar, groups, sW = _bc_layout(W, dim)
-    lanes = min(cfg.get("split_lanes", 4), triton.next_power_of_2(dstate))
+    lanes = min(cfg.get("split_lanes", 4), next_power_of_2(dstate))
     block_d = _block_d(dim, groups, max(1, 32 // lanes))
     tt = 4
     carry = torch.empty((batch, dim, n_seg, 2, dstate), device=x.device, dtype=torch.float32)
     zz = z if (z is not None and reverse) else x
-    seq_scan_carry_kernel[(triton.cdiv(dim, block_d), batch, n_seg)](
+    seq_scan_carry_kernel[(cdiv(dim, block_d), batch, n_seg)](
         x, delta, A, W, zz, delta_bias if delta_bias is not None else A, carry,
         dim, seqlen, dim // groups, seg_chunks,
         x.stride(0), x.stride(1), delta.stride(0), delta.stride(1), A.stride(0), A.stride(1), *sW,
         zz.stride(0), zz.stride(1),
         REVERSE=reverse, HAS_Z=z is not None and reverse, HAS_BIAS=delta_bias is not None,
         SOFTPLUS=bool(softplus), W_VAR=wvar, BLOCK_D=block_d, DSTATE=dstate, TT=tt, CHUNK=chunk,
-        EVEN_T=seqlen % tt == 0, LANES=lanes, NPT=triton.cdiv(dstate, lanes), FAST=x.is_cuda,
+        EVEN_T=seqlen % tt == 0, LANES=lanes, NPT=cdiv(dstate, lanes), FAST=x.is_cuda,
         num_warps=max(1, block_d * lanes // 32), num_stages=1,
     )
     return carry
@@ -849,17 +850,17 @@ def _forward(u, delta, A, B, C, D, z, delta_bias, softplus, save_states, save_la
     cfg = dict(FWD_OVERRIDE or _fwd_config(dim, dstate, seqlen, batch, u.element_size(), save_states))
     block_d = _block_d(dim, groups, cfg.pop("BLOCK_D"))
     block_t = cfg.pop("BLOCK_T")
-    block_n = max(2, triton.next_power_of_2(dstate))
+    block_n = max(2, next_power_of_2(dstate))
     kernel = _selective_scan_fwd_kernel_v2
     cfg.setdefault("UNROLL_N", UNROLL_STATES and block_n <= 16)
     cfg.setdefault("BC_TILE", BC_TILE)
     cfg["CARRY_W"] = _carry_width(block_n, block_t)
-    out, states, last = _forward_buffers(u, dstate, triton.cdiv(seqlen, block_t), save_states, save_last)
+    out, states, last = _forward_buffers(u, dstate, cdiv(seqlen, block_t), save_states, save_last)
     bvar, _, sB = _bc_layout(B, dim)
     cvar, _, sC = _bc_layout(C, dim)
     zz = z if z is not None else u
     dummy = A
-    grid = (triton.cdiv(dim, block_d), batch)
+    grid = (cdiv(dim, block_d), batch)
     with torch.cuda.device(u.device) if u.is_cuda else nullcontext():
         kernel[grid](
             u, delta, A, B, C, D if D is not None else dummy, zz,
@@ -905,13 +906,13 @@ def _backward(u, delta, A, B, C, D, z, delta_bias, softplus, states, block_t, do
     groups = max(bg, cg)
     cfg = dict(BWD_OVERRIDE or _bwd_config(dim, dstate, seqlen, batch, u.element_size()))
     cfg.pop("BLOCK_T", None)
-    block_n = max(2, triton.next_power_of_2(dstate))
+    block_n = max(2, next_power_of_2(dstate))
     kernel = _selective_scan_bwd_kernel_v2
     cfg.setdefault("UNROLL_N", UNROLL_STATES and block_n <= 16)
     cfg.setdefault("BC_TILE", BC_TILE)
     cfg["CARRY_W"] = _carry_width(block_n, block_t)
     block_d = _block_d(dim, groups, cfg.pop("BLOCK_D"))
-    n_dblk = triton.cdiv(dim, block_d)
+    n_dblk = cdiv(dim, block_d)
     n_dblk_per_group = max(1, (dim // groups) // block_d) if groups > 1 else n_dblk
     dev = u.device
     du, dz, ddelta, dA, dD, dbias, dB_buf, dC_buf = _grad_buffers(

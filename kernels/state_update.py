@@ -21,6 +21,7 @@ import triton.language as tl
 from torch import Tensor
 
 from mambabench.kernels import _interpret_compat
+from mambabench.kernels._host import cdiv, next_power_of_2
 
 _interpret_compat.patch()
 
@@ -114,7 +115,7 @@ def selective_state_update_triton(
     block_d, warps = _config(dstate)
     dummy = A
     zz = z if z is not None else x
-    grid = (triton.cdiv(dim, block_d), batch)
+    grid = (cdiv(dim, block_d), batch)
     with torch.cuda.device(x.device) if x.is_cuda else nullcontext():
         _state_update_kernel[grid](
             state, x, dt, A, B, C, D if D is not None else dummy, zz,
@@ -123,7 +124,7 @@ def selective_state_update_triton(
             *state.stride(), *x.stride(), *dt.stride(), *A.stride(),
             *B.stride(), *C.stride(), *zz.stride(), *out.stride(),
             HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=dt_bias is not None,
-            SOFTPLUS=bool(dt_softplus), BLOCK_D=block_d, BLOCK_N=max(2, triton.next_power_of_2(dstate)),
+            SOFTPLUS=bool(dt_softplus), BLOCK_D=block_d, BLOCK_N=max(2, next_power_of_2(dstate)),
             num_warps=warps,
         )
     return out
