@@ -11,6 +11,7 @@ their output dtype and whether they read a non-contiguous input.
 
     python scripts/op_census.py                       # mamba_130m, batch 2 x 64, per layer
     python scripts/op_census.py --models mamba_130m,model.mixer.fused=false --all
+    python scripts/op_census.py --loss torch --all    # with F.cross_entropy on fp32 logits
 """
 
 from __future__ import annotations
@@ -111,8 +112,10 @@ def kernels_paused(census: Census, run: bool) -> Iterator[None]:
         interpreter.GridExecutor.__call__ = original
 
 
-def census_step(spec: str, batch: int, seqlen: int, run_kernels: bool) -> tuple[Census, int]:
-    """One training step (forward, fp32 cross-entropy as in bench_train_step.py, backward)."""
+def census_step(spec: str, batch: int, seqlen: int, run_kernels: bool, loss: str = "kernel") -> tuple[Census, int]:
+    """One training step: forward, cross-entropy (``loss``: "kernel", the Triton one that the LM task
+    runs on GPU, or "torch", ``F.cross_entropy`` on fp32 logits as in bench_train_step.py's official
+    comparison), backward."""
     from mambabench.models import norms
 
     norms._FUSED_ON_CPU = True  # fused_add_norm presets take the Triton add+norm kernel, as on CUDA
@@ -124,9 +127,14 @@ def census_step(spec: str, batch: int, seqlen: int, run_kernels: bool) -> tuple[
     with kernels_paused(census, run_kernels), census:
         with torch.autocast("cpu", dtype=torch.bfloat16):
             logits = model(tokens[:, :-1])
-        loss = torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), tokens[:, 1:].flatten())
+        if loss == "kernel":
+            from mambabench.kernels import cross_entropy_fn
+
+            value = cross_entropy_fn(logits.flatten(0, 1), tokens[:, 1:].flatten(), backend="triton")
+        else:
+            value = torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), tokens[:, 1:].flatten())
         census.phase = "bwd"
-        loss.backward()
+        value.backward()
     return census, n_layer
 
 
@@ -137,10 +145,12 @@ def main() -> None:
     p.add_argument("--seqlen", type=int, default=64)
     p.add_argument("--run-kernels", action="store_true", help="interpret the Triton kernels (slow)")
     p.add_argument("--all", action="store_true", help="also list ops that run once per step, not per layer")
+    p.add_argument("--loss", choices=["kernel", "torch"], default="kernel",
+                   help="cross-entropy: the Triton kernel (the LM task on GPU) or F.cross_entropy on fp32 logits")
     args = p.parse_args()
     torch.set_num_threads(1)
     for spec in args.models:
-        census, n_layer = census_step(spec, args.batch, args.seqlen, args.run_kernels)
+        census, n_layer = census_step(spec, args.batch, args.seqlen, args.run_kernels, args.loss)
         total = sum(census.rows.values())
         per_layer = sum(c for c in census.rows.values() if c >= n_layer) / n_layer
         print(f"\n{spec}: {total} activation-sized ops per step, {per_layer:.1f} per layer "
