@@ -19,9 +19,10 @@ Design (see shared/reference/scan-kernel.md, sections 6 and 7):
   in registers.  Below ``split_rows`` (batch, channel) rows its kernels cut time into segments and
   run them at once from each segment's carry (``seq_scan_carry_kernel``).
 * Which runs (``SCAN_VARIANT = "auto"``): for dstate <= 16 the v3 backward always; the v3 forward for
-  every training forward and for no-grad forwards of >= ``V3_FWD_MIN_ROWS`` or < ``V2_NOGRAD_MIN_ROWS``
-  rows; v2 otherwise (no-grad with 4096-8191 rows, and dstate > 16).  Below ``FEW_ROWS_FWD`` rows the
-  v3 forward prefetches the next time tile.  Either backward starts from either forward's saved
+  every training forward and for no-grad forwards of >= ``V3_NOGRAD_MIN_ROWS`` or < ``V2_NOGRAD_MIN_ROWS``
+  rows; v2 otherwise (no-grad with 4096-6143 rows, and dstate > 16).  Whether the v3 forward
+  prefetches the next time tile and the v3 backward's register cap follow a wave model of the grid
+  (:func:`pick_by_waves`).  Either backward starts from either forward's saved
   states.  ``MAMBABENCH_SCAN_VARIANT=2|3`` forces one family; docs/benchmarks.md has the
   measurements behind the split.
 * ``exp(delta * A)`` is computed as ``exp2(delta * A * log2(e))`` with log2(e) folded into A once
@@ -548,17 +549,17 @@ def _v3_config(dim: int, dstate: int, seqlen: int, batch: int, elem: int) -> dic
     Below ``split_rows`` (batch, channel) rows both kernels cut time into segments, enough for
     ``split_target`` row-segments (``split_lanes`` lanes then; at 12288 rows a 2-way split was
     slower, at 4096 a 4-way one 1.7x faster).  ``lane_reduce`` sums dB/dC with a shuffle
-    reduce-scatter (GPU, 4 lanes x 8 channels).  Below ``FEW_ROWS_FWD`` rows the forward uses
-    ``prefetch`` (the next tile's loads issued before this tile's recurrence); ``fwd_split_rows``,
-    if given, replaces ``split_rows`` for the forward.
+    reduce-scatter (GPU, 4 lanes x 8 channels).  ``prefetch`` (the forward issues the next tile's loads
+    before this tile's recurrence) and ``bwd_maxnreg`` (the backward's register cap; 0: none) are -1,
+    "auto": chosen per grid by the wave model (:func:`pick_by_waves`).  ``fwd_split_rows``, if given,
+    replaces ``split_rows`` for the forward.
     H100 sweeps behind these values (scripts/sweep_v3.py): docs/benchmarks.md, "Session 3".
     """
     rows = batch * dim
     bwd_lanes = 4 if rows >= V3_FWD_MIN_ROWS else 8  # few rows: more threads per channel
-    few_fwd = rows < FEW_ROWS_FWD  # too few warps to hide the loads: prefetch the next tile
-    cfg = {"fwd_warps": 1, "lanes": 4, "prefetch": int(few_fwd),
+    cfg = {"fwd_warps": 1, "lanes": 4, "prefetch": -1,
            "FWD_TT": 16 // elem if elem < 4 else 4, "CHUNK": 128,
-           "bwd_warps": 1, "bwd_lanes": bwd_lanes, "BWD_TT": 4, "bwd_maxnreg": 128,
+           "bwd_warps": 1, "bwd_lanes": bwd_lanes, "BWD_TT": 4, "bwd_maxnreg": -1,
            "split_rows": V3_FWD_MIN_ROWS, "split_target": 32768, "split_lanes": 4, "lane_reduce": 1}
     return {**cfg, **_env_v3_config(cfg)}
 
@@ -582,25 +583,62 @@ def _env_v3_config(defaults: dict[str, int]) -> dict[str, int]:
     return out
 
 
-# Kernel family: "auto" (default) runs the v3 backward whenever dstate <= 16 and the v3 forward when
-# there are also many (batch, channel) rows (below, v2's forward is faster and the v3 backward reads
-# its saved states); "2" / "3" force one family (MAMBABENCH_SCAN_VARIANT).
+# Kernel family: "auto" (default) runs the v3 backward whenever dstate <= 16 and the v3 forward for
+# training and most no-grad row counts (see _v3_forward); "2" / "3" force one family
+# (MAMBABENCH_SCAN_VARIANT).
 SCAN_VARIANT = os.environ.get("MAMBABENCH_SCAN_VARIANT", "auto")
 V3_OVERRIDE: dict[str, int] | None = None
-# H100, N = 16 (docs/benchmarks.md, "Session 3"): (8, 2048, 2048) bf16 training forward v3 0.542 ms vs
-# v2 0.867, fp32 0.747 vs 1.609; with fewer rows v2's forward is faster, e.g. (2, 2048, 8192) bf16
-# no-grad 0.782 vs 1.689 (training 1.69 either way).
+# below this many (batch, channel) rows the v3 kernels split time into segments (``split_rows``) and the
+# unsplit backward uses 8 lanes per channel. H100, N = 16 (docs/benchmarks.md, "Session 3"):
+# (8, 2048, 2048) bf16 training forward v3 0.542 ms vs v2 0.867, fp32 0.747 vs 1.609.
 V3_FWD_MIN_ROWS = 8192
-# below this many (batch, channel) rows the v3 forward prefetches the next time tile (``prefetch``): with
-# few warps per SM nothing else hides the load latency (H200: (4, 2048, 4096) training forward 0.616 ms
-# vs 0.955 without; 8 lanes were slower, 0.743 with prefetch)
-FEW_ROWS_FWD = 16384
-# below this many rows the no-grad forward is v3 (time-split) too: H200, (1, 2048, 65536) v2 no-grad
-# 5.655 ms vs the v3 training forward 3.478 (which also saves states); (2, 1536, 8192) 0.772 vs 0.673;
-# at 4096 rows v2 stays faster ((2, 2048, 8192) 0.759 vs v3 no-grad 0.85)
+# no-grad forwards with at least this many rows run v3; v2 serves [V2_NOGRAD_MIN_ROWS, this). H100 run 15:
+# 6144 rows v3 0.666 ms vs v2 0.744 at (3, 2048, 4096), 0.657 vs 0.747 at (4, 1536, 4096)
+V3_NOGRAD_MIN_ROWS = 6144
+# below this many rows the no-grad forward is v3 (time-split) too: H100 run 15, (1, 2048, 65536) 3.306 ms
+# vs v2 5.715, (1, 1536, 16384) 0.649 vs 1.402, (2, 1536, 8192) 0.637 vs 0.804; at 4096 rows v2 stays
+# faster: (1, 4096, 4096) 0.389 vs 0.438, (2, 2048, 8192) 0.769 vs 0.844
 V2_NOGRAD_MIN_ROWS = 4096
+# Wave model of the one-warp v3 programs.  A grid of P programs with R resident per SM on n SMs runs in
+# ceil(P / (R n)) waves, of which the fraction P / (R n) / ceil(...) of the slots is busy.  Prefetching
+# in the forward (168 registers per thread: 12 resident warps per SM against 18 at 110) and the
+# backward's 160-register cap (12 against 16 at 128, and no spills) are each a few percent faster per
+# program at equal waves (``*_GAIN``), so "auto" (-1 in :func:`_v3_config`) takes them unless their
+# last wave is emptier by more than that.  H100 run 15 (docs/benchmarks.md, "Session 5"):
+# (16, 1536, 2048), 3072 programs: prefetch fwd 0.775 ms vs 1.031, cap 160 bwd 2.597 vs 3.193;
+# (8, 2048, 2048), 2048 programs: 0.645 vs 0.554 and 2.142 vs 1.855, the other way round.
+# Register counts: sm_90, Triton 3.6 (scripts/kernel_resources.py).
+FWD_RESIDENT = {0: 18, 1: 12}  # prefetch -> resident one-warp forward programs per SM
+BWD_RESIDENT = {128: 16, 160: 12}  # maxnreg -> resident one-warp backward programs per SM
+PREFETCH_GAIN = 1.04
+MAXNREG_GAIN = 1.06
+_SM_COUNT: dict[str, int] = {}
 # MAMBABENCH_SCAN_AUTOTUNE=1: time the candidates of kernels/scan_autotune.py per tuning key (None: off)
 TUNER = scan_autotune.tuner_from_env()
+
+
+def _sm_count(device: torch.device) -> int:
+    """Streaming multiprocessors of a CUDA device (132 elsewhere: the H100's, for the interpreter)."""
+    if device.type != "cuda":
+        return 132
+    key = str(device)
+    if key not in _SM_COUNT:
+        _SM_COUNT[key] = torch.cuda.get_device_properties(device).multi_processor_count
+    return _SM_COUNT[key]
+
+
+def busy_fraction(programs: int, per_sm: int, sms: int) -> float:
+    """The fraction of resident-program slots busy over the waves that ``programs`` one-warp programs need."""
+    slots = per_sm * sms
+    return programs / (cdiv(programs, slots) * slots)
+
+
+def pick_by_waves(programs: int, sms: int, resident: dict[int, int], preferred: int, gain: float) -> int:
+    """``preferred`` (a key of ``resident``: option -> resident programs per SM) unless the other option's
+    busy fraction beats its own by more than ``gain``; see the wave model above."""
+    other = next(k for k in resident if k != preferred)
+    own = busy_fraction(programs, resident[preferred], sms) * gain
+    return preferred if own >= busy_fraction(programs, resident[other], sms) else other
 
 
 def _v3_backward(dstate: int) -> bool:
@@ -609,13 +647,14 @@ def _v3_backward(dstate: int) -> bool:
 
 
 def _v3_forward(u: Tensor, dstate: int, save_states: bool = False) -> bool:
-    """Whether the v3 kernel runs the forward: many rows, training (time-split for few rows, where
-    v2's state-saving forward is slow), or very few rows (below ``V2_NOGRAD_MIN_ROWS`` v2, which does
-    not split time, has too few programs); v2 keeps the no-grad forward in between."""
+    """Whether the v3 kernel runs the forward: training (time-split for few rows, where v2's
+    state-saving forward is slow), no-grad with at least ``V3_NOGRAD_MIN_ROWS`` rows, or very few rows
+    (below ``V2_NOGRAD_MIN_ROWS`` v2, which does not split time, has too few programs); v2 keeps the
+    no-grad forward in between."""
     if SCAN_VARIANT != "auto":
         return SCAN_VARIANT == "3" and dstate <= 16
     rows = u.shape[0] * u.shape[1]
-    return dstate <= 16 and (save_states or rows >= V3_FWD_MIN_ROWS or rows < V2_NOGRAD_MIN_ROWS)
+    return dstate <= 16 and (save_states or rows >= V3_NOGRAD_MIN_ROWS or rows < V2_NOGRAD_MIN_ROWS)
 
 
 def _bc_fp32(x: Tensor) -> Tensor:
@@ -671,6 +710,10 @@ def _forward_v3(u, delta, A, B, C, D, z, delta_bias, softplus, save_states, save
     zz = z if z is not None else u
     dummy = A
     grid = (cdiv(dim, block_d), batch, n_seg)
+    prefetch = cfg.get("prefetch", 0)
+    if prefetch < 0:
+        prefetch = pick_by_waves(grid[0] * batch * n_seg, _sm_count(u.device), FWD_RESIDENT, 1, PREFETCH_GAIN)
+    prefetch = bool(prefetch)
     carry = dummy
     with torch.cuda.device(u.device) if u.is_cuda else nullcontext():
         if n_seg > 1:  # the state entering every time segment, so that all run at once
@@ -691,7 +734,7 @@ def _forward_v3(u, delta, A, B, C, D, z, delta_bias, softplus, save_states, save
             BLOCK_D=block_d, DSTATE=dstate, TT=tt, CHUNK=chunk, EVEN_T=seqlen % tt == 0,
             LANES=lanes, NPT=cdiv(dstate, lanes), FAST=u.is_cuda, SPLIT=n_seg > 1,
             # time-split no-grad forwards ran slower with prefetching (H200: 0.923 vs 0.850 ms at (2, 2048, 8192))
-            PREFETCH=bool(cfg.get("prefetch", 0)) and (save_states or n_seg == 1),
+            PREFETCH=prefetch and (save_states or n_seg == 1),
             num_warps=max(1, block_d * lanes // 32), num_stages=cfg.get("stages", 1),
         )
     return out, (states if save_states else None), (last if save_last else None), chunk
@@ -733,8 +776,11 @@ def _backward_v3(u, delta, A, B, C, D, z, delta_bias, softplus, states, chunk, d
     zz = z if z is not None else u
     dzz = dz if dz is not None else du
     grid = (n_dblk, batch, n_seg)
+    maxnreg = cfg.get("bwd_maxnreg", 0)
+    if maxnreg < 0:
+        maxnreg = pick_by_waves(n_dblk * batch * n_seg, _sm_count(dev), BWD_RESIDENT, 160, MAXNREG_GAIN)
     launch = {"num_warps": max(1, block_d * lanes // 32), "num_stages": 1,
-              **({"maxnreg": cfg["bwd_maxnreg"]} if cfg.get("bwd_maxnreg") and u.is_cuda else {})}
+              **({"maxnreg": maxnreg} if maxnreg and u.is_cuda else {})}
     consts = {"HAS_Z": z is not None, "HAS_BIAS": delta_bias is not None, "SOFTPLUS": bool(softplus),
               "C_VAR": cvar, "BLOCK_D": block_d, "DSTATE": dstate, "TT": tt, "EVEN_T": seqlen % tt == 0,
               "LANES": lanes, "NPT": npt, "FAST": u.is_cuda}

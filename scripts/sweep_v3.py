@@ -8,7 +8,7 @@ chosen (docs/benchmarks.md, "Session 3"):
         --set bwd_maxnreg=0,128 --set CHUNK=64,128
     python scripts/sweep_v3.py --shapes 2,2048,8192 1,4096,4096 --set split_rows=0,16384,32768
 
-Keys: fwd_warps, lanes, FWD_TT, CHUNK, bwd_warps, bwd_lanes, BWD_TT, bwd_maxnreg (0 = no cap),
+Keys: fwd_warps, lanes, FWD_TT, CHUNK, bwd_warps, bwd_lanes, BWD_TT, bwd_maxnreg (0 = no cap, -1 = auto),
 split_rows (0 = no time split), split_lanes. Writes CSV to --out.
 """
 

@@ -244,12 +244,12 @@ def test_forward_prefetch(device: str, monkeypatch: pytest.MonkeyPatch, lanes: i
 def test_default_kernel_split(device: str, monkeypatch: pytest.MonkeyPatch, min_rows: int | None,
                               nograd_min_rows: int | None, bc: str, seqlen: int, nograd_v3: bool) -> None:
     # the default ("auto") for dstate <= 16: v3 backward after the v3 forward (many rows;
-    # V3_FWD_MIN_ROWS lowered so the small shape takes it) or after the v2 forward (no-grad between
-    # V2_NOGRAD_MIN_ROWS, lowered here, and V3_FWD_MIN_ROWS); very few rows: v3 no-grad too
+    # V3_NOGRAD_MIN_ROWS lowered so the small shape takes it) or after the v2 forward (no-grad between
+    # V2_NOGRAD_MIN_ROWS, lowered here, and V3_NOGRAD_MIN_ROWS); very few rows: v3 no-grad too
     import mambabench.kernels.selective_scan as ss
 
     if min_rows is not None:
-        monkeypatch.setattr(ss, "V3_FWD_MIN_ROWS", min_rows)
+        monkeypatch.setattr(ss, "V3_NOGRAD_MIN_ROWS", min_rows)
     if nograd_min_rows is not None:
         monkeypatch.setattr(ss, "V2_NOGRAD_MIN_ROWS", nograd_min_rows)
     inputs = make_inputs(device, seqlen=seqlen, dstate=16, bc=bc, dtype=torch.bfloat16, seed=8)
@@ -292,6 +292,23 @@ def test_forward_backward_pair_writes_into_given_buffers(device: str, dstate: in
     for name, a in zip(order, grads):
         b = grads_ref[names.index(name)]
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5, msg=lambda m, n=name: f"d{n}: {m}")
+
+
+@pytest.mark.parametrize(("batch", "dim", "prefetch", "maxnreg"),
+                         [(16, 1536, True, 160), (8, 2048, False, 128), (32, 1536, True, 160),
+                          (8, 4096, True, 128), (4, 2048, True, 160)])
+def test_wave_model_choices(batch: int, dim: int, prefetch: bool, maxnreg: int) -> None:
+    # the "auto" prefetch / register cap on an H100 (132 SMs), at L = 2048 (one-warp programs of 8
+    # channels), as measured in H100 run 15: e.g. (16, 1536, 2048), 3072 programs, takes both, while
+    # (8, 2048, 2048), 2048 programs (one full wave at 18 / 16 per SM), takes neither; (4, 2048),
+    # 1024 programs, less than one wave either way, takes both (not measured at this L)
+    import mambabench.kernels.selective_scan as ss
+
+    programs = batch * dim // 8
+    assert ss.pick_by_waves(programs, 132, ss.FWD_RESIDENT, 1, ss.PREFETCH_GAIN) == int(prefetch)
+    assert ss.pick_by_waves(programs, 132, ss.BWD_RESIDENT, 160, ss.MAXNREG_GAIN) == maxnreg
+    assert ss.busy_fraction(2048, 16, 132) == pytest.approx(2048 / 2112)
+    assert ss._v3_config(dim, 16, 2048, batch, 2)["prefetch"] == -1  # resolved per grid at launch
 
 
 def test_v3_config_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
