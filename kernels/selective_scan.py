@@ -766,7 +766,7 @@ def _backward_v3(u, delta, A, B, C, D, z, delta_bias, softplus, states, chunk, d
     n_dblk = cdiv(dim, block_d)
     n_dblk_per_group = max(1, (dim // groups) // block_d) if groups > 1 else n_dblk
     dev = u.device
-    du, dz, ddelta, dA, dD, dbias, dB_buf, dC_buf = _grad_buffers(
+    du, dz, ddelta, dA, dD, dbias, dB_buf, dC_buf, bc_stacked = _grad_buffers(
         u, delta, z, D, delta_bias, dstate, bvar, cvar, groups * n_dblk_per_group if deterministic else groups,
         deterministic, du_out, dz_out)
     scratch = torch.empty((n_dblk * batch * n_seg, chunk // tt, npt, block_d * lanes), device=dev,
@@ -806,8 +806,8 @@ def _backward_v3(u, delta, A, B, C, D, z, delta_bias, softplus, states, chunk, d
             LANE_REDUCE=bool(cfg.get("lane_reduce", 1)) and u.is_cuda and bvar and cvar and lanes == 4
             and block_d == 8 and tt == 4,
         )
-    dB = _finish_bc(dB_buf, bvar, B_in, deterministic, batch, groups, n_dblk_per_group, dstate, seqlen)
-    dC = _finish_bc(dC_buf, cvar, C_in, deterministic, batch, groups, n_dblk_per_group, dstate, seqlen)
+    dB, dC = _finish_bc((dB_buf, dC_buf), bc_stacked, (bvar, cvar), (B_in, C_in), deterministic, batch, groups,
+                        n_dblk_per_group, dstate, seqlen)
     return du, ddelta, dA.to(A.dtype), dB, dC, dD, dbias, dz
 
 
@@ -816,20 +816,25 @@ def _grad_buffers(u: Tensor, delta: Tensor, z: Tensor | None, D: Tensor | None, 
                   du_out: Tensor | None, dz_out: Tensor | None) -> tuple:
     """The backward's outputs: du, dz, ddelta like their inputs; fp32 dA (dim, dstate), dD and
     ddelta_bias (dim,) zeroed for atomics; dB/dC (dim, dstate) when constant, else (batch, bc_slots,
-    dstate, seqlen): one slot per group for atomics (zeroed) or per program when deterministic."""
+    dstate, seqlen): one slot per group for atomics (zeroed) or per program when deterministic.
+
+    The small fp32 gradients are views of one zero-filled buffer and the variable dB/dC of one
+    (2, batch, bc_slots, dstate, seqlen) buffer, so that a call launches two fills instead of up to
+    five (at small shapes the scan is bound by such host work); the last value returned is that
+    stacked dB/dC buffer (None when both are constant)."""
     batch, dim, seqlen = u.shape
     dev = u.device
     du, dz = _grad_outputs(u, z, du_out, dz_out)
     f32 = {"device": dev, "dtype": torch.float32}
-    dD = torch.zeros((dim,), **f32) if D is not None else None
-    dbias = torch.zeros((dim,), **f32) if delta_bias is not None else None
-
-    def bc(var: bool) -> Tensor:
-        if not var:
-            return torch.zeros((dim, dstate), **f32)
-        return (torch.empty if deterministic else torch.zeros)((batch, bc_slots, dstate, seqlen), **f32)
-
-    return du, dz, torch.empty_like(delta), torch.zeros((dim, dstate), **f32), dD, dbias, bc(bvar), bc(cvar)
+    sizes = (dim * dstate, dim if D is not None else 0, dim if delta_bias is not None else 0,
+             0 if bvar else dim * dstate, 0 if cvar else dim * dstate)
+    dA, dD, dbias, dB_const, dC_const = torch.zeros(sum(sizes), **f32).split(sizes)
+    var = (torch.empty if deterministic else torch.zeros)((int(bvar) + int(cvar), batch, bc_slots, dstate, seqlen),
+                                                          **f32) if bvar or cvar else None
+    dB = var[0] if bvar else dB_const.view(dim, dstate)
+    dC = var[int(bvar)] if cvar else dC_const.view(dim, dstate)
+    return (du, dz, torch.empty_like(delta), dA.view(dim, dstate), dD if D is not None else None,
+            dbias if delta_bias is not None else None, dB, dC, var)
 
 
 def _bc_grad_strides(x: Tensor, var: bool) -> tuple[int, int, int]:
@@ -876,14 +881,26 @@ def _segment_carries(x: Tensor, delta: Tensor, A: Tensor, W: Tensor, z: Tensor |
     return carry
 
 
-def _finish_bc(buf: Tensor, var: bool, like: Tensor, deterministic: bool, batch: int, groups: int,
-               n_dblk_per_group: int, dstate: int, seqlen: int) -> Tensor:
-    """Sum deterministic per-program dB/dC partials and give the buffer the shape of B/C."""
-    if var and deterministic:
-        buf = buf.view(batch, groups, n_dblk_per_group, dstate, seqlen).sum(2)
-    if var and like.dim() == 3:
-        buf = buf.reshape(batch, dstate, seqlen)
-    return buf.to(like.dtype)
+def _finish_bc(bufs: tuple[Tensor, Tensor], stacked: Tensor | None, vars_: tuple[bool, bool],
+               likes: tuple[Tensor, Tensor], deterministic: bool, batch: int, groups: int, n_dblk_per_group: int,
+               dstate: int, seqlen: int) -> tuple[Tensor, Tensor]:
+    """dB and dC from their buffers (:func:`_grad_buffers`; ``stacked``: the one both variable ones
+    view): the deterministic per-program partials summed, each in the shape and dtype of B / C;
+    variable dB and dC of one dtype are converted together (one cast kernel)."""
+    if vars_[0] and vars_[1] and likes[0].dtype == likes[1].dtype:
+        both = stacked
+        if deterministic:
+            both = both.view(2, batch, groups, n_dblk_per_group, dstate, seqlen).sum(3)
+        bufs = tuple(both.to(likes[0].dtype).unbind(0))
+        deterministic = False
+    out = []
+    for buf, var, like in zip(bufs, vars_, likes):
+        if var and deterministic:
+            buf = buf.view(batch, groups, n_dblk_per_group, dstate, seqlen).sum(2)
+        if var and like.dim() == 3:
+            buf = buf.reshape(batch, dstate, seqlen)
+        out.append(buf.to(like.dtype))
+    return out[0], out[1]
 
 
 def _forward(u, delta, A, B, C, D, z, delta_bias, softplus, save_states, save_last):
@@ -961,7 +978,7 @@ def _backward(u, delta, A, B, C, D, z, delta_bias, softplus, states, block_t, do
     n_dblk = cdiv(dim, block_d)
     n_dblk_per_group = max(1, (dim // groups) // block_d) if groups > 1 else n_dblk
     dev = u.device
-    du, dz, ddelta, dA, dD, dbias, dB_buf, dC_buf = _grad_buffers(
+    du, dz, ddelta, dA, dD, dbias, dB_buf, dC_buf, bc_stacked = _grad_buffers(
         u, delta, z, D, delta_bias, dstate, bvar, cvar, groups * n_dblk_per_group if deterministic else groups,
         deterministic, du_out, dz_out)
 
@@ -988,8 +1005,8 @@ def _backward(u, delta, A, B, C, D, z, delta_bias, softplus, states, block_t, do
             **cfg,
         )
 
-    dB = _finish_bc(dB_buf, bvar, B, deterministic, batch, groups, n_dblk_per_group, dstate, seqlen)
-    dC = _finish_bc(dC_buf, cvar, C, deterministic, batch, groups, n_dblk_per_group, dstate, seqlen)
+    dB, dC = _finish_bc((dB_buf, dC_buf), bc_stacked, (bvar, cvar), (B, C), deterministic, batch, groups,
+                        n_dblk_per_group, dstate, seqlen)
     return du, ddelta, dA.to(A.dtype), dB, dC, dD, dbias, dz
 
 
