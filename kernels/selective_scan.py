@@ -553,7 +553,7 @@ def _v3_config(dim: int, dstate: int, seqlen: int, batch: int, elem: int) -> dic
     before this tile's recurrence) and ``bwd_maxnreg`` (the backward's register cap; 0: none) are -1,
     "auto": chosen per grid by the wave model (:func:`pick_by_waves`).  ``fwd_split_rows``, if given,
     replaces ``split_rows`` for the forward.
-    H100 sweeps behind these values (scripts/sweep_v3.py): docs/benchmarks.md, "Session 3".
+    Sweeps behind these values (scripts/sweep_v3.py): docs/benchmarks.md, "Session 3" and "Session 5".
     """
     rows = batch * dim
     bwd_lanes = 4 if rows >= V3_FWD_MIN_ROWS else 8  # few rows: more threads per channel
