@@ -887,15 +887,13 @@ def _finish_bc(bufs: tuple[Tensor, Tensor], stacked: Tensor | None, vars_: tuple
     """dB and dC from their buffers (:func:`_grad_buffers`; ``stacked``: the one both variable ones
     view): the deterministic per-program partials summed, each in the shape and dtype of B / C;
     variable dB and dC of one dtype are converted together (one cast kernel)."""
-    if vars_[0] and vars_[1] and likes[0].dtype == likes[1].dtype:
-        both = stacked
-        if deterministic:
-            both = both.view(2, batch, groups, n_dblk_per_group, dstate, seqlen).sum(3)
-        bufs = tuple(both.to(likes[0].dtype).unbind(0))
-        deterministic = False
+    partials = deterministic  # buffers still holding per-program partials
+    if vars_[0] and vars_[1] and likes[0].dtype == likes[1].dtype:  # one sum and one cast for both
+        both = stacked.view(2, batch, groups, n_dblk_per_group, dstate, seqlen).sum(3) if partials else stacked
+        bufs, partials = tuple(both.to(likes[0].dtype).unbind(0)), False
     out = []
     for buf, var, like in zip(bufs, vars_, likes):
-        if var and deterministic:
+        if var and partials:
             buf = buf.view(batch, groups, n_dblk_per_group, dstate, seqlen).sum(2)
         if var and like.dim() == 3:
             buf = buf.reshape(batch, dstate, seqlen)
