@@ -1,7 +1,8 @@
-"""Opt-in autotuning of the v3 scan kernels' launch parameters (``MAMBABENCH_SCAN_AUTOTUNE=1``).
+"""Opt-in autotuning of the sequential scan kernels' launch parameters (``MAMBABENCH_SCAN_AUTOTUNE=1``).
 
-The default launch parameters are fixed heuristics (:func:`mambabench.kernels.selective_scan._v3_config`,
-chosen from H100/H200 sweeps, docs/benchmarks.md). With autotuning on, the first forward and the first
+The default launch parameters are fixed heuristics (:func:`mambabench.kernels.scan_launch.sequential_config`,
+chosen from H100/H200 sweeps, docs/benchmarks.md); the tuner is one field of the launch settings
+(:class:`mambabench.kernels.scan_launch.ScanLaunch`). With autotuning on, the first forward and the first
 backward of every *tuning key*
 
     (phase, seqlen bucket, dim, dstate, dtype, has_z, rows bucket, saves states)

@@ -1,6 +1,6 @@
 """Split a tile into its time columns and join columns back, without moving data between threads.
 
-The v3 scan kernels load ``[..., TT]`` tiles whose last axis (TT consecutive time steps, one 16-byte
+The sequential scan kernels load ``[..., TT]`` tiles whose last axis (TT consecutive time steps, one 16-byte
 vector) lives inside one thread.  ``tl.reshape`` + ``tl.split`` peel that axis into TT separate
 tensors (pure register renaming), so the recurrence can run step by step inside the thread; the
 ``_join`` helpers put TT per-step results back into one ``[..., TT]`` tile for a vector store.

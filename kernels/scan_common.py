@@ -1,4 +1,4 @@
-"""Small Triton helpers shared by the v2 (selective_scan.py) and v3 (scan_sequential.py) scan kernels."""
+"""Small Triton helpers shared by the tiled (scan_tiled.py) and sequential (scan_sequential.py) scan kernels."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ __all__ = ["softplus", "add_or_store", "exp2", "log2", "sigmoid", "halve_across_
 
 # FAST (compiled for the GPU): flush-to-zero approximate PTX, one MUFU instruction each, as the official
 # kernel gets from --use_fast_math. tl.exp2 / tl.log2 compile to the non-ftz forms, which wrap every
-# MUFU in a range test and two rescaling multiplies (about a tenth of the v3 backward's instructions).
+# MUFU in a range test and two rescaling multiplies (about a tenth of the sequential backward's instructions).
 # The interpreter cannot run inline PTX, so FAST is off there.
 @triton.jit
 def exp2(x, FAST: tl.constexpr):

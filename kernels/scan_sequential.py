@@ -1,4 +1,4 @@
-"""Triton selective scan, v3: threads run the recurrence of their channel step by step.
+"""Sequential selective scan kernels: threads run the recurrence of their channel step by step.
 
 Layout: a program owns ``BLOCK_D`` channels of one batch row; the states of a channel are spread over
 ``LANES`` threads, ``NPT`` states each (state n = g * NPT + j for lane g, register slot j), kept in
@@ -24,14 +24,41 @@ at once from carries computed by :func:`seq_scan_carry_kernel`.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
+import torch
 import triton
 import triton.language as tl
+from torch import Tensor
 
+from mambabench.kernels._host import cdiv, next_power_of_2
+from mambabench.kernels.scan_buffers import (
+    bc_fp32,
+    bc_grad_strides,
+    bc_layout,
+    finish_bc,
+    forward_buffers,
+    grad_buffers,
+    unit_stride_last,
+)
 from mambabench.kernels.scan_columns import join_cols, split_cols, stack_cols
 from mambabench.kernels.scan_common import add_or_store, exp2, halve_across_lanes, sigmoid
 from mambabench.kernels.scan_common import softplus as _softplus
+from mambabench.kernels.scan_launch import (
+    BWD_RESIDENT,
+    FWD_RESIDENT,
+    MAXNREG_GAIN,
+    PREFETCH_GAIN,
+    ScanLaunch,
+    block_d_for,
+    pick_by_waves,
+    sequential_launch,
+    sm_count,
+    time_segments,
+)
 
-__all__ = ["seq_scan_fwd_kernel", "seq_scan_bwd_kernel", "seq_scan_carry_kernel"]
+__all__ = ["segment_carries", "seq_scan_bwd_kernel", "seq_scan_carry_kernel", "seq_scan_fwd_kernel",
+           "sequential_backward", "sequential_forward"]
 
 
 @triton.jit
@@ -697,3 +724,161 @@ def seq_scan_carry_kernel(
         ok_j = mask_d[None, :] & (n_j < DSTATE)[:, None]
         tl.store(out + n_j[:, None], h[j], mask=ok_j)
         tl.store(out + DSTATE + n_j[:, None], exp2(dl_sum * A2[j], FAST), mask=ok_j)
+
+
+# ------------------------------------------------------------------------------------------------
+# host side
+
+
+def segment_carries(x: Tensor, delta: Tensor, A: Tensor, W: Tensor, z: Tensor | None,
+                     delta_bias: Tensor | None, softplus: bool, chunk: int, n_seg: int, seg_chunks: int,
+                     cfg: dict, reverse: bool) -> Tensor:
+    """Every time segment's own carry and decay product, (batch, dim, n_seg, 2, dstate) fp32: the
+    forward state (x = u, W = B) or, with ``reverse``, the backward's ``a_t dh_t`` (x = dout, W = C,
+    gate z), each from zero (:func:`seq_scan_carry_kernel`).  The full kernels fold them per segment."""
+    batch, dim, seqlen = delta.shape
+    dstate = A.shape[1]
+    wvar, groups, sW = bc_layout(W, dim)
+    lanes = min(cfg.get("split_lanes", 4), next_power_of_2(dstate))
+    block_d = block_d_for(dim, groups, max(1, 32 // lanes))
+    tt = 4
+    carry = torch.empty((batch, dim, n_seg, 2, dstate), device=x.device, dtype=torch.float32)
+    zz = z if (z is not None and reverse) else x
+    seq_scan_carry_kernel[(cdiv(dim, block_d), batch, n_seg)](
+        x, delta, A, W, zz, delta_bias if delta_bias is not None else A, carry,
+        dim, seqlen, dim // groups, seg_chunks,
+        x.stride(0), x.stride(1), delta.stride(0), delta.stride(1), A.stride(0), A.stride(1), *sW,
+        zz.stride(0), zz.stride(1),
+        REVERSE=reverse, HAS_Z=z is not None and reverse, HAS_BIAS=delta_bias is not None,
+        SOFTPLUS=bool(softplus), W_VAR=wvar, BLOCK_D=block_d, DSTATE=dstate, TT=tt, CHUNK=chunk,
+        EVEN_T=seqlen % tt == 0, LANES=lanes, NPT=cdiv(dstate, lanes), FAST=x.is_cuda,
+        num_warps=max(1, block_d * lanes // 32), num_stages=1,
+    )
+    return carry
+
+
+def sequential_forward(u, delta, A, B, C, D, z, delta_bias, softplus, save_states, save_last,
+                       launch: ScanLaunch, cfg: dict[str, int] | None = None) -> tuple:
+    """Sequential forward (time-split below ``split_rows`` (batch, channel) rows); returns out, the states
+    saved every CHUNK steps (or None), the last state (or None) and CHUNK.  ``cfg``: launch parameters
+    (default: :func:`~mambabench.kernels.scan_launch.sequential_launch` under ``launch``)."""
+    batch, dim, seqlen = u.shape
+    dstate = A.shape[1]
+    groups = max(bc_layout(B, dim)[1], bc_layout(C, dim)[1])
+    if cfg is None:
+        cfg = sequential_launch("fwd", u, dstate, z is not None, save_states, lambda c: sequential_forward(
+            u, delta, A, B, C, D, z, delta_bias, softplus, save_states, save_last, launch, cfg=c), launch)
+    warps, tt = cfg["fwd_warps"], cfg["FWD_TT"]
+    chunk = cfg["CHUNK"]
+    lanes = min(cfg.get("lanes", 1), next_power_of_2(dstate))
+    n_seg, seg_chunks = time_segments(batch * dim, cdiv(seqlen, chunk), cfg, "fwd_split_rows")
+    block_d = block_d_for(dim, groups, max(1, 32 * warps // lanes))
+    B, C = bc_fp32(B), bc_fp32(C)
+    out, states, last = forward_buffers(u, dstate, cdiv(seqlen, chunk), save_states, save_last)
+    bvar, _, sB = bc_layout(B, dim)
+    cvar, _, sC = bc_layout(C, dim)
+    zz = z if z is not None else u
+    dummy = A
+    grid = (cdiv(dim, block_d), batch, n_seg)
+    prefetch = cfg.get("prefetch", 0)
+    if prefetch < 0:
+        prefetch = pick_by_waves(grid[0] * batch * n_seg, sm_count(u.device), FWD_RESIDENT, 1, PREFETCH_GAIN)
+    prefetch = bool(prefetch)
+    carry = dummy
+    with torch.cuda.device(u.device) if u.is_cuda else nullcontext():
+        if n_seg > 1:  # the state entering every time segment, so that all run at once
+            carry = segment_carries(u, delta, A, B, z, delta_bias, softplus, chunk, n_seg, seg_chunks, cfg,
+                                     reverse=False)
+        seq_scan_fwd_kernel[grid](
+            u, delta, A, B, C, D if D is not None else dummy, zz,
+            delta_bias if delta_bias is not None else dummy,
+            out, states, last, carry,
+            dim, seqlen, dim // groups, seg_chunks,
+            u.stride(0), u.stride(1), delta.stride(0), delta.stride(1), A.stride(0), A.stride(1),
+            *sB, *sC,
+            zz.stride(0), zz.stride(1), out.stride(0), out.stride(1),
+            *((states.stride(0), states.stride(1), states.stride(2)) if save_states else (0, 0, 0)), 1,
+            HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
+            SOFTPLUS=bool(softplus), B_VAR=bvar, C_VAR=cvar,
+            SAVE_STATES=save_states, SAVE_LAST=save_last,
+            BLOCK_D=block_d, DSTATE=dstate, TT=tt, CHUNK=chunk, EVEN_T=seqlen % tt == 0,
+            LANES=lanes, NPT=cdiv(dstate, lanes), FAST=u.is_cuda, SPLIT=n_seg > 1,
+            # time-split no-grad forwards ran slower with prefetching (docs/benchmarks.md)
+            PREFETCH=prefetch and (save_states or n_seg == 1),
+            num_warps=max(1, block_d * lanes // 32), num_stages=cfg.get("stages", 1),
+        )
+    return out, (states if save_states else None), (last if save_last else None), chunk
+
+
+def sequential_backward(u, delta, A, B, C, D, z, delta_bias, softplus, states, chunk, dout, deterministic,
+                        du_out, dz_out, launch: ScanLaunch, cfg: dict[str, int] | None = None) -> tuple:
+    """Sequential backward from the states saved every ``chunk`` steps by either forward; returns du,
+    ddelta, dA, dB, dC, dD, dbias, dz.  ``cfg``: launch parameters (default: ``sequential_launch`` under
+    ``launch``; autotuning trials write into their own buffers, never ``du_out`` / ``dz_out``)."""
+    if cfg is None:
+        cfg = sequential_launch("bwd", u, A.shape[1], z is not None, True, lambda c: sequential_backward(
+            u, delta, A, B, C, D, z, delta_bias, softplus, states, chunk, dout, deterministic, None, None,
+            launch, cfg=c), launch)
+    batch, dim, seqlen = u.shape
+    dstate = A.shape[1]
+    dout = unit_stride_last(dout)
+    B_in, C_in = B, C
+    B, C = bc_fp32(B), bc_fp32(C)
+    bvar, bg, sB = bc_layout(B, dim)
+    cvar, cg, sC = bc_layout(C, dim)
+    groups = max(bg, cg)
+    warps, tt = cfg["bwd_warps"], cfg["BWD_TT"]
+    if chunk % tt:
+        tt = 4
+    n_seg, seg_chunks = time_segments(batch * dim, cdiv(seqlen, chunk), cfg)
+    lanes = cfg.get("split_lanes", 4) if n_seg > 1 else cfg.get("bwd_lanes", 1)
+    lanes = min(lanes, next_power_of_2(dstate))
+    npt = next_power_of_2(cdiv(dstate, lanes))  # a power of two: dB/dC rows are stacked
+    block_d = block_d_for(dim, groups, max(1, 32 * warps // lanes))
+    n_dblk = cdiv(dim, block_d)
+    n_dblk_per_group = max(1, (dim // groups) // block_d) if groups > 1 else n_dblk
+    dev = u.device
+    du, dz, ddelta, dA, dD, dbias, dB_buf, dC_buf, bc_stacked = grad_buffers(
+        u, delta, z, D, delta_bias, dstate, bvar, cvar, groups * n_dblk_per_group if deterministic else groups,
+        deterministic, du_out, dz_out)
+    scratch = torch.empty((n_dblk * batch * n_seg, chunk // tt, npt, block_d * lanes), device=dev,
+                          dtype=torch.float32)
+
+    dummy = A
+    zz = z if z is not None else u
+    dzz = dz if dz is not None else du
+    grid = (n_dblk, batch, n_seg)
+    maxnreg = cfg.get("bwd_maxnreg", 0)
+    if maxnreg < 0:
+        maxnreg = pick_by_waves(n_dblk * batch * n_seg, sm_count(dev), BWD_RESIDENT, 160, MAXNREG_GAIN)
+    launch = {"num_warps": max(1, block_d * lanes // 32), "num_stages": 1,
+              **({"maxnreg": maxnreg} if maxnreg and u.is_cuda else {})}
+    consts = {"HAS_Z": z is not None, "HAS_BIAS": delta_bias is not None, "SOFTPLUS": bool(softplus),
+              "C_VAR": cvar, "BLOCK_D": block_d, "DSTATE": dstate, "TT": tt, "EVEN_T": seqlen % tt == 0,
+              "LANES": lanes, "NPT": npt, "FAST": u.is_cuda}
+    carry = dummy
+    with torch.cuda.device(dev) if u.is_cuda else nullcontext():
+        if n_seg > 1:  # the reverse carry entering every time segment, so that all run at once
+            carry = segment_carries(dout, delta, A, C, z, delta_bias, softplus, chunk, n_seg, seg_chunks, cfg,
+                                    reverse=True)
+        seq_scan_bwd_kernel[grid](
+            u, delta, A, B, C, D if D is not None else dummy, zz,
+            delta_bias if delta_bias is not None else dummy, dout, states, scratch,
+            du, ddelta, dA, dB_buf, dC_buf,
+            dD if dD is not None else dummy, dbias if dbias is not None else dummy, dzz, carry,
+            dim, seqlen, dim // groups, seg_chunks,
+            u.stride(0), u.stride(1), delta.stride(0), delta.stride(1), A.stride(0), A.stride(1),
+            *sB, *sC,
+            zz.stride(0), zz.stride(1), dout.stride(0), dout.stride(1),
+            states.stride(0), states.stride(1), states.stride(2), states.stride(3),
+            du.stride(0), du.stride(1), ddelta.stride(0), ddelta.stride(1), dzz.stride(0), dzz.stride(1),
+            *bc_grad_strides(dB_buf, bvar), *bc_grad_strides(dC_buf, cvar),
+            HAS_D=D is not None, B_VAR=bvar, DETERMINISTIC=bool(deterministic), CHUNK=chunk,
+            SPLIT=n_seg > 1, **consts, **launch,
+            LANE_REDUCE=bool(cfg.get("lane_reduce", 1)) and u.is_cuda and bvar and cvar and lanes == 4
+            and block_d == 8 and tt == 4,
+        )
+    dB, dC = finish_bc((dB_buf, dC_buf), bc_stacked, (bvar, cvar), (B_in, C_in), deterministic, batch, groups,
+                        n_dblk_per_group, dstate, seqlen)
+    return du, ddelta, dA.to(A.dtype), dB, dC, dD, dbias, dz
+
