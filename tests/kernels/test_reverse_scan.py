@@ -1,4 +1,4 @@
-"""tl.associative_scan(reverse=True) with a tuple combine, as the backward kernel uses it (Triton 3.6).
+"""tl.associative_scan(reverse=True) with a tuple combine, as the tiled backward kernel uses it (Triton 3.6).
 
 Triton issues #4362 / #8412 reported wrong reverse scans in earlier versions; this pins the behaviour
 the backward relies on: h_t = a_t * h_{t+1} + b_t along the last axis of a 2-D tile.
@@ -12,7 +12,7 @@ import triton
 import triton.language as tl
 
 from mambabench.kernels import _interpret_compat
-from mambabench.kernels.selective_scan import _scan_combine
+from mambabench.kernels.scan_tiled import scan_combine
 
 _interpret_compat.patch()
 
@@ -22,7 +22,7 @@ def _reverse_scan_kernel(a_ptr, b_ptr, out_ptr, ROWS: tl.constexpr, COLS: tl.con
     offs = tl.arange(0, ROWS)[:, None] * COLS + tl.arange(0, COLS)[None, :]
     a = tl.load(a_ptr + offs)
     b = tl.load(b_ptr + offs)
-    _, h = tl.associative_scan((a, b), axis=1, combine_fn=_scan_combine, reverse=REVERSE)
+    _, h = tl.associative_scan((a, b), axis=1, combine_fn=scan_combine, reverse=REVERSE)
     tl.store(out_ptr + offs, h)
 
 

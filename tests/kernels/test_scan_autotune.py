@@ -1,4 +1,4 @@
-"""Opt-in autotuning of the v3 scan launch parameters (kernels/scan_autotune.py): the tuner keeps the
+"""Opt-in autotuning of the sequential scan launch parameters (kernels/scan_autotune.py): the tuner keeps the
 fastest candidate per key, remembers it (also across processes through its JSON cache), and its trials
 never leak into the results (atomics and in-place outputs stay correct)."""
 
@@ -12,6 +12,7 @@ import torch
 
 from mambabench.kernels import scan_autotune
 from mambabench.kernels.scan_autotune import ScanTuner, tuning_key
+from mambabench.kernels.scan_launch import ScanLaunch, scan_launch, sequential_launch
 from tests.kernels.test_selective_scan import check_scan, make_inputs
 
 
@@ -66,19 +67,26 @@ def test_bad_environment_values(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
 
 
 @pytest.mark.parametrize(("bc", "det"), [("var", False), ("const", True)])
-def test_autotuned_scan_matches_reference(device: str, monkeypatch: pytest.MonkeyPatch, bc: str,
-                                          det: bool) -> None:
+def test_autotuned_scan_matches_reference(device: str, bc: str, det: bool) -> None:
     # every forward (4) and backward (8) candidate runs on the real inputs, the last one wins (8 lanes,
     # prefetch; 8 backward lanes, maxnreg 160, split target 32768); the results are still the reference's
-    import mambabench.kernels.selective_scan as ss
-
     timer, calls = countdown_timer()
-    monkeypatch.setattr(ss, "SCAN_VARIANT", "3")
-    monkeypatch.setattr(ss, "TUNER", ScanTuner(timer=timer))
+    tuner = ScanTuner(timer=timer)
     inputs = make_inputs(device, dim=8, seqlen=40, dstate=4, bc=bc, seed=5)
-    check_scan(inputs, softplus=True, return_last=True, dtype=torch.float32, deterministic=det)
+    with scan_launch(family="sequential", tuner=tuner):
+        check_scan(inputs, softplus=True, return_last=True, dtype=torch.float32, deterministic=det)
     assert len(calls) == 4 + 8
-    (bwd_key, bwd), (fwd_key, fwd) = sorted(ss.TUNER.best.items())
+    (bwd_key, bwd), (fwd_key, fwd) = sorted(tuner.best.items())
     assert bwd_key.startswith("bwd|") and fwd_key.startswith("fwd|")
     assert fwd == {"lanes": 8, "prefetch": 1}
     assert bwd == {"bwd_lanes": 8, "bwd_maxnreg": 160, "split_target": 32768}
+
+
+def test_fixed_keys_are_not_tuned() -> None:
+    # a launch override fixes its keys: the tuner searches only the others
+    timer, calls = countdown_timer()
+    tuner = ScanTuner(timer=timer)
+    u = torch.empty(2, 8, 40)
+    launch = ScanLaunch(family="sequential", sequential={"lanes": 4}, tuner=tuner)
+    cfg = sequential_launch("fwd", u, 4, True, True, lambda c: None, launch)
+    assert len(calls) == 2 and cfg["lanes"] == 4 and cfg["prefetch"] == 1

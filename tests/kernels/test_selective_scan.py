@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from mambabench.kernels import selective_scan_fn
+from mambabench.kernels.scan_launch import scan_launch
 from mambabench.kernels.selective_scan import selective_scan_triton
 from mambabench.ops import selective_scan_ref
 
@@ -188,86 +189,75 @@ def test_scan_large_dstate(device: str, dstate: int, bc: str) -> None:
     [("var", torch.float32, 130, 16, False), ("const", torch.float32, 37, 3, False),
      ("grouped", torch.bfloat16, 64, 4, False), ("var", torch.float32, 300, 4, True)],
 )
-def test_sequential_variant(device: str, monkeypatch: pytest.MonkeyPatch, bc: str, dtype: torch.dtype,
-                            seqlen: int, dstate: int, deterministic: bool) -> None:
-    # MAMBABENCH_SCAN_VARIANT=3: one channel per thread (kernels/scan_sequential.py); seqlen 130/37
+def test_sequential_family(device: str, bc: str, dtype: torch.dtype, seqlen: int, dstate: int,
+                           deterministic: bool) -> None:
+    # family=sequential: a channel's states on a few lanes (kernels/scan_sequential.py); seqlen 130/37
     # leave a partial time tile, 300 spans three 128-step chunks of saved states
-    import mambabench.kernels.selective_scan as ss
-
-    monkeypatch.setattr(ss, "SCAN_VARIANT", "3")
     inputs = make_inputs(device, seqlen=seqlen, dstate=dstate, bc=bc, dtype=dtype, seed=7)
-    check_scan(inputs, softplus=True, return_last=True, dtype=dtype, deterministic=deterministic)
+    with scan_launch(family="sequential"):
+        check_scan(inputs, softplus=True, return_last=True, dtype=dtype, deterministic=deterministic)
 
 
 @pytest.mark.parametrize(("lanes", "warps", "dstate", "bc", "split", "det"),
                          [(1, 1, 4, "var", 0, False), (2, 2, 16, "grouped", 0, False), (8, 4, 12, "var", 0, False),
                           (4, 2, 5, "const", 0, False), (4, 1, 16, "var", 64, False), (2, 1, 3, "const", 32, False),
                           (4, 1, 16, "var", 0, False), (4, 1, 13, "var", 0, True)])
-def test_sequential_backward_lanes(device: str, monkeypatch: pytest.MonkeyPatch, lanes: int, warps: int,
-                                   dstate: int, bc: str, split: int, det: bool) -> None:
-    # the v3 backward with the states of a channel spread over 1-8 lanes, several warps per program
-    # (cross-warp dB/dC sums), dstate not a multiple of the lanes, two 32-step chunks plus a remainder;
-    # split > 0: time cut into segments (16 rows here: 3 segments, the last a partial chunk); 4 lanes
-    # x 8 channels in one warp is the GPU's lane reduce-scatter of dB/dC (atomics or partial slots)
-    import mambabench.kernels.selective_scan as ss
-
-    monkeypatch.setattr(ss, "SCAN_VARIANT", "3")
-    cfg = {**ss._v3_config(8, dstate, 70, 2, 4), "bwd_lanes": lanes, "bwd_warps": warps, "CHUNK": 32,
-           "split_rows": split, "split_lanes": lanes}
-    monkeypatch.setattr(ss, "V3_OVERRIDE", cfg)
+def test_sequential_backward_lanes(device: str, lanes: int, warps: int, dstate: int, bc: str, split: int,
+                                   det: bool) -> None:
+    # the sequential backward with the states of a channel spread over 1-8 lanes, several warps per
+    # program (cross-warp dB/dC sums), dstate not a multiple of the lanes, two 32-step chunks plus a
+    # remainder; split > 0: time cut into segments (16 rows here: 3 segments, the last a partial
+    # chunk); 4 lanes x 8 channels in one warp is the GPU's lane reduce-scatter of dB/dC
+    cfg = {"bwd_lanes": lanes, "bwd_warps": warps, "CHUNK": 32, "split_rows": split, "split_lanes": lanes}
     inputs = make_inputs(device, dim=8, seqlen=70, dstate=dstate, bc=bc, seed=12)
-    check_scan(inputs, softplus=True, return_last=False, dtype=torch.float32, deterministic=det)
+    with scan_launch(family="sequential", sequential=cfg):
+        check_scan(inputs, softplus=True, return_last=False, dtype=torch.float32, deterministic=det)
 
 
 @pytest.mark.parametrize(("lanes", "dstate", "bc", "seqlen", "split", "dtype"),
                          [(4, 16, "var", 70, 0, torch.float32), (8, 12, "grouped", 64, 0, torch.bfloat16),
                           (2, 5, "const", 37, 0, torch.float32), (4, 16, "var", 130, 64, torch.bfloat16),
                           (4, 3, "var", 7, 0, torch.float32)])
-def test_forward_prefetch(device: str, monkeypatch: pytest.MonkeyPatch, lanes: int, dstate: int, bc: str,
-                          seqlen: int, split: int, dtype: torch.dtype) -> None:
-    # the v3 forward that loads the next time tile before running this one (PREFETCH, for few rows):
-    # partial last tiles (70, 37, 7 steps), constant / grouped B and C, dstate not a multiple of the
-    # lanes, and time segments (split: 16 rows -> 3 segments of 32-step chunks) whose last tile reloads
-    import mambabench.kernels.selective_scan as ss
-
-    monkeypatch.setattr(ss, "SCAN_VARIANT", "3")
-    cfg = {**ss._v3_config(8, dstate, seqlen, 2, 4), "lanes": lanes, "CHUNK": 32, "prefetch": 1,
-           "split_rows": split, "fwd_split_rows": split}
-    monkeypatch.setattr(ss, "V3_OVERRIDE", cfg)
+def test_forward_prefetch(device: str, lanes: int, dstate: int, bc: str, seqlen: int, split: int,
+                          dtype: torch.dtype) -> None:
+    # the sequential forward that loads the next time tile before running this one (PREFETCH): partial
+    # last tiles (70, 37, 7 steps), constant / grouped B and C, dstate not a multiple of the lanes, and
+    # time segments (split: 16 rows -> 3 segments of 32-step chunks) whose last tile reloads
+    cfg = {"lanes": lanes, "CHUNK": 32, "prefetch": 1, "split_rows": split, "fwd_split_rows": split}
     inputs = make_inputs(device, dim=8, seqlen=seqlen, dstate=dstate, bc=bc, dtype=dtype, seed=21)
-    check_scan(inputs, softplus=True, return_last=True, dtype=dtype)
+    with scan_launch(family="sequential", sequential=cfg):
+        check_scan(inputs, softplus=True, return_last=True, dtype=dtype)
 
 
-@pytest.mark.parametrize(("min_rows", "nograd_min_rows", "bc", "seqlen", "nograd_v3"),
+@pytest.mark.parametrize(("min_rows", "nograd_min_rows", "bc", "seqlen", "nograd_sequential"),
                          [(0, 0, "var", 130, True), (0, 0, "grouped", 64, True), (None, 0, "var", 130, False),
                           (None, None, "var", 130, True)])
-def test_default_kernel_split(device: str, monkeypatch: pytest.MonkeyPatch, min_rows: int | None,
-                              nograd_min_rows: int | None, bc: str, seqlen: int, nograd_v3: bool) -> None:
-    # the default ("auto") for dstate <= 16: v3 backward after the v3 forward (many rows;
-    # V3_NOGRAD_MIN_ROWS lowered so the small shape takes it) or after the v2 forward (no-grad between
-    # V2_NOGRAD_MIN_ROWS, lowered here, and V3_NOGRAD_MIN_ROWS); very few rows: v3 no-grad too
-    import mambabench.kernels.selective_scan as ss
+def test_default_family_split(device: str, monkeypatch: pytest.MonkeyPatch, min_rows: int | None,
+                              nograd_min_rows: int | None, bc: str, seqlen: int, nograd_sequential: bool) -> None:
+    # the default ("auto") for dstate <= 16: sequential backward after the sequential forward (many
+    # rows; NOGRAD_SEQUENTIAL_MIN_ROWS lowered so the small shape takes it) or after the tiled forward
+    # (no-grad between NOGRAD_TILED_MIN_ROWS, lowered here, and NOGRAD_SEQUENTIAL_MIN_ROWS); very few
+    # rows: sequential no-grad too
+    from mambabench.kernels import scan_launch as sl
 
     if min_rows is not None:
-        monkeypatch.setattr(ss, "V3_NOGRAD_MIN_ROWS", min_rows)
+        monkeypatch.setattr(sl, "NOGRAD_SEQUENTIAL_MIN_ROWS", min_rows)
     if nograd_min_rows is not None:
-        monkeypatch.setattr(ss, "V2_NOGRAD_MIN_ROWS", nograd_min_rows)
+        monkeypatch.setattr(sl, "NOGRAD_TILED_MIN_ROWS", nograd_min_rows)
     inputs = make_inputs(device, seqlen=seqlen, dstate=16, bc=bc, dtype=torch.bfloat16, seed=8)
-    assert ss._v3_forward(inputs["u"], 16) == nograd_v3
-    assert ss._v3_forward(inputs["u"], 16, save_states=True)  # training: time-split v3 for few rows
-    assert ss._v3_backward(16)
-    check_scan(inputs, softplus=True, return_last=True, dtype=torch.bfloat16)
+    with scan_launch(**vars(sl.ScanLaunch())) as launch:
+        assert sl.sequential_forward_runs(inputs["u"], 16, False, launch) == nograd_sequential
+        assert sl.sequential_forward_runs(inputs["u"], 16, True, launch)  # training: time-split for few rows
+        assert sl.sequential_backward_runs(16, launch)
+        check_scan(inputs, softplus=True, return_last=True, dtype=torch.bfloat16)
 
 
 @pytest.mark.parametrize(("dstate", "bc"), [(16, "var"), (4, "grouped")])
-def test_v2_variant(device: str, monkeypatch: pytest.MonkeyPatch, dstate: int, bc: str) -> None:
-    # MAMBABENCH_SCAN_VARIANT=2: the associative-scan kernels forward and backward at dstate <= 16
-    import mambabench.kernels.selective_scan as ss
-
-    monkeypatch.setattr(ss, "SCAN_VARIANT", "2")
-    assert not ss._v3_backward(dstate)
+def test_tiled_family(device: str, dstate: int, bc: str) -> None:
+    # family=tiled: the associative-scan kernels forward and backward at dstate <= 16
     inputs = make_inputs(device, seqlen=130, dstate=dstate, bc=bc, seed=13)
-    check_scan(inputs, softplus=True, return_last=True, dtype=torch.float32)
+    with scan_launch(family="tiled"):
+        check_scan(inputs, softplus=True, return_last=True, dtype=torch.float32)
 
 
 @pytest.mark.parametrize("dstate", [4, 16])
@@ -292,32 +282,3 @@ def test_forward_backward_pair_writes_into_given_buffers(device: str, dstate: in
     for name, a in zip(order, grads):
         b = grads_ref[names.index(name)]
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5, msg=lambda m, n=name: f"d{n}: {m}")
-
-
-@pytest.mark.parametrize(("batch", "dim", "prefetch", "maxnreg"),
-                         [(16, 1536, True, 160), (8, 2048, False, 128), (32, 1536, True, 160),
-                          (8, 4096, True, 128), (4, 2048, True, 160)])
-def test_wave_model_choices(batch: int, dim: int, prefetch: bool, maxnreg: int) -> None:
-    # the "auto" prefetch / register cap on an H100 (132 SMs), at L = 2048 (one-warp programs of 8
-    # channels), as measured in H100 run 15: e.g. (16, 1536, 2048), 3072 programs, takes both, while
-    # (8, 2048, 2048), 2048 programs (one full wave at 18 / 16 per SM), takes neither; (4, 2048),
-    # 1024 programs, less than one wave either way, takes both (not measured at this L)
-    import mambabench.kernels.selective_scan as ss
-
-    programs = batch * dim // 8
-    assert ss.pick_by_waves(programs, 132, ss.FWD_RESIDENT, 1, ss.PREFETCH_GAIN) == int(prefetch)
-    assert ss.pick_by_waves(programs, 132, ss.BWD_RESIDENT, 160, ss.MAXNREG_GAIN) == maxnreg
-    assert ss.busy_fraction(2048, 16, 132) == pytest.approx(2048 / 2112)
-    assert ss._v3_config(dim, 16, 2048, batch, 2)["prefetch"] == -1  # resolved per grid at launch
-
-
-def test_v3_config_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    # MAMBABENCH_V3_CONFIG overrides launch parameters for a whole run; a bad key names the known ones
-    import mambabench.kernels.selective_scan as ss
-
-    monkeypatch.setenv("MAMBABENCH_V3_CONFIG", "prefetch=1, bwd_maxnreg=160")
-    cfg = ss._v3_config(2048, 16, 2048, 16, 2)
-    assert cfg["prefetch"] == 1 and cfg["bwd_maxnreg"] == 160 and cfg["CHUNK"] == 128
-    monkeypatch.setenv("MAMBABENCH_V3_CONFIG", "chunk=256")
-    with pytest.raises(ValueError, match="known: .*CHUNK"):
-        ss._v3_config(2048, 16, 2048, 16, 2)
