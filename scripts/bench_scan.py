@@ -7,7 +7,7 @@ sequence length, like Figure 8 left of the Mamba paper), ``log.txt``; prints tab
 Sections (``--sections``, comma separated):
 
 - ``check``: correctness on the GPU (ours vs the sequential reference; ours vs official);
-- ``sweep``: time launch configurations of our forward and backward at one shape;
+- ``sweep``: time launch configurations of the tiled forward and backward at one shape;
 - ``train``: shapes of real Mamba models (dim 1536/2048/4096, N=16, batch*L = 16K tokens);
 - ``fig8``: batch 1, scan dim 4096 vs causal SDPA attention (16 heads x 128 = dim 2048), L 512..512K.
 
@@ -17,8 +17,8 @@ read u, delta, z, dout, B, C and write du, ddelta, dz, dB, dC); the floor is the
 bytes over the measured copy bandwidth and the forward's exp2 count over the special-function
 throughput (16/clk/SM; 132 SMs at 1.98 GHz on H100 = 4.18e12/s).
 
-The official kernel is used when ``import selective_scan_cuda`` works (mamba-ssm built from source;
-see docs/benchmarks.md). Example::
+The official kernel is used when ``import selective_scan_cuda`` works (mamba-ssm built from source with
+``scripts/install_official.sh``). Example::
 
     python scripts/bench_scan.py --out outputs/bench --sections check,train,fig8
 """
@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import math
 import os
 import sys
 import time
@@ -37,12 +36,23 @@ from pathlib import Path
 import torch
 
 from mambabench.kernels import selective_scan as ss
+from mambabench.kernels.benchmark import (
+    bench,
+    bwd_bytes,
+    copy_bandwidth,
+    fwd_bytes,
+    official_bwd,
+    official_fwd,
+    official_fwdbwd,
+    ours_bwd,
+    ours_fwd,
+    ours_fwdbwd,
+    safe,
+    selective_scan_cuda,
+)
+from mambabench.kernels.benchmark import make_scan_inputs as make
+from mambabench.kernels.scan_launch import current_launch, scan_launch
 from mambabench.ops import selective_scan_ref
-
-try:  # the official CUDA extension (mamba-ssm), optional
-    import selective_scan_cuda  # type: ignore[import-not-found]
-except ImportError:  # pragma: no cover - depends on the machine
-    selective_scan_cuda = None
 
 MUFU_PER_S = 16 * 132 * 1.98e9
 ROWS: list[dict] = []
@@ -61,122 +71,7 @@ def record(**row: object) -> None:
 
 
 # ------------------------------------------------------------------------------------------------
-# timing
-
-
-def bench(fn: Callable[[], object], rep_ms: float = 200.0) -> float:
-    """Median milliseconds of ``fn`` with CUDA events; few repetitions for slow functions."""
-    import triton
-
-    fn()
-    torch.cuda.synchronize()
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    fn()
-    end.record()
-    torch.cuda.synchronize()
-    once = start.elapsed_time(end)
-    if once > 30.0:
-        times = [once]
-        for _ in range(2):
-            start.record()
-            fn()
-            end.record()
-            torch.cuda.synchronize()
-            times.append(start.elapsed_time(end))
-        return sorted(times)[1]
-    return float(triton.testing.do_bench(fn, warmup=25, rep=rep_ms, return_mode="median"))
-
-
-def copy_bandwidth() -> float:
-    """Device copy bandwidth in GB/s (bytes read + written) for a 4 GiB fp32 copy."""
-    n = 1 << 30
-    a = torch.empty(n, device="cuda", dtype=torch.float32).uniform_()
-    b = torch.empty_like(a)
-    ms = bench(lambda: b.copy_(a), rep_ms=300)
-    a = b = None
-    torch.cuda.empty_cache()
-    return 2 * n * 4 / ms / 1e6
-
-
-# ------------------------------------------------------------------------------------------------
-# inputs and implementations
-
-
-def make(batch: int, dim: int, seqlen: int, dstate: int = 16, dtype: torch.dtype = torch.bfloat16,
-         grad: bool = False) -> dict:
-    """Inputs in the Mamba module's configuration (variable B/C with 1 group, z, D, delta_bias)."""
-    dev = "cuda"
-    rq = dict(requires_grad=grad)
-    xz = torch.randn(batch, 2 * dim, seqlen, device=dev, dtype=dtype)
-    u = xz[:, :dim].detach().requires_grad_(grad) if grad else xz[:, :dim]
-    z = xz[:, dim:].detach().requires_grad_(grad) if grad else xz[:, dim:]
-    return {
-        "u": u,
-        "delta": (0.5 * torch.rand(batch, dim, seqlen, device=dev) - 4.0).to(dtype).requires_grad_(grad),
-        "A": (-torch.arange(1, dstate + 1, device=dev, dtype=torch.float32).repeat(dim, 1)).requires_grad_(grad),
-        "B": torch.randn(batch, 1, dstate, seqlen, device=dev, dtype=dtype, **rq),
-        "C": torch.randn(batch, 1, dstate, seqlen, device=dev, dtype=dtype, **rq),
-        "D": torch.ones(dim, device=dev, **rq),
-        "z": z,
-        "delta_bias": torch.full((dim,), -2.0, device=dev, **rq),
-    }
-
-
-def ours_fwd(x: dict, save_states: bool = True) -> Callable[[], object]:
-    def f() -> object:
-        return ss._forward(x["u"], x["delta"], x["A"], x["B"], x["C"], x["D"], x["z"], x["delta_bias"],
-                           True, save_states, False)
-    return f
-
-
-def ours_bwd(x: dict, deterministic: bool = False) -> Callable[[], object]:
-    _, states, _, block_t = ours_fwd(x)()
-    dout = torch.randn_like(x["u"])
-
-    def f() -> object:
-        return ss._backward(x["u"], x["delta"], x["A"], x["B"], x["C"], x["D"], x["z"], x["delta_bias"],
-                            True, states, block_t, dout, deterministic)
-    return f
-
-
-def ours_fwdbwd(x: dict) -> Callable[[], object]:
-    leaves = {k: v.detach().requires_grad_() for k, v in x.items()}
-    dout = torch.randn_like(x["u"])
-
-    def f() -> object:
-        out = ss.selective_scan_triton(*leaves.values(), delta_softplus=True)
-        return torch.autograd.grad(out, list(leaves.values()), dout)
-    return f
-
-
-def official_fwd(x: dict) -> Callable[[], object]:
-    def f() -> object:
-        return selective_scan_cuda.fwd(x["u"], x["delta"], x["A"], x["B"], x["C"], x["D"], x["z"],
-                                       x["delta_bias"], True)
-    return f
-
-
-def official_bwd(x: dict) -> Callable[[], object]:
-    res = official_fwd(x)()
-    out, xs = res[0], res[1]
-    dout = torch.randn_like(x["u"])
-
-    def f() -> object:
-        return selective_scan_cuda.bwd(x["u"], x["delta"], x["A"], x["B"], x["C"], x["D"], x["z"],
-                                       x["delta_bias"], dout, xs, out, None, True, False)
-    return f
-
-
-def official_fwdbwd(x: dict) -> Callable[[], object]:
-    dout = torch.randn_like(x["u"])
-
-    def f() -> object:
-        res = selective_scan_cuda.fwd(x["u"], x["delta"], x["A"], x["B"], x["C"], x["D"], x["z"],
-                                      x["delta_bias"], True)
-        return selective_scan_cuda.bwd(x["u"], x["delta"], x["A"], x["B"], x["C"], x["D"], x["z"],
-                                       x["delta_bias"], dout, res[1], res[0], None, True, False)
-    return f
+# PyTorch scans and bounds
 
 
 def naive_scan(u, delta, A, B, C, D, z, delta_bias):  # noqa: ANN001, ANN201
@@ -195,27 +90,8 @@ def naive_scan(u, delta, A, B, C, D, z, delta_bias):  # noqa: ANN001, ANN201
     return (y * torch.nn.functional.silu(z.float())).to(u.dtype)
 
 
-def fwd_bytes(batch: int, dim: int, seqlen: int, dstate: int, elem: int) -> float:
-    return batch * seqlen * (4 * elem * dim + 2 * dstate * elem)
-
-
-def bwd_bytes(batch: int, dim: int, seqlen: int, dstate: int, elem: int) -> float:
-    return batch * seqlen * (7 * elem * dim + 4 * dstate * elem)
-
-
 def floor_ms(nbytes: float, n_exp2: float, copy_gbs: float) -> float:
     return max(nbytes / copy_gbs / 1e6, n_exp2 / MUFU_PER_S * 1e3)
-
-
-def safe(fn: Callable[[], float]) -> float | str:
-    try:
-        return fn()
-    except torch.cuda.OutOfMemoryError:
-        torch.cuda.empty_cache()
-        return "OOM"
-    except Exception as e:  # noqa: BLE001 - keep the benchmark going, report the failure
-        torch.cuda.empty_cache()
-        return f"ERR {type(e).__name__}: {str(e)[:80]}"
 
 
 def fmt(v: object) -> str:
@@ -262,19 +138,18 @@ def section_check() -> None:
             record(section="check", impl="ours_vs_official", dtype=str(dtype), **errs2)
 
 
-# (BLOCK_D, BLOCK_T, num_warps) with 8 or 16 (forward) / 4 or 8 (backward) elements per thread; with
-# MAMBABENCH_SCAN_UNROLL=0 (run-time loop over states, fewer registers) 4 to 16 for both
-_ELEMS = ((8, 16), (4, 8)) if os.environ.get("MAMBABENCH_SCAN_UNROLL", "1") != "0" else ((4, 8, 16), (4, 8, 16))
-FWD_SWEEP = [(e * 32 * w // bt, bt, w) for w in (1, 2, 4, 8) for bt in (32, 64, 128) for e in _ELEMS[0]
+# (BLOCK_D, BLOCK_T, num_warps) of the tiled kernels with 8 or 16 (forward) / 4 or 8 (backward) elements
+# per thread
+FWD_SWEEP = [(e * 32 * w // bt, bt, w) for w in (1, 2, 4, 8) for bt in (32, 64, 128) for e in (8, 16)
              if e * 32 * w // bt >= 2]
-BWD_SWEEP = [(e * 32 * w // bt, bt, w) for w in (1, 2, 4) for bt in (32, 64, 128) for e in _ELEMS[1]
+BWD_SWEEP = [(e * 32 * w // bt, bt, w) for w in (1, 2, 4) for bt in (32, 64, 128) for e in (4, 8)
              if e * 32 * w // bt >= 2]
 BEST: dict[str, tuple[dict, dict]] = {}
 
 
 def section_sweep(shape: tuple[int, int, int], copy_gbs: float, shard: tuple[int, int] | None = None,
                   name: str = "train") -> None:
-    """Time our forward and backward over launch configurations (BLOCK_D, BLOCK_T, warps) at one shape.
+    """Time the tiled forward and backward over launch configurations (BLOCK_D, BLOCK_T, warps) at one shape.
 
     The backward's tile is the forward's BLOCK_T (the chunk of saved states), so the pair is chosen
     by the smallest fwd + bwd time over BLOCK_T and stored in ``BEST[name]``. With
@@ -283,7 +158,7 @@ def section_sweep(shape: tuple[int, int, int], copy_gbs: float, shard: tuple[int
     """
     batch, dim, seqlen = shape
     if shard is None:
-        log(f"\n## sweep at (batch, dim, L) = {shape}, bf16, N=16 (ms)")
+        log(f"\n## sweep of the tiled kernels at (batch, dim, L) = {shape}, bf16, N=16 (ms)")
     x = make(batch, dim, seqlen, 16, torch.bfloat16)
     fb = fwd_bytes(batch, dim, seqlen, 16, 2)
     best: dict = {}
@@ -291,47 +166,45 @@ def section_sweep(shape: tuple[int, int, int], copy_gbs: float, shard: tuple[int
     for idx, (kind, (bd, bt, warps)) in enumerate(jobs):
         if shard is not None and idx % shard[1] != shard[0]:
             continue
-        un = {"UNROLL_N": ss.UNROLL_STATES}
         if kind == "fwd":
-            ss.FWD_OVERRIDE = {"BLOCK_D": bd, "BLOCK_T": bt, "num_warps": warps, "num_stages": 1, **un}
+            launch = {"tiled_fwd": {"BLOCK_D": bd, "BLOCK_T": bt, "num_warps": warps, "num_stages": 1}}
             mk = ours_fwd
         else:
-            ss.FWD_OVERRIDE = {"BLOCK_D": FWD_SWEEP[0][0], "BLOCK_T": bt, "num_warps": FWD_SWEEP[0][2],
-                               "num_stages": 1, **un}
-            ss.BWD_OVERRIDE = {"BLOCK_D": bd, "num_warps": warps, "num_stages": 1, **un}
+            launch = {"tiled_fwd": {"BLOCK_D": FWD_SWEEP[0][0], "BLOCK_T": bt, "num_warps": FWD_SWEEP[0][2],
+                                    "num_stages": 1},
+                      "tiled_bwd": {"BLOCK_D": bd, "num_warps": warps, "num_stages": 1}}
             mk = ours_bwd
-        if shard is not None:
-            safe(lambda mk=mk: mk(x)())
-            continue
-        ms = safe(lambda mk=mk: bench(mk(x), rep_ms=100))
+        with scan_launch(**launch):
+            if shard is not None:
+                safe(lambda mk=mk: mk(x)())
+                continue
+            ms = safe(lambda mk=mk: bench(mk(x), rep_ms=100))
         gbs = fb / ms / 1e6 if isinstance(ms, float) and kind == "fwd" else ""
         log(f"{kind} BLOCK_D={bd:3d} BLOCK_T={bt:3d} warps={warps}: {fmt(ms)} ms {fmt(gbs)} GB/s")
         record(section="sweep", impl=f"ours_{kind}", batch=batch, dim=dim, seqlen=seqlen, block_d=bd,
                block_t=bt, warps=warps, ms=ms, gbs=gbs)
         if isinstance(ms, float) and ms < best.get((kind, bt), (1e9,))[0]:
             best[(kind, bt)] = (ms, bd, warps)
-    ss.FWD_OVERRIDE = ss.BWD_OVERRIDE = None
     if shard is None:
         pairs = [(best[("fwd", bt)][0] + best[("bwd", bt)][0], bt) for bt in (32, 64, 128)
                  if ("fwd", bt) in best and ("bwd", bt) in best]
         if pairs:
             _, bt = min(pairs)
             f, b = best[("fwd", bt)], best[("bwd", bt)]
-            un = {"UNROLL_N": ss.UNROLL_STATES}
-            BEST[name] = ({"BLOCK_D": f[1], "BLOCK_T": bt, "num_warps": f[2], "num_stages": 1, **un},
-                          {"BLOCK_D": b[1], "num_warps": b[2], "num_stages": 1, **un})
+            BEST[name] = ({"BLOCK_D": f[1], "BLOCK_T": bt, "num_warps": f[2], "num_stages": 1},
+                          {"BLOCK_D": b[1], "num_warps": b[2], "num_stages": 1})
             log(f"best for {name}: fwd {BEST[name][0]} ({f[0]:.3f} ms), bwd {BEST[name][1]} ({b[0]:.3f} ms)")
-            ss.FWD_OVERRIDE, ss.BWD_OVERRIDE = BEST[name]
-            ms = safe(lambda: bench(ours_bwd(x, deterministic=True), rep_ms=100))
+            with scan_launch(tiled_fwd=BEST[name][0], tiled_bwd=BEST[name][1]):
+                ms = safe(lambda: bench(ours_bwd(x, deterministic=True), rep_ms=100))
             log(f"  same bwd config, deterministic dB/dC (partials + sum): {fmt(ms)} ms")
             record(section="sweep", impl="ours_bwd_deterministic", batch=batch, dim=dim, seqlen=seqlen, ms=ms)
-            ss.FWD_OVERRIDE = ss.BWD_OVERRIDE = None
 
 
-def use_best(name: str) -> None:
-    """Set the kernel overrides to the sweep's best for this shape class (heuristics if none)."""
-    ss.FWD_OVERRIDE, ss.BWD_OVERRIDE = BEST.get(name, (None, None))
-    log(f"configs for {name}: fwd {ss.FWD_OVERRIDE or 'heuristic'}, bwd {ss.BWD_OVERRIDE or 'heuristic'}")
+def use_best(name: str):  # noqa: ANN201 - a context manager
+    """Launch settings with the sweep's best tiled configs for this shape class (the defaults if none)."""
+    fwd, bwd = BEST.get(name, (current_launch().tiled_fwd, current_launch().tiled_bwd))
+    log(f"configs for {name}: tiled fwd {fwd or 'heuristic'}, tiled bwd {bwd or 'heuristic'}")
+    return scan_launch(tiled_fwd=fwd, tiled_bwd=bwd)
 
 
 def scan_row(section: str, batch: int, dim: int, seqlen: int, dtype: torch.dtype, copy_gbs: float,
@@ -375,7 +248,11 @@ def scan_row(section: str, batch: int, dim: int, seqlen: int, dtype: torch.dtype
 
 def section_train(copy_gbs: float) -> None:
     log("\n## train: Mamba training shapes, N=16, batch*L = 16K tokens (ms; GB/s; % copy bw; speedup)")
-    use_best("train")
+    with use_best("train"):
+        _train_rows(copy_gbs)
+
+
+def _train_rows(copy_gbs: float) -> None:
     shapes = [(d, L, 16384 // L, torch.bfloat16) for d in (1536, 2048, 4096) for L in (512, 2048, 8192)]
     shapes += [(2048, 65536, 1, torch.bfloat16), (2048, 2048, 8, torch.float32), (4096, 2048, 8, torch.float32)]
     log("| dtype | dim | L | batch | ours fwd | ours fwd no-grad | off fwd | fwd x | ours fwd GB/s (%copy, %floor) | "
@@ -402,9 +279,13 @@ def section_train(copy_gbs: float) -> None:
 
 def section_fig8(copy_gbs: float, max_log2: int, time_cap_s: float, skip: tuple[str, ...] = ()) -> None:
     log("\n## fig8: batch 1, scan dim 4096 (N=16) vs causal SDPA attention dim 2048 (16 x 128), bf16, ms")
+    with use_best("b1"):
+        _fig8_rows(max_log2, time_cap_s, skip)
+
+
+def _fig8_rows(max_log2: int, time_cap_s: float, skip: tuple[str, ...]) -> None:
     import torch.nn.functional as F
 
-    use_best("b1")
     Ls = [2 ** k for k in range(9, max_log2 + 1)]
     done: dict[str, bool] = {}
     table = []
@@ -568,5 +449,4 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    _ = math
     raise SystemExit(main())

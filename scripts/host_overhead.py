@@ -20,17 +20,14 @@ import argparse
 import cProfile
 import io
 import pstats
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from scripts import bench_scan as bs  # noqa: E402
-
-from mambabench.kernels import selective_scan as ss  # noqa: E402
+from mambabench.kernels import benchmark as bm
+from mambabench.kernels.scan_launch import current_launch
 
 
 def wall_ms(fn: Callable[[], object], iters: int) -> float:
@@ -85,17 +82,17 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("host_overhead.py measures GPU launches; no CUDA device is visible")
     batch, dim, seqlen = (int(v) for v in args.shape.split(","))
     dtype = torch.bfloat16 if args.dtype == "bf16" else torch.float32
-    x = bs.make(batch, dim, seqlen, 16, dtype)
+    x = bm.make_scan_inputs(batch, dim, seqlen, 16, dtype)
     paths = {
-        "fwd+bwd (autograd)": bs.ours_fwdbwd(x),
-        "fwd (no grad)": bs.ours_fwd(x, save_states=False),
-        "fwd (training)": bs.ours_fwd(x, save_states=True),
-        "bwd (host function)": bs.ours_bwd(x),
+        "fwd+bwd (autograd)": bm.ours_fwdbwd(x),
+        "fwd (no grad)": bm.ours_fwd(x, save_states=False),
+        "fwd (training)": bm.ours_fwd(x, save_states=True),
+        "bwd (host function)": bm.ours_bwd(x),
     }
-    if bs.selective_scan_cuda is not None:  # the official extension's fwd + bwd calls, for scale
-        paths["official fwd+bwd"] = bs.official_fwdbwd(x)
+    if bm.selective_scan_cuda is not None:  # the official extension's fwd + bwd calls, for scale
+        paths["official fwd+bwd"] = bm.official_fwdbwd(x)
     lines = [f"shape {args.shape} {args.dtype}, N = 16, z / D / delta_bias / softplus, variable B/C; "
-             f"scan variant {ss.SCAN_VARIANT}"]
+             f"scan family {current_launch().family}"]
     print(lines[0], flush=True)
     report = []
     for name, fn in paths.items():

@@ -2,13 +2,13 @@
 
 Prints registers, spill stack, SASS instruction count and the instructions that tell a layout story
 (MUFU.EX2, SHFL, BAR, RED/atomics), using the ptxas / cuobjdump / nvdisasm that ship with Triton.
-This is how the v2/v3 kernels were sized before spending GPU time (docs/benchmarks.md).
+This is how the scan kernels were sized before spending GPU time (docs/kernels.md).
 
-    python scripts/kernel_resources.py fwd --variant 3 BLOCK_D=32 TT=8 CHUNK=128
-    python scripts/kernel_resources.py bwd --variant 2 BLOCK_D=8 BLOCK_T=32 UNROLL_N=0 CARRY_W=32 --warps 1
-    python scripts/kernel_resources.py fwd --variant 3 TT=8 BLOCK_D=32 CHUNK=128 --dump /tmp/fwd.sass
+    python scripts/kernel_resources.py fwd --family sequential BLOCK_D=32 TT=8 CHUNK=128
+    python scripts/kernel_resources.py bwd --family tiled BLOCK_D=8 BLOCK_T=32 UNROLL_N=0 CARRY_W=32 --warps 1
+    python scripts/kernel_resources.py fwd --family sequential TT=8 BLOCK_D=32 CHUNK=128 --dump fwd.sass
 
-Defaults describe the Mamba block's call: bf16 u/delta/z, fp32 B/C for v3 (bf16 for v2), N = 16,
+Defaults describe the Mamba block's call: bf16 u/delta/z, fp32 B/C for the sequential family (bf16 for the tiled one), N = 16,
 variable B/C, D, z, delta_bias and softplus on; every pointer and stride is taken as divisible by 16
 (as Triton specialises them at run time) except the dstate strides the kernels keep unspecialised.
 """
@@ -30,22 +30,22 @@ import triton  # noqa: E402
 from triton.backends.compiler import GPUTarget  # noqa: E402
 from triton.compiler import ASTSource  # noqa: E402
 
-from mambabench.kernels import causal_conv1d, scan_sequential, selective_scan  # noqa: E402
+from mambabench.kernels import causal_conv1d, scan_sequential, scan_tiled  # noqa: E402
 
 KERNELS = {
-    ("fwd", 2): selective_scan._selective_scan_fwd_kernel_v2,
-    ("bwd", 2): selective_scan._selective_scan_bwd_kernel_v2,
-    ("fwd", 3): scan_sequential.seq_scan_fwd_kernel,
-    ("bwd", 3): scan_sequential.seq_scan_bwd_kernel,
-    ("carry", 3): scan_sequential.seq_scan_carry_kernel,
-    ("conv_fwd", 2): causal_conv1d._conv_fwd_kernel,
-    ("conv_bwd", 2): causal_conv1d._conv_bwd_kernel,
+    ("fwd", "tiled"): scan_tiled.tiled_scan_fwd_kernel,
+    ("bwd", "tiled"): scan_tiled.tiled_scan_bwd_kernel,
+    ("fwd", "sequential"): scan_sequential.seq_scan_fwd_kernel,
+    ("bwd", "sequential"): scan_sequential.seq_scan_bwd_kernel,
+    ("carry", "sequential"): scan_sequential.seq_scan_carry_kernel,
+    ("conv_fwd", None): causal_conv1d._conv_fwd_kernel,
+    ("conv_bwd", None): causal_conv1d._conv_bwd_kernel,
 }
 HALF_POINTERS = {"u_ptr", "delta_ptr", "z_ptr", "out_ptr", "dout_ptr", "du_ptr", "ddelta_ptr", "dz_ptr",
                  "x_ptr", "dx_ptr"}
 UNSPECIALISED = {"s_An", "s_sn"}
 DEFAULTS = dict(HAS_D=1, HAS_Z=1, HAS_BIAS=1, SOFTPLUS=1, B_VAR=1, C_VAR=1, BLOCK_N=16, DSTATE=16,
-                SAVE_STATES=1, SAVE_LAST=0, DETERMINISTIC=0, EVEN_T=1, BC_TILE=0, LANES=1, NPT=16, FAST=1,
+                SAVE_STATES=1, SAVE_LAST=0, DETERMINISTIC=0, EVEN_T=1, LANES=1, NPT=16, FAST=1,
                 WIDTH=4, SILU=1, SPLIT=0, REVERSE=1, W_VAR=1, PREFETCH=0)
 
 
@@ -101,10 +101,11 @@ def report(kernel: object) -> tuple[str, str]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("which", choices=["fwd", "bwd", "carry", "conv_fwd", "conv_bwd"],
-                   help="scan forward/backward, the time-split scans' carry pass (--variant 3), or the "
-                   "causal conv1d kernels (--variant is ignored for these)")
+                   help="scan forward/backward, the time-split scans' carry pass (--family sequential), or "
+                   "the causal conv1d kernels (--family is ignored for these)")
     p.add_argument("consts", nargs="*", help="constexpr overrides NAME=VALUE (e.g. BLOCK_D=32 TT=8)")
-    p.add_argument("--variant", type=int, choices=[2, 3], default=2)
+    p.add_argument("--family", choices=["tiled", "sequential"], default="tiled",
+                   help="the scan kernel family (docs/kernels.md)")
     p.add_argument("--warps", type=int, default=1)
     p.add_argument("--dtype", default="bf16", choices=["bf16", "fp16", "fp32"])
     p.add_argument("--dump", help="write the SASS here")
@@ -112,7 +113,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="integer arguments to take as divisible by 16, as Triton specialises them at run "
                         "time (e.g. seqlen=2048 for the conv kernels: vectorised loads need it)")
     args = p.parse_intermixed_args(argv)
-    fn = KERNELS[(args.which, 2 if args.which.startswith("conv") else args.variant)]
+    family = None if args.which.startswith("conv") else args.family
+    if (args.which, family) not in KERNELS:
+        raise SystemExit(f"{args.which!r} exists for --family sequential only")
+    fn = KERNELS[(args.which, family)]
     params = set(inspect.signature(fn.fn).parameters)
     consts = {k: v for k, v in DEFAULTS.items() if k in params}
     for kv in args.consts:
@@ -120,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         if key not in params:
             raise SystemExit(f"{fn.fn.__name__} has no parameter {key!r}")
         consts[key] = int(value)
-    kernel = compile_kernel(fn, consts, args.warps, args.dtype, bc_half=args.variant == 2, div16=tuple(args.div16))
+    kernel = compile_kernel(fn, consts, args.warps, args.dtype, bc_half=family == "tiled", div16=tuple(args.div16))
     summary, sass = report(kernel)
     print(f"{fn.fn.__name__} {args.dtype} warps={args.warps} {consts}\n  {summary}")
     if args.dump:

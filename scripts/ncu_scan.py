@@ -6,7 +6,7 @@
 Runs the default dispatch of our Triton kernels (the training forward that saves states, then the
 backward; time-split shapes also launch ``seq_scan_carry_kernel``) and, when the ``selective_scan_cuda``
 extension of mamba-ssm is importable, the official kernel's ``fwd`` / ``bwd`` on the same inputs (the
-Mamba module's configuration of ``scripts/bench_scan.py``: bf16, N = 16, variable B/C, z, D, bias,
+Mamba module's configuration of ``mambabench.kernels.benchmark``: bf16, N = 16, variable B/C, z, D, bias,
 softplus). ncu replays each kernel launch with its own cache control, so no warm-up is needed; without
 ncu the script just runs the calls once (a smoke test).
 """
@@ -15,12 +15,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from scripts import bench_scan as bs  # noqa: E402
+from mambabench.kernels import benchmark as bm
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,13 +32,13 @@ def main(argv: list[str] | None = None) -> int:
     dtype = torch.bfloat16 if args.dtype == "bf16" else torch.float32
     for shape in args.shapes:
         batch, dim, seqlen = (int(v) for v in shape.split(","))
-        x = bs.make(batch, dim, seqlen, 16, dtype)
+        x = bm.make_scan_inputs(batch, dim, seqlen, 16, dtype)
         torch.cuda.nvtx.range_push(f"ours {shape}")
-        bs.ours_bwd(x)()  # ours_bwd runs the training forward once to get the saved states
+        bm.ours_bwd(x)()  # ours_bwd runs the training forward once to get the saved states
         torch.cuda.nvtx.range_pop()
-        if bs.selective_scan_cuda is not None and not args.no_official:
+        if bm.selective_scan_cuda is not None and not args.no_official:
             torch.cuda.nvtx.range_push(f"official {shape}")
-            bs.official_bwd(x)()
+            bm.official_bwd(x)()
             torch.cuda.nvtx.range_pop()
         torch.cuda.synchronize()
         print(f"{shape}: done", flush=True)

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_reports_registers_of_the_sequential_forward() -> None:
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     res = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "kernel_resources.py"), "fwd", "--variant", "3",
+        [sys.executable, str(ROOT / "scripts" / "kernel_resources.py"), "fwd", "--family", "sequential",
          "BLOCK_D=32", "TT=8", "CHUNK=128"],
         capture_output=True, text=True, cwd=ROOT, env=env, timeout=300,
     )
