@@ -803,7 +803,7 @@ def sequential_forward(u, delta, A, B, C, D, z, delta_bias, softplus, save_state
             SAVE_STATES=save_states, SAVE_LAST=save_last,
             BLOCK_D=block_d, DSTATE=dstate, TT=tt, CHUNK=chunk, EVEN_T=seqlen % tt == 0,
             LANES=lanes, NPT=cdiv(dstate, lanes), FAST=u.is_cuda, SPLIT=n_seg > 1,
-            # time-split no-grad forwards ran slower with prefetching (docs/benchmarks.md)
+            # time-split no-grad forwards ran slower with prefetching (measured on an H200)
             PREFETCH=prefetch and (save_states or n_seg == 1),
             num_warps=max(1, block_d * lanes // 32), num_stages=cfg.get("stages", 1),
         )

@@ -53,7 +53,7 @@ def build_official_130m(vocab_size: int) -> torch.nn.Module:
         from mamba_ssm.models.mixer_seq_simple import MambaLMHeadModel
     except ImportError as e:
         raise SystemExit(f"{OFFICIAL_130M} needs the mamba_ssm package with its CUDA extension ({e}); "
-                         "see docs/benchmarks.md for the sm_90 build") from e
+                         "build it with scripts/install_official.sh") from e
 
     class Official(torch.nn.Module):
         def __init__(self) -> None:

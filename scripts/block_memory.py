@@ -1,4 +1,4 @@
-"""Bytes that autograd saves for the backward, per Mamba block, unfused vs fused (issue 4).
+"""Bytes that autograd saves for the backward, per Mamba block, unfused vs fused.
 
     python scripts/block_memory.py                     # 130M block shape, batch 2 x 2048, CPU
     python scripts/block_memory.py --batch 1 --seqlen 64 --d-model 64 --out /tmp/bm.csv
@@ -10,7 +10,7 @@ alive). Each storage is attributed to the code that saved it first (the innermos
 stack) and labelled with its shape in symbols (B batch, L seqlen, D d_model, E d_inner, N d_state,
 R dt_rank, L/c saved scan chunks). Storages of parameters cost no extra memory and are listed apart.
 Sizes that grow with the tokens are reported per token and extrapolated to --target-batch x
---target-seqlen x --layers (the issue's Mamba-130M step: 16 x 2048 x 24); the others count once per layer.
+--target-seqlen x --layers (the Mamba-130M benchmark step: 16 x 2048 x 24); the others count once per layer.
 
 --kernels contract (default) replaces the scan and the conv by stand-ins that save exactly what the
 Triton autograd Functions (``SelectiveScanTriton``, ``CausalConv1dTriton`` in ``kernels/``) save: the
