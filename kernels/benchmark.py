@@ -100,10 +100,13 @@ def bench(fn: Callable[[], object], rep_ms: float = 200.0) -> float:
 def copy_bandwidth() -> float:
     """Device copy bandwidth in GB/s (bytes read + written) for a 4 GiB fp32 copy."""
     n = 1 << 30
-    a = torch.empty(n, device="cuda", dtype=torch.float32).uniform_()
-    b = torch.empty_like(a)
-    ms = bench(lambda: b.copy_(a), rep_ms=300)
-    del a, b
+
+    def timed_copy() -> float:
+        a = torch.empty(n, device="cuda", dtype=torch.float32).uniform_()
+        b = torch.empty_like(a)
+        return bench(lambda: b.copy_(a), rep_ms=300)
+
+    ms = timed_copy()
     torch.cuda.empty_cache()
     return 2 * n * 4 / ms / 1e6
 

@@ -84,6 +84,29 @@ def _median_ms(fn, cuda: bool) -> float:  # noqa: ANN001
     return sorted(times)[1]
 
 
+def _scan_calls(ss, official, x: list) -> dict:  # noqa: ANN001
+    """The callables timed at one shape: our training / no-grad forward host function, our fwd+bwd
+    through autograd and, when ``official`` (the selective_scan_cuda module) is given, its fwd + bwd."""
+    import torch
+
+    leaves = [t.detach().requires_grad_() for t in x]
+    dout = torch.randn_like(x[0])
+
+    def fwdbwd() -> object:
+        out = ss.selective_scan_triton(*leaves, delta_softplus=True)
+        return torch.autograd.grad(out, leaves, dout)
+
+    calls = {"ours_fwd": lambda: ss._forward(*x, True, True, False),
+             "ours_fwd_nograd": lambda: ss._forward(*x, True, False, False),
+             "ours_fwdbwd": fwdbwd}
+    if official is not None:
+        def official_fwdbwd() -> object:
+            res = official.fwd(*x, True)
+            return official.bwd(*x, dout, res[1], res[0], None, True, False)
+        calls["official_fwdbwd"] = official_fwdbwd
+    return calls
+
+
 def worker(tree: Path, label: str, root: Path, out: Path, shapes: list[str], steps: int) -> None:
     """Measure one tree (imported from ``root``) and write ``out/label/scan.csv`` row by row."""
     import torch
@@ -108,23 +131,7 @@ def worker(tree: Path, label: str, root: Path, out: Path, shapes: list[str], ste
     for shape in shapes:
         batch, dim, seqlen = (int(v) for v in shape.split(","))
         torch.manual_seed(0)
-        x = _inputs(batch, dim, seqlen, device)
-        leaves = [t.detach().requires_grad_() for t in x]
-        dout = torch.randn_like(x[0])
-
-        def fwdbwd() -> object:
-            out_ = ss.selective_scan_triton(*leaves, delta_softplus=True)
-            return torch.autograd.grad(out_, leaves, dout)
-
-        fns = {"ours_fwd": lambda: ss._forward(*x, True, True, False),
-               "ours_fwd_nograd": lambda: ss._forward(*x, True, False, False),
-               "ours_fwdbwd": fwdbwd}
-        if selective_scan_cuda is not None:
-            def official() -> object:
-                res = selective_scan_cuda.fwd(*x, True)
-                return selective_scan_cuda.bwd(*x, dout, res[1], res[0], None, True, False)
-            fns["official_fwdbwd"] = official
-        for kind, fn in fns.items():
+        for kind, fn in _scan_calls(ss, selective_scan_cuda, _inputs(batch, dim, seqlen, device)).items():
             t0 = time.time()
             ms = _median_ms(fn, cuda)
             rows.append({"tree": label, "shape": shape, "kind": kind, "ms": round(ms, 4)})
@@ -133,7 +140,6 @@ def worker(tree: Path, label: str, root: Path, out: Path, shapes: list[str], ste
                 writer = csv.DictWriter(f, fieldnames=list(rows[0]))
                 writer.writeheader()
                 writer.writerows(rows)
-        del x, leaves, dout
         if cuda:
             torch.cuda.empty_cache()
     if steps > 0 and cuda:
