@@ -70,11 +70,12 @@ def _inputs(batch: int, dim: int, seqlen: int, device: str):  # noqa: ANN202
             torch.ones(dim, device=device), xz[:, dim:], torch.full((dim,), -2.0, device=device)]
 
 
-def _median_ms(fn, cuda: bool) -> float:  # noqa: ANN001
+def _median_ms(fn, cuda: bool, rep_ms: int = 100) -> float:  # noqa: ANN001
+    """Median ms of ``fn``: ``triton.testing.do_bench`` on a GPU, three host-timed calls otherwise."""
     if cuda:
         import triton
 
-        return float(triton.testing.do_bench(fn, warmup=25, rep=200, return_mode="median"))
+        return float(triton.testing.do_bench(fn, warmup=25, rep=rep_ms, return_mode="median"))
     fn()
     times = []
     for _ in range(3):
@@ -140,6 +141,7 @@ def worker(tree: Path, label: str, root: Path, out: Path, shapes: list[str], ste
                 writer = csv.DictWriter(f, fieldnames=list(rows[0]))
                 writer.writeheader()
                 writer.writerows(rows)
+        fn = None  # the last call holds this shape's tensors
         if cuda:
             torch.cuda.empty_cache()
     if steps > 0 and cuda:
