@@ -11,7 +11,7 @@
 (``F.cross_entropy`` on fp32 logits) only.
 
 The Triton implementations live in modules of this package (``selective_scan.py``, ``state_update.py``,
-``causal_conv1d.py``, ``cross_entropy.py``); no module may share a name with a function exported here,
+``causal_conv1d.py``, ``cross_entropy.py``; docs/kernels.md describes them all); no module may share a name with a function exported here,
 because importing it would replace that function on the package;
 until one exists, ``"auto"`` means the reference and ``"triton"`` fails with a clear message.
 """
