@@ -17,6 +17,7 @@ every error.
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 import os
 import re
@@ -35,6 +36,7 @@ from hydra.errors import (
     MissingConfigException,
     OverrideParseException,
 )
+from hydra.utils import get_object
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
@@ -170,8 +172,22 @@ def _misplaced_key(key: str, override: str, others: list[str], config_dir: Path,
     if close:
         return f"'{key}' is not a key of this config; did you mean {' or '.join(close)}?"
     parent = key.rsplit(".", 1)[0] if "." in key else ""
+    node = OmegaConf.select(cfg, parent) if parent else None
+    if isinstance(node, DictConfig) and "_target_" in node:
+        target = str(node._target_)
+        if key.rsplit(".", 1)[-1] in _parameters(target):
+            return (f"'{key}' is a parameter of {target} that the config does not set; "
+                    f"add it with +{key}={value}")
+        return f"{target} takes no '{key.rsplit('.', 1)[-1]}'; the keys of {parent}: {', '.join(map(str, node))}"
     return (f"'{key}' is not a key of this config{f' (nothing under {parent} has that name)' if parent else ''}; "
             f"`python src/<entry>.py --cfg job` prints every key")
+
+
+def _parameters(target: str) -> list[str]:
+    try:
+        return list(inspect.signature(get_object(target)).parameters)
+    except Exception:  # noqa: BLE001 (only used to make a suggestion)
+        return []
 
 
 def _composition_mistake(err: Exception, argv: list[str], config_dir: Path, config_name: str) -> str | None:

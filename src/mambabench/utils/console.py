@@ -21,7 +21,7 @@ LOG_FILE_WIDTH = 200
 never wrapped there, whatever their length."""
 
 _OWN_MODULES = r"(?!mambabench|kernels|__main__)"
-_TIPS = ("💡 Tip:",)
+_NOTICES = ("💡 Tip:", "Trainer already configured with model summary callbacks")
 
 log = logging.getLogger("mambabench")
 
@@ -41,10 +41,11 @@ def configure_console() -> None:
 
 
 class _DropTips(logging.Filter):
-    """Drops Lightning's product tips (e.g. the LitLogger advertisement printed by every Trainer)."""
+    """Drops Lightning's product tips (the LitLogger advertisement printed by every Trainer) and its
+    notice that the model summary callback of our configs replaces its default one."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith(_TIPS)
+        return not str(record.msg).startswith(_NOTICES)
 
 
 def filter_third_party_noise() -> None:
@@ -65,7 +66,8 @@ def route_library_logs_to_root() -> None:
     keeps its lines (seeds, devices, the model summary, why fit stopped) out of the run's log file.
     Warnings are captured into the log as well.
     """
-    for name in ("lightning.pytorch", "lightning_fabric"):
+    names = [n for n in logging.root.manager.loggerDict if n.split(".")[0] in ("lightning", "lightning_fabric")]
+    for name in names:
         library_log = logging.getLogger(name)
         for handler in list(library_log.handlers):
             library_log.removeHandler(handler)

@@ -1,4 +1,4 @@
-"""Training progress that suits where stdout goes: a live rich bar on a terminal, periodic plain lines
+"""Training progress (and the model summary) that suits where stdout goes: a live rich bar on a terminal, periodic plain lines
 in a log file or a pipe.
 
 A live bar redrawn in place turns into thousands of partial lines (or nothing until the end) once stdout
@@ -19,6 +19,7 @@ import time
 from typing import Any
 
 import lightning as L
+from lightning.pytorch.callbacks import ModelSummary, RichModelSummary
 from lightning.pytorch.callbacks.progress import ProgressBar
 
 from mambabench.utils.callbacks import StepProgressBar
@@ -144,3 +145,9 @@ def progress_for_stdout(leave: bool = True, every_n_steps: int | None = None,
     if stdout_is_terminal():
         return StepProgressBar(leave=leave)
     return ProgressLog(every_n_steps=every_n_steps, min_interval_s=min_interval_s)
+
+
+def model_summary_for_stdout(max_depth: int = 1) -> ModelSummary:
+    """Lightning's table of the model's layers and parameters: drawn with rich on a terminal, as plain
+    log lines (which also reach the run's log file) otherwise."""
+    return RichModelSummary(max_depth=max_depth) if stdout_is_terminal() else ModelSummary(max_depth=max_depth)
