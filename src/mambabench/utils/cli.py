@@ -113,13 +113,29 @@ def _remove_unfinished_run_dir(cfg: DictConfig) -> None:
         shutil.rmtree(sweep_dir, ignore_errors=True)
 
 
-def _answering_mistakes(task: Callable[[DictConfig], Any], entry: str) -> Callable[[DictConfig], Any]:
+def _defaults_for(overrides: list[str], config_dir: Path, config_name: str) -> DictConfig | None:
+    """The config composed with the group choices of ``overrides`` only (``model=hyena``), without any
+    value override: what the values on the command line replaced."""
+    choices = [o for o in overrides if "=" in o and (config_dir / o.split("=", 1)[0].lstrip("+~")).is_dir()]
+    hydra_state = GlobalHydra.instance().hydra
+    try:
+        return _compose(config_dir, config_name, choices)
+    finally:  # a job keeps running after this check: give it back Hydra's state as it was
+        GlobalHydra.instance().clear()
+        if hydra_state is not None:
+            GlobalHydra.instance().initialize(hydra_state)
+
+
+def _answering_mistakes(task: Callable[[DictConfig], Any], entry: str, config_dir: Path,
+                        config_name: str) -> Callable[[DictConfig], Any]:
     @functools.wraps(task)
     def job(cfg: DictConfig) -> Any:
         route_library_logs_to_root()
         try:
             overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
-            check_override_types(cfg, overrides)
+            values = [o for o in overrides if "=" in o and "." not in o.split("=", 1)[0]]
+            defaults = _defaults_for(overrides, config_dir, config_name) if values else None
+            check_override_types(cfg, overrides, defaults)
             _check_files(cfg)
             return task(cfg)
         except Exception as err:
@@ -225,7 +241,7 @@ def entry_point(config_name: str, config_path: str = "../configs") -> Callable[[
         entry = Path(sys.modules[task.__module__].__file__ or "entry").stem
         config_dir = (Path(sys.modules[task.__module__].__file__ or ".").parent / config_path).resolve()
         hydra_main = hydra.main(version_base="1.3", config_path=config_path, config_name=config_name)(
-            _answering_mistakes(task, entry))
+            _answering_mistakes(task, entry, config_dir, config_name))
 
         @functools.wraps(task)
         def main() -> Any:

@@ -46,9 +46,9 @@ def _run_rows(sweep_dir: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def runs_table(sweep_dir: Path) -> tuple[list[str], list[list[str]]]:
-    """Header and rows of the table of ``sweep_dir``; the overrides shared by all runs are left out
-    (they are the sweep's, not a difference between its runs)."""
+def runs_table(sweep_dir: Path) -> tuple[list[str], list[list[str]], list[str]]:
+    """Header and rows of the table of ``sweep_dir``, and the overrides shared by all runs (left out of
+    the rows: they are the sweep's, not a difference between its runs)."""
     rows = _run_rows(sweep_dir)
     shared = set.intersection(*(set(r["overrides"]) for r in rows)) if rows else set()
     metric_names = sorted({name for r in rows for name in r["metrics"]})
@@ -59,13 +59,14 @@ def runs_table(sweep_dir: Path) -> tuple[list[str], list[list[str]]]:
         metrics = [f"{r['metrics'][m]:.4f}" if m in r["metrics"] else "" for m in metric_names]
         body.append([r["run"].split("_", 1)[0], differing, *metrics, str(r.get("steps", "")),
                      str(r.get("wall_time_s", "")), r["status"]])
-    return header, body
+    shared_in_order = [o for o in rows[0]["overrides"] if o in shared] if rows else []
+    return header, body, shared_in_order
 
 
 def write_runs_table(sweep_dir: Path) -> Path | None:
     """Print the table of ``sweep_dir`` and write ``runs.md`` and ``runs.csv`` there; returns the
     Markdown path (None when the folder holds no runs)."""
-    header, body = runs_table(sweep_dir)
+    header, body, shared = runs_table(sweep_dir)
     if not body:
         return None
     with open(sweep_dir / "runs.csv", "w", newline="") as f:
@@ -75,8 +76,9 @@ def write_runs_table(sweep_dir: Path) -> Path | None:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in body]
     markdown = sweep_dir / "runs.md"
-    markdown.write_text(f"# Runs of {sweep_dir}\n\n" + "\n".join(lines) + "\n")
-    table = Table(title=f"{len(body)} runs")
+    common = f"Overrides of every run: `{' '.join(shared)}`\n\n" if shared else ""
+    markdown.write_text(f"# Runs of {sweep_dir}\n\n{common}" + "\n".join(lines) + "\n")
+    table = Table(title=f"{len(body)} runs" + (f" (each with {' '.join(shared)})" if shared else ""))
     for name in header:
         table.add_column(name, justify="left" if name in ("run", "overrides", "status") else "right")
     for row in body:

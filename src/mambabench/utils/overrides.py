@@ -84,37 +84,63 @@ def describe(hint: Any) -> str:
 
 
 def _override_keys(overrides: list[str]) -> dict[str, str]:
-    """Dotted key -> the override as typed, for plain ``key=value`` overrides (group choices like
-    ``model=hyena`` excluded)."""
+    """Key -> the override as typed, for plain ``key=value`` overrides (a choice of a config group such
+    as ``model=hyena`` is not a value and is left out; so are Hydra's own keys)."""
     keys = {}
     for item in overrides:
         if "=" not in item or item.startswith("~"):
             continue
         key = item.split("=", 1)[0].lstrip("+")
-        if "." in key and "/" not in key and not key.startswith("hydra."):
+        if "/" not in key and not key.startswith("hydra."):
             keys[key] = item.lstrip("+")
     return keys
 
 
-def check_override_types(cfg: DictConfig, overrides: list[str]) -> None:
-    """Raise :class:`ConfigError` for the first override whose value does not fit the parameter it
-    feeds. Keys of nodes without ``_target_`` and parameters without a type hint are not checked."""
+def _hint_from_target(cfg: DictConfig, key: str) -> tuple[Any, str] | None:
+    """(type hint, owner name) of ``key`` when its node is built from a ``_target_`` with a hint for it."""
+    if "." not in key:
+        return None
+    parent_key, name = key.rsplit(".", 1)
+    node = OmegaConf.select(cfg, parent_key, throw_on_missing=False)
+    if not isinstance(node, DictConfig) or "_target_" not in node or name in _NOT_PARAMETERS:
+        return None
+    try:
+        target = get_object(str(node._target_))
+    except Exception:  # noqa: BLE001 (an unknown target fails later with Hydra's own message)
+        return None
+    hint = _type_hints(target).get(name)
+    return (hint, f"{name} of {getattr(target, '__name__', target)}") if hint is not None else None
+
+
+def _hint_from_default(defaults: DictConfig | None, key: str) -> tuple[Any, str] | None:
+    """(type, description) of a plain key's value in the config composed without value overrides."""
+    if defaults is None:
+        return None
+    try:
+        default = OmegaConf.select(defaults, key, throw_on_missing=False)
+    except Exception:  # noqa: BLE001 (interpolations that only resolve inside a run)
+        return None
+    if isinstance(default, bool):
+        return bool, f"{key} (default {str(default).lower()})"
+    if isinstance(default, (int, float)):
+        return float, f"{key} (default {default})"
+    return None
+
+
+def check_override_types(cfg: DictConfig, overrides: list[str], defaults: DictConfig | None = None) -> None:
+    """Raise :class:`ConfigError` for the first override whose value does not fit what reads it: the
+    type hint of the parameter it feeds (keys of nodes with ``_target_``), else the type of its value in
+    ``defaults``, the config composed without value overrides (plain numbers and switches)."""
     for key, typed in _override_keys(overrides).items():
-        parent_key, name = key.rsplit(".", 1)
-        node = OmegaConf.select(cfg, parent_key, throw_on_missing=False)
-        if not isinstance(node, DictConfig) or "_target_" not in node or name in _NOT_PARAMETERS:
-            continue
         try:
-            target = get_object(str(node._target_))
-        except Exception:  # noqa: BLE001 (an unknown target fails later with Hydra's own message)
+            value = OmegaConf.select(cfg, key, throw_on_missing=False)
+        except Exception:  # noqa: BLE001 (a value that does not resolve fails later with its own message)
             continue
-        hint = _type_hints(target).get(name)
-        value = OmegaConf.select(cfg, key, throw_on_missing=False)
-        if hint is None or isinstance(value, DictConfig) or fits(value, hint):
+        if isinstance(value, DictConfig):
             continue
-        raise ConfigError(
-            f"{typed} does not fit: {name} of {getattr(target, '__name__', target)} takes {describe(hint)}"
-        )
+        expected = _hint_from_target(cfg, key) or _hint_from_default(defaults, key)
+        if expected is not None and not fits(value, expected[0]):
+            raise ConfigError(f"{typed} does not fit: {expected[1]} takes {describe(expected[0])}")
 
 
 def dotted_keys(node: Any, prefix: str = "") -> list[str]:
