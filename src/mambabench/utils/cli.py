@@ -246,7 +246,8 @@ def entry_point(config_name: str, config_path: str = "../configs") -> Callable[[
         @functools.wraps(task)
         def main() -> Any:
             global _show_tracebacks
-            wants_traceback = _show_tracebacks = os.environ.get("HYDRA_FULL_ERROR") == "1"
+            user_setting = os.environ.get("HYDRA_FULL_ERROR")
+            wants_traceback = _show_tracebacks = user_setting == "1"
             os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra re-raises instead of printing; we explain below
             configure_console()
             filter_third_party_noise()
@@ -259,6 +260,11 @@ def entry_point(config_name: str, config_path: str = "../configs") -> Callable[[
                     raise
                 _say(message)
                 sys.exit(EXIT_USER_MISTAKE)
+            finally:
+                if user_setting is None:
+                    os.environ.pop("HYDRA_FULL_ERROR", None)
+                else:
+                    os.environ["HYDRA_FULL_ERROR"] = user_setting
 
         return main
 
