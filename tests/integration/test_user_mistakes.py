@@ -40,12 +40,13 @@ MISTAKES = [
 
 @pytest.fixture(scope="module")
 def answers(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[dict], Path]:
-    """All mistakes run in one interpreter; outputs would land under a temporary project root."""
+    """All mistakes run in one interpreter from a temporary folder, which is also the project root (where
+    outputs/ would go)."""
     root = tmp_path_factory.mktemp("user")
-    cases = [[f"src/{entry}.py", args] for entry, args, _ in MISTAKES]
+    cases = [[str(ROOT / "src" / f"{entry}.py"), args] for entry, args, _ in MISTAKES]
     env = {**os.environ, "PROJECT_ROOT": str(root), "HYDRA_FULL_ERROR": "0"}
-    proc = subprocess.run([sys.executable, "tests/integration/run_entry_points.py", json.dumps(cases)], cwd=ROOT,
-                          env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run([sys.executable, str(ROOT / "tests" / "integration" / "run_entry_points.py"),
+                           json.dumps(cases)], cwd=root, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1]), root
 
@@ -63,9 +64,9 @@ def test_one_line_names_the_key_and_the_fix(answers: tuple[list[dict], Path], in
 
 
 def test_mistakes_leave_no_run_folder(answers: tuple[list[dict], Path]) -> None:
-    outputs = answers[1] / "outputs"
-    left = sorted(p.relative_to(outputs) for p in outputs.glob("*/*/*")) if outputs.exists() else []
-    assert left == [], f"half-empty run folders left behind: {left}"
+    root = answers[1]
+    left = sorted(str(p.relative_to(root)) for p in root.glob("outputs/*/*/*"))
+    assert left == [] and not (root / "missing_run").exists(), f"half-empty run folders left behind: {left}"
 
 
 def test_a_real_bug_keeps_its_traceback() -> None:

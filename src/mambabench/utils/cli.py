@@ -94,14 +94,17 @@ def _check_files(cfg: DictConfig) -> None:
 
 def _remove_unfinished_run_dir(cfg: DictConfig) -> None:
     """Delete the run folder Hydra made for a job that failed before producing anything (no checkpoint,
-    no summary); a resumed run's own folder is never touched."""
+    no summary). An existing run's folder (``resume_dir=``) is never touched; a folder that a mistyped
+    ``resume_dir`` made Hydra create holds only Hydra's files and goes."""
     if not HydraConfig.initialized():
         return
     run_dir = Path(HydraConfig.get().runtime.output_dir)
-    resume_dir = cfg.get("resume_dir") if "resume_dir" in cfg else None
-    if not run_dir.is_dir() or (resume_dir and Path(str(resume_dir)).resolve() == run_dir.resolve()):
+    if not run_dir.is_dir():
         return
-    if any((run_dir / name).exists() for name in _RUN_RESULTS):
+    hydra_only = {p.name for p in run_dir.iterdir()} <= {".hydra", f"{HydraConfig.get().job.name}.log"}
+    resume_dir = cfg.get("resume_dir") if "resume_dir" in cfg else None
+    resuming = bool(resume_dir) and Path(str(resume_dir)).resolve() == run_dir.resolve()
+    if (resuming and not hydra_only) or any((run_dir / name).exists() for name in _RUN_RESULTS):
         return
     for handler in list(logging.getLogger().handlers):
         if isinstance(handler, logging.FileHandler) and Path(handler.baseFilename).is_relative_to(run_dir):
