@@ -162,7 +162,7 @@ def where_is(key: str, cfg: DictConfig) -> tuple[list[str], list[str]]:
     name = key.rsplit(".", 1)[-1]
     same_name = [k for k in all_keys if k.rsplit(".", 1)[-1] == name and k != key]
     parent = key.rsplit(".", 1)[0] if "." in key else ""
-    siblings = [k for k in all_keys if (k.rsplit(".", 1)[0] if "." in k else "") == parent
-                and not k.rsplit(".", 1)[-1].startswith("_")]
-    close = difflib.get_close_matches(key, siblings, n=3, cutoff=0.75)
+    siblings = [k.rsplit(".", 1)[-1] for k in all_keys if (k.rsplit(".", 1)[0] if "." in k else "") == parent]
+    names = difflib.get_close_matches(name, [s for s in siblings if not s.startswith("_")], n=3, cutoff=0.75)
+    close = [f"{parent}.{n}" if parent else n for n in names]
     return same_name, close

@@ -50,7 +50,8 @@ def format_metrics(metrics: dict[str, Any]) -> str:
 
 
 class ProgressLog(ProgressBar):
-    """Plain progress lines for logs: step, steps/s, elapsed time, ETA and the progress-bar metrics.
+    """Plain progress lines for logs: step, steps/s, elapsed time, ETA and the progress-bar metrics
+    (written by the global-rank-0 process only).
 
     Args:
         every_n_steps: steps between lines; ``None`` = every 5 % of the run (at least every step).
@@ -96,7 +97,7 @@ class ProgressLog(ProgressBar):
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
         step = trainer.global_step
-        if not self._enabled or step == self._last_step:
+        if not self._enabled or not trainer.is_global_zero or step == self._last_step:
             return
         now = time.monotonic()
         total = self.total_steps
@@ -123,14 +124,14 @@ class ProgressLog(ProgressBar):
         self._last_line, self._last_step = now, step
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not self._enabled or trainer.sanity_checking or trainer.state.fn != "fit":
+        if not self._enabled or not trainer.is_global_zero or trainer.sanity_checking or trainer.state.fn != "fit":
             return
         metrics = {k: v for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
         if metrics:
             log.info(f"validation at step {trainer.global_step}: {format_metrics(dict(sorted(metrics.items())))}")
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not self._enabled:
+        if not self._enabled or not trainer.is_global_zero:
             return
         done = trainer.global_step - self._start_step
         elapsed = time.monotonic() - self._fit_start
