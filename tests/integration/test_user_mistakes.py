@@ -27,6 +27,8 @@ MISTAKES = [
     ("train", ["data=nope"], "data=nope: no such config; options for data: "),
     ("train", ["ckpt_path=missing/last.ckpt"], "checkpoint 'missing/last.ckpt' does not exist"),
     ("train", ["resume_dir=missing_run"], "resume_dir 'missing_run' has no config.yaml"),
+    ("train", ["data=hg38", "data.fasta=nowhere/genome.fa", "print_config=false"],
+     "data file 'nowhere/genome.fa' does not exist; prepare it with: python scripts/prepare_data.py hg38"),
     ("eval", [], "eval needs ckpt_path="),
     ("eval", ["ckpt_path=missing.ckpt"], "checkpoint 'missing.ckpt' does not exist"),
     ("eval", ["ckpt_path=missing.ckpt", "trainer.precision=bf17"], "precision of Trainer takes"),

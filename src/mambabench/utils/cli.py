@@ -72,6 +72,8 @@ def _job_mistake(err: BaseException, entry: str) -> str | None:
         return f"python src/{entry}.py needs {key}: add {key}={example} to the command line"
     if isinstance(err, InstantiationException):
         cause = err.__cause__
+        if isinstance(cause, (ConfigError, FileNotFoundError)):
+            return str(cause)
         where = re.search(r"full_key: (\S+)", str(err))
         target = re.search(r"call to target '([^']+)'", str(err))
         if isinstance(cause, (TypeError, ValueError, ConfigError)):
