@@ -47,6 +47,7 @@ from mambabench.utils.overrides import check_override_types, where_is
 EXIT_USER_MISTAKE = 2
 _EXAMPLE_VALUES = {"ckpt_path": "outputs/train/runs/<run>/checkpoints/last.ckpt"}
 _RUN_RESULTS = ("summary.json", "checkpoints")
+_LIGHTNING_CKPT_WORDS = ("last", "best", "hpc", "registry")  # ckpt_path values Lightning resolves itself
 _show_tracebacks = False  # set from HYDRA_FULL_ERROR=1 as the user gave it
 
 
@@ -76,7 +77,7 @@ def _job_mistake(err: BaseException, entry: str) -> str | None:
             return str(cause)
         where = re.search(r"full_key: (\S+)", str(err))
         target = re.search(r"call to target '([^']+)'", str(err))
-        if isinstance(cause, (TypeError, ValueError, ConfigError)):
+        if isinstance(cause, (TypeError, ValueError)):
             key = where.group(1) if where else "the config"
             return (f"cannot build {key} ({target.group(1) if target else '?'}): {cause}; "
                     f"check the {key}.* values on the command line")
@@ -89,7 +90,7 @@ def _job_mistake(err: BaseException, entry: str) -> str | None:
 def _check_files(cfg: DictConfig) -> None:
     """A checkpoint named on the command line must exist before anything is built."""
     ckpt = cfg.get("ckpt_path") if "ckpt_path" in cfg and not OmegaConf.is_missing(cfg, "ckpt_path") else None
-    if ckpt and not Path(str(ckpt)).exists():
+    if ckpt and str(ckpt) not in _LIGHTNING_CKPT_WORDS and not Path(str(ckpt)).exists():
         raise ConfigError(f"checkpoint '{ckpt}' does not exist; give ckpt_path=<run dir>/checkpoints/last.ckpt "
                           "of an existing run (runs are under outputs/<task_name>/runs/)")
 
