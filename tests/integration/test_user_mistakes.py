@@ -20,6 +20,7 @@ MISTAKES = [
     ("train", ["trainer.max_steps=ten"], "trainer.max_steps=ten does not fit: max_steps of Trainer takes an integer"),
     ("train", ["model.mixer.d_state=1.5"], "d_state of Mamba takes an integer"),
     ("train", ["seed=abc"], "seed=abc does not fit"),
+    ("train", ["trainer.devices=abc", "print_config=false"], "cannot build trainer (lightning.pytorch.trainer"),
     ("train", ["d_model=32"], "it lives at model.d_model: write model.d_model=32"),
     ("train", ["max_steps=5"], "it lives at trainer.max_steps: write trainer.max_steps=5"),
     ("train", ["mixer=attention"], "model.mixer is a config group: write model/mixer=attention"),

@@ -37,6 +37,7 @@ from hydra.errors import (
     OverrideParseException,
 )
 from hydra.utils import get_object
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
@@ -77,9 +78,9 @@ def _job_mistake(err: BaseException, entry: str) -> str | None:
             return str(cause)
         where = re.search(r"full_key: (\S+)", str(err))
         target = re.search(r"call to target '([^']+)'", str(err))
-        if isinstance(cause, (TypeError, ValueError)):
+        if isinstance(cause, (TypeError, ValueError, MisconfigurationException)):
             key = where.group(1) if where else "the config"
-            return (f"cannot build {key} ({target.group(1) if target else '?'}): {cause}; "
+            return (f"cannot build {key} ({target.group(1) if target else '?'}): {str(cause).rstrip('.')}; "
                     f"check the {key}.* values on the command line")
         return None
     if isinstance(err, OmegaConfBaseException):
