@@ -64,8 +64,11 @@ def route_library_logs_to_root() -> None:
 
     Lightning installs its own stderr handler when it is imported before logging is configured, which
     keeps its lines (seeds, devices, the model summary, why fit stopped) out of the run's log file.
-    Warnings are captured into the log as well.
+    Warnings are captured into the log as well. Nothing changes when logging has no handler (Hydra's job
+    logging switched off), so that Lightning's lines are not lost.
     """
+    if not logging.getLogger().handlers:
+        return
     names = [n for n in logging.root.manager.loggerDict if n.split(".")[0] in ("lightning", "lightning_fabric")]
     for name in names:
         library_log = logging.getLogger(name)
