@@ -99,6 +99,9 @@ class MultirunTable(Callback):
 
 
 if __name__ == "__main__":
+    from mambabench.utils.console import configure_console
+
+    configure_console()
     if len(sys.argv) != 2 or not Path(sys.argv[1]).is_dir():
         sys.exit("usage: python -m mambabench.utils.multirun <multirun folder, e.g. outputs/train/multiruns/<time>>")
     if write_runs_table(Path(sys.argv[1])) is None:
