@@ -5,14 +5,14 @@ from pathlib import Path
 
 os.environ.setdefault("PROJECT_ROOT", str(Path(__file__).resolve().parents[1]))
 
-import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
 import mambabench.utils.resolvers  # noqa: E402,F401
+from mambabench.utils.cli import entry_point  # noqa: E402
 from mambabench.utils.run import evaluate  # noqa: E402
 
 
-@hydra.main(version_base="1.3", config_path="../configs", config_name="eval.yaml")
+@entry_point("eval.yaml")
 def main(cfg: DictConfig) -> None:
     evaluate(cfg)
 

@@ -6,14 +6,14 @@ from pathlib import Path
 
 os.environ.setdefault("PROJECT_ROOT", str(Path(__file__).resolve().parents[1]))
 
-import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
 import mambabench.utils.resolvers  # noqa: E402,F401
+from mambabench.utils.cli import entry_point  # noqa: E402
 from mambabench.utils.sampling import sample_from_checkpoint  # noqa: E402
 
 
-@hydra.main(version_base="1.3", config_path="../configs", config_name="generate.yaml")
+@entry_point("generate.yaml")
 def main(cfg: DictConfig) -> None:
     sample_from_checkpoint(cfg)
 

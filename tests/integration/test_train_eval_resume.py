@@ -135,7 +135,9 @@ def test_generate_from_a_checkpoint(make_config, tmp_path) -> None:
                           "max_new_tokens=5", "num_samples=3", "prompt_len=4"], tmp_path / "gen", "generate.yaml")
     out = sample_from_checkpoint(gen)
     assert out.shape == (3, 9)
-    assert json.loads((tmp_path / "gen" / "samples.json").read_text())["samples"] == out.tolist()
+    samples = json.loads((tmp_path / "gen" / "samples.json").read_text())["samples"]
+    assert [s["prompt_ids"] + s["continuation_ids"] for s in samples] == out.tolist()
+    assert all(len(s["prompt_ids"]) == 4 and s["continuation"] for s in samples)
 
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -157,4 +159,4 @@ def test_cli_multirun_sweeps_overrides(tmp_path) -> None:
     sweep = next((tmp_path / "debug" / "multiruns").iterdir())
     runs = sorted(p.name for p in sweep.iterdir() if p.is_dir() and (p / "config.yaml").exists())
     assert len(runs) == 2
-    assert runs[0].startswith("0_") and "model.d_model=16" in runs[0] and "model.d_model=24" in runs[1]
+    assert runs[0].startswith("0_") and "model.d_model:16" in runs[0] and "model.d_model:24" in runs[1]

@@ -79,6 +79,12 @@ class _GeneratedDataset(Dataset):
         return self.make(_generator(self.seed, self.split, int(index), self.extra))
 
 
+def task_symbols(ids: Tensor | list[int], names: dict[int, str]) -> str:
+    """ids (L,) -> the task's symbols separated by spaces: named tokens by name, others as numbers."""
+    values = ids.tolist() if isinstance(ids, Tensor) else list(ids)
+    return " ".join(names.get(int(i), str(int(i))) for i in values)
+
+
 class SelectiveCopyingDataModule(SequenceDataModule):
     """Selective Copying (paper §4.1.1, Table 1).
 
@@ -121,6 +127,10 @@ class SelectiveCopyingDataModule(SequenceDataModule):
 
     def _make(self, generator: torch.Generator) -> dict[str, Tensor]:
         return selective_copying_example(self.seq_len, self.num_tokens, self.vocab_size, generator)
+
+    def decode(self, ids: Tensor | list[int]) -> str:
+        """ids (L,) -> symbols: noise ``.``, marker ``|``, data tokens as their numbers."""
+        return task_symbols(ids, {0: ".", self.vocab_size - 1: "|"})
 
     def train_dataloader(self) -> DataLoader:
         dataset = _GeneratedDataset(self._make, self.train_samples, self.seed, "train")
@@ -172,6 +182,10 @@ class InductionHeadsDataModule(SequenceDataModule):
 
     def _maker(self, seq_len: int) -> partial:
         return partial(induction_heads_example, seq_len, self.vocab_size)
+
+    def decode(self, ids: Tensor | list[int]) -> str:
+        """ids (L,) -> symbols: the special (recall) token ``*``, the others as their numbers."""
+        return task_symbols(ids, {self.vocab_size - 1: "*"})
 
     def train_dataloader(self) -> DataLoader:
         dataset = _GeneratedDataset(self._maker(self.train_seq_len), self.train_samples, self.seed, "train")

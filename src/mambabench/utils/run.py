@@ -140,9 +140,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
     metrics = _final_metrics(trainer)
     if cfg.get("test", True):
         best = getattr(trainer.checkpoint_callback, "best_model_path", "") if trainer.checkpoint_callback else ""
-        if cfg.get("train", True) and not best:
-            warnings.warn("no best checkpoint was saved; testing the current weights", stacklevel=2)
-        trainer.test(task, datamodule=datamodule, ckpt_path=best or None, weights_only=False)
+        if cfg.get("train", True) and not best and not trainer.fast_dev_run:
+            warnings.warn("no best checkpoint was saved (no validation ran, or checkpointing is off); "
+                          "testing the current weights", stacklevel=2)
+        trainer.test(task, datamodule=datamodule, ckpt_path=best or None, weights_only=False, verbose=False)
         metrics.update(_final_metrics(trainer))
     wall = time.time() - started
 
@@ -204,7 +205,11 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     trainer = build_trainer(cfg, build_callbacks(cfg), loggers)
     OmegaConf.save(cfg, output_dir / CONFIG_FILE, resolve=True)
     started = time.time()
-    trainer.test(task, datamodule=datamodule, ckpt_path=str(ckpt), weights_only=False)
+    with warnings.catch_warnings():
+        # Testing reads the weights only; the training callbacks whose state the checkpoint also holds
+        # (ModelCheckpoint, ...) are irrelevant here, so Lightning's reminder to pass them is not for us.
+        warnings.filterwarnings("ignore", message=r"Be aware that when using `ckpt_path`, callbacks used")
+        trainer.test(task, datamodule=datamodule, ckpt_path=str(ckpt), weights_only=False, verbose=False)
     metrics = _final_metrics(trainer)
     write_summary(output_dir / SUMMARY_FILE, {"ckpt_path": str(ckpt), "choices": _choices(), "metrics": metrics,
                                               "params": count_parameters(task.network),

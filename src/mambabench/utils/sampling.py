@@ -1,9 +1,11 @@
 """What ``src/generate.py`` does: rebuild a run's network from its saved config, load the checkpoint,
-sample continuations with the recurrent step, print and save them."""
+sample continuations with the recurrent step, print them as a user reads them (decoded text, DNA bases
+or the task's symbols, the prompt marked off from the continuation) and save them."""
 
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import torch
@@ -13,6 +15,28 @@ from mambabench.models.generation import generate
 from mambabench.utils.build import build_datamodule, build_network
 from mambabench.utils.errors import ConfigError
 from mambabench.utils.run import _saved_run_config
+
+log = logging.getLogger("mambabench.generate")
+
+
+def decode_tokens(datamodule: object, ids: list[int]) -> str:
+    """Token ids as a user reads them: the data module's ``decode`` (the task's symbols), else its
+    tokenizer's (text, DNA bases), else the ids themselves separated by spaces."""
+    for decoder in (getattr(datamodule, "decode", None), getattr(getattr(datamodule, "tokenizer", None), "decode", None)):
+        if callable(decoder):
+            return str(decoder(ids))
+    return " ".join(map(str, ids))
+
+
+def format_sample(index: int, sample: dict, show_ids: bool = False) -> str:
+    """Lines of one sample: the prompt, then the continuation, labelled (and their ids if asked)."""
+    lines = [f"sample {index}",
+             f"  prompt       ({len(sample['prompt_ids'])} tokens): {sample['prompt']}",
+             f"  continuation ({len(sample['continuation_ids'])} tokens): {sample['continuation']}"]
+    if show_ids:
+        lines += [f"  prompt ids:       {' '.join(map(str, sample['prompt_ids']))}",
+                  f"  continuation ids: {' '.join(map(str, sample['continuation_ids']))}"]
+    return "\n".join(lines)
 
 
 def load_network(ckpt_path: Path, device: str = "cpu") -> tuple[torch.nn.Module, DictConfig, object]:
@@ -47,9 +71,16 @@ def sample_from_checkpoint(cfg: DictConfig) -> torch.Tensor:
     generator = torch.Generator(device=cfg.device).manual_seed(int(cfg.seed))
     out = generate(network, prompt.to(cfg.device), cfg.max_new_tokens, cfg.temperature, cfg.top_k, cfg.top_p,
                    generator=generator)
-    for row in out.tolist():
-        print(" ".join(map(str, row)))
+    samples = []
+    for index, row in enumerate(out.tolist()):
+        prompt_ids, new_ids = row[: prompt.shape[1]], row[prompt.shape[1]:]
+        samples.append({"prompt": decode_tokens(datamodule, prompt_ids), "continuation": decode_tokens(datamodule, new_ids),
+                        "prompt_ids": prompt_ids, "continuation_ids": new_ids})
+        text = format_sample(index, samples[-1], show_ids=bool(cfg.get("show_ids", False)))
+        print(text, flush=True)
+        log.debug(text)  # the run's generate.log keeps them too
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / "samples.json").write_text(json.dumps({"ckpt_path": str(ckpt), "samples": out.tolist()}))
+    (output_dir / "samples.json").write_text(json.dumps({"ckpt_path": str(ckpt), "samples": samples}, indent=1))
+    print(f"samples saved to {output_dir / 'samples.json'}", flush=True)
     return out
