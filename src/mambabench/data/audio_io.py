@@ -122,3 +122,25 @@ def save_spectrogram(path: Path, wave: np.ndarray | Tensor, sample_rate: int, ti
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def write_audio_samples(tokens: Tensor, out_dir: Path, sample_rate: int, spectrograms: int = 4,
+                        wandb_log: bool = False) -> list[Path]:
+    """Decode generated mu-law tokens (samples, length) to ``out_dir/sample_XXX.wav``, draw the
+    spectrograms of the first ``spectrograms`` as PNGs, and (optionally) log the clips to W&B."""
+    out_dir = Path(out_dir)
+    waves = mu_law_decode(tokens.cpu())
+    paths = []
+    for i, wave in enumerate(waves):
+        paths.append(write_wav(out_dir / f"sample_{i:03d}.wav", wave, sample_rate))
+        if i < spectrograms:
+            save_spectrogram(out_dir / f"sample_{i:03d}.png", wave, sample_rate, title=f"generated sample {i}")
+    if wandb_log:
+        import wandb
+
+        run = wandb.run or wandb.init(project="mambabench", job_type="generate", dir=str(out_dir))
+        run.log({"samples": [wandb.Audio(w.numpy(), sample_rate=sample_rate, caption=p.name)
+                             for w, p in zip(waves, paths)]})
+    print(f"wrote {len(paths)} WAV files ({waves.shape[1] / sample_rate:.2f} s each) and "
+          f"{min(spectrograms, len(paths))} spectrograms to {out_dir}")
+    return paths

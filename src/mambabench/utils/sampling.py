@@ -45,11 +45,18 @@ def sample_from_checkpoint(cfg: DictConfig) -> torch.Tensor:
         batch = batch[0] if isinstance(batch, list) else batch
         prompt = batch["input_ids"][: cfg.num_samples, : cfg.prompt_len]
     generator = torch.Generator(device=cfg.device).manual_seed(int(cfg.seed))
+    sample_rate = getattr(datamodule, "sample_rate", None)  # audio data: tokens are mu-law samples
     out = generate(network, prompt.to(cfg.device), cfg.max_new_tokens, cfg.temperature, cfg.top_k, cfg.top_p,
-                   generator=generator)
-    for row in out.tolist():
-        print(" ".join(map(str, row)))
+                   generator=generator, progress=bool(sample_rate))
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
+    if sample_rate:
+        from mambabench.data.audio_io import write_audio_samples
+
+        write_audio_samples(out[:, prompt.shape[1]:], output_dir / "audio", sample_rate,
+                            spectrograms=int(cfg.get("spectrograms", 4)), wandb_log=bool(cfg.get("wandb", False)))
+    else:
+        for row in out.tolist():
+            print(" ".join(map(str, row)))
     (output_dir / "samples.json").write_text(json.dumps({"ckpt_path": str(ckpt), "samples": out.tolist()}))
     return out

@@ -135,9 +135,9 @@ def make_speakers(count: int, variants: list[str], rng: np.random.Generator) -> 
 def prepare(args: argparse.Namespace) -> Path:
     import soundfile as sf
     import torch
+    from tqdm import tqdm
 
     from mambabench.data.audio_dsp import resample
-    from tqdm import tqdm
 
     if args.speakers < 3:
         raise PrepareError("--speakers must be at least 3 (train, validation and test need a speaker each)")
