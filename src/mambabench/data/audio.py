@@ -11,7 +11,7 @@ left out (with a note), which is why the number of usable windows changes with t
 ``SC09DataModule`` (mamba-paper.md §5.3): one-second utterances of "zero".."nine" in the Speech
 Commands layout, ``<root>/<word>/<file>.wav`` with ``validation_list.txt`` and ``testing_list.txt``
 (paths relative to root; everything else is training). Clips are centre-padded or cropped to
-``length`` samples. ``mode=lm`` gives mu-law next-sample prediction with a silence start token;
+``seq_len`` samples. ``mode=lm`` gives mu-law next-sample prediction with a silence start token;
 ``mode=classify`` gives float waveforms and digit labels (the metric classifier's data).
 """
 
@@ -246,13 +246,13 @@ class SC09DataModule(SequenceDataModule):
     Args:
         root: Speech Commands style folder (real SC09 or ``scripts/prepare_data.py sc09``'s).
         mode: "lm" (mu-law generation, vocab 256) or "classify" (waveform + digit, 10 classes).
-        length: samples per clip (16,000 = one second at 16 kHz).
+        seq_len: samples per clip (16,000 = one second at 16 kHz).
         max_eval_clips: first clips of each evaluation split (null: all).
     """
 
     MODES = ("lm", "classify")
 
-    def __init__(self, root: str, batch_size: int, mode: str = "lm", sample_rate: int = 16000, length: int = 16000,
+    def __init__(self, root: str, batch_size: int, mode: str = "lm", sample_rate: int = 16000, seq_len: int = 16000,
                  max_eval_clips: int | None = None, eval_batch_size: int | None = None, num_workers: int = 0,
                  pin_memory: bool = False) -> None:
         super().__init__(batch_size, num_workers, pin_memory, eval_batch_size)
@@ -261,15 +261,11 @@ class SC09DataModule(SequenceDataModule):
         self.root = Path(root)
         self.mode = mode
         self.sample_rate = sample_rate
-        self.length = length
+        self.length = seq_len
         self.max_eval_clips = max_eval_clips
         self.vocab_size = MU_LAW_CHANNELS if mode == "lm" else None
         self.num_classes = len(SC09_WORDS) if mode == "classify" else None
         self.datasets: dict[str, SpokenDigits] = {}
-
-    @property
-    def seq_len(self) -> int:
-        return self.length
 
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:
@@ -296,7 +292,7 @@ class SC09DataModule(SequenceDataModule):
                           f"on the fly", stacklevel=2)
 
     def train_dataloader(self) -> DataLoader:
-        return DataLoader(self.datasets["train"], batch_size=self.batch_size, shuffle=True, drop_last=True,
+        return DataLoader(self.datasets["train"], batch_size=self.batch_size, shuffle=True, drop_last=len(self.datasets["train"]) > self.batch_size,
                           **self._loader_kwargs())
 
     def val_dataloader(self) -> DataLoader:

@@ -4,19 +4,19 @@ arXiv:2202.09729; the audio backbone of the Mamba paper, arXiv:2312.00752 §4.4)
 Layout, after the design of ``state-spaces/s4`` (``models/sashimi``), for ``pool=[p1, p2]``:
 
     tokens -> embedding (D)
-      outer level 0 (D, length L):      n_layers residual layers ─────────────┐ skip
+      outer level 0 (D, length L):      n_layer residual layers ─────────────┐ skip
         down-pool p1 -> 2D, L/p1                                               │
-        outer level 1 (2D, L/p1):       n_layers residual layers ───────┐ skip │
+        outer level 1 (2D, L/p1):       n_layer residual layers ───────┐ skip │
           down-pool p2 -> 4D, L/(p1 p2)                                 │      │
-          center (4D):                  n_layers residual layers (+ its input)
+          center (4D):                  n_layer residual layers (+ its input)
           up-pool p2 -> 2D  (+ skip) ───────────────────────────────────┘      │
-        outer level 1, up side:         n_layers residual layers (+ their input)
+        outer level 1, up side:         n_layer residual layers (+ their input)
         up-pool p1 -> D  (+ skip) ─────────────────────────────────────────────┘
-      outer level 0, up side:           n_layers residual layers (+ their input)
+      outer level 0, up side:           n_layer residual layers (+ their input)
     -> norm -> linear head (vocab)
 
-so the network has (2 * len(pool) + 1) * n_layers residual layers: Table 5's 8 centre layers at length
-1000 flanked by 8 + 8 outer layers at 4000 and 16000 (40 in all) for ``pool=[4, 4]``, ``n_layers=8``.
+so the network has (2 * len(pool) + 1) * n_layer residual layers: Table 5's 8 centre layers at length
+1000 flanked by 8 + 8 outer layers at 4000 and 16000 (40 in all) for ``pool=[4, 4]``, ``n_layer=8``.
 Down-pooling reshapes p consecutive steps into one vector and projects it (D*p -> D*expand); up-pooling
 projects back (D*expand -> D*p) and unfolds it into p steps, shifted right by one pooled step so that
 position t only sees pooled summaries of inputs before t (causality); the skip carries position t itself.
@@ -193,21 +193,21 @@ class SaShiMi(nn.Module):
     Args:
         vocab_size: number of input/output tokens (256 for 8-bit mu-law; from the data module).
         d_model: width D of the outermost level; each pooling multiplies it by ``expand``.
-        n_layers: residual layers per side of each level and in the centre (paper: 8, or 15 for 24.3M).
+        n_layer: residual layers per side of each level and in the centre (paper: 8, or 15 for 24.3M).
         pool: pooling factors from the outside in (paper: [4, 4] for SC09, [16, 16] for YouTubeMix).
         expand: width factor per pooling (2).
         outer_mixer / outer_mlp: partials ``mixer(d_model=..., layer_idx=...)`` / ``mlp(d_model=...)`` of the
             layers outside the centre (null MLP: mixer-only layers, e.g. Mamba).
         center_mixer / center_mlp: the same for the centre level (Table 5 ablates them separately).
-        down_layers: put layers on the down side of each outer level too (the paper's counts; false: the
+        down_layer: put layers on the down side of each outer level too (the paper's counts; false: the
             s4 repository's default of layers on the up side only).
         dropout: residual dropout.
     """
 
-    def __init__(self, vocab_size: int | None, d_model: int, n_layers: int, outer_mixer: MixerFactory,
+    def __init__(self, vocab_size: int | None, d_model: int, n_layer: int, outer_mixer: MixerFactory,
                  center_mixer: MixerFactory, pool: list[int] | tuple[int, ...] = (4, 4), expand: int = 2,
                  outer_mlp: Callable[..., nn.Module] | None = None, center_mlp: Callable[..., nn.Module] | None = None,
-                 down_layers: bool = True, dropout: float = 0.0) -> None:
+                 down_layer: bool = True, dropout: float = 0.0) -> None:
         super().__init__()
         if vocab_size is None or vocab_size < 1:
             raise ValueError("SaShiMi needs vocab_size; it normally comes from the data module (256 for mu-law audio)")
@@ -226,11 +226,11 @@ class SaShiMi(nn.Module):
                               for _ in range(count))
 
         widths = [d_model * expand**i for i in range(len(self.pool) + 1)]
-        downs = [stack(w, outer_mixer, outer_mlp, n_layers if down_layers else 0) for w in widths[:-1]]
-        level: nn.Module = Center(stack(widths[-1], center_mixer, center_mlp, n_layers))
+        downs = [stack(w, outer_mixer, outer_mlp, n_layer if down_layer else 0) for w in widths[:-1]]
+        level: nn.Module = Center(stack(widths[-1], center_mixer, center_mlp, n_layer))
         for i in reversed(range(len(self.pool))):
             level = UNetLevel(widths[i], self.pool[i], expand, downs[i], stack(widths[i], outer_mixer, outer_mlp,
-                                                                               n_layers), level)
+                                                                               n_layer), level)
         self.embedding = nn.Embedding(vocab_size, d_model)
         self.body = level
         self.norm_f = nn.LayerNorm(d_model)
@@ -239,16 +239,17 @@ class SaShiMi(nn.Module):
     def forward(self, input_ids: Tensor, caches: Any = None, return_hidden: bool = False) -> Tensor:
         """input_ids (batch, seqlen) -> logits (batch, seqlen, vocab) (or hidden (batch, seqlen, d_model)).
 
-        ``seqlen`` must be a multiple of prod(pool). With ``caches`` (generation prefill) the prompt is
+        Other lengths than multiples of prod(pool) are padded at the end and cut back. With ``caches`` (generation prefill) the prompt is
         fed step by step, so any length works and the state ends after its last token.
         """
         if caches is not None:
             return torch.stack([self.step(input_ids[:, t], caches) for t in range(input_ids.shape[1])], dim=1)
         seqlen = input_ids.shape[1]
-        if seqlen % self.multiple:
-            raise ValueError(f"SaShiMi with pool={self.pool} needs a sequence length divisible by {self.multiple}, "
-                             f"got {seqlen}; choose data.seq_len as a multiple of {self.multiple}")
-        hidden = self.norm_f(self.body(self.embedding(input_ids)))
+        hidden = self.embedding(input_ids)
+        pad = -seqlen % self.multiple
+        if pad:  # causal: zeros after the end change no earlier output
+            hidden = torch.cat([hidden, hidden.new_zeros(hidden.shape[0], pad, hidden.shape[2])], dim=1)
+        hidden = self.norm_f(self.body(hidden)[:, :seqlen])
         return hidden if return_hidden else self.lm_head(hidden)
 
     def step(self, input_ids: Tensor, caches: Any) -> Tensor:
