@@ -87,6 +87,8 @@ def mel_filterbank(n_freqs: int, n_mels: int, sample_rate: int, f_min: float = 0
 
 def log_mel(wave: Tensor, sample_rate: int, n_fft: int = 480, hop: int = 160, n_mels: int = 32) -> Tensor:
     """(..., samples) -> (..., n_mels, frames) log(1e-6 + mel power), Hann-windowed STFT."""
+    if wave.shape[-1] <= n_fft // 2:  # too short for the reflect padding of a centred STFT
+        wave = F.pad(wave, (0, n_fft // 2 + 1 - wave.shape[-1]))
     shape = wave.shape
     spec = torch.stft(wave.reshape(-1, shape[-1]).float(), n_fft, hop, window=torch.hann_window(n_fft,
                       device=wave.device), return_complex=True).abs() ** 2
