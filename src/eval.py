@@ -15,7 +15,7 @@ from mambabench.utils.run import evaluate  # noqa: E402
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="eval.yaml")
 def main(cfg: DictConfig) -> None:
-    if "samples_dir" in cfg:
+    if "classifier_ckpt" in cfg:  # task=sc09_samples
         from mambabench.eval.sc09_samples import score_samples
 
         score_samples(cfg.samples_dir, cfg.classifier_ckpt, cfg.sc09_root, cfg.paths.output_dir, cfg.max_real_clips,
