@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from mambabench.data.prepare.common import PrepareError, write_manifest
+from mambabench.data.prepare.pip_packages import ensure_package
 
 DESCRIPTION = ("SC09-like spoken digits for data=sc09: <data-dir>/sc09/<word>/*.wav + validation/testing lists, "
                "synthesised offline by eSpeak NG (PyPI espeakng-loader) with many voices, speeds and pitches")
@@ -49,11 +50,7 @@ class ESpeak:
     """eSpeak NG through ctypes: ``synth(text, voice, rate_wpm, pitch, pitch_range)`` -> float32 at 22,050 Hz."""
 
     def __init__(self) -> None:
-        try:
-            import espeakng_loader
-        except ImportError:
-            raise PrepareError("the SC09 preparer needs the PyPI package espeakng-loader: "
-                               "pip install 'mambabench[audio]' (or pip install espeakng-loader)") from None
+        espeakng_loader = ensure_package("espeakng_loader", "espeakng-loader>=0.2.4")
         self.lib = ctypes.CDLL(espeakng_loader.get_library_path())
         self.lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
         self.lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]

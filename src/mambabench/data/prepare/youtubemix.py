@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from mambabench.data.prepare.common import PrepareError, write_manifest
+from mambabench.data.prepare.pip_packages import ensure_package
 
 DESCRIPTION = ("solo piano for data=youtubemix: <data-dir>/youtubemix/*.flac, 16 kHz mono clips <= 1 min; offline: "
                "music21's bundled scores rendered with a sampled piano (tinysoundfont); --source: your recordings")
@@ -40,11 +41,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _piano_pieces(seed: int) -> list[Path]:
-    try:
-        from music21 import corpus
-    except ImportError:
-        raise PrepareError("rendering piano needs music21, tinysoundfont and pretty-midi: "
-                           "pip install 'mambabench[audio]'") from None
+    ensure_package("music21", "music21>=9")
+    ensure_package("pretty_midi", "pretty-midi>=0.2.10")
+    ensure_package("tinysoundfont", "tinysoundfont>=0.3", no_deps=True)
+    from music21 import corpus
+
     paths = [Path(p) for composer in COMPOSERS for p in corpus.getComposer(composer)]
     if not paths:
         raise PrepareError("music21's corpus is empty; reinstall music21 (its wheel ships the scores)")
