@@ -7,7 +7,12 @@ import math
 import pytest
 import torch
 
-from mambabench.eval.audio_metrics import am_score, frechet_distance, inception_score, modified_inception_score
+from mambabench.eval.audio_metrics import (
+    am_score,
+    frechet_distance,
+    inception_score,
+    modified_inception_score,
+)
 
 
 def _confident_uniform(classes: int, per_class: int) -> torch.Tensor:
