@@ -56,6 +56,8 @@ def test_sc09_train_generate_and_score(make_config, tmp_path: Path, capsys) -> N
     assert "| Train data | - | - | 0.00 |" in table and "| samples |" in table
     assert result["metrics"]["Train data"]["fid"] == pytest.approx(0.0, abs=1e-6)
     assert (tmp_path / "scores" / "sc09_metrics.md").exists()
+    flat = json.loads((tmp_path / "scores" / "summary.json").read_text())["metrics"]
+    assert flat["sc09/Train data/fid"] == pytest.approx(0.0, abs=1e-6) and "sc09/samples/nll_bits" in flat
 
 
 def test_youtubemix_mini_reports_bits_per_sample(make_config) -> None:

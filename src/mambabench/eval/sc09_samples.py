@@ -104,6 +104,11 @@ def score_samples(samples_dir: str | Path, classifier_ckpt: str | Path, sc09_roo
               "nll_bits": nll_bits, "metrics": rows, "predicted_digit_counts": counts,
               "classifier": str(classifier_ckpt)}
     (out_dir / "sc09_metrics.json").write_text(json.dumps(result, indent=2))
+    flat = {f"sc09/{row}/{name}": value for row, values in rows.items() for name, value in values.items()}
+    if nll_bits is not None:
+        flat[f"sc09/{model_name}/nll_bits"] = nll_bits
+    (out_dir / "summary.json").write_text(json.dumps({"task": "sc09_samples", "samples_dir": str(samples_dir),
+                                                      "metrics": flat}, indent=2))
     print(table)
     print(f"\n{len(files) - skipped} samples scored ({skipped} skipped); predicted digits: {counts}; "
           f"written to {out_dir}/sc09_metrics.md")
