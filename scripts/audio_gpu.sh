@@ -42,7 +42,7 @@ else
     YM_MODEL=(model.outer_mixer.A_init=s4d_real model.center_mixer.A_init=s4d_real data.num_workers=4)
     # SC09: SaShiMi-Mamba with 2 layers per level (10 in all) so that 16,000 recurrent steps fit the budget
     SC_MODEL=(model.n_layer=2 data.batch_size=16 data.num_workers=4)
-    YM_SHARE=17; SC_SHARE=22; CLS_EPOCHS=15; MAXSTEPS=100000; EVAL=(data.max_eval_windows=16)
+    YM_SHARE=13; SC_SHARE=17; CLS_EPOCHS=15; MAXSTEPS=100000; EVAL=(data.max_eval_windows=16)
 fi
 COMMON=(trainer=$TRAINER logger=csv callbacks.progress_bar=null print_config=false task_name=audio_gpu)
 
@@ -117,7 +117,9 @@ GEN="$RUNS/sc09_generate"
 if [ -f "$CKPT" ]; then
     DEVICE=cuda; [ "$TRAINER" = cpu ] && DEVICE=cpu
     log "sc09: generating $SAMPLES samples of $SC09_LEN steps"
-    "$PY" src/generate.py ckpt_path="$CKPT" prompt_ids=[128] max_new_tokens=$SC09_LEN num_samples=$SAMPLES \
+    # generation must leave time for the classifier and the metrics (about 40 s)
+    left=$(( BUDGET - $(elapsed) - 40 )); [ "$left" -lt 30 ] && left=30
+    timeout "$left" "$PY" src/generate.py ckpt_path="$CKPT" prompt_ids=[128] max_new_tokens=$SC09_LEN num_samples=$SAMPLES \
         device=$DEVICE spectrograms=2 "hydra.run.dir=$GEN" > "$GEN.log" 2>&1 || log "generation failed (see $GEN.log)"
     cp "$GEN"/audio/sample_00[01].* "$OUT"/ 2>/dev/null
 fi
@@ -131,10 +133,12 @@ log "sc09: digit classifier ($CLS_EPOCHS epochs)"
 
 if [ -d "$GEN/audio" ] && [ -f "$CLS" ]; then
     log "sc09: Table 4 metrics, samples vs real data"
+    PARAMS=$("$PY" -c "import json,sys; print(f\"{json.load(open(sys.argv[1]))['params']['total'] / 1e6:.2f}M\")" \
+          "$OUT/sc09_train.summary.json" 2>/dev/null || echo -)
     NLL=$("$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))['metrics'].get('test/bits_per_token'))" \
           "$OUT/sc09_train.summary.json" 2>/dev/null || echo null)
     "$PY" src/eval.py task=sc09_samples samples_dir="$GEN/audio" classifier_ckpt="$CLS" sc09_root="$DATA/sc09" \
-        nll_bits="$NLL" model_name=SaShiMi-Mamba-short "hydra.run.dir=$RUNS/sc09_metrics" \
+        nll_bits="$NLL" params="$PARAMS" model_name=SaShiMi-Mamba-short "hydra.run.dir=$RUNS/sc09_metrics" \
         device=$([ "$TRAINER" = cpu ] && echo cpu || echo cuda) > "$RUNS/sc09_metrics.log" 2>&1 \
         || log "metrics failed (see $RUNS/sc09_metrics.log)"
     cp "$RUNS"/sc09_metrics/sc09_metrics.* "$OUT"/ 2>/dev/null

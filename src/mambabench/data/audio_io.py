@@ -104,7 +104,7 @@ def save_spectrogram(path: Path, wave: np.ndarray | Tensor, sample_rate: int, ti
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     wave = torch.as_tensor(wave).float().cpu()
-    spectrum = log_mel(wave, sample_rate, n_fft=512, hop=128, n_mels=64).numpy()
+    spectrum = log_mel(wave, sample_rate, n_fft=1024, hop=max(1, sample_rate // 100), n_mels=64).numpy()
     seconds = len(wave) / sample_rate
     fig, (ax_wave, ax_spec) = plt.subplots(2, 1, figsize=(8, 4.5), sharex=True,
                                            gridspec_kw={"height_ratios": [1, 3]})
