@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
 from mambabench.models.mixers import Mamba
 from mambabench.models.mixers.attention import MHA
@@ -74,6 +75,6 @@ def test_paper_presets_sizes(make_config, tmp_path: Path) -> None:
     assert len(model.body.down) == 8 and model.pool == [4, 4]
     cfg = make_config(["experiment=audio/youtubemix/paper", "logger=[]", "data.seq_len=120832"])
     assert (cfg.data.seq_len, cfg.data.batch_size) == (120832, 8)  # Table 14
-    assert [make_config(["experiment=audio/youtubemix/paper", f"data.seq_len={n}"]).data.batch_size
-            for n in (958464, 61440, 8192)] == [1, 16, 128]
+    batches = [OmegaConf.create({"n": n, "b": "${mb.pow2_batch:1048576,${n}}"}).b for n in (958464, 61440, 8192)]
+    assert batches == [1, 16, 128]
     assert cfg.model.pool == [16, 16] and cfg.model.outer_mixer.A_init == "s4d_lin"
