@@ -138,9 +138,12 @@ def write_audio_samples(tokens: Tensor, out_dir: Path, sample_rate: int, spectro
     if wandb_log:
         import wandb
 
+        started = wandb.run is None
         run = wandb.run or wandb.init(project="mambabench", job_type="generate", dir=str(out_dir))
         run.log({"samples": [wandb.Audio(w.numpy(), sample_rate=sample_rate, caption=p.name)
                              for w, p in zip(waves, paths)]})
+        if started:
+            run.finish()
     print(f"wrote {len(paths)} WAV files ({waves.shape[1] / sample_rate:.2f} s each) and "
           f"{min(spectrograms, len(paths))} spectrograms to {out_dir}")
     return paths
