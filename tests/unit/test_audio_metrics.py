@@ -41,9 +41,9 @@ def test_modified_inception_score_of_two_known_distributions() -> None:
 def test_am_score() -> None:
     train = _confident_uniform(10, 3)
     assert am_score(train, _confident_uniform(10, 2)) == pytest.approx(0.0, abs=1e-6)
-    one_class = torch.zeros(20, 10)
-    one_class[:, 0] = 1
-    assert am_score(train, one_class) == pytest.approx(math.log(10), rel=1e-3)  # KL(uniform || one-hot)-ish
+    q = torch.softmax(torch.linspace(0, 2, 10, dtype=torch.float64), 0)
+    expected = float((0.1 * (0.1 / q).log()).sum() - (q * q.log()).sum())  # KL(uniform || q) + H(q)
+    assert am_score(train, q.repeat(20, 1)) == pytest.approx(expected, rel=1e-9)
     uncertain = torch.full((20, 10), 0.1)
     assert am_score(train, uncertain) == pytest.approx(math.log(10), rel=1e-6)  # entropy of uniform outputs
 
