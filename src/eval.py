@@ -1,4 +1,5 @@
-"""Evaluate a checkpoint on the test split: ``python src/eval.py ckpt_path=<run>/checkpoints/last.ckpt``."""
+"""Evaluate a checkpoint on the test split: ``python src/eval.py ckpt_path=<run>/checkpoints/last.ckpt``;
+score generated SC09 clips: ``python src/eval.py task=sc09_samples samples_dir=<folder>``."""
 
 import os
 from pathlib import Path
@@ -14,6 +15,12 @@ from mambabench.utils.run import evaluate  # noqa: E402
 
 @entry_point("eval.yaml")
 def main(cfg: DictConfig) -> None:
+    if "classifier_ckpt" in cfg:  # task=sc09_samples
+        from mambabench.eval.sc09_samples import score_samples
+
+        score_samples(cfg.samples_dir, cfg.classifier_ckpt, cfg.sc09_root, cfg.paths.output_dir, cfg.max_real_clips,
+                      cfg.nll_bits, cfg.model_name, str(cfg.params), cfg.sample_rate, cfg.length, cfg.device)
+        return
     evaluate(cfg)
 
 

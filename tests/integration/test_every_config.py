@@ -47,6 +47,11 @@ def shrink_paper_preset(cfg: DictConfig) -> None:
 
 # data that needs a task other than the default task=lm
 DATA_TASK = {"great_apes": ["task=classification"]}
+# data whose default length is long (one second of audio) runs shorter here
+DATA_SHRINK = {"sc09": ["data.seq_len=256"], "youtubemix": ["data.seq_len=256"]}
+# U-Nets have (2 x levels + 1) x n_layer layers: one layer per level, narrower, here
+UNET_SHRINK = ["model.d_model=16", "model.n_layer=1", "model.pool=[2,2]"]
+MODEL_SHRINK = {"sashimi": UNET_SHRINK, "sashimi_s4": UNET_SHRINK}
 
 
 def _pairs() -> list[tuple[str, str]]:
@@ -55,8 +60,8 @@ def _pairs() -> list[tuple[str, str]]:
 
 @pytest.mark.parametrize(("model", "data"), _pairs())
 def test_model_data_fast_dev_run(make_config, model: str, data: str) -> None:
-    overrides = [f"model={model}", f"data={data}", *DATA_TASK.get(data, []), "debug=fdr", "data.batch_size=2",
-                 "logger=[]", *SHRINK]
+    overrides = [f"model={model}", f"data={data}", *DATA_TASK.get(data, []), *DATA_SHRINK.get(data, []), "debug=fdr", "data.batch_size=2",
+                 "logger=[]", *SHRINK, *MODEL_SHRINK.get(model, [])]
     cfg = make_config(overrides)
     metrics = train(cfg)
     assert "train/loss" in metrics or any(k.startswith("test/") for k in metrics)

@@ -43,12 +43,13 @@ def generate(
     top_p: float = 1.0,
     eos_token_id: int | None = None,
     generator: torch.Generator | None = None,
+    progress: bool = False,
 ) -> Tensor:
     """Continue each prompt in input_ids (batch, prompt_len) by up to ``max_new_tokens`` tokens.
 
     The model must follow the recurrent protocol of :class:`mambabench.models.lm.LMHeadModel`
     (``allocate_cache``, ``forward(..., caches)``, ``step``). Returns (batch, prompt_len + new).
-    Sequences that emit ``eos_token_id`` keep emitting it.
+    Sequences that emit ``eos_token_id`` keep emitting it. ``progress`` shows a progress bar (long audio).
     """
     if input_ids.dim() != 2 or input_ids.shape[1] < 1:
         raise ValueError(f"input_ids must be (batch, prompt_len >= 1), got shape {tuple(input_ids.shape)}")
@@ -56,7 +57,12 @@ def generate(
     logits = model(input_ids, caches=caches)[:, -1]
     out = [input_ids]
     finished = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
-    for i in range(max_new_tokens):
+    steps = range(max_new_tokens)
+    if progress:
+        from tqdm import tqdm
+
+        steps = tqdm(steps, desc="generating", unit="token", unit_scale=True)
+    for i in steps:
         token = sample_next(logits, temperature, top_k, top_p, generator)
         if eos_token_id is not None:
             token = torch.where(finished, torch.full_like(token, eos_token_id), token)

@@ -69,18 +69,25 @@ def sample_from_checkpoint(cfg: DictConfig) -> torch.Tensor:
         batch = batch[0] if isinstance(batch, list) else batch
         prompt = batch["input_ids"][: cfg.num_samples, : cfg.prompt_len]
     generator = torch.Generator(device=cfg.device).manual_seed(int(cfg.seed))
+    sample_rate = getattr(datamodule, "sample_rate", None)  # audio data: tokens are mu-law samples
     out = generate(network, prompt.to(cfg.device), cfg.max_new_tokens, cfg.temperature, cfg.top_k, cfg.top_p,
-                   generator=generator)
+                   generator=generator, progress=bool(sample_rate))
+    output_dir = Path(cfg.paths.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
     samples = []
     for index, row in enumerate(out.tolist()):
         prompt_ids, new_ids = row[: prompt.shape[1]], row[prompt.shape[1]:]
         samples.append({"prompt": decode_tokens(datamodule, prompt_ids), "continuation": decode_tokens(datamodule, new_ids),
                         "prompt_ids": prompt_ids, "continuation_ids": new_ids})
-        text = format_sample(index, samples[-1], show_ids=bool(cfg.get("show_ids", False)))
-        print(text, flush=True)
-        log.debug(text)  # the run's generate.log keeps them too
-    output_dir = Path(cfg.paths.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
+        if not sample_rate:  # audio samples are written as WAV files below, not printed
+            text = format_sample(index, samples[-1], show_ids=bool(cfg.get("show_ids", False)))
+            print(text, flush=True)
+            log.debug(text)  # the run's generate.log keeps them too
+    if sample_rate:
+        from mambabench.data.audio_io import write_audio_samples
+
+        write_audio_samples(out[:, prompt.shape[1]:], output_dir / "audio", sample_rate,
+                            spectrograms=int(cfg.get("spectrograms", 4)), wandb_log=bool(cfg.get("wandb", False)))
     (output_dir / "samples.json").write_text(json.dumps({"ckpt_path": str(ckpt), "samples": samples}, indent=1))
     print(f"samples saved to {output_dir / 'samples.json'}", flush=True)
     return out
