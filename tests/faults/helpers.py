@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 import lightning as L
+import lightning.pytorch.loggers
 import torch
 
 # tiny selective-copying job; cpu_threads=1 so that runs in different processes compute bit-identically
@@ -52,3 +53,21 @@ class SendSignal(L.Callback):
         if trainer.global_step == self.at_step and not self.sent:
             self.sent = True
             os.kill(os.getpid(), getattr(signal, self.signame))
+
+
+class BrokenLogger(L.pytorch.loggers.Logger):
+    """A logger whose every write raises, like a tracker whose server is gone."""
+
+    @property
+    def name(self) -> str:
+        return "broken"
+
+    @property
+    def version(self) -> str:
+        return "0"
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        raise ConnectionError("tracker unreachable")
+
+    def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
+        raise ConnectionError("tracker unreachable")

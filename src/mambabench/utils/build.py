@@ -19,6 +19,7 @@ from torch import nn
 
 from mambabench.models.mixers.mamba import MAX_D_STATE
 from mambabench.utils.errors import ConfigError
+from mambabench.utils.logger_guard import bound_wandb_waits, guard_logger
 
 _DATA_FILLED_KEYS = ("vocab_size", "num_classes")
 
@@ -93,7 +94,8 @@ def run_dir_of_checkpoint(ckpt_path: str | None) -> Path | None:
 
 
 def build_loggers(cfg: DictConfig) -> list[Logger]:
-    """Loggers of ``cfg.logger``; W&B goes offline without a login and continues a resumed run's id."""
+    """Loggers of ``cfg.logger``; W&B goes offline without a login, waits a bounded time and continues a
+    resumed run's id; a logger that raises is reported and does not stop training."""
     loggers = []
     for node in (cfg.get("logger") or {}).values():
         if not node or "_target_" not in node:
@@ -102,7 +104,8 @@ def build_loggers(cfg: DictConfig) -> list[Logger]:
             from mambabench.utils.wandb import prepare_wandb
 
             node = prepare_wandb(node, run_dir_of_checkpoint(cfg.get("ckpt_path")))
-        loggers.append(instantiate(node))
+            bound_wandb_waits()
+        loggers.append(guard_logger(instantiate(node)))
     return loggers
 
 

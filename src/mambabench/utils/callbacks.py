@@ -117,10 +117,11 @@ class NonFiniteLossGuard(L.Callback):
             param.grad = None
         rank_zero_warn(f"non-finite loss/gradients at global step {trainer.global_step} (loss {loss_text}): "
                        f"step skipped ({self.skipped_steps} so far)")
-        pl_module.log("train/skipped_steps", float(self.skipped_steps), on_step=True, on_epoch=False)
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
+        if self.skipped_steps:
+            pl_module.log("train/skipped_steps", float(self.skipped_steps), on_step=True, on_epoch=False)
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
         if self.policy == "stop" and loss is not None and not math.isfinite(float(loss.detach())):
             self._stop(trainer, str(float(loss)), "non-finite loss")
