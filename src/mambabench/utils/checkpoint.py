@@ -52,10 +52,11 @@ def atomic_save(obj: Any, path: str | Path) -> None:
     _fsync_dir(path.parent)
 
 
-def read_checkpoint(path: str | Path, mmap: bool = False) -> dict[str, Any]:
+def read_checkpoint(path: str | Path, mmap: bool = False, lightning: bool = True) -> dict[str, Any]:
     """Load a Lightning checkpoint on CPU, or raise :class:`CheckpointError` naming the file.
 
-    ``mmap=True`` reads only the index (tensors are paged in on use): a cheap integrity check."""
+    ``mmap=True`` reads only the index (tensors are paged in on use): a cheap integrity check.
+    ``lightning=False`` accepts any saved dict (Lightning also passes bare weights through files)."""
     path = Path(path)
     if path.is_dir():
         found = sorted(p.name for p in (path / CHECKPOINT_DIR if (path / CHECKPOINT_DIR).is_dir() else path).glob("*.ckpt"))
@@ -75,7 +76,7 @@ def read_checkpoint(path: str | Path, mmap: bool = False) -> dict[str, Any]:
             f"checkpoint '{path}' is truncated or corrupt ({type(err).__name__}: {str(err).splitlines()[0][:200]}); "
             "delete it and resume from an earlier checkpoint (resume=auto picks the newest good one)"
         ) from err
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+    if lightning and (not isinstance(checkpoint, dict) or "state_dict" not in checkpoint):
         raise CheckpointError(f"'{path}' is not a Lightning checkpoint (no 'state_dict'); "
                               "pass a .ckpt written by training")
     return checkpoint
@@ -91,7 +92,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         atomic_save(checkpoint, path)
 
     def load_checkpoint(self, path: str | Path, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
-        return read_checkpoint(path)
+        return read_checkpoint(path, lightning=False)
 
 
 def newest_good_checkpoint(run_dir: str | Path) -> Path | None:
