@@ -170,9 +170,14 @@ class LMHeadModel(nn.Module):
                 "LMHeadModel needs vocab_size; it normally comes from the data module "
                 "(build the network with mambabench.utils.build.build_network)"
             )
+        for name, value in (("d_model", d_model), ("n_layer", n_layer),
+                            ("pad_vocab_size_multiple", pad_vocab_size_multiple)):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"model.{name}={value} must be a positive integer")
         self.vocab_size = vocab_size
         self.d_model = d_model
         self.n_layer = n_layer
+        self._ids_checked_on_gpu = False
         padded = math.ceil(vocab_size / pad_vocab_size_multiple) * pad_vocab_size_multiple
         self.padded_vocab_size = padded
         self.backbone = LMBackbone(padded, d_model, n_layer, mixer, mlp, norm, residual_in_fp32, layer_mixers,
@@ -191,10 +196,28 @@ class LMHeadModel(nn.Module):
     def forward(self, input_ids: Tensor, caches: list[Any] | None = None, return_hidden: bool = False) -> Tensor:
         """input_ids (batch, seqlen) -> logits (batch, seqlen, vocab_size), or hidden states
         (batch, seqlen, d_model) with ``return_hidden``. With ``caches`` the recurrent state is filled."""
+        self._check_token_ids(input_ids)
         hidden = self.backbone(input_ids, caches)
         if return_hidden:
             return hidden
         return self._logits(hidden)
+
+    def _check_token_ids(self, input_ids: Tensor) -> None:
+        """Ids outside ``0..vocab_size-1`` would index past the embedding (a device-side assert on GPU):
+        checked on every CPU call, and on the first GPU call only (the check waits for the GPU)."""
+        if input_ids.numel() == 0 or torch.compiler.is_compiling():
+            return
+        if input_ids.is_cuda:
+            if self._ids_checked_on_gpu:
+                return
+            self._ids_checked_on_gpu = True
+        low, high = int(input_ids.min()), int(input_ids.max())
+        if low < 0 or high >= self.vocab_size:
+            bad = low if low < 0 else high
+            raise ValueError(
+                f"token id {bad} is outside this model's vocabulary 0..{self.vocab_size - 1}; the data's "
+                f"tokenizer and model.vocab_size disagree (leave model.vocab_size null to take it from the data)"
+            )
 
     def step(self, input_ids: Tensor, caches: list[Any]) -> Tensor:
         """One token per sequence: input_ids (batch,) -> logits (batch, vocab_size)."""

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.loggers import Logger
@@ -63,13 +64,24 @@ def check_config(cfg: DictConfig) -> None:
         raise ConfigError("task=classification needs task.num_classes (null = from the data module)")
 
 
+def _instantiate_plainly(node: DictConfig) -> Any:
+    """``instantiate(node)``, re-raising a constructor's own error (which names the bad value) instead of
+    Hydra's wrapper around it."""
+    try:
+        return instantiate(node, _convert_="all")
+    except InstantiationException as err:
+        if err.__cause__ is not None:
+            raise err.__cause__ from err
+        raise
+
+
 def build_datamodule(cfg: DictConfig) -> L.LightningDataModule:
-    return instantiate(cfg.data, _convert_="all")
+    return _instantiate_plainly(cfg.data)
 
 
 def build_network(cfg: DictConfig, datamodule: L.LightningDataModule) -> nn.Module:
     """Instantiate ``cfg.model`` with ``vocab_size`` from the data module when the config leaves it null."""
-    return instantiate(_fill_from_data(cfg.model, datamodule, "model"), _convert_="all")
+    return _instantiate_plainly(_fill_from_data(cfg.model, datamodule, "model"))
 
 
 def build_task(cfg: DictConfig, datamodule: L.LightningDataModule, network: nn.Module | None = None) -> L.LightningModule:
