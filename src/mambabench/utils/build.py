@@ -146,12 +146,16 @@ def _world_size(trainer_cfg: DictConfig) -> int:
 
 
 def build_trainer(cfg: DictConfig, callbacks: list[L.Callback], loggers: list[Logger]) -> L.Trainer:
-    """Instantiate ``cfg.trainer``; ``global_batch_size`` (if set) becomes gradient accumulation."""
+    """Instantiate ``cfg.trainer``; ``global_batch_size`` (if set) becomes gradient accumulation, and an
+    integer ``trainer.val_check_interval`` then counts optimizer steps (the same on any device count)."""
     extra: dict[str, Any] = {}
     if cfg.get("global_batch_size"):
-        extra["accumulate_grad_batches"] = accumulation_for(
-            int(cfg.global_batch_size), int(cfg.data.batch_size), _world_size(cfg.trainer)
-        )
+        accumulation = accumulation_for(int(cfg.global_batch_size), int(cfg.data.batch_size), _world_size(cfg.trainer))
+        extra["accumulate_grad_batches"] = accumulation
+        interval = cfg.trainer.get("val_check_interval")
+        if isinstance(interval, int) and not isinstance(interval, bool):
+            # Lightning counts micro-batches; keep validation every N optimizer steps on any device count
+            extra["val_check_interval"] = interval * accumulation
     os.makedirs(cfg.paths.output_dir, exist_ok=True)
     if not loggers:  # the LR monitor refuses to run without a logger (s4 drops it the same way)
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
