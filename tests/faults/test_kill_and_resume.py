@@ -3,6 +3,7 @@ weights as an uninterrupted run; SIGTERM saves and stops; damaged checkpoints ar
 
 from __future__ import annotations
 
+import csv
 import os
 import signal
 import subprocess
@@ -60,6 +61,15 @@ def test_kill_9_mid_epoch_then_same_command_resumes_bit_for_bit(make_config, tmp
     assert a.keys() == b.keys()
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
+    # the metrics logged before the kill are kept: the same validation curve as the uninterrupted run
+    resumed_curve, straight_curve = _val_curve(run_dir), _val_curve(Path(straight.paths.output_dir))
+    assert len(straight_curve) == 4
+    assert resumed_curve == straight_curve
+
+
+def _val_curve(run: Path) -> list[tuple[int, float]]:
+    with open(run / "csv" / "metrics.csv", newline="") as handle:
+        return [(int(row["step"]), float(row["val/loss"])) for row in csv.DictReader(handle) if row.get("val/loss")]
 
 
 def test_sigterm_saves_last_checkpoint_and_stops(make_config) -> None:

@@ -15,6 +15,7 @@ from functools import partial
 from typing import Any
 
 import torch
+import torch.utils.checkpoint
 from torch import Tensor, nn
 
 from mambabench.models.block import Block
@@ -64,9 +65,11 @@ class LMBackbone(nn.Module):
         layer_mixers: dict[int, Callable[..., nn.Module]] | None = None,
         max_seq_len: int | None = None,
         fused_add_norm: bool = False,
+        gradient_checkpointing: bool = False,
     ) -> None:
         super().__init__()
         norm_cls = norm or partial(RMSNorm, eps=1e-5)
+        self.gradient_checkpointing = gradient_checkpointing
         self.residual_in_fp32 = residual_in_fp32
         self.fused_add_norm = fused_add_norm
         layer_mixers = dict(layer_mixers or {})
@@ -110,8 +113,12 @@ class LMBackbone(nn.Module):
 
     def forward(self, input_ids: Tensor, caches: list[Any] | None = None) -> Tensor:
         hidden, residual = self._embed(input_ids, caches), None
+        recompute = self.gradient_checkpointing and self.training and caches is None and torch.is_grad_enabled()
         for i, layer in enumerate(self.layers):
-            hidden, residual = layer(hidden, residual, cache=None if caches is None else caches[i])
+            if recompute:  # keep only block inputs; recompute each block's activations in the backward
+                hidden, residual = torch.utils.checkpoint.checkpoint(layer, hidden, residual, use_reentrant=False)
+            else:
+                hidden, residual = layer(hidden, residual, cache=None if caches is None else caches[i])
         if self.fused_add_norm:
             fused = fused_add_rms_norm(hidden, residual, self.norm_f, self.residual_in_fp32, autocast_out=False)
             if fused is not None:
@@ -146,6 +153,8 @@ class LMHeadModel(nn.Module):
         max_seq_len: if given, learned absolute position embeddings for that many positions are
             added to the token embeddings (GPT-3 Transformer, MHA-Abs); None: no absolute positions.
         fused_add_norm: residual add + RMSNorm as one Triton kernel on CUDA (see :class:`Block`).
+        gradient_checkpointing: in training, keep only each block's input and recompute the block in the
+            backward pass (activation memory ~ one block instead of all; about a third more compute).
     """
 
     def __init__(
@@ -163,6 +172,7 @@ class LMHeadModel(nn.Module):
         layer_mixers: dict[int, Callable[..., nn.Module]] | None = None,
         max_seq_len: int | None = None,
         fused_add_norm: bool = False,
+        gradient_checkpointing: bool = False,
     ) -> None:
         super().__init__()
         if vocab_size is None or vocab_size < 1:
@@ -181,7 +191,7 @@ class LMHeadModel(nn.Module):
         padded = math.ceil(vocab_size / pad_vocab_size_multiple) * pad_vocab_size_multiple
         self.padded_vocab_size = padded
         self.backbone = LMBackbone(padded, d_model, n_layer, mixer, mlp, norm, residual_in_fp32, layer_mixers,
-                                      max_seq_len, fused_add_norm)
+                                      max_seq_len, fused_add_norm, gradient_checkpointing)
         self.lm_head = nn.Linear(d_model, padded, bias=False)
         for module in self.modules():
             if hasattr(module, "out_proj"):

@@ -10,15 +10,17 @@ refuses a directory that already holds a run. ``resume_dir=<run dir>`` continues
 
 from __future__ import annotations
 
+import csv
 import warnings
 from pathlib import Path
 from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from mambabench.utils.checkpoint import newest_good_checkpoint
+from mambabench.utils.checkpoint import newest_good_checkpoint, read_checkpoint
 from mambabench.utils.errors import ConfigError
 
 CONFIG_FILE = "config.yaml"
@@ -130,3 +132,28 @@ def resolve_resume(cfg: DictConfig) -> DictConfig:
     if cfg.get("run_dir"):
         return _run_dir(cfg)
     return cfg
+
+
+@rank_zero_only
+def keep_csv_history(loggers: list[Any], ckpt_path: str | None, output_dir: str | Path) -> None:
+    """Keep the rows of ``csv/metrics.csv`` logged before ``ckpt_path``'s step when a run continues in
+    its own directory (Lightning's CSV logger would start the file afresh and lose them)."""
+    if not ckpt_path or Path(output_dir).resolve() not in Path(ckpt_path).resolve().parents:
+        return
+    step = int(read_checkpoint(ckpt_path, mmap=True).get("global_step", 0))
+    for logger in loggers:
+        if not isinstance(logger, CSVLogger):
+            continue
+        path = Path(logger.log_dir) / "metrics.csv"
+        if not path.is_file():
+            continue
+        with open(path, newline="") as handle:
+            reader = csv.DictReader(handle)
+            header = list(reader.fieldnames or [])
+            rows = [row for row in reader if row.get("step", "").isdigit() and int(row["step"]) < step]
+        writer = logger.experiment  # creating it removes the old file
+        with open(path, "w", newline="") as handle:
+            out = csv.DictWriter(handle, fieldnames=header)
+            out.writeheader()
+            out.writerows(rows)
+        writer.metrics_keys = header

@@ -27,7 +27,7 @@ from mambabench.utils.callbacks import PreemptionCheckpoint, TokensPerSecond
 from mambabench.utils.checkpoint import checkpoint_file
 from mambabench.utils.errors import ConfigError
 from mambabench.utils.reporting import print_config, print_metrics
-from mambabench.utils.resume import CONFIG_FILE, resolve_resume
+from mambabench.utils.resume import CONFIG_FILE, keep_csv_history, resolve_resume
 from mambabench.utils.resume import cli_overrides as _cli_overrides
 from mambabench.utils.threads import configure_cpu_threads
 from mambabench.utils.wandb import remember_wandb_id
@@ -98,7 +98,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     for logger in loggers:
         logger.log_hyperparams({**OmegaConf.to_container(cfg, resolve=True), "params/total": params["total"],
                                 "params/trainable": params["trainable"]})
-    remember_wandb_id(loggers, str(output_dir))
+    rank_zero_only(remember_wandb_id)(loggers, str(output_dir))
+    keep_csv_history(loggers, cfg.get("ckpt_path"), output_dir)
 
     started = time.time()
     if cfg.get("train", True):
