@@ -11,6 +11,7 @@ refuses a directory that already holds a run. ``resume_dir=<run dir>`` continues
 from __future__ import annotations
 
 import csv
+import os
 import warnings
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from mambabench.utils.errors import ConfigError
 
 CONFIG_FILE = "config.yaml"
 RESUME_MODES = ("auto", "never")
+_DECISION_ENV = "MAMBABENCH_RESUME_FROM"
 # config sections that must not change when a run continues (they shape the weights or the data)
 _FIXED_SECTIONS = ("model", "data", "task")
 
@@ -98,6 +100,24 @@ def _run_dir(cfg: DictConfig) -> DictConfig:
     cfg = cfg.copy()
     with open_dict(cfg):
         cfg.paths.output_dir = str(run_dir)
+    if rank_zero_only.rank > 0:  # the other ranks of a launch follow rank 0's decision
+        decided = os.environ.get(_DECISION_ENV)
+        if decided:
+            with open_dict(cfg):
+                cfg.ckpt_path = decided
+        return cfg if decided is not None else _decide(cfg, run_dir, "auto")
+    return _decide(cfg, run_dir, mode)
+
+
+def _decide(cfg: DictConfig, run_dir: Path, mode: str) -> DictConfig:
+    """Rank 0's choice for ``run_dir``: new run, or resume from its newest good checkpoint. It is left in
+    the environment, which the processes that Lightning launches for the other ranks inherit."""
+    cfg = _checked_run_dir(cfg, run_dir, mode)
+    os.environ[_DECISION_ENV] = str(cfg.get("ckpt_path") or "")
+    return cfg
+
+
+def _checked_run_dir(cfg: DictConfig, run_dir: Path, mode: str) -> DictConfig:
     saved = run_dir / CONFIG_FILE
     if not saved.exists():
         return cfg
