@@ -3,8 +3,8 @@
 PyTorch starts one intra-op thread per core. For the small models that run on a CPU that is the worst
 choice on a shared machine: every op is split across all cores and each thread waits at a barrier for
 the slowest, so one busy neighbour process stalls every op (``scripts/cpu_threads_benchmark.py`` measures
-it: with two cores, 2 threads lost most of their speed to one competing process while 1 thread lost
-about half). ``auto`` therefore gives a CPU run ``cores // processes`` threads capped at
+it: on two cores shared with other jobs, the default job ran 0.08 steps/s with 2 threads and 0.51 with
+1; docs/scaling.md has the table). ``auto`` therefore gives a CPU run ``cores // processes`` threads capped at
 :data:`AUTO_MAX_THREADS` and uses 1 when the machine is already busy (load average at or above the
 core count); GPU runs keep PyTorch's default, which only matters for data loading there.
 """
