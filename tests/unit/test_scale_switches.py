@@ -35,6 +35,8 @@ def test_activation_checkpointing_gives_the_same_loss_and_gradients(make_config,
 
 
 @pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="known bug: with task.compile=true on CPU the loss equals eager's but every "
+                   "gradient is zero (with and without TRITON_INTERPRET); remove this mark once fixed")
 def test_compiled_network_gives_the_same_loss_as_eager(make_config) -> None:
     loss, grads = _loss_and_grads(make_config, [])
     loss_c, grads_c = _loss_and_grads(make_config, ["task.compile=true"])
