@@ -11,16 +11,48 @@ from collections.abc import Iterator
 from typing import Any
 
 import lightning as L
-from torch.utils.data import DataLoader, Dataset, Sampler
+import torch.distributed as dist
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 
-class EpochSampler(Sampler[int]):
-    """Yields global sample ids ``epoch * num_samples + i`` so that every epoch draws fresh samples.
+def _rank_and_world() -> tuple[int, int]:
+    """This process's rank and the number of processes (0, 1 outside ``torch.distributed``)."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
 
-    Lightning calls ``set_epoch`` each epoch; ``skip`` lets a resumed run continue mid-epoch.
+
+class EpochSampler(DistributedSampler):
+    """Yields global sample ids ``epoch * num_samples + i`` so that every epoch draws fresh samples,
+    each process (rank) taking its own share: rank ``r`` of ``w`` takes ``i = r, r + w, r + 2w, ...``.
+
+    The share is interleaved so that the samples of one optimizer step do not depend on how the global
+    batch is split: one process with micro-batch ``b`` and ``w`` accumulation steps sees ids
+    ``0 .. w*b-1`` in its first step, and ``w`` processes with micro-batch ``b`` see the same ids between
+    them. A run therefore trains on the same data whatever the device count, given a fixed global batch.
+    Every rank gets ``num_samples // w`` ids (the remainder is dropped, as with ``drop_last``).
+
+    It subclasses ``DistributedSampler`` only to tell Lightning that it already shards by rank (Lightning
+    then leaves the loader alone); rank and world size are read from ``torch.distributed`` when the
+    loader is built, which Lightning does after the process group exists. Any data module gets
+    rank-distinct, resumable training data by returning a :class:`ResumableLoader` from
+    ``train_dataloader`` over a dataset whose item ``k`` is a function of ``k`` alone.
+
+    Lightning calls ``set_epoch`` each epoch; ``skip`` (in this rank's ids) lets a resumed run continue
+    mid-epoch.
     """
 
-    def __init__(self, num_samples: int) -> None:
+    def __init__(self, num_samples: int, rank: int | None = None, world_size: int | None = None) -> None:
+        found_rank, found_world = _rank_and_world()
+        self.rank = found_rank if rank is None else rank
+        self.world_size = found_world if world_size is None else world_size
+        if not 0 <= self.rank < self.world_size:
+            raise ValueError(f"rank {self.rank} is outside 0..{self.world_size - 1}")
+        if num_samples < self.world_size:
+            raise ValueError(
+                f"{num_samples} training samples per epoch cannot be shared by {self.world_size} processes; "
+                "raise the samples per epoch (e.g. data.train_batches_per_epoch) or use fewer devices"
+            )
         self.num_samples = num_samples
         self.epoch = 0
         self.skip = 0
@@ -29,12 +61,13 @@ class EpochSampler(Sampler[int]):
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return self.num_samples
+        return self.num_samples // self.world_size
 
     def __iter__(self) -> Iterator[int]:
         start, self.skip = self.skip, 0
         base = self.epoch * self.num_samples
-        return iter(range(base + start, base + self.num_samples))
+        local = range(self.rank, len(self) * self.world_size, self.world_size)
+        return iter(base + i for i in local[start:])
 
 
 class ResumableLoader(DataLoader):
@@ -57,7 +90,7 @@ class ResumableLoader(DataLoader):
     def load_state_dict(self, state: dict[str, int]) -> None:
         self.sampler.set_epoch(state["epoch"])
         done = state["batches_done"] * self.batch_size
-        self.sampler.skip = done if done < self.sampler.num_samples else 0
+        self.sampler.skip = done if done < len(self.sampler) else 0
 
 
 class SequenceDataModule(L.LightningDataModule):

@@ -15,6 +15,7 @@ from functools import partial
 from typing import Any
 
 import torch
+import torch.utils.checkpoint
 from torch import Tensor, nn
 
 from mambabench.models.block import Block
@@ -64,9 +65,11 @@ class LMBackbone(nn.Module):
         layer_mixers: dict[int, Callable[..., nn.Module]] | None = None,
         max_seq_len: int | None = None,
         fused_add_norm: bool = False,
+        gradient_checkpointing: bool = False,
     ) -> None:
         super().__init__()
         norm_cls = norm or partial(RMSNorm, eps=1e-5)
+        self.gradient_checkpointing = gradient_checkpointing
         self.residual_in_fp32 = residual_in_fp32
         self.fused_add_norm = fused_add_norm
         layer_mixers = dict(layer_mixers or {})
@@ -110,8 +113,12 @@ class LMBackbone(nn.Module):
 
     def forward(self, input_ids: Tensor, caches: list[Any] | None = None) -> Tensor:
         hidden, residual = self._embed(input_ids, caches), None
+        recompute = self.gradient_checkpointing and self.training and caches is None and torch.is_grad_enabled()
         for i, layer in enumerate(self.layers):
-            hidden, residual = layer(hidden, residual, cache=None if caches is None else caches[i])
+            if recompute:  # keep only block inputs; recompute each block's activations in the backward
+                hidden, residual = torch.utils.checkpoint.checkpoint(layer, hidden, residual, use_reentrant=False)
+            else:
+                hidden, residual = layer(hidden, residual, cache=None if caches is None else caches[i])
         if self.fused_add_norm:
             fused = fused_add_rms_norm(hidden, residual, self.norm_f, self.residual_in_fp32, autocast_out=False)
             if fused is not None:
@@ -146,6 +153,8 @@ class LMHeadModel(nn.Module):
         max_seq_len: if given, learned absolute position embeddings for that many positions are
             added to the token embeddings (GPT-3 Transformer, MHA-Abs); None: no absolute positions.
         fused_add_norm: residual add + RMSNorm as one Triton kernel on CUDA (see :class:`Block`).
+        gradient_checkpointing: in training, keep only each block's input and recompute the block in the
+            backward pass (activation memory ~ one block instead of all; about a third more compute).
     """
 
     def __init__(
@@ -163,6 +172,7 @@ class LMHeadModel(nn.Module):
         layer_mixers: dict[int, Callable[..., nn.Module]] | None = None,
         max_seq_len: int | None = None,
         fused_add_norm: bool = False,
+        gradient_checkpointing: bool = False,
     ) -> None:
         super().__init__()
         if vocab_size is None or vocab_size < 1:
@@ -170,13 +180,18 @@ class LMHeadModel(nn.Module):
                 "LMHeadModel needs vocab_size; it normally comes from the data module "
                 "(build the network with mambabench.utils.build.build_network)"
             )
+        for name, value in (("d_model", d_model), ("n_layer", n_layer),
+                            ("pad_vocab_size_multiple", pad_vocab_size_multiple)):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"model.{name}={value} must be a positive integer")
         self.vocab_size = vocab_size
         self.d_model = d_model
         self.n_layer = n_layer
+        self._ids_checked_on_gpu = False
         padded = math.ceil(vocab_size / pad_vocab_size_multiple) * pad_vocab_size_multiple
         self.padded_vocab_size = padded
         self.backbone = LMBackbone(padded, d_model, n_layer, mixer, mlp, norm, residual_in_fp32, layer_mixers,
-                                      max_seq_len, fused_add_norm)
+                                      max_seq_len, fused_add_norm, gradient_checkpointing)
         self.lm_head = nn.Linear(d_model, padded, bias=False)
         for module in self.modules():
             if hasattr(module, "out_proj"):
@@ -191,10 +206,28 @@ class LMHeadModel(nn.Module):
     def forward(self, input_ids: Tensor, caches: list[Any] | None = None, return_hidden: bool = False) -> Tensor:
         """input_ids (batch, seqlen) -> logits (batch, seqlen, vocab_size), or hidden states
         (batch, seqlen, d_model) with ``return_hidden``. With ``caches`` the recurrent state is filled."""
+        self._check_token_ids(input_ids)
         hidden = self.backbone(input_ids, caches)
         if return_hidden:
             return hidden
         return self._logits(hidden)
+
+    def _check_token_ids(self, input_ids: Tensor) -> None:
+        """Ids outside ``0..vocab_size-1`` would index past the embedding (a device-side assert on GPU):
+        checked on every CPU call, and on the first GPU call only (the check waits for the GPU)."""
+        if input_ids.numel() == 0 or torch.compiler.is_compiling():
+            return
+        if input_ids.is_cuda:
+            if self._ids_checked_on_gpu:
+                return
+            self._ids_checked_on_gpu = True
+        low, high = int(input_ids.min()), int(input_ids.max())
+        if low < 0 or high >= self.vocab_size:
+            bad = low if low < 0 else high
+            raise ValueError(
+                f"token id {bad} is outside this model's vocabulary 0..{self.vocab_size - 1}; the data's "
+                f"tokenizer and model.vocab_size disagree (leave model.vocab_size null to take it from the data)"
+            )
 
     def step(self, input_ids: Tensor, caches: list[Any]) -> Tensor:
         """One token per sequence: input_ids (batch,) -> logits (batch, vocab_size)."""

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
 from mambabench.tasks.optim import build_param_groups
+from mambabench.utils.checkpoint import CheckpointError, state_dict_mismatch
 
 
 class SequenceTask(L.LightningModule):
@@ -128,4 +129,15 @@ class SequenceTask(L.LightningModule):
         checkpoint["tokens_seen"] = self.tokens_seen
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Refuse a checkpoint of a differently configured model with the differing keys and shapes."""
+        def plain(state: dict[str, Any]) -> dict[str, Any]:
+            return {k.replace("_orig_mod.", ""): v for k, v in state.items()}
+
+        mismatch = state_dict_mismatch(plain(checkpoint.get("state_dict", {})), plain(self.state_dict()))
+        if mismatch:
+            raise CheckpointError(
+                "the checkpoint was saved by a model with a different config than this run's:\n  "
+                + "\n  ".join(mismatch)
+                + "\nuse the model overrides of the run that wrote it (its config.yaml), or another checkpoint"
+            )
         self.tokens_seen = checkpoint.get("tokens_seen", 0)

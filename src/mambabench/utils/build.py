@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.loggers import Logger
@@ -19,6 +20,7 @@ from torch import nn
 
 from mambabench.models.mixers.mamba import MAX_D_STATE
 from mambabench.utils.errors import ConfigError
+from mambabench.utils.logger_guard import bound_wandb_waits, guard_logger
 
 _DATA_FILLED_KEYS = ("vocab_size", "num_classes")
 
@@ -62,13 +64,24 @@ def check_config(cfg: DictConfig) -> None:
         raise ConfigError("task=classification needs task.num_classes (null = from the data module)")
 
 
+def _instantiate_plainly(node: DictConfig) -> Any:
+    """``instantiate(node)``, re-raising a constructor's own error (which names the bad value) instead of
+    Hydra's wrapper around it."""
+    try:
+        return instantiate(node, _convert_="all")
+    except InstantiationException as err:
+        if err.__cause__ is not None:
+            raise err.__cause__ from err
+        raise
+
+
 def build_datamodule(cfg: DictConfig) -> L.LightningDataModule:
-    return instantiate(cfg.data, _convert_="all")
+    return _instantiate_plainly(cfg.data)
 
 
 def build_network(cfg: DictConfig, datamodule: L.LightningDataModule) -> nn.Module:
     """Instantiate ``cfg.model`` with ``vocab_size`` from the data module when the config leaves it null."""
-    return instantiate(_fill_from_data(cfg.model, datamodule, "model"), _convert_="all")
+    return _instantiate_plainly(_fill_from_data(cfg.model, datamodule, "model"))
 
 
 def build_task(cfg: DictConfig, datamodule: L.LightningDataModule, network: nn.Module | None = None) -> L.LightningModule:
@@ -93,7 +106,8 @@ def run_dir_of_checkpoint(ckpt_path: str | None) -> Path | None:
 
 
 def build_loggers(cfg: DictConfig) -> list[Logger]:
-    """Loggers of ``cfg.logger``; W&B goes offline without a login and continues a resumed run's id."""
+    """Loggers of ``cfg.logger``; W&B goes offline without a login, waits a bounded time and continues a
+    resumed run's id; a logger that raises is reported and does not stop training."""
     loggers = []
     for node in (cfg.get("logger") or {}).values():
         if not node or "_target_" not in node:
@@ -102,7 +116,8 @@ def build_loggers(cfg: DictConfig) -> list[Logger]:
             from mambabench.utils.wandb import prepare_wandb
 
             node = prepare_wandb(node, run_dir_of_checkpoint(cfg.get("ckpt_path")))
-        loggers.append(instantiate(node))
+            bound_wandb_waits()
+        loggers.append(guard_logger(instantiate(node)))
     return loggers
 
 
@@ -131,12 +146,16 @@ def _world_size(trainer_cfg: DictConfig) -> int:
 
 
 def build_trainer(cfg: DictConfig, callbacks: list[L.Callback], loggers: list[Logger]) -> L.Trainer:
-    """Instantiate ``cfg.trainer``; ``global_batch_size`` (if set) becomes gradient accumulation."""
+    """Instantiate ``cfg.trainer``; ``global_batch_size`` (if set) becomes gradient accumulation, and an
+    integer ``trainer.val_check_interval`` then counts optimizer steps (the same on any device count)."""
     extra: dict[str, Any] = {}
     if cfg.get("global_batch_size"):
-        extra["accumulate_grad_batches"] = accumulation_for(
-            int(cfg.global_batch_size), int(cfg.data.batch_size), _world_size(cfg.trainer)
-        )
+        accumulation = accumulation_for(int(cfg.global_batch_size), int(cfg.data.batch_size), _world_size(cfg.trainer))
+        extra["accumulate_grad_batches"] = accumulation
+        interval = cfg.trainer.get("val_check_interval")
+        if isinstance(interval, int) and not isinstance(interval, bool):
+            # Lightning counts micro-batches; keep validation every N optimizer steps on any device count
+            extra["val_check_interval"] = interval * accumulation
     os.makedirs(cfg.paths.output_dir, exist_ok=True)
     if not loggers:  # the LR monitor refuses to run without a logger (s4 drops it the same way)
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]

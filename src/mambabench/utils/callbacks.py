@@ -1,14 +1,21 @@
-"""Training callbacks: throughput, non-finite loss guard, a progress bar that knows step-based runs."""
+"""Training callbacks: throughput, the non-finite loss policy, random state and preemption checkpoints,
+a progress bar that knows step-based runs."""
 
 from __future__ import annotations
 
 import math
+import signal
+import threading
 import time
+from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import lightning as L
 import torch
+from lightning.fabric.utilities.seed import _collect_rng_states, _set_rng_states
 from lightning.pytorch.callbacks import RichProgressBar
+from lightning.pytorch.utilities import rank_zero_warn
 
 
 class TokensPerSecond(L.Callback):
@@ -49,18 +56,167 @@ class TokensPerSecond(L.Callback):
 
 
 class NonFiniteLossGuard(L.Callback):
-    """Stops training with a clear error the first time the training loss is NaN or infinite,
-    instead of silently continuing (the last good checkpoint stays on disk for a resume)."""
+    """Never trains on NaNs: checks the gradients of every optimizer step before it is taken (a non-finite
+    loss makes them non-finite too) and applies ``policy``:
+
+    - ``stop``: raise with a clear message before the bad update, so the weights and every checkpoint on
+      disk stay the last good ones (resume from ``checkpoints/last.ckpt`` once fixed);
+    - ``skip``: drop this step's gradients (the optimizer leaves the weights and its moments untouched),
+      count it (logged as ``train/skipped_steps``, kept in checkpoints) and go on; after
+      ``max_consecutive_skips`` skips in a row it stops as above.
+
+    With several processes the decision is taken jointly, so all ranks skip or stop together.
+    """
+
+    POLICIES = ("stop", "skip")
+
+    def __init__(self, policy: str = "stop", max_consecutive_skips: int = 10) -> None:
+        if policy not in self.POLICIES:
+            raise ValueError(f"NonFiniteLossGuard policy must be one of {self.POLICIES}, got {policy!r}")
+        if max_consecutive_skips < 1:
+            raise ValueError(f"max_consecutive_skips must be >= 1, got {max_consecutive_skips}")
+        self.policy = policy
+        self.max_consecutive_skips = max_consecutive_skips
+        self.skipped_steps = 0
+        self._consecutive = 0
+
+    @staticmethod
+    def _grads_finite(pl_module: L.LightningModule) -> bool:
+        grads = [p.grad for p in pl_module.parameters() if p.grad is not None]
+        if not grads:
+            return True
+        norms = torch._foreach_norm(grads)
+        return bool(torch.isfinite(torch.stack([n.float() for n in norms])).all())
+
+    def _stop(self, trainer: L.Trainer, loss: str, why: str) -> None:
+        raise FloatingPointError(
+            f"training loss became {loss} ({why}) at global step {trainer.global_step}; stopping before the "
+            "update, so the weights and checkpoints stay the last good ones. Lower optimizer.lr, keep "
+            "parameters in fp32 (trainer.precision=bf16-mixed, not bf16-true), set trainer.gradient_clip_val, "
+            "or skip such steps with callbacks.nonfinite_guard.policy=skip; then resume from "
+            "checkpoints/last.ckpt."
+        )
+
+    def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Any) -> None:
+        finite = self._grads_finite(pl_module)
+        if trainer.world_size > 1:
+            finite = trainer.strategy.reduce_boolean_decision(finite, all=True)
+        if finite:
+            self._consecutive = 0
+            return
+        loss = trainer.callback_metrics.get("train/loss")
+        loss_text = f"{float(loss):.4g}" if torch.is_tensor(loss) else "unknown"
+        if self.policy == "stop":
+            self._stop(trainer, loss_text, "non-finite gradients")
+        self._consecutive += 1
+        if self._consecutive > self.max_consecutive_skips:
+            self._stop(trainer, loss_text, f"{self._consecutive} non-finite steps in a row, "
+                                           f"more than max_consecutive_skips={self.max_consecutive_skips}")
+        self.skipped_steps += 1
+        for param in pl_module.parameters():
+            param.grad = None
+        rank_zero_warn(f"non-finite loss/gradients at global step {trainer.global_step} (loss {loss_text}): "
+                       f"step skipped ({self.skipped_steps} so far)")
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
+        if self.skipped_steps:
+            pl_module.log("train/skipped_steps", float(self.skipped_steps), on_step=True, on_epoch=False)
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
-        if loss is not None and not math.isfinite(float(loss.detach())):
-            raise FloatingPointError(
-                f"training loss became {float(loss)} at global step {trainer.global_step}; stopping. "
-                "Lower optimizer.lr, keep parameters in fp32 (trainer.precision=bf16-mixed, not bf16-true), "
-                "or set trainer.gradient_clip_val; resume from checkpoints/last.ckpt once fixed."
-            )
+        if self.policy == "stop" and loss is not None and not math.isfinite(float(loss.detach())):
+            self._stop(trainer, str(float(loss)), "non-finite loss")
+
+    def state_dict(self) -> dict[str, int]:
+        return {"skipped_steps": self.skipped_steps, "consecutive": self._consecutive}
+
+    def load_state_dict(self, state_dict: dict[str, int]) -> None:
+        self.skipped_steps = int(state_dict.get("skipped_steps", 0))
+        self._consecutive = int(state_dict.get("consecutive", 0))
+
+
+class RandomState(L.Callback):
+    """Puts the random number generators (Python, NumPy, torch CPU and CUDA) into checkpoints and
+    restores them on resume, so a resumed run draws the same random numbers (dropout, sampling) as an
+    uninterrupted one. With several processes rank 0's state is saved; the other ranks are re-seeded
+    from ``(seed, rank, global step)`` on resume, which is reproducible but not the uninterrupted stream."""
+
+    KEY = "rng_states"
+
+    def __init__(self, seed: int = 0) -> None:
+        self.seed = seed
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
+        checkpoint[self.KEY] = _collect_rng_states(include_cuda=torch.cuda.is_available())
+
+    def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
+        states = checkpoint.get(self.KEY)
+        if states is None:
+            return
+        if trainer.global_rank == 0:
+            if not torch.cuda.is_available():
+                states = {k: v for k, v in states.items() if k != "torch.cuda"}
+            _set_rng_states(states)
+        else:
+            L.seed_everything(hash((self.seed, trainer.global_rank, int(checkpoint.get("global_step", 0)))) % 2**31,
+                              verbose=False)
+
+
+class PreemptionCheckpoint(L.Callback):
+    """On SIGTERM or SIGUSR1 (what SLURM and cloud schedulers send before they preempt a job), finish the
+    current step, write ``<checkpoints>/last.ckpt`` and stop training cleanly; the same command with
+    ``resume=auto`` then continues from there. Without a signal it costs nothing (with several processes,
+    one tiny collective per step so that all ranks stop at the same step).
+
+    ``stopped_by`` holds the signal's name after such a stop (the entry point then skips testing)."""
+
+    def __init__(self, signals: tuple[str, ...] | list[str] = ("SIGTERM", "SIGUSR1"), filename: str = "last.ckpt") -> None:
+        unknown = [name for name in signals if not hasattr(signal, name)]
+        if unknown:
+            raise ValueError(f"unknown signal names {unknown}; use names such as SIGTERM, SIGUSR1, SIGINT")
+        self.signals = [getattr(signal, name) for name in signals]
+        self.filename = filename
+        self.received: int | None = None
+        self.stopped_by: str | None = None
+        self.saved_path: str | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handler(self, signum: int, frame: FrameType | None) -> None:
+        self.received = signum
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return  # signal handlers can only be set from the main thread
+        for signum in self.signals:
+            self._previous[signum] = signal.signal(signum, self._handler)
+
+    def _restore_handlers(self) -> None:
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+        self._previous = {}
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        received = self.received is not None
+        if trainer.world_size > 1:
+            received = trainer.strategy.reduce_boolean_decision(received, all=False)
+        if not received:
+            return
+        name = signal.Signals(self.received).name if self.received is not None else "a signal on another rank"
+        callback = trainer.checkpoint_callback
+        folder = Path(callback.dirpath) if callback is not None and callback.dirpath else Path(
+            trainer.default_root_dir) / "checkpoints"
+        path = folder / self.filename
+        trainer.save_checkpoint(path)
+        self.stopped_by, self.saved_path = name, str(path)
+        rank_zero_warn(f"received {name}: saved {path} at global step {trainer.global_step} and stopping; "
+                       "run the same command again (resume=auto) to continue")
+        trainer.should_stop = True
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._restore_handlers()
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        self._restore_handlers()
 
 
 class StepProgressBar(RichProgressBar):

@@ -11,6 +11,7 @@ from typing import Any
 import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from mambabench.utils.build import (
@@ -22,57 +23,17 @@ from mambabench.utils.build import (
     check_config,
     count_parameters,
 )
-from mambabench.utils.callbacks import TokensPerSecond
+from mambabench.utils.callbacks import PreemptionCheckpoint, TokensPerSecond
+from mambabench.utils.checkpoint import checkpoint_file
 from mambabench.utils.errors import ConfigError
 from mambabench.utils.reporting import print_config, print_metrics
+from mambabench.utils.resume import CONFIG_FILE, keep_csv_history, resolve_resume
+from mambabench.utils.resume import cli_overrides as _cli_overrides
+from mambabench.utils.threads import configure_cpu_threads
 from mambabench.utils.wandb import remember_wandb_id
 
-CONFIG_FILE = "config.yaml"
 SUMMARY_FILE = "summary.json"
 LAST_CKPT = Path("checkpoints") / "last.ckpt"
-
-
-def _cli_overrides() -> list[str]:
-    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
-
-
-def _dotted(overrides: list[str], skip: tuple[str, ...]) -> list[str]:
-    """Plain ``a.b=c`` overrides (no group choices, no hydra.*), minus those starting with ``skip``."""
-    keep = []
-    for item in overrides:
-        key = item.split("=", 1)[0].lstrip("+~")
-        if key.startswith(skip) or key.startswith("hydra."):
-            continue
-        if "." not in key and key not in ("seed", "ckpt_path", "global_batch_size", "train", "test", "tags"):
-            raise ConfigError(
-                f"override '{item}' changes a config group, which a resumed/evaluated run cannot do; "
-                "start a new run instead"
-            )
-        keep.append(item.lstrip("+"))
-    return keep
-
-
-def resolve_resume(cfg: DictConfig) -> DictConfig:
-    """With ``resume_dir=<run dir>``: continue that run from its saved config and ``last.ckpt``;
-    dotted overrides on the command line (e.g. ``trainer.max_steps=...``) still apply."""
-    if not cfg.get("resume_dir"):
-        return cfg
-    run_dir = Path(cfg.resume_dir)
-    saved = run_dir / CONFIG_FILE
-    if not saved.exists():
-        raise ConfigError(f"resume_dir '{run_dir}' has no {CONFIG_FILE}; point it at a mambabench run directory")
-    base = OmegaConf.load(saved)
-    overrides = _dotted(_cli_overrides(), skip=("resume_dir",))
-    base = OmegaConf.merge(base, OmegaConf.from_dotlist(overrides))
-    with open_dict(base):
-        base.resume_dir = str(run_dir)
-        if not base.get("ckpt_path"):
-            last = run_dir / LAST_CKPT
-            if last.exists():
-                base.ckpt_path = str(last)
-            else:
-                warnings.warn(f"{last} does not exist yet; starting the run in {run_dir} from scratch", stacklevel=2)
-    return base
 
 
 def _final_metrics(trainer: L.Trainer) -> dict[str, float]:
@@ -94,8 +55,12 @@ def _save_final_last(trainer: L.Trainer, output_dir: Path) -> None:
         trainer.save_checkpoint(output_dir / LAST_CKPT)
 
 
+@rank_zero_only
 def write_summary(path: Path, payload: dict[str, Any]) -> None:
-    path.write_text(json.dumps(payload, indent=2, default=str))
+    """Write ``summary.json`` (once per run: on rank 0 only)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(payload, indent=2, default=str))
+    tmp.replace(path)
 
 
 def _finish_wandb() -> None:
@@ -115,8 +80,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     check_config(cfg)
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
+    configure_cpu_threads(cfg.get("cpu_threads", "auto"), cfg.trainer)
     if cfg.get("print_config", True):
-        print_config(cfg)
+        rank_zero_only(print_config)(cfg)
     if cfg.get("seed") is not None:
         L.seed_everything(int(cfg.seed), workers=True)
 
@@ -127,15 +93,22 @@ def train(cfg: DictConfig) -> dict[str, float]:
     trainer = build_trainer(cfg, callbacks, loggers)
 
     params = count_parameters(task.network)
-    OmegaConf.save(cfg, output_dir / CONFIG_FILE, resolve=True)
+    if rank_zero_only.rank == 0:
+        OmegaConf.save(cfg, output_dir / CONFIG_FILE, resolve=True)
     for logger in loggers:
         logger.log_hyperparams({**OmegaConf.to_container(cfg, resolve=True), "params/total": params["total"],
                                 "params/trainable": params["trainable"]})
-    remember_wandb_id(loggers, str(output_dir))
+    rank_zero_only(remember_wandb_id)(loggers, str(output_dir))
+    keep_csv_history(loggers, cfg.get("ckpt_path"), output_dir)
 
     started = time.time()
     if cfg.get("train", True):
         trainer.fit(task, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        preempted = next((c for c in callbacks if isinstance(c, PreemptionCheckpoint) and c.stopped_by), None)
+        if preempted is not None:
+            rank_zero_info(f"stopped by {preempted.stopped_by} at step {trainer.global_step}; checkpoint "
+                           f"{preempted.saved_path}. Run the same command again to continue.")
+            return _final_metrics(trainer)
         _save_final_last(trainer, output_dir)
     metrics = _final_metrics(trainer)
     if cfg.get("test", True):
@@ -166,7 +139,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         "last_ckpt": str(output_dir / LAST_CKPT) if (output_dir / LAST_CKPT).exists() else None,
     }
     write_summary(output_dir / SUMMARY_FILE, summary)
-    print_metrics(metrics, output_dir, wall)
+    rank_zero_only(print_metrics)(metrics, output_dir, wall)
     _finish_wandb()
     return metrics
 
@@ -183,9 +156,9 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     config next to the checkpoint, so ``ckpt_path=...`` alone is enough."""
     if not cfg.get("ckpt_path"):
         raise ConfigError("eval needs ckpt_path=<run dir>/checkpoints/last.ckpt")
-    ckpt = Path(cfg.ckpt_path)
-    if not ckpt.exists():
-        raise ConfigError(f"checkpoint '{ckpt}' does not exist")
+    ckpt = checkpoint_file(cfg.ckpt_path)  # a run directory is accepted: its last.ckpt
+    if ckpt != Path(cfg.ckpt_path):
+        rank_zero_info(f"evaluating {ckpt}")
     saved = _saved_run_config(ckpt)
     if saved is not None:
         data_overridden = any(o.split("=", 1)[0].lstrip("+~").split(".")[0] == "data" for o in _cli_overrides())

@@ -13,6 +13,7 @@ from omegaconf import DictConfig
 
 from mambabench.models.generation import generate
 from mambabench.utils.build import build_datamodule, build_network
+from mambabench.utils.checkpoint import checkpoint_file, read_checkpoint
 from mambabench.utils.errors import ConfigError
 from mambabench.utils.run import _saved_run_config
 
@@ -46,7 +47,7 @@ def load_network(ckpt_path: Path, device: str = "cpu") -> tuple[torch.nn.Module,
         raise ConfigError(f"no config.yaml found next to '{ckpt_path}'; is it a checkpoint of a mambabench run?")
     datamodule = build_datamodule(run_cfg)
     network = build_network(run_cfg, datamodule)
-    state = torch.load(ckpt_path, map_location="cpu", weights_only=False)["state_dict"]
+    state = read_checkpoint(ckpt_path)["state_dict"]
     prefix = "network."
     network.load_state_dict({k[len(prefix):].replace("_orig_mod.", ""): v for k, v in state.items()
                              if k.startswith(prefix)})
@@ -55,9 +56,7 @@ def load_network(ckpt_path: Path, device: str = "cpu") -> tuple[torch.nn.Module,
 
 def sample_from_checkpoint(cfg: DictConfig) -> torch.Tensor:
     """Generate ``num_samples`` continuations; prompts are ``prompt_ids`` or test-set prefixes."""
-    ckpt = Path(cfg.ckpt_path)
-    if not ckpt.exists():
-        raise ConfigError(f"checkpoint '{ckpt}' does not exist")
+    ckpt = checkpoint_file(cfg.ckpt_path)  # a run directory is accepted: its last.ckpt
     network, _, datamodule = load_network(ckpt, cfg.device)
     if not hasattr(network, "step"):
         raise ConfigError(f"{type(network).__name__} has no recurrent step; it cannot generate")
