@@ -169,7 +169,7 @@ class FewShotWordsDataModule(SequenceDataModule):
 
     def _loaders(self) -> list[DataLoader]:
         loaders = []
-        for t, (task, pairs) in enumerate(self.tasks.items()):
+        for t, pairs in enumerate(self.tasks.values()):
             for k in self.shots:
                 dataset = _FewShotDataset(pairs, k, self.num_queries, self.tokenizer, self.seed + 1000 * t + k,
                                           self.separator, self.delimiter)
