@@ -42,7 +42,7 @@ for family in $FAMILIES; do
   for model in $MODELS; do
     run="$OUT/runs/${family}_${model}"
     OMP_NUM_THREADS=$THREADS "$PY" src/train.py "experiment=icl/$family/mini" "model=icl/mini/$model" \
-      trainer="$TRAINER" trainer.max_steps="$STEPS" trainer.max_time="$MAX_TIME" trainer.val_check_interval=500 \
+      trainer="$TRAINER" trainer.max_steps="$STEPS" ++trainer.max_time="$MAX_TIME" trainer.val_check_interval=500 \
       trainer.check_val_every_n_epoch=null data.num_eval_samples=$PROMPTS logger=csv callbacks.progress_bar=null \
       print_config=false task_name=icl_gpu paths.output_dir="$run" > "$OUT/logs/${family}_${model}.log" 2>&1 &
     pids+=($!)

@@ -98,8 +98,8 @@ def test_families_and_input_distributions() -> None:
     relu = FunctionFamily("relu2nn", 6, hidden_size=10)
     assert evaluate_function(relu, sample_function(relu, 6, g), xs).shape == (50,)
     orthant = regression_prompt(FunctionFamily("linear", 6, inputs="orthant"), 20, g)["xs"]
-    signs = orthant[:-1].sign()
-    assert (signs == signs[0]).all()  # context points share one orthant
+    signs = orthant.sign()
+    assert (signs == signs[0]).all()  # all points share one orthant
     skew = skewed_covariance_sqrt(6, 0)
     cov = skew @ skew.T
     eig = torch.linalg.eigvalsh(cov).flip(0)

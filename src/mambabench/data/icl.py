@@ -8,8 +8,8 @@ position of ``x_i``, so position ``i`` measures the error after ``i`` in-context
 Families: ``linear``, ``sparse_linear``, ``noisy_linear``, ``relu2nn`` (2-layer ReLU networks) and
 ``tree`` (depth-``tree_depth`` decision trees on the signs of coordinates). Input distributions:
 ``gaussian`` (N(0, I)), ``skewed`` (N(0, S) with eigenvalues proportional to 1/i^2, scaled to trace
-``n_dims``, a fixed random basis per seed) and ``orthant`` (the context points of a prompt share one random
-orthant; the query, the last point, has fresh random signs). Garg et al.'s curriculum grows the active
+``n_dims``, a fixed random basis per seed) and ``orthant`` (all points of a prompt lie in one random
+orthant, after Garg et al.'s random-quadrant prompts). Garg et al.'s curriculum grows the active
 dimensions (the rest are zero) and the number of points during training.
 
 Every sample is a pure function of (seed, split, sample id), so training resumes exactly and evaluation
@@ -101,9 +101,7 @@ def sample_inputs(n_points: int, n_dims: int, active_dims: int, distribution: st
         xs = xs @ skew.T
     elif distribution == "orthant":
         signs = torch.randint(0, 2, (n_dims,), generator=generator).float() * 2 - 1
-        query_signs = torch.randint(0, 2, (n_dims,), generator=generator).float() * 2 - 1
         xs = xs.abs() * signs
-        xs[-1] = xs[-1].abs() * query_signs
     if active_dims < n_dims:
         xs[:, active_dims:] = 0
     return xs

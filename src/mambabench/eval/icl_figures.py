@@ -62,8 +62,10 @@ def plot_error_curves(rows: Sequence[dict], out_dir: str | Path, log_scale: bool
             ax.set_ylabel("squared error / d")
             if log_scale:
                 ax.set_yscale("log")
-            else:
-                ax.set_ylim(bottom=0)
+            else:  # baselines such as averaging can be far off: keep the models' range readable
+                model_max = max((e for (kind, _), pts in loaders[loader].items() if kind == "model" for _, e in pts),
+                                default=1.0)
+                ax.set_ylim(0, max(1.5, 1.3 * model_max))
             ax.grid(alpha=0.3)
         axes[0][-1].legend(fontsize=8, loc="upper right")
         fig.tight_layout()
