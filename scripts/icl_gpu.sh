@@ -55,5 +55,6 @@ echo "icl_gpu: training done after $(( $(date +%s) - START ))s ($failed run(s) f
 DEVICE=cpu
 [ "$TRAINER" = gpu ] && DEVICE=cuda
 "$PY" scripts/icl_report.py "$OUT/runs" --out "$OUT" --device "$DEVICE" --num-prompts "$PROMPTS" \
+  --probe-prompts $(( PROMPTS * 2 )) \
   --points 0 1 2 3 5 8 10 15 20 | tee "$OUT/logs/report.log"
 echo "icl_gpu: finished after $(( $(date +%s) - START ))s; figures and CSV in $OUT"

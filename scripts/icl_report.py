@@ -54,6 +54,7 @@ def main() -> None:
     parser.add_argument("--num-prompts", type=int, default=512)
     parser.add_argument("--per-prompt-limit", type=int, default=64, help="prompts for the tree baselines")
     parser.add_argument("--no-probe", action="store_true")
+    parser.add_argument("--probe-prompts", type=int, default=1024, help="prompts the probes are fitted on")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--points", type=int, nargs="*", default=[0, 1, 2, 5, 10, 20, 40, 80])
     args = parser.parse_args()
@@ -64,7 +65,7 @@ def main() -> None:
                          f"under {', '.join(map(str, args.paths))}")
     print(f"evaluating {len(runs)} run(s): " + ", ".join(map(str, runs)))
     rows, probes = evaluate_runs(runs, args.baselines, args.num_prompts, args.per_prompt_limit,
-                                 probe=not args.no_probe, device=args.device)
+                                 probe=not args.no_probe, probe_prompts=args.probe_prompts, device=args.device)
     args.out.mkdir(parents=True, exist_ok=True)
     written = [write_rows(rows, args.out / "curves.csv", CURVE_FIELDS)]
     curve_dicts = [r.__dict__ for r in rows]
