@@ -44,6 +44,9 @@ def test_presets_carry_paper_values_and_matched_sizes(make_config) -> None:
     assert 9.4e6 < sizes["transformer"] < 9.7e6  # Garg et al.'s GPT-2 (12 layers, 256 wide): 9.5M
     for arch, size in sizes.items():
         assert abs(size / sizes["transformer"] - 1) < 0.12, (arch, sizes)
+    mini = {arch: count_parameters(build_network(cfg, build_datamodule(cfg)))["total"]
+            for arch in ARCHS for cfg in [make_config(["experiment=icl/linear/mini", f"model=icl/mini/{arch}"])]}
+    assert all(abs(size / mini["mamba"] - 1) < 0.25 for size in mini.values()), mini
     tree = make_config(["experiment=icl/tree/paper"])
     assert (tree.data.family, tree.data.n_points, tree.data.tree_depth) == ("tree", 101, 4)
     positions = make_config(["experiment=icl/relu2nn/paper", "model=icl/transformer"]).model.max_seq_len
