@@ -24,7 +24,8 @@ def test_shipped_task_set_is_real_and_loads() -> None:
     assert set(dm.tasks) == {"antonyms", "country_capital", "first_letter", "uppercase"}
     capitals = dict(dm.tasks["country_capital"])
     assert all(len(pairs) == 48 for pairs in dm.tasks.values())
-    assert all(country and capital and country != capital for country, capital in capitals.items())
+    assert all(country and capital for country, capital in capitals.items())
+    assert sum(country != capital for country, capital in capitals.items()) > 40  # city-states aside
     assert dm.val_names[:2] == ["antonyms_k0", "antonyms_k3"]
     batch = next(iter(dm.test_dataloader()[1]))
     assert batch["input_ids"].shape[0] == 5 and (batch["input_ids"] < 256).all()
