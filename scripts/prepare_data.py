@@ -11,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-from mambabench.data.prepare import great_apes, hg38, sc09, youtubemix
+from mambabench.data.prepare import great_apes, hg38, icl_tasks, sc09, youtubemix
 from mambabench.data.prepare.common import PrepareError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -20,6 +20,7 @@ PREPARERS = {
     "great_apes": great_apes,
     "youtubemix": youtubemix,
     "sc09": sc09,
+    "icl_tasks": icl_tasks,
 }
 
 

@@ -14,7 +14,12 @@ from tests.conftest import config_options, experiment_names
 MODELS = [m for m in config_options("model")]
 DATA = config_options("data")
 # pairs that cannot work together by design, with the reason (checked to fail clearly elsewhere)
-INCOMPATIBLE: dict[tuple[str, str], str] = {}
+INCOMPATIBLE: dict[tuple[str, str], str] = {
+    **{(m, "icl_regression"): "real-vector prompts need a read-in model (model=icl/...; the icl presets run them)"
+       for m in MODELS},
+    **{(m, "fewshot_words"): "evaluation only (train=false task=fewshot_icl; tests/unit/test_fewshot_icl.py)"
+       for m in MODELS},
+}
 
 # big presets are shrunk in width/depth for a CPU smoke test; the paper shapes are pinned by
 # parameter-count tests instead.

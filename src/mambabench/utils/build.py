@@ -22,11 +22,11 @@ from mambabench.models.mixers.mamba import MAX_D_STATE
 from mambabench.utils.errors import ConfigError
 from mambabench.utils.logger_guard import bound_wandb_waits, guard_logger
 
-_DATA_FILLED_KEYS = ("vocab_size", "num_classes")
+_DATA_FILLED_KEYS = ("vocab_size", "num_classes", "n_dims")
 
 
 def _fill_from_data(node: DictConfig, datamodule: L.LightningDataModule, what: str) -> DictConfig:
-    """Copy of ``node`` whose null ``vocab_size``/``num_classes`` take the data module's values."""
+    """Copy of ``node`` whose null ``vocab_size``/``num_classes``/``n_dims`` take the data module's values."""
     node = node.copy()
     with open_dict(node):
         for key in _DATA_FILLED_KEYS:

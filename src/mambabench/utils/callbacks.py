@@ -18,6 +18,13 @@ from lightning.pytorch.callbacks import RichProgressBar
 from lightning.pytorch.utilities import rank_zero_warn
 
 
+def _batch_tokens(batch: dict[str, Any]) -> int:
+    """Sequence positions in a batch: token ids (batch, seqlen) or real vectors (batch, seqlen, dim)."""
+    if "input_ids" in batch:
+        return int(batch["input_ids"].numel())
+    return int(batch["inputs"].shape[0] * batch["inputs"].shape[1])
+
+
 class TokensPerSecond(L.Callback):
     """Logs ``trainer/tokens_per_sec`` (input tokens of training batches per wall-clock second)
     and keeps the run totals for the summary."""
@@ -40,7 +47,7 @@ class TokensPerSecond(L.Callback):
         if torch.cuda.is_available() and pl_module.device.type == "cuda":
             torch.cuda.synchronize(pl_module.device)
         elapsed = time.perf_counter() - self._t0
-        tokens = int(batch["input_ids"].numel()) * trainer.world_size
+        tokens = _batch_tokens(batch) * trainer.world_size
         self.train_time += elapsed
         self.train_tokens += tokens
         self._window_time += elapsed

@@ -138,6 +138,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         "best_ckpt": getattr(checkpoint, "best_model_path", None) or None,
         "last_ckpt": str(output_dir / LAST_CKPT) if (output_dir / LAST_CKPT).exists() else None,
     }
+    summary.update(getattr(task, "summary_items", dict)())  # task-specific results (e.g. ICL curves)
     write_summary(output_dir / SUMMARY_FILE, summary)
     rank_zero_only(print_metrics)(metrics, output_dir, wall)
     _finish_wandb()
@@ -186,7 +187,8 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     metrics = _final_metrics(trainer)
     write_summary(output_dir / SUMMARY_FILE, {"ckpt_path": str(ckpt), "choices": _choices(), "metrics": metrics,
                                               "params": count_parameters(task.network),
-                                              "wall_time_s": round(time.time() - started, 2)})
+                                              "wall_time_s": round(time.time() - started, 2),
+                                              **getattr(task, "summary_items", dict)()})
     print_metrics(metrics, output_dir, time.time() - started)
     _finish_wandb()
     return metrics
