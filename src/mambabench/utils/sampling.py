@@ -4,6 +4,7 @@ sample continuations with the recurrent step, print and save them."""
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import torch
@@ -13,6 +14,8 @@ from mambabench.models.generation import generate
 from mambabench.utils.build import build_datamodule, build_network
 from mambabench.utils.errors import ConfigError
 from mambabench.utils.run import _saved_run_config
+
+log = logging.getLogger(__name__)
 
 
 def load_network(ckpt_path: Path, device: str = "cpu") -> tuple[torch.nn.Module, DictConfig, object]:
@@ -48,7 +51,7 @@ def sample_from_checkpoint(cfg: DictConfig) -> torch.Tensor:
     out = generate(network, prompt.to(cfg.device), cfg.max_new_tokens, cfg.temperature, cfg.top_k, cfg.top_p,
                    generator=generator)
     for row in out.tolist():
-        print(" ".join(map(str, row)))
+        log.info(" ".join(map(str, row)))
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "samples.json").write_text(json.dumps({"ckpt_path": str(ckpt), "samples": out.tolist()}))
