@@ -1,10 +1,16 @@
-"""Every model x data pair composes and runs one train/val/test batch (debug=fdr), and every
-experiment preset runs one training batch on CPU (presets named ``paper`` at toy width, depth, length and
+"""Every model x data pair composes, trains a few steps on one batch with a finite loss that falls, and
+runs a val and a test batch; every experiment preset runs one training batch on CPU (presets named ``paper`` at toy width, depth, length and
 batch: the real preset is composed and built, so its config errors surface; its paper values are pinned
 in preset tests such as tests/unit/test_dna_presets.py)."""
 
 from __future__ import annotations
 
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import lightning as L
 import pytest
 from omegaconf import DictConfig, open_dict
 
@@ -45,6 +51,25 @@ def shrink_paper_preset(cfg: DictConfig) -> None:
             warmup.max_tokens_per_batch = None
 
 
+# training steps (one batch per epoch, fresh samples each) in which the loss must fall, at this learning rate
+LEARNING_STEPS, LEARNING_LR = 4, 3e-3
+
+
+class LossHistory(L.Callback):
+    """Writes the training loss of every step to ``path`` (a JSON list) when training ends."""
+
+    def __init__(self, path: str) -> None:
+        self.path, self.losses = Path(path), []
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        self.losses.append(float(loss))
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.path.write_text(json.dumps(self.losses))
+
+
 # data that needs a task other than the default task=lm
 DATA_TASK = {"great_apes": ["task=classification"]}
 
@@ -54,12 +79,30 @@ def _pairs() -> list[tuple[str, str]]:
 
 
 @pytest.mark.parametrize(("model", "data"), _pairs())
-def test_model_data_fast_dev_run(make_config, model: str, data: str) -> None:
+def test_model_data_learns_one_batch(make_config, tmp_path: Path, model: str, data: str) -> None:
+    """A few optimizer steps: the loss is finite and falls; then one val and one test batch run (debug=fdr's
+    one-batch run, stretched to LEARNING_STEPS training steps of one batch each)."""
+    history = tmp_path / "losses.json"
     overrides = [f"model={model}", f"data={data}", *DATA_TASK.get(data, []), "debug=fdr", "data.batch_size=2",
-                 "logger=[]", *SHRINK]
+                 "logger=[]", "callbacks=none", f"optimizer.lr={LEARNING_LR}", *SHRINK]
     cfg = make_config(overrides)
+    with open_dict(cfg):
+        cfg.trainer.fast_dev_run = False
+        cfg.trainer.enable_checkpointing = False
+        cfg.trainer.max_steps = LEARNING_STEPS
+        cfg.trainer.limit_train_batches = 1
+        cfg.trainer.max_epochs = LEARNING_STEPS
+        cfg.trainer.limit_val_batches = 1
+        cfg.trainer.limit_test_batches = 1
+        cfg.trainer.val_check_interval = None
+        cfg.trainer.check_val_every_n_epoch = None
+        cfg.callbacks = {"loss_history": {"_target_": f"{__name__}.LossHistory", "path": str(history)}}
     metrics = train(cfg)
-    assert "train/loss" in metrics or any(k.startswith("test/") for k in metrics)
+    losses = json.loads(history.read_text())
+    assert len(losses) == LEARNING_STEPS, losses
+    assert all(math.isfinite(x) for x in losses), f"{model} x {data}: non-finite training loss {losses}"
+    assert losses[-1] < losses[0], f"{model} x {data}: the training loss did not fall: {losses}"
+    assert any(k.startswith("test/") for k in metrics), sorted(metrics)
 
 
 @pytest.mark.parametrize("experiment", experiment_names())
@@ -77,4 +120,4 @@ def test_experiment_runs_one_training_batch(make_config, experiment: str) -> Non
     if experiment.rsplit("/", 1)[-1] == "paper":
         shrink_paper_preset(cfg)
     metrics = train(cfg)
-    assert metrics["train/loss"] > 0
+    assert math.isfinite(metrics["train/loss"]) and metrics["train/loss"] > 0
