@@ -151,3 +151,19 @@ def test_report_script_reads_folders_and_rejects_missing_ones(tmp_path: Path, ca
     assert "[60.0](../runs/0) / 57.0" in (tmp_path / "out" / "table1_mini.md").read_text()
     assert script.main([str(tmp_path / "nowhere"), "--out", str(tmp_path / "out")]) == 1
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_wandb_runs_carry_group_job_type_and_tags(make_config) -> None:
+    """A run of a preset is grouped by the preset, typed by its table, tagged with model, size and knobs."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from mambabench.utils.wandb import comparison_fields, prepare_wandb
+
+    cfg = make_config(["experiment=ablations/table1/mini", "model=table1/h3_s4", "logger=wandb"])
+    fields = comparison_fields(cfg, dict(HydraConfig.get().runtime.choices))
+    node = prepare_wandb(cfg.logger.wandb, None, fields)
+    assert node.group == "ablations/table1/mini" and node.job_type == "ablations/table1"
+    assert {"table1", "model=table1/h3_s4", "data=selective_copying", "d_model=64", "n_layer=2",
+            "inner_layer=s4_complex"} <= set(node.tags)
+    plain = comparison_fields(make_config(["model=mamba"]), {"model": "mamba", "data": "selective_copying"})
+    assert plain["group"] == "mamba-selective_copying" and plain["job_type"] == "train"

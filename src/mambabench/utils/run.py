@@ -130,7 +130,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     OmegaConf.save(cfg, output_dir / CONFIG_FILE, resolve=True)
     for logger in loggers:
         logger.log_hyperparams({**OmegaConf.to_container(cfg, resolve=True), "params/total": params["total"],
-                                "params/trainable": params["trainable"]})
+                                "params/trainable": params["trainable"], "choices": _choices()})
     remember_wandb_id(loggers, str(output_dir))
 
     started = time.time()
