@@ -17,6 +17,7 @@
 #   IH_EXTRA="data.num_eval_samples=8 model.d_model=16" bash scripts/paper_results_gpu.sh /tmp/paper_smoke
 # Everything is written under OUT as it goes: runs/ (run folders), report/ (tables, figures), log.txt.
 set -uo pipefail
+shopt -s nullglob
 cd "$(dirname "$0")/.."
 
 OUT=${1:?usage: scripts/paper_results_gpu.sh OUT [BUDGET_SECONDS]}
@@ -56,7 +57,7 @@ timeout $(( BUDGET * 35 / 100 )) python src/train.py -m experiment=induction_hea
 lengths=$(python -c "print(','.join(str(2**k) for k in range(6, $IH_MAX_LOG2 + 1)))")
 left=$(( BUDGET - $(elapsed) - 15 ))
 runs=("$OUT"/runs/induction_heads/*/)
-per_model=$(( left > 60 ? left / ${#runs[@]} : 10 ))
+per_model=$(( left > 60 && ${#runs[@]} > 0 ? left / ${#runs[@]} : 10 ))
 say "testing ${#runs[@]} models at 2^6..2^$IH_MAX_LOG2, about ${per_model} s each"
 for run in "${runs[@]}"; do
   [ -f "$run/checkpoints/last.ckpt" ] || { say "no checkpoint in $run"; continue; }
