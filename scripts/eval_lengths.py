@@ -31,18 +31,23 @@ def checkpoint_of(path: Path) -> Path:
         return path
     ckpt = path / "checkpoints" / "last.ckpt"
     if not ckpt.exists():
-        raise FileNotFoundError(f"no checkpoint at '{ckpt}'; pass a run folder with checkpoints/last.ckpt or a .ckpt")
+        raise FileNotFoundError(
+            f"no checkpoint at '{ckpt}'; pass a run folder with checkpoints/last.ckpt or a .ckpt"
+        )
     return ckpt
 
 
 @torch.no_grad()
-def accuracy_at(network: torch.nn.Module, length: int, vocab_size: int, samples: int, batch: int,
-                device: str, seed: int) -> float:
+def accuracy_at(
+    network: torch.nn.Module, length: int, vocab_size: int, samples: int, batch: int, device: str, seed: int
+) -> float:
     generator = torch.Generator().manual_seed(seed + length)
     correct = total = 0
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.startswith("cuda") else nullcontext()
     for start in range(0, samples, batch):
-        examples = [induction_heads_example(length, vocab_size, generator) for _ in range(min(batch, samples - start))]
+        examples = [
+            induction_heads_example(length, vocab_size, generator) for _ in range(min(batch, samples - start))
+        ]
         inputs = torch.stack([e["input_ids"] for e in examples]).to(device)
         targets = torch.stack([e["targets"] for e in examples]).to(device)
         with autocast:
@@ -60,8 +65,13 @@ def evaluate_run(path: Path, lengths: list[int], args: argparse.Namespace) -> di
     vocab_size = int(run_cfg.data.vocab_size)
     out = run_dir / "eval_lengths" / "summary.json"
     out.parent.mkdir(exist_ok=True)
-    summary = {"ckpt_path": str(ckpt), "choices": {}, "metrics": {}, "out_of_memory_lengths": [],
-               "wall_time_s": 0.0}
+    summary = {
+        "ckpt_path": str(ckpt),
+        "choices": {},
+        "metrics": {},
+        "out_of_memory_lengths": [],
+        "wall_time_s": 0.0,
+    }
     started = time.time()
     model = run_cfg.get("model", {}).get("_target_", "?")
     for length in sorted(lengths):
@@ -70,8 +80,9 @@ def evaluate_run(path: Path, lengths: list[int], args: argparse.Namespace) -> di
             break
         samples = max(args.min_samples, min(args.samples, args.tokens_per_length // length))
         try:
-            acc = accuracy_at(network, length, vocab_size, samples, max(1, min(args.batch, samples)), args.device,
-                              args.seed)
+            acc = accuracy_at(
+                network, length, vocab_size, samples, max(1, min(args.batch, samples)), args.device, args.seed
+            )
         except torch.OutOfMemoryError:
             summary["out_of_memory_lengths"] = [n for n in sorted(lengths) if n >= length]
             torch.cuda.empty_cache()
@@ -89,13 +100,24 @@ def evaluate_run(path: Path, lengths: list[int], args: argparse.Namespace) -> di
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("runs", nargs="+", type=Path, help="run folders (with checkpoints/last.ckpt) or checkpoints")
-    parser.add_argument("--lengths", default=",".join(str(2**k) for k in range(6, 21)),
-                        help="comma-separated test lengths (default 2^6..2^20)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "runs", nargs="+", type=Path, help="run folders (with checkpoints/last.ckpt) or checkpoints"
+    )
+    parser.add_argument(
+        "--lengths",
+        default=",".join(str(2**k) for k in range(6, 21)),
+        help="comma-separated test lengths (default 2^6..2^20)",
+    )
     parser.add_argument("--samples", type=int, default=256, help="test sequences per length, at most")
-    parser.add_argument("--tokens-per-length", type=int, default=2**22,
-                        help="cap on samples x length per length (long lengths get fewer samples)")
+    parser.add_argument(
+        "--tokens-per-length",
+        type=int,
+        default=2**22,
+        help="cap on samples x length per length (long lengths get fewer samples)",
+    )
     parser.add_argument("--min-samples", type=int, default=4, help="test sequences per length, at least")
     parser.add_argument("--batch", type=int, default=64, help="sequences per forward pass")
     parser.add_argument("--time-budget", type=float, default=600.0, help="seconds per model before giving up")

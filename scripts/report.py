@@ -25,14 +25,28 @@ from mambabench.report.wandb_runs import fetch_wandb_runs, upload_report
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("run_dirs", nargs="*", type=Path, default=[Path("outputs")],
-                        help="folders holding runs (searched recursively for summary.json; default outputs/)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "run_dirs",
+        nargs="*",
+        type=Path,
+        default=[Path("outputs")],
+        help="folders holding runs (searched recursively for summary.json; default outputs/)",
+    )
     parser.add_argument("--out", type=Path, default=Path("reports"), help="where tables and figures go")
-    parser.add_argument("--wandb", metavar="ENTITY/PROJECT", default=None,
-                        help="read the runs of this W&B project instead of local folders")
-    parser.add_argument("--upload", action="store_true",
-                        help="with --wandb: log the written tables and figures to that project")
+    parser.add_argument(
+        "--wandb",
+        metavar="ENTITY/PROJECT",
+        default=None,
+        help="read the runs of this W&B project instead of local folders",
+    )
+    parser.add_argument(
+        "--upload",
+        action="store_true",
+        help="with --wandb: log the written tables and figures to that project",
+    )
     return parser
 
 
@@ -43,7 +57,11 @@ def main(argv: list[str] | None = None) -> int:
         print("error: --upload needs --wandb ENTITY/PROJECT", file=sys.stderr)
         return 2
     try:
-        runs = fetch_wandb_runs(args.wandb, args.out / "wandb_runs") if args.wandb else collect_runs(args.run_dirs)
+        runs = (
+            fetch_wandb_runs(args.wandb, args.out / "wandb_runs")
+            if args.wandb
+            else collect_runs(args.run_dirs)
+        )
     except (FileNotFoundError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

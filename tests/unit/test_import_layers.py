@@ -105,7 +105,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
             if dep.startswith(node + "."):
                 continue
             if state.get(dep) == 1:
-                return stack[stack.index(dep):] + [dep]
+                return stack[stack.index(dep) :] + [dep]
             if dep not in state and (cycle := visit(dep)):
                 return cycle
         stack.pop()
@@ -141,8 +141,10 @@ def test_imports_point_down_the_layers() -> None:
     assert not upward, "imports that point up the layers (see this file's docstring):\n" + "\n".join(upward)
 
 
-@pytest.mark.parametrize("shared", ["mambabench.models.ssm.initialization", "mambabench.models.ssm.cache",
-                                    "mambabench.models.ssm.fft_conv"])
+@pytest.mark.parametrize(
+    "shared",
+    ["mambabench.models.ssm.initialization", "mambabench.models.ssm.cache", "mambabench.models.ssm.fft_conv"],
+)
 def test_shared_ssm_pieces_import_nothing_of_the_project(shared: str) -> None:
     assert import_graph()[shared] == set()
 

@@ -16,4 +16,6 @@ def test_library_code_does_not_print() -> None:
         for node in ast.walk(ast.parse(path.read_text()))
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "print"
     ]
-    assert not prints, "use logging.getLogger(__name__) instead of print in library code: " + ", ".join(prints)
+    assert not prints, "use logging.getLogger(__name__) instead of print in library code: " + ", ".join(
+        prints
+    )

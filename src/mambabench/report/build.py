@@ -26,8 +26,13 @@ SECTIONS = (
 
 def _commit() -> str:
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              check=True, cwd=Path(__file__).parent).stdout.strip()
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=Path(__file__).parent,
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 
@@ -36,9 +41,14 @@ def write_report(runs: list[Run], out_dir: Path, command: str = "") -> list[Path
     """Render every section into ``out_dir``; returns the files written (index ``README.md`` last)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
-    lines = ["# Results: ours beside the paper's", "",
-             f"Generated from {len(runs)} run(s) at commit `{_commit()}`" + (f" by `{command}`" if command else "")
-             + ".", ""]
+    lines = [
+        "# Results: ours beside the paper's",
+        "",
+        f"Generated from {len(runs)} run(s) at commit `{_commit()}`"
+        + (f" by `{command}`" if command else "")
+        + ".",
+        "",
+    ]
     for section, title in SECTIONS:
         files = section.render(runs, out_dir)
         written += files

@@ -21,32 +21,72 @@ class Series:
     dashed: bool = False
 
 
-def line_figure(path: Path, series: list[Series], *, title: str, xlabel: str, ylabel: str,
-                logx: int | None = None, logy: bool = False, vline: tuple[float, str] | None = None,
-                hline: tuple[float, str] | None = None, note: str | None = None) -> list[Path]:
+def line_figure(
+    path: Path,
+    series: list[Series],
+    *,
+    title: str,
+    xlabel: str,
+    ylabel: str,
+    logx: int | None = None,
+    logy: bool = False,
+    vline: tuple[float, str] | None = None,
+    hline: tuple[float, str] | None = None,
+    note: str | None = None,
+) -> list[Path]:
     """Draw ``series`` and save ``path`` with .png and .svg suffixes. ``logx`` is the x-axis log base."""
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for index, s in enumerate(series):
         color = f"C{index % 10}"
         pts = sorted(s.points)
         if pts:
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", ms=3, color=color,
-                    ls="--" if s.dashed else "-", label=s.label)
+            ax.plot(
+                [p[0] for p in pts],
+                [p[1] for p in pts],
+                marker="o",
+                ms=3,
+                color=color,
+                ls="--" if s.dashed else "-",
+                label=s.label,
+            )
         if s.oom:
-            ax.plot(s.oom, [0.0] * len(s.oom), marker="x", ls="none", color=color, ms=8,
-                    label=f"{s.label}: out of memory" if not pts else None, clip_on=False)
+            ax.plot(
+                s.oom,
+                [0.0] * len(s.oom),
+                marker="x",
+                ls="none",
+                color=color,
+                ms=8,
+                label=f"{s.label}: out of memory" if not pts else None,
+                clip_on=False,
+            )
     if logx:
         ax.set_xscale("log", base=logx)
     if logy:
         ax.set_yscale("log")
     if vline:
         ax.axvline(vline[0], color="gray", ls=":", lw=1)
-        ax.annotate(vline[1], (vline[0], 1.0), xycoords=("data", "axes fraction"), rotation=90, va="top",
-                    ha="right", fontsize=8, color="gray")
+        ax.annotate(
+            vline[1],
+            (vline[0], 1.0),
+            xycoords=("data", "axes fraction"),
+            rotation=90,
+            va="top",
+            ha="right",
+            fontsize=8,
+            color="gray",
+        )
     if hline:
         ax.axhline(hline[0], color="gray", ls="--", lw=0.8)
-        ax.annotate(hline[1], (1.0, hline[0]), xycoords=("axes fraction", "data"), ha="right", va="bottom",
-                    fontsize=8, color="gray")
+        ax.annotate(
+            hline[1],
+            (1.0, hline[0]),
+            xycoords=("axes fraction", "data"),
+            ha="right",
+            va="bottom",
+            fontsize=8,
+            color="gray",
+        )
     if any(s.oom for s in series):
         ax.annotate("x on the axis: out of memory", (0.01, 0.01), xycoords="axes fraction", fontsize=8)
     ax.set_xlabel(xlabel)

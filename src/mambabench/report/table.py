@@ -40,8 +40,10 @@ class Table:
 
     def add(self, labels: list[str], cells: list[Cell]) -> None:
         if len(labels) != len(self.labels) or len(cells) != len(self.values):
-            raise ValueError(f"table {self.name}: a row needs {len(self.labels)} labels and {len(self.values)} "
-                             f"cells, got {len(labels)} and {len(cells)}")
+            raise ValueError(
+                f"table {self.name}: a row needs {len(self.labels)} labels and {len(self.values)} "
+                f"cells, got {len(labels)} and {len(cells)}"
+            )
         self.rows.append((labels, cells))
 
     def _number(self, value: float | str | None) -> str:
@@ -61,8 +63,16 @@ class Table:
         return sum(cell.ours is None for _, cells in self.rows for cell in cells)
 
     def to_markdown(self, out_dir: Path) -> str:
-        lines = [f"# {self.title}", "", f"Paper: {self.source}.", "", f"Ours: {self.setting}.", "",
-                 "Each cell: ours / paper; ours links to its run folder; *missing* = no run yet.", ""]
+        lines = [
+            f"# {self.title}",
+            "",
+            f"Paper: {self.source}.",
+            "",
+            f"Ours: {self.setting}.",
+            "",
+            "Each cell: ours / paper; ours links to its run folder; *missing* = no run yet.",
+            "",
+        ]
         header = self.labels + self.values
         lines.append("| " + " | ".join(header) + " |")
         lines.append("|" + "---|" * len(header))
@@ -78,11 +88,16 @@ class Table:
         md.write_text(self.to_markdown(out_dir))
         with open(table_csv, "w", newline="") as f:
             writer = csv.writer(f)
-            writer.writerow(self.labels + [f"{v} {part}" for v in self.values for part in ("ours", "paper", "run")])
+            writer.writerow(
+                self.labels + [f"{v} {part}" for v in self.values for part in ("ours", "paper", "run")]
+            )
             for labels, cells in self.rows:
                 row = list(labels)
                 for c in cells:
-                    row += ["" if c.ours is None else self._number(c.ours), self._number(c.paper),
-                            "" if c.run_dir is None else str(c.run_dir)]
+                    row += [
+                        "" if c.ours is None else self._number(c.ours),
+                        self._number(c.paper),
+                        "" if c.run_dir is None else str(c.run_dir),
+                    ]
                 writer.writerow(row)
         return [md, table_csv]

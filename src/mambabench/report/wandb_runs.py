@@ -24,17 +24,27 @@ def _api() -> Any:
     try:
         return wandb.Api()
     except Exception as err:  # wandb raises its own types for auth and network failures
-        raise RuntimeError(f"cannot reach the W&B API ({err}); run `wandb login`, or report from local "
-                           "run folders instead") from err
+        raise RuntimeError(
+            f"cannot reach the W&B API ({err}); run `wandb login`, or report from local run folders instead"
+        ) from err
 
 
 def wandb_summary(config: dict[str, Any], metrics: dict[str, Any], run_id: str, url: str) -> dict[str, Any]:
     """The summary.json a local run would have written, from a W&B run's config and summary."""
-    numeric = {k: float(v) for k, v in metrics.items() if isinstance(v, int | float) and not k.startswith("_")}
-    return {"run_dir": url, "wandb_id": run_id, "choices": config.get("choices") or {},
-            "model": config.get("model") or {}, "data": config.get("data") or {},
-            "optimizer": config.get("optimizer") or {}, "params": {"total": config.get("params/total")},
-            "global_step": metrics.get("trainer/global_step"), "metrics": numeric}
+    numeric = {
+        k: float(v) for k, v in metrics.items() if isinstance(v, int | float) and not k.startswith("_")
+    }
+    return {
+        "run_dir": url,
+        "wandb_id": run_id,
+        "choices": config.get("choices") or {},
+        "model": config.get("model") or {},
+        "data": config.get("data") or {},
+        "optimizer": config.get("optimizer") or {},
+        "params": {"total": config.get("params/total")},
+        "global_step": metrics.get("trainer/global_step"),
+        "metrics": numeric,
+    }
 
 
 def fetch_wandb_runs(project: str, cache_dir: Path) -> list[Run]:
@@ -58,7 +68,9 @@ def upload_report(project: str, files: list[Path]) -> None:
     import wandb
 
     entity, _, name = project.partition("/")
-    with wandb.init(entity=entity or None, project=name or entity, job_type="report", name="paper-report") as run:
+    with wandb.init(
+        entity=entity or None, project=name or entity, job_type="report", name="paper-report"
+    ) as run:
         for path in files:
             if path.suffix == ".csv":
                 lines = path.read_text().splitlines()

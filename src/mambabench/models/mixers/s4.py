@@ -34,10 +34,21 @@ class S4D(nn.Module):
             :mod:`mambabench.models.mixers.inner` ("s6", "hyena", ...) in the same shell.
     """
 
-    def __init__(self, d_model: int, d_state: int = 64, expand: int = 1, A_init: str = "s4d_lin",
-                 dt_min: float = 0.001, dt_max: float = 0.1, gate: bool = False, activation: str = "gelu",
-                 bias: bool = True, inner_layer: str | None = None, scan_backend: str = "auto",
-                 layer_idx: int | None = None) -> None:
+    def __init__(
+        self,
+        d_model: int,
+        d_state: int = 64,
+        expand: int = 1,
+        A_init: str = "s4d_lin",
+        dt_min: float = 0.001,
+        dt_max: float = 0.1,
+        gate: bool = False,
+        activation: str = "gelu",
+        bias: bool = True,
+        inner_layer: str | None = None,
+        scan_backend: str = "auto",
+        layer_idx: int | None = None,
+    ) -> None:
         super().__init__()
         if activation not in ("gelu", "identity"):
             raise ValueError(f"activation must be 'gelu' or 'identity', got {activation!r}")
@@ -49,8 +60,9 @@ class S4D(nn.Module):
         if inner_layer is None:
             self.ssm = S4DInner(self.d_inner, d_state, A_init, dt_min, dt_max, scan_backend=scan_backend)
         else:  # another inner layer in the same un-gated shell (Table 1: "No gate / S6")
-            self.ssm = make_inner(inner_layer, self.d_inner, d_state, dt_min=dt_min, dt_max=dt_max,
-                                  scan_backend=scan_backend)
+            self.ssm = make_inner(
+                inner_layer, self.d_inner, d_state, dt_min=dt_min, dt_max=dt_max, scan_backend=scan_backend
+            )
         self.out_proj = nn.Linear(self.d_inner, d_model, bias=bias)
 
     def _finish(self, y: Tensor, z: Tensor | None) -> Tensor:

@@ -25,17 +25,33 @@ def _mixer(run: Run, key: str, default: object = None) -> object:
 
 # table -> (label columns, labels of a paper row, the row key a run belongs to)
 ROW_KEYS: dict[str, tuple[list[str], Callable[[str, dict], list[str]], Callable[[Run], str]]] = {
-    "table6": (["Arch.", "SSM layer"], lambda key, row: [row["arch"], row["layer"]],
-               lambda run: f"{run.model_name}/{_mixer(run, 'inner_layer', 's6')}"),
-    "table7": (["Selective delta", "Selective B", "Selective C"], lambda key, row: key.split("/"),
-               lambda run: "/".join(_flag(_mixer(run, k, True)) for k in
-                                    ("selective_delta", "selective_B", "selective_C"))),
-    "table8": (["A_n initialisation"], lambda key, row: [row["label"]], lambda run: str(_mixer(run, "A_init"))),
-    "table9": (["Delta projection size", "Params (M, paper)"], lambda key, row: [key, str(row["params_m"])],
-               lambda run: str(_mixer(run, "dt_rank"))),
-    "table10": (["N", "B, C"], lambda key, row: [key.split("/")[0], "selective" if key.endswith("true")
-                                                 else "constant"],
-                lambda run: f"{_mixer(run, 'd_state')}/{_flag(_mixer(run, 'selective_B', True))}"),
+    "table6": (
+        ["Arch.", "SSM layer"],
+        lambda key, row: [row["arch"], row["layer"]],
+        lambda run: f"{run.model_name}/{_mixer(run, 'inner_layer', 's6')}",
+    ),
+    "table7": (
+        ["Selective delta", "Selective B", "Selective C"],
+        lambda key, row: key.split("/"),
+        lambda run: "/".join(
+            _flag(_mixer(run, k, True)) for k in ("selective_delta", "selective_B", "selective_C")
+        ),
+    ),
+    "table8": (
+        ["A_n initialisation"],
+        lambda key, row: [row["label"]],
+        lambda run: str(_mixer(run, "A_init")),
+    ),
+    "table9": (
+        ["Delta projection size", "Params (M, paper)"],
+        lambda key, row: [key, str(row["params_m"])],
+        lambda run: str(_mixer(run, "dt_rank")),
+    ),
+    "table10": (
+        ["N", "B, C"],
+        lambda key, row: [key.split("/")[0], "selective" if key.endswith("true") else "constant"],
+        lambda run: f"{_mixer(run, 'd_state')}/{_flag(_mixer(run, 'selective_B', True))}",
+    ),
 }
 
 
@@ -43,13 +59,21 @@ def build_table(name: str, runs: list[Run]) -> Table:
     paper = paper_values()[name]
     labels, paper_labels, row_key = ROW_KEYS[name]
     data = sorted({str(r.choices.get("data")) for r in runs}) or ["-"]
-    table = Table(name, f"Table {name.removeprefix('table')}: ablation", f"{paper['source']}, {PAPER}",
-                  setting(runs) + f"; metric {METRIC[0]} on data={','.join(data)}", labels, ["Perplexity"],
-                  digits=2)
+    table = Table(
+        name,
+        f"Table {name.removeprefix('table')}: ablation",
+        f"{paper['source']}, {PAPER}",
+        setting(runs) + f"; metric {METRIC[0]} on data={','.join(data)}",
+        labels,
+        ["Perplexity"],
+        digits=2,
+    )
     for key, row in paper["rows"].items():
         run = latest(r for r in runs if row_key(r) == key)
         ours = run.metric(*METRIC) if run else None
-        table.add(paper_labels(key, row), [Cell(ours, row["value"], run.run_dir if ours is not None else None)])
+        table.add(
+            paper_labels(key, row), [Cell(ours, row["value"], run.run_dir if ours is not None else None)]
+        )
     return table
 
 

@@ -36,28 +36,45 @@ def render(runs: list[Run], out_dir: Path) -> list[Path]:
     for scale, group in by_scale(runs, "dna/model_size").items():
         series = _curves(group, lambda r: (r.summary.get("params") or {}).get("total"), PERPLEXITY)
         if series:
-            outputs += line_figure(out_dir / file_name("figure5_model_size", scale), series,
-                                   title=f"HG38: perplexity vs model size ({scale})", xlabel="parameters",
-                                   ylabel="test perplexity", logx=10,
-                                   note=f"paper: {figures['figure5']} ({PAPER}); {setting(group)}")
+            outputs += line_figure(
+                out_dir / file_name("figure5_model_size", scale),
+                series,
+                title=f"HG38: perplexity vs model size ({scale})",
+                xlabel="parameters",
+                ylabel="test perplexity",
+                logx=10,
+                note=f"paper: {figures['figure5']} ({PAPER}); {setting(group)}",
+            )
     for scale, group in by_scale(runs, "dna/context_length").items():
         series = _curves(group, _length, PERPLEXITY)
         if series:
-            outputs += line_figure(out_dir / file_name("figure5_context_length", scale), series,
-                                   title=f"HG38: perplexity vs context length ({scale})",
-                                   xlabel="sequence length", ylabel="test perplexity", logx=2,
-                                   note=f"paper: {figures['figure5']} ({PAPER}); {setting(group)}")
+            outputs += line_figure(
+                out_dir / file_name("figure5_context_length", scale),
+                series,
+                title=f"HG38: perplexity vs context length ({scale})",
+                xlabel="sequence length",
+                ylabel="test perplexity",
+                logx=2,
+                note=f"paper: {figures['figure5']} ({PAPER}); {setting(group)}",
+            )
     paper = paper_values()["table13"]
     for scale, group in by_scale(runs, "dna/great_apes").items():
         lengths = sorted(set(paper["lengths"]) | {n for r in group if (n := _length(r))})
-        table = Table(file_name("table13", scale), f"Table 13: great apes classification ({scale or 'no runs'})",
-                      f"{paper['source']}, {PAPER}", setting(group) + f"; metric {ACCURACY[0]}",
-                      ["Model"], [f"2^{n.bit_length() - 1}" if n & (n - 1) == 0 else str(n) for n in lengths],
-                      digits=2)
+        table = Table(
+            file_name("table13", scale),
+            f"Table 13: great apes classification ({scale or 'no runs'})",
+            f"{paper['source']}, {PAPER}",
+            setting(group) + f"; metric {ACCURACY[0]}",
+            ["Model"],
+            [f"2^{n.bit_length() - 1}" if n & (n - 1) == 0 else str(n) for n in lengths],
+            digits=2,
+        )
         models = sorted({r.model_name or "?" for r in group})
         for row in paper["rows"].values():
-            table.add([f"{row['label']} (paper)"], [Cell("-", dict(zip(paper["lengths"], row["values"],
-                                                                         strict=True)).get(n)) for n in lengths])
+            table.add(
+                [f"{row['label']} (paper)"],
+                [Cell("-", dict(zip(paper["lengths"], row["values"], strict=True)).get(n)) for n in lengths],
+            )
         for model in models:
             cells = []
             for n in lengths:

@@ -23,10 +23,21 @@ def render(runs: list[Run], out_dir: Path) -> list[Path]:
             stage = curves.get("test") or curves.get("validate") or curves.get("val") or {}
             for loader, errors in sorted(stage.items()):
                 label = model if len(stage) == 1 else f"{model} ({loader})"
-                series.append(Series(label, [(float(k), float(e)) for k, e in enumerate(errors)],
-                                     dashed=loader != next(iter(stage))))
+                series.append(
+                    Series(
+                        label,
+                        [(float(k), float(e)) for k, e in enumerate(errors)],
+                        dashed=loader != next(iter(stage)),
+                    )
+                )
         if series:
             name = "icl_" + experiment.removeprefix("icl/").replace("/", "_")
-            outputs += line_figure(out_dir / name, series, title=f"In-context learning: {experiment}",
-                                   xlabel="in-context examples", ylabel="error", note=setting(group))
+            outputs += line_figure(
+                out_dir / name,
+                series,
+                title=f"In-context learning: {experiment}",
+                xlabel="in-context examples",
+                ylabel="error",
+                note=setting(group),
+            )
     return outputs

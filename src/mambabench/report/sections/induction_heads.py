@@ -43,30 +43,46 @@ def render_scale(runs: list[Run], scale: str, out_dir: Path) -> list[Path]:
     lengths = sorted(set(paper_lengths) | {n for acc in measured.values() for n in acc})
     train_length = next((r.config("data.train_seq_len") for r in per_model.values() if r), None)
     train_length = train_length or paper["train_length"]
-    table = Table(file_name("induction_heads", scale), f"Table 11: induction heads ({scale or 'no runs'})",
-                  f"{paper['source']}, {PAPER}", setting([r for r in per_model.values() if r]) +
-                  f"; trained at length {train_length}", ["Model", "Params"], [f"2^{n.bit_length() - 1}"
-                                                                              if n & (n - 1) == 0 else str(n)
-                                                                              for n in lengths])
+    table = Table(
+        file_name("induction_heads", scale),
+        f"Table 11: induction heads ({scale or 'no runs'})",
+        f"{paper['source']}, {PAPER}",
+        setting([r for r in per_model.values() if r]) + f"; trained at length {train_length}",
+        ["Model", "Params"],
+        [f"2^{n.bit_length() - 1}" if n & (n - 1) == 0 else str(n) for n in lengths],
+    )
     series = []
     for model, run in per_model.items():
         row = paper["rows"].get(model, {})
         paper_by_length = dict(zip(paper_lengths, row.get("values", []), strict=False))
         acc = measured.get(model, {})
-        cells = [Cell(acc.get(n), paper_number(paper_by_length.get(n)),
-                      run.run_dir if run and n in acc else None) for n in lengths]
+        cells = [
+            Cell(acc.get(n), paper_number(paper_by_length.get(n)), run.run_dir if run and n in acc else None)
+            for n in lengths
+        ]
         params = run.summary.get("params", {}).get("total") if run else None
         table.add([row.get("label", model), f"{params:,}" if params else row.get("params", "-")], cells)
         if acc:
-            series.append(Series(row.get("label", model),
-                                 [(n, v) for n, v in acc.items() if not isinstance(v, str)],
-                                 oom=[n for n, v in acc.items() if v == OUT_OF_MEMORY]))
+            series.append(
+                Series(
+                    row.get("label", model),
+                    [(n, v) for n, v in acc.items() if not isinstance(v, str)],
+                    oom=[n for n, v in acc.items() if v == OUT_OF_MEMORY],
+                )
+            )
     outputs = table.write(out_dir)
     if series:
-        outputs += line_figure(out_dir / file_name("induction_heads", scale), series,
-                               title=f"Induction heads: accuracy vs test length ({scale})", xlabel="test length",
-                               ylabel="accuracy (%)", logx=2, vline=(train_length, "training length"),
-                               hline=(100.0 / 16, "random"), note=f"paper: {paper['source']}")
+        outputs += line_figure(
+            out_dir / file_name("induction_heads", scale),
+            series,
+            title=f"Induction heads: accuracy vs test length ({scale})",
+            xlabel="test length",
+            ylabel="accuracy (%)",
+            logx=2,
+            vline=(train_length, "training length"),
+            hline=(100.0 / 16, "random"),
+            note=f"paper: {paper['source']}",
+        )
     return outputs
 
 

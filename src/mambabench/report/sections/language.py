@@ -26,23 +26,39 @@ def render(runs: list[Run], out_dir: Path) -> list[Path]:
     if not mine:
         return []
     by_context: dict[int, dict[str, list[tuple[float, float]]]] = {}
-    table = Table("figure4_runs", "Figure 4: language-model runs", f"{paper_values()['figures']['figure4']}, "
-                  f"{PAPER}", "FLOPs = 6 x parameters x training tokens", ["Preset", "Model", "Context"],
-                  ["Params (M)", "FLOPs (1e15)", "Perplexity"], digits=2)
+    table = Table(
+        "figure4_runs",
+        "Figure 4: language-model runs",
+        f"{paper_values()['figures']['figure4']}, {PAPER}",
+        "FLOPs = 6 x parameters x training tokens",
+        ["Preset", "Model", "Context"],
+        ["Params (M)", "FLOPs (1e15)", "Perplexity"],
+        digits=2,
+    )
     for run in mine:
         flops, ppl = training_flops(run), run.metric(*PERPLEXITY)
         context = int(run.config("data.seq_len") or 0)
         if flops and ppl:
             by_context.setdefault(context, {}).setdefault(run.model_name or "?", []).append((flops, ppl))
         params = (run.summary.get("params") or {}).get("total")
-        table.add([str(run.experiment), str(run.model_name), str(context)],
-                  [Cell(params / 1e6 if params else None), Cell(flops / 1e15 if flops else None),
-                   Cell(ppl, None, run.run_dir if ppl is not None else None)])
+        table.add(
+            [str(run.experiment), str(run.model_name), str(context)],
+            [
+                Cell(params / 1e6 if params else None),
+                Cell(flops / 1e15 if flops else None),
+                Cell(ppl, None, run.run_dir if ppl is not None else None),
+            ],
+        )
     outputs = table.write(out_dir)
     for context, lines in sorted(by_context.items()):
-        outputs += line_figure(out_dir / f"figure4_context{context}",
-                               [Series(model, pts) for model, pts in sorted(lines.items())],
-                               title=f"Scaling: perplexity vs FLOPs (context {context})", xlabel="training FLOPs",
-                               ylabel="test perplexity", logx=10, logy=True,
-                               note=f"paper: {paper_values()['figures']['figure4']}")
+        outputs += line_figure(
+            out_dir / f"figure4_context{context}",
+            [Series(model, pts) for model, pts in sorted(lines.items())],
+            title=f"Scaling: perplexity vs FLOPs (context {context})",
+            xlabel="training FLOPs",
+            ylabel="test perplexity",
+            logx=10,
+            logy=True,
+            note=f"paper: {paper_values()['figures']['figure4']}",
+        )
     return outputs
