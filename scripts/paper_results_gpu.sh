@@ -10,6 +10,7 @@
 #   Induction heads: Mamba, MHA-Abs, MHA-RoPE, MHA-xPos, H3, Hyena (D=64, 2 layers) trained at length 256
 #            for IH_STEPS steps (default 1200) at batch IH_BATCH (32) and lr 1e-3, then tested at
 #            2^6..2^IH_MAX_LOG2 (default 20); lengths that run out of memory are marked on the figure.
+# PARTS="table1 induction" (default both) picks what runs.
 # Size knobs (environment): T1_STEPS IH_STEPS IH_BATCH IH_MAX_LOG2 EVAL_SAMPLES EVAL_TOKENS TRAINER, and
 # T1_EXTRA / IH_EXTRA (more Hydra overrides, space-separated). A CPU smoke test in a few minutes:
 #   TRAINER=cpu T1_STEPS=2 IH_STEPS=2 IH_MAX_LOG2=9 EVAL_SAMPLES=4 \
@@ -38,16 +39,21 @@ elapsed() { echo $(( $(date +%s) - started )); }
 say() { echo "[$(elapsed) s] $*" | tee -a "$LOG"; }
 
 say "commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown); budget ${BUDGET} s; trainer=$TRAINER"
-common=(trainer="$TRAINER" print_config=false callbacks.progress_bar=null logger=csv)
+PARTS=${PARTS:-table1 induction}
+# run folders named by job number (runs/table1/0 ... 7), not by the overrides
+common=(trainer="$TRAINER" print_config=false callbacks.progress_bar=null logger=csv 'hydra.sweep.subdir=${hydra:job.num}')
 
 # 1. Table 1: the eight architecture x layer rows, one process (one Triton compilation)
+if [[ " $PARTS " == *" table1 "* ]]; then
 say "Table 1: 8 runs x $T1_STEPS steps"
 timeout $(( BUDGET * 45 / 100 )) python src/train.py -m experiment=ablations/table1/mini "${common[@]}" \
   trainer.max_steps="$T1_STEPS" trainer.val_check_interval="$T1_STEPS" \
   hydra.sweep.dir="$OUT/runs/table1" ${T1_EXTRA:-} >>"$LOG" 2>&1 || say "Table 1 stopped early (exit $?); partial rows are kept"
 python scripts/report.py "$OUT/runs" --out "$OUT/report" >>"$LOG" 2>&1 && say "report written (Table 1)"
+fi
 
 # 2. Induction heads: train at 256 (validated at 256 only), then test every length in its own pass
+if [[ " $PARTS " == *" induction "* ]]; then
 say "induction heads: 6 models x $IH_STEPS steps"
 timeout $(( BUDGET * 35 / 100 )) python src/train.py -m experiment=induction_heads/paper "${common[@]}" \
   model=mamba,mha_abs,mha_rope,mha_xpos,h3,hyena data.batch_size="$IH_BATCH" data.eval_batch_size=64 \
@@ -65,6 +71,7 @@ for run in "${runs[@]}"; do
     --samples "$EVAL_SAMPLES" --tokens-per-length "$EVAL_TOKENS" --time-budget "$per_model" >>"$LOG" 2>&1 \
     || say "length test of $run stopped (exit $?); the lengths done are kept"
 done
+fi
 
 # 3. The report: Table 1 and Table 11 beside the paper's, the induction-heads figure
 python scripts/report.py "$OUT/runs" --out "$OUT/report" >>"$LOG" 2>&1
