@@ -19,6 +19,7 @@ class Series:
     points: list[tuple[float, float]]
     oom: list[float] = field(default_factory=list)
     dashed: bool = False
+    color: int | None = None  # colour index; lines that share one (ours and the paper's) share a colour
 
 
 def line_figure(
@@ -37,7 +38,7 @@ def line_figure(
     """Draw ``series`` and save ``path`` with .png and .svg suffixes. ``logx`` is the x-axis log base."""
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for index, s in enumerate(series):
-        color = f"C{index % 10}"
+        color = f"C{(index if s.color is None else s.color) % 10}"
         pts = sorted(s.points)
         if pts:
             ax.plot(

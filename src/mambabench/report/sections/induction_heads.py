@@ -62,14 +62,21 @@ def render_scale(runs: list[Run], scale: str, out_dir: Path) -> list[Path]:
         ]
         params = run.summary.get("params", {}).get("total") if run else None
         table.add([row.get("label", model), f"{params:,}" if params else row.get("params", "-")], cells)
+        color = len(table.rows) - 1
         if acc:
             series.append(
                 Series(
-                    row.get("label", model),
+                    f"{row.get('label', model)} (ours)",
                     [(n, v) for n, v in acc.items() if not isinstance(v, str)],
                     oom=[n for n, v in acc.items() if v == OUT_OF_MEMORY],
+                    color=color,
                 )
             )
+            paper_points = [(n, float(v)) for n, v in paper_by_length.items() if not isinstance(v, str)]
+            if paper_points:
+                series.append(
+                    Series(f"{row.get('label', model)} (paper)", paper_points, dashed=True, color=color)
+                )
     outputs = table.write(out_dir)
     if series:
         outputs += line_figure(
