@@ -3,12 +3,13 @@
 #
 #   bash scripts/paper_results_gpu.sh OUT [BUDGET_SECONDS]
 #
-# Scale (sized for about 240 s on one H100, Triton compilation included; the paper trains 400K and
+# Scale (sized for about 240 s on one H100, Triton compilation included: 40% of BUDGET for Table 1, 40% for
+# training the induction-heads models, the rest for testing them at every length; the paper trains 400K and
 # 200K+ steps, so this shows the early shape, not the final numbers):
 #   Table 1: the eight rows of experiment=ablations/table1/mini (L=256, 8 tokens, D=64, 2 layers),
-#            T1_STEPS steps each at batch 32 (default 600).
+#            T1_STEPS steps each at batch 32 (default 400).
 #   Induction heads: Mamba, MHA-Abs, MHA-RoPE, MHA-xPos, H3, Hyena (D=64, 2 layers) trained at length 256
-#            for IH_STEPS steps (default 1200) at batch IH_BATCH (32) and lr 1e-3, then tested at
+#            for IH_STEPS steps (default 800) at batch IH_BATCH (32) and lr 1e-3, then tested at
 #            2^6..2^IH_MAX_LOG2 (default 20); lengths that run out of memory are marked on the figure.
 # PARTS="table1 induction" (default both) picks what runs.
 # Size knobs (environment): T1_STEPS IH_STEPS IH_BATCH IH_MAX_LOG2 EVAL_SAMPLES EVAL_TOKENS TRAINER, and
@@ -23,8 +24,8 @@ cd "$(dirname "$0")/.."
 
 OUT=${1:?usage: scripts/paper_results_gpu.sh OUT [BUDGET_SECONDS]}
 BUDGET=${2:-240}
-T1_STEPS=${T1_STEPS:-600}
-IH_STEPS=${IH_STEPS:-1200}
+T1_STEPS=${T1_STEPS:-400}
+IH_STEPS=${IH_STEPS:-800}
 IH_BATCH=${IH_BATCH:-32}
 IH_MAX_LOG2=${IH_MAX_LOG2:-20}
 EVAL_SAMPLES=${EVAL_SAMPLES:-64}
@@ -46,7 +47,7 @@ common=(trainer="$TRAINER" print_config=false callbacks.progress_bar=null logger
 # 1. Table 1: the eight architecture x layer rows, one process (one Triton compilation)
 if [[ " $PARTS " == *" table1 "* ]]; then
 say "Table 1: 8 runs x $T1_STEPS steps"
-timeout $(( BUDGET * 45 / 100 )) python src/train.py -m experiment=ablations/table1/mini "${common[@]}" \
+timeout $(( BUDGET * 40 / 100 )) python src/train.py -m experiment=ablations/table1/mini "${common[@]}" \
   trainer.max_steps="$T1_STEPS" trainer.val_check_interval="$T1_STEPS" \
   hydra.sweep.dir="$OUT/runs/table1" ${T1_EXTRA:-} >>"$LOG" 2>&1 || say "Table 1 stopped early (exit $?); partial rows are kept"
 python scripts/report.py "$OUT/runs" --out "$OUT/report" >>"$LOG" 2>&1 && say "report written (Table 1)"
@@ -55,7 +56,7 @@ fi
 # 2. Induction heads: train at 256 (validated at 256 only), then test every length in its own pass
 if [[ " $PARTS " == *" induction "* ]]; then
 say "induction heads: 6 models x $IH_STEPS steps"
-timeout $(( BUDGET * 35 / 100 )) python src/train.py -m experiment=induction_heads/paper "${common[@]}" \
+timeout $(( BUDGET * 40 / 100 )) python src/train.py -m experiment=induction_heads/paper "${common[@]}" \
   model=mamba,mha_abs,mha_rope,mha_xpos,h3,hyena data.batch_size="$IH_BATCH" data.eval_batch_size=64 \
   "data.test_seq_lens=[256]" data.num_eval_samples=256 trainer.max_steps="$IH_STEPS" \
   trainer.val_check_interval="$IH_STEPS" \
