@@ -62,16 +62,18 @@ timeout $(( BUDGET * 40 / 100 )) python src/train.py -m experiment=induction_hea
   trainer.val_check_interval="$IH_STEPS" \
   hydra.sweep.dir="$OUT/runs/induction_heads" ${IH_EXTRA:-} >>"$LOG" 2>&1 || say "induction-heads training stopped early (exit $?)"
 lengths=$(python -c "print(','.join(str(2**k) for k in range(6, $IH_MAX_LOG2 + 1)))")
-left=$(( BUDGET - $(elapsed) - 15 ))
-runs=("$OUT"/runs/induction_heads/*/)
-per_model=$(( left > 60 && ${#runs[@]} > 0 ? left / ${#runs[@]} : 10 ))
-say "testing ${#runs[@]} models at 2^6..2^$IH_MAX_LOG2, about ${per_model} s each"
-for run in "${runs[@]}"; do
-  [ -f "$run/checkpoints/last.ckpt" ] || { say "no checkpoint in $run"; continue; }
-  timeout $(( per_model + 30 )) python scripts/eval_lengths.py "$run" --lengths "$lengths" --device "$DEVICE" \
-    --samples "$EVAL_SAMPLES" --tokens-per-length "$EVAL_TOKENS" --time-budget "$per_model" >>"$LOG" 2>&1 \
-    || say "length test of $run stopped (exit $?); the lengths done are kept"
+left=$(( BUDGET - $(elapsed) - 20 ))
+runs=()
+for run in "$OUT"/runs/induction_heads/*/; do
+  if [ -f "$run/checkpoints/last.ckpt" ]; then runs+=("$run"); else say "no checkpoint in $run"; fi
 done
+if [ ${#runs[@]} -gt 0 ]; then
+  per_model=$(( left / ${#runs[@]} > 5 ? left / ${#runs[@]} : 5 ))
+  say "testing ${#runs[@]} models at 2^6..2^$IH_MAX_LOG2 in one process, at most ${per_model} s each"
+  timeout $(( per_model * ${#runs[@]} + 30 )) python scripts/eval_lengths.py "${runs[@]}" --lengths "$lengths" \
+    --device "$DEVICE" --samples "$EVAL_SAMPLES" --tokens-per-length "$EVAL_TOKENS" --time-budget "$per_model" \
+    >>"$LOG" 2>&1 || say "length tests stopped (exit $?); the lengths done are kept"
+fi
 fi
 
 # 3. The report: Table 1 and Table 11 beside the paper's, the induction-heads figure
