@@ -7,6 +7,7 @@ Each dataset has one preparer module in ``mambabench.data.prepare``; adding a da
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from pathlib import Path
@@ -44,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.deb_dir is None:
         args.deb_dir = str(Path(args.data_dir) / "_packages")
     try:

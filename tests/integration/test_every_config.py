@@ -1,11 +1,18 @@
-"""Every model x data pair composes and runs one train/val/test batch (debug=fdr), and every
-experiment preset runs one training batch on CPU (presets named ``paper`` at toy width, depth, length and
+"""Every model x data pair composes, trains a few steps on one batch with a finite loss that falls, and
+runs a val and a test batch; every experiment preset runs one training batch on CPU (presets named ``paper`` at toy width, depth, length and
 batch: the real preset is composed and built, so its config errors surface; its paper values are pinned
 in preset tests such as tests/unit/test_dna_presets.py)."""
 
 from __future__ import annotations
 
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import lightning as L
 import pytest
+import torch
 from omegaconf import DictConfig, open_dict
 
 from mambabench.utils.run import train
@@ -50,6 +57,45 @@ def shrink_paper_preset(cfg: DictConfig) -> None:
             warmup.max_tokens_per_batch = None
 
 
+# optimizer steps on one repeated batch after which its loss must have fallen, at this learning rate
+LEARNING_STEPS, LEARNING_LR = 3, 1e-3
+
+
+class LossHistory(L.Callback):
+    """Trains every step on the first training batch (its tensors are put into each later batch dict) and
+    writes to ``path`` (JSON) the training loss of every step and the loss on that batch before and after
+    training (eval mode, no gradient): ``{"train": [...], "first_batch": [before, after]}``. (Lightning's
+    ``overfit_batches`` would do the repeating, but it rebuilds the loader without its sampler.)"""
+
+    def __init__(self, path: str) -> None:
+        self.path, self.losses, self.first_batch, self.first = Path(path), [], None, []
+
+    def _loss_on_first_batch(self, pl_module: L.LightningModule) -> float:
+        was_training = pl_module.training
+        pl_module.eval()
+        with torch.no_grad():
+            loss = float(pl_module.compute(self.first_batch)["loss"][0])
+        pl_module.train(was_training)
+        return loss
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any,
+                             batch_idx: int) -> None:
+        if self.first_batch is None:
+            self.first_batch = dict(batch)
+            self.first.append(self._loss_on_first_batch(pl_module))
+        else:
+            batch.update(self.first_batch)
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        self.losses.append(float(loss))
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.first.append(self._loss_on_first_batch(pl_module))
+        self.path.write_text(json.dumps({"train": self.losses, "first_batch": self.first}))
+
+
 # data that needs a task other than the default task=lm
 DATA_TASK = {"great_apes": ["task=classification"]}
 # data whose default length is long (one second of audio) runs shorter here
@@ -64,12 +110,31 @@ def _pairs() -> list[tuple[str, str]]:
 
 
 @pytest.mark.parametrize(("model", "data"), _pairs())
-def test_model_data_fast_dev_run(make_config, model: str, data: str) -> None:
+def test_model_data_learns_one_batch(make_config, tmp_path: Path, model: str, data: str) -> None:
+    """A few optimizer steps on one repeated batch: every loss is finite and the batch's loss falls; then one
+    val and one test batch run (debug=fdr's one-batch run, stretched to LEARNING_STEPS steps)."""
+    history = tmp_path / "losses.json"
     overrides = [f"model={model}", f"data={data}", *DATA_TASK.get(data, []), *DATA_SHRINK.get(data, []), "debug=fdr", "data.batch_size=2",
-                 "logger=[]", *SHRINK, *MODEL_SHRINK.get(model, [])]
+                 "logger=[]", "callbacks=none", f"optimizer.lr={LEARNING_LR}", *SHRINK, *MODEL_SHRINK.get(model, [])]
     cfg = make_config(overrides)
+    with open_dict(cfg):
+        cfg.trainer.fast_dev_run = False
+        cfg.trainer.enable_checkpointing = False
+        cfg.trainer.max_steps = LEARNING_STEPS
+        cfg.trainer.limit_train_batches = 1
+        cfg.trainer.max_epochs = LEARNING_STEPS
+        cfg.trainer.limit_val_batches = 1
+        cfg.trainer.limit_test_batches = 1
+        cfg.trainer.val_check_interval = None
+        cfg.trainer.check_val_every_n_epoch = LEARNING_STEPS  # one validation, after the last step
+        cfg.callbacks = {"loss_history": {"_target_": f"{__name__}.LossHistory", "path": str(history)}}
     metrics = train(cfg)
-    assert "train/loss" in metrics or any(k.startswith("test/") for k in metrics)
+    history = json.loads(history.read_text())
+    losses, (before, after) = history["train"], history["first_batch"]
+    assert len(losses) == LEARNING_STEPS, losses
+    assert all(math.isfinite(x) for x in [*losses, before, after]), f"{model} x {data}: non-finite loss {history}"
+    assert after < before, f"{model} x {data}: the loss on the repeated training batch did not fall: {history}"
+    assert any(k.startswith("test/") for k in metrics), sorted(metrics)
 
 
 @pytest.mark.parametrize("experiment", experiment_names())
@@ -87,4 +152,4 @@ def test_experiment_runs_one_training_batch(make_config, experiment: str) -> Non
     if experiment.rsplit("/", 1)[-1] == "paper":
         shrink_paper_preset(cfg)
     metrics = train(cfg)
-    assert metrics["train/loss"] > 0
+    assert math.isfinite(metrics["train/loss"]) and metrics["train/loss"] > 0

@@ -8,7 +8,7 @@ import copy
 import pytest
 import torch
 
-import mambabench.ops.mamba_inner as mamba_inner
+import mambabench.models.mixers.mamba_fused as mamba_inner
 from mambabench.models.mixers import Mamba
 
 

@@ -13,9 +13,10 @@ from mambabench.models.mixers.h3 import H3
 from mambabench.models.mixers.hyena import HyenaInner
 from mambabench.models.mixers.inner import S6Inner
 from mambabench.models.mixers.mamba import Mamba
-from mambabench.models.mixers.s4d import S4D, S4DInner
+from mambabench.models.mixers.s4 import S4D
+from mambabench.models.mixers.s4d import S4DInner
 
-PRESETS = ["table1", "table1_mini", "table6", "table7", "table8", "table9", "table10"]
+PRESETS = ["table1/paper", "table1/mini", "table6", "table7", "table8", "table9", "table10"]
 
 INNER_TYPES = {"s6": S6Inner, "s4_complex": S4DInner, "s4_real": S4DInner, "hyena": HyenaInner}
 # Table 1 rows: model option -> (mixer class, inner-layer class or None for Mamba's own S6)

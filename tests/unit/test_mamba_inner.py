@@ -1,4 +1,4 @@
-"""The fused Mamba block path (``Mamba(fused=True)``, :mod:`mambabench.ops.mamba_inner`): same outputs and
+"""The fused Mamba block path (``Mamba(fused=True)``, :mod:`mambabench.models.mixers.mamba_fused`): same outputs and
 gradients as the unfused mixer, fewer saved bytes, and the memory script on a tiny shape."""
 
 from __future__ import annotations
@@ -218,7 +218,7 @@ def test_rms_norm_matches_autograd_and_keeps_input_and_rstd_only() -> None:
 def test_fused_in_proj_gives_row_major_hidden_gradient() -> None:
     """in_proj of the fused path: xz with unit stride along seqlen, and the gradient of hidden comes back
     contiguous (batch, seqlen, d_model), equal to plain autograd's (which is a transposed view)."""
-    from mambabench.ops.mamba_inner import mamba_in_proj
+    from mambabench.models.mixers.mamba_fused import mamba_in_proj
 
     torch.manual_seed(0)
     lin = torch.nn.Linear(8, 12, bias=True)

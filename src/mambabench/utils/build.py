@@ -12,6 +12,7 @@ from typing import Any
 
 import lightning as L
 from hydra.errors import InstantiationException
+from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.loggers import Logger
@@ -113,9 +114,10 @@ def build_loggers(cfg: DictConfig) -> list[Logger]:
         if not node or "_target_" not in node:
             continue
         if "Wandb" in str(node["_target_"]):
-            from mambabench.utils.wandb import prepare_wandb
+            from mambabench.utils.wandb import comparison_fields, prepare_wandb
 
-            node = prepare_wandb(node, run_dir_of_checkpoint(cfg.get("ckpt_path")))
+            choices = dict(HydraConfig.get().runtime.choices) if HydraConfig.initialized() else {}
+            node = prepare_wandb(node, run_dir_of_checkpoint(cfg.get("ckpt_path")), comparison_fields(cfg, choices))
             bound_wandb_waits()
         loggers.append(guard_logger(instantiate(node)))
     return loggers

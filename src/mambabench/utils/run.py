@@ -97,7 +97,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         OmegaConf.save(cfg, output_dir / CONFIG_FILE, resolve=True)
     for logger in loggers:
         logger.log_hyperparams({**OmegaConf.to_container(cfg, resolve=True), "params/total": params["total"],
-                                "params/trainable": params["trainable"]})
+                                "params/trainable": params["trainable"], "choices": _choices()})
     rank_zero_only(remember_wandb_id)(loggers, str(output_dir))
     keep_csv_history(loggers, cfg.get("ckpt_path"), output_dir)
 

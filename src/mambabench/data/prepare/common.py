@@ -5,12 +5,15 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import logging
 import shutil
 import subprocess
 import tarfile
 import urllib.request
 from collections.abc import Iterable
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 DNA_LINE_WIDTH = 60
 
@@ -25,7 +28,7 @@ def debian_package(name: str, deb_dir: Path) -> Path:
     found = sorted(deb_dir.glob(f"{name}_*.deb"))
     if found:
         return found[-1]
-    print(f"fetching Debian package {name} into {deb_dir} (apt-get download)")
+    log.info(f"fetching Debian package {name} into {deb_dir} (apt-get download)")
     try:
         subprocess.run(["apt-get", "download", name], cwd=deb_dir, check=True, capture_output=True, text=True)
     except FileNotFoundError:
@@ -76,7 +79,7 @@ def download(url: str, dest: Path) -> Path:
     if dest.exists():
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
-    print(f"downloading {url} -> {dest}")
+    log.info(f"downloading {url} -> {dest}")
     tmp = dest.with_suffix(dest.suffix + ".part")
     with urllib.request.urlopen(url) as response, open(tmp, "wb") as out:
         shutil.copyfileobj(response, out, length=1 << 20)
@@ -117,7 +120,7 @@ def clean_bases(sequence: str, where: str) -> tuple[str, int]:
     count = sum(sequence.count(ch) for ch in bad)
     for ch in bad:
         sequence = sequence.replace(ch, "n" if ch.islower() else "N")
-    print(f"  {where}: {count} non-ACGTN characters ({''.join(sorted(bad))[:20]}) written as N")
+    log.info(f"  {where}: {count} non-ACGTN characters ({''.join(sorted(bad))[:20]}) written as N")
     return sequence, count
 
 

@@ -14,6 +14,7 @@ package; add ``bonobo.fa`` with the same sequence names yourself and list it in 
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 
 from mambabench.data.prepare.common import (
@@ -25,6 +26,8 @@ from mambabench.data.prepare.common import (
     write_fasta,
     write_manifest,
 )
+
+log = logging.getLogger(__name__)
 
 DESCRIPTION = ("great-apes species classification for data=great_apes: <data-dir>/great_apes/{human,chimpanzee,"
                "gorilla,orangutan}.fa with disjoint chr22_train/valid/test regions, from the Ensembl chr22 "
@@ -101,6 +104,6 @@ def prepare(args: argparse.Namespace) -> Path:
             records.append((f"chr22_{split}", seq))
         write_fasta(out / f"{name}.fa", records)
         sizes[name] = {rec: len(seq) for rec, seq in records}
-        print(f"wrote {out / (name + '.fa')}: {sizes[name]}")
+        log.info(f"wrote {out / (name + '.fa')}: {sizes[name]}")
     write_manifest(out, {"source": source, "blocks": len(blocks), "regions": args.regions, "bases": sizes})
     return out

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import logging
 import shutil
 from pathlib import Path
 
@@ -29,6 +30,8 @@ from mambabench.data.prepare.common import (
     write_fasta,
     write_manifest,
 )
+
+log = logging.getLogger(__name__)
 
 DESCRIPTION = ("human DNA for data=hg38: <data-dir>/hg38/genome.fa (+.fai) and sequences.bed (chrom start end "
                "split). Offline: 70 Mb of real human chrX from Debian smalt-examples; --download: UCSC hg38 "
@@ -79,7 +82,7 @@ def prepare(args: argparse.Namespace) -> Path:
     fasta, bed = out / "genome.fa", out / "sequences.bed"
     if args.download:
         gz = download(BASENJI_FASTA_URL, out / "hg38.ml.fa.gz")
-        print(f"decompressing {gz} -> {fasta}")
+        log.info(f"decompressing {gz} -> {fasta}")
         _decompress(gz, fasta)
         download(BASENJI_BED_URL, bed)
         write_fasta_index(fasta)
@@ -98,7 +101,7 @@ def prepare(args: argparse.Namespace) -> Path:
     if not records or not any(seq for _, seq in records):
         raise PrepareError(f"no sequence found in {source}")
     records = [(name, clean_bases(seq, name)[0]) for name, seq in records]
-    print(f"writing {fasta} ({sum(len(s) for _, s in records):,} bases in {len(records)} sequence(s))")
+    log.info(f"writing {fasta} ({sum(len(s) for _, s in records):,} bases in {len(records)} sequence(s))")
     write_fasta(fasta, records)
     if args.fasta and args.bed:
         shutil.copyfile(args.bed, bed)
@@ -109,7 +112,7 @@ def prepare(args: argparse.Namespace) -> Path:
                                f"use a smaller --segment")
         bed.write_text("".join(f"{c}\t{s}\t{e}\t{split}\n" for c, s, e, split in rows))
         counts = {k: sum(r[3] == k for r in rows) for k in ("train", "valid", "test")}
-        print(f"writing {bed}: {counts} segments of {args.segment} bp")
+        log.info(f"writing {bed}: {counts} segments of {args.segment} bp")
     write_manifest(out, {"source": source, "fasta": fasta.name, "bed": bed.name,
                          "sequences": {name: len(seq) for name, seq in records}})
     return out

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from mambabench.kernels import causal_conv1d_fn, causal_conv1d_update
-from mambabench.models.mixers.s4d import fft_causal_conv
+from mambabench.models.ssm import fft_causal_conv
 
 
 class Sin(nn.Module):

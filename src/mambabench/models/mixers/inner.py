@@ -17,8 +17,8 @@ from torch import Tensor, nn
 
 from mambabench.kernels import selective_scan_fn
 from mambabench.models.mixers.hyena import HyenaInner
-from mambabench.models.mixers.s4d import S4DInner, SSMCache
-from mambabench.models.mixers.ssm_step import ssm_step
+from mambabench.models.mixers.s4d import S4DInner
+from mambabench.models.ssm import SSMCache, inverse_softplus_dt_bias, ssm_step
 
 INNER_LAYERS = ("s6", "s4_complex", "s4_real", "hyena")
 
@@ -33,8 +33,6 @@ class S6Inner(nn.Module):
     def __init__(self, dim: int, d_state: int = 16, dt_rank: int | str = "auto", dt_min: float = 0.001,
                  dt_max: float = 0.1, scan_backend: str = "auto") -> None:
         super().__init__()
-        from mambabench.models.mixers.mamba import inverse_softplus_dt_bias
-
         self.dim, self.d_state, self.scan_backend = dim, d_state, scan_backend
         self.dt_rank = math.ceil(dim / 16) if dt_rank == "auto" else int(dt_rank)
         self.x_proj = nn.Linear(dim, self.dt_rank + 2 * d_state, bias=False)

@@ -20,9 +20,8 @@ from mambabench.kernels import (
     selective_scan_fn,
 )
 from mambabench.models.mixers.inner import INNER_LAYERS, make_inner
-from mambabench.models.mixers.s4d import init_a_matrix
-from mambabench.models.mixers.ssm_step import ssm_step
-from mambabench.ops.mamba_inner import mamba_in_proj, mamba_inner_fn
+from mambabench.models.mixers.mamba_fused import mamba_in_proj, mamba_inner_fn
+from mambabench.models.ssm import init_a_matrix, inverse_softplus_dt_bias, ssm_step
 
 MAX_D_STATE = 256
 
@@ -42,16 +41,6 @@ class MambaCache:
     inner: Any = None
 
 
-def inverse_softplus_dt_bias(
-    d_inner: int, dt_min: float, dt_max: float, dt_init_floor: float, generator: torch.Generator | None = None
-) -> Tensor:
-    """dt ~ logUniform[dt_min, dt_max] (clamped below at dt_init_floor), returned as softplus^-1(dt): (d_inner,)."""
-    dt = torch.exp(
-        torch.rand(d_inner, generator=generator) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)
-    ).clamp(min=dt_init_floor)
-    return dt + torch.log(-torch.expm1(-dt))
-
-
 class Mamba(nn.Module):
     """Mamba mixer: in_proj -> causal conv1d -> SiLU -> selective SSM (S6) -> gate SiLU(z) -> out_proj.
 
@@ -69,7 +58,7 @@ class Mamba(nn.Module):
         scan_backend: backend of the one scan dispatch point ("auto", "triton", "reference", "chunked").
         fused: run the block after in_proj as one autograd Function that saves only xz, the gated
             scan output and the scan's own state, recomputing the conv and the x/dt projections in
-            the backward (:func:`mambabench.ops.mamba_inner.mamba_inner_fn`; less activation
+            the backward (:func:`mambabench.models.mixers.mamba_fused.mamba_inner_fn`; less activation
             memory, same gradients). Only for the paper's S6 (real A, selective delta/B/C, gate).
         layer_idx: position in the stack (for caches and init).
 

@@ -4,59 +4,18 @@
 long convolution whose kernel K_l = C . diag(Ā)^l . B̄ comes from a Vandermonde product and is applied
 by FFT; prefill and decoding use the shared scan dispatch point (constant B/C) so generation carries
 the state. It is the "S4 (real)" / "S4 (complex)" inner layer of Tables 1 and 6 and H3's diagonal SSM.
-:class:`S4D` is the standalone S4 layer (the "No gate / S4" row of Table 1 when ``gate=False``).
+The standalone S4 layer around it is :class:`mambabench.models.mixers.s4.S4D`.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mambabench.kernels import selective_scan_fn
-from mambabench.models.mixers.ssm_step import ssm_step
-
-A_INITS = ("s4d_lin", "s4d_real", "s4d_lin_real", "random")
-
-
-def init_a_matrix(A_init: str, dim: int, d_state: int) -> tuple[Tensor, Tensor | None]:
-    """log(-Re A) (dim, d_state) and Im A (or None for real A) for an initialisation of Table 8.
-
-    s4d_lin: A_n = -1/2 + i*pi*n (complex); s4d_real: A_n = -(n+1); s4d_lin_real: A_n = -1/2 (the
-    real part of S4D-Lin); random: A_n = -exp(N(0, 1)).
-    """
-    n = torch.arange(d_state, dtype=torch.float32).repeat(dim, 1)
-    if A_init == "s4d_lin":
-        return torch.full((dim, d_state), math.log(0.5)), math.pi * n
-    if A_init == "s4d_real":
-        return torch.log(n + 1), None
-    if A_init == "s4d_lin_real":
-        return torch.full((dim, d_state), math.log(0.5)), None
-    if A_init == "random":
-        return torch.randn(dim, d_state), None
-    raise ValueError(f"A_init must be one of {A_INITS}, got {A_init!r}")
-
-
-def fft_causal_conv(u: Tensor, kernel: Tensor) -> Tensor:
-    """Causal long convolution y_t = sum_{s<=t} k_{t-s} u_s by FFT.
-
-    u: (batch, dim, seqlen); kernel: (dim, seqlen) -> (batch, dim, seqlen), in fp32.
-    """
-    seqlen = u.shape[-1]
-    n = 2 * seqlen
-    y = torch.fft.irfft(torch.fft.rfft(u.float(), n=n) * torch.fft.rfft(kernel.float(), n=n), n=n)
-    return y[..., :seqlen]
-
-
-@dataclass
-class SSMCache:
-    """State of a diagonal SSM: (batch, dim, d_state), fp32 (real A) or complex64 (complex A)."""
-
-    ssm_state: Tensor
+from mambabench.models.ssm import SSMCache, fft_causal_conv, init_a_matrix, ssm_step
 
 
 class S4DInner(nn.Module):
@@ -148,64 +107,3 @@ class S4DInner(nn.Module):
     def allocate_cache(self, batch_size: int, dtype: torch.dtype, device: torch.device) -> SSMCache:
         state_dtype = torch.complex64 if self.is_complex else torch.float32
         return SSMCache(torch.zeros(batch_size, self.dim, self.d_state, dtype=state_dtype, device=device))
-
-
-class S4D(nn.Module):
-    """Standalone S4(D) layer: in_proj -> S4D SSM -> GELU -> [x silu(z) gate] -> out_proj.
-
-    With ``gate=False`` this is the "No gate" architecture of Table 1 (the S4 row). d_inner =
-    expand * d_model channels each carry an independent SSM.
-
-    Args:
-        d_model: width D; expand: E (d_inner = E * D).
-        d_state, A_init, dt_min, dt_max: of the SSM (:class:`S4DInner`).
-        gate: multiply by silu(z) with z from in_proj (the H3/Mamba-style gate).
-        activation: "gelu" (S4) or "identity".
-        bias: biases on the projections.
-        inner_layer: None (this S4D SSM, initialised by ``A_init``) or another inner layer of
-            :mod:`mambabench.models.mixers.inner` ("s6", "hyena", ...) in the same shell.
-    """
-
-    def __init__(self, d_model: int, d_state: int = 64, expand: int = 1, A_init: str = "s4d_lin",
-                 dt_min: float = 0.001, dt_max: float = 0.1, gate: bool = False, activation: str = "gelu",
-                 bias: bool = True, inner_layer: str | None = None, scan_backend: str = "auto",
-                 layer_idx: int | None = None) -> None:
-        super().__init__()
-        from mambabench.models.mixers.inner import make_inner
-
-        if activation not in ("gelu", "identity"):
-            raise ValueError(f"activation must be 'gelu' or 'identity', got {activation!r}")
-        self.d_inner = expand * d_model
-        self.gate = gate
-        self.activation = activation
-        self.layer_idx = layer_idx
-        self.in_proj = nn.Linear(d_model, self.d_inner * (2 if gate else 1), bias=bias)
-        if inner_layer is None:
-            self.ssm = S4DInner(self.d_inner, d_state, A_init, dt_min, dt_max, scan_backend=scan_backend)
-        else:  # another inner layer in the same un-gated shell (Table 1: "No gate / S6")
-            self.ssm = make_inner(inner_layer, self.d_inner, d_state, dt_min=dt_min, dt_max=dt_max,
-                                  scan_backend=scan_backend)
-        self.out_proj = nn.Linear(self.d_inner, d_model, bias=bias)
-
-    def _finish(self, y: Tensor, z: Tensor | None) -> Tensor:
-        if self.activation == "gelu":
-            y = F.gelu(y)
-        if z is not None:
-            y = y * F.silu(z)
-        return self.out_proj(y)
-
-    def forward(self, hidden: Tensor, cache: SSMCache | None = None) -> Tensor:
-        """hidden: (batch, seqlen, d_model) -> (batch, seqlen, d_model)."""
-        xz = self.in_proj(hidden)
-        x, z = xz.chunk(2, dim=-1) if self.gate else (xz, None)
-        y = self.ssm(x.transpose(1, 2), cache=cache).transpose(1, 2)
-        return self._finish(y, z)
-
-    def step(self, hidden: Tensor, cache: SSMCache) -> Tensor:
-        """hidden: (batch, d_model) -> (batch, d_model)."""
-        xz = self.in_proj(hidden)
-        x, z = xz.chunk(2, dim=-1) if self.gate else (xz, None)
-        return self._finish(self.ssm.step(x, cache), z)
-
-    def allocate_cache(self, batch_size: int, dtype: torch.dtype, device: torch.device) -> Any:
-        return self.ssm.allocate_cache(batch_size, dtype, device)

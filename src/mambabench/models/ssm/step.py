@@ -62,7 +62,11 @@ def ssm_step(
     if delta_softplus:
         dt = F.softplus(dt)
     B_t = B.to(torch.complex64)
-    B_t = B_t[:, None].expand(batch, dim, dstate) if B_per_token else B_t.unsqueeze(0).expand(batch, dim, dstate)
+    B_t = (
+        B_t[:, None].expand(batch, dim, dstate)
+        if B_per_token
+        else B_t.unsqueeze(0).expand(batch, dim, dstate)
+    )
     # grouped variable B, one group per channel: (batch, dim, dstate, 2 positions)
     B_seq = _interleave(torch.stack([state.to(torch.complex64), B_t], dim=-1))
     if not C_per_token:
