@@ -49,8 +49,8 @@ class ReadStats:
     empty_documents: int = 0
 
     def warn(self) -> None:
-        for name, counts, what in (("lines", self.skipped_lines, "undecodable (non-UTF-8) JSON lines skipped"),
-                                   ("bytes", self.dropped_bytes, "undecodable bytes dropped")):
+        for counts, what in ((self.skipped_lines, "undecodable (non-UTF-8) JSON lines skipped"),
+                             (self.dropped_bytes, "undecodable bytes dropped")):
             if counts:
                 detail = ", ".join(f"'{f}': {n}" for f, n in sorted(counts.items()))
                 warnings.warn(f"{sum(counts.values())} {what} ({detail})", stacklevel=2)
