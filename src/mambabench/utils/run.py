@@ -13,6 +13,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from mambabench.tasks.lm import LanguageModelingTask, scaling_summary
 from mambabench.utils.build import (
     build_callbacks,
     build_datamodule,
@@ -164,6 +165,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
         "best_ckpt": getattr(checkpoint, "best_model_path", None) or None,
         "last_ckpt": str(output_dir / LAST_CKPT) if (output_dir / LAST_CKPT).exists() else None,
     }
+    summary["preset"] = _choices().get("experiment")
+    if isinstance(task, LanguageModelingTask):
+        summary.update(scaling_summary(task.network, cfg.data.get("seq_len"), summary["train_tokens"],
+                                       summary["tokens_per_s"], metrics))
     write_summary(output_dir / SUMMARY_FILE, summary)
     print_metrics(metrics, output_dir, wall)
     _finish_wandb()
