@@ -30,7 +30,9 @@ from mambabench.data.tokenizers import TextTokenizer
 from mambabench.models.generation import generate
 
 try:
-    from lm_eval.api.model import LM as _HarnessBase
+    from lm_eval.api import model as _harness_model
+
+    _HarnessBase = _harness_model.LM
 except ImportError:  # the adapter's logic still works (and is tested) without the harness
     _HarnessBase = object
 

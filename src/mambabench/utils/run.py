@@ -182,9 +182,28 @@ def _saved_run_config(ckpt_path: Path) -> DictConfig | None:
     return None
 
 
+def _with_saved_run(cfg: DictConfig) -> DictConfig:
+    """``cfg`` with the model and (unless overridden) the data of the run that saved ``cfg.ckpt_path``."""
+    ckpt = None if OmegaConf.is_missing(cfg, "ckpt_path") else cfg.get("ckpt_path")
+    saved = _saved_run_config(Path(ckpt)) if ckpt and Path(ckpt).exists() else None
+    if saved is None:
+        return cfg
+    data_overridden = any(o.split("=", 1)[0].lstrip("+~").split(".")[0] == "data" for o in _cli_overrides())
+    merged = cfg.copy()
+    with open_dict(merged):
+        merged["model"] = saved.get("model")
+        if not data_overridden:
+            merged["data"] = saved.data
+    return merged
+
+
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     """Test a checkpoint. The network, task and (unless overridden) data come from the run's saved
     config next to the checkpoint, so ``ckpt_path=...`` alone is enough."""
+    if cfg.get("zeroshot"):
+        from mambabench.eval.zeroshot import evaluate_zeroshot
+
+        return evaluate_zeroshot(_with_saved_run(cfg))
     if not cfg.get("ckpt_path"):
         raise ConfigError("eval needs ckpt_path=<run dir>/checkpoints/last.ckpt")
     ckpt = Path(cfg.ckpt_path)
