@@ -48,6 +48,12 @@ def compose_run(overrides: list[str], out_dir: Path):
     return cfg
 
 
+def _hms(seconds: float) -> str:
+    """Lightning's max_time format DD:HH:MM:SS."""
+    s = int(seconds)
+    return f"00:{s // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
 def write_tables(rows: list[dict], out: Path) -> None:
     with open(out / "scaling.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=FIELDS)
@@ -59,7 +65,8 @@ def write_tables(rows: list[dict], out: Path) -> None:
 
     lines = ["| model | size | params (non-emb.) | tokens | FLOPs | val loss | val ppl | tokens/s | MFU | peak GB |",
              "|---|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
+    for row in rows:
+        r = {k: row.get(k) for k in FIELDS}
         lines.append(f"| {r['model']} | {r['size']} | {fmt(r['params'], ',')} ({fmt(r['params_non_embedding'], ',')}) "
                      f"| {fmt(r['tokens'], ',')} | {fmt(r['flops'], '.2e')} | {fmt(r['final_val_loss'], '.3f')} "
                      f"| {fmt(r['final_val_perplexity'], '.2f')} | {fmt(r['tokens_per_s'], ',.0f')} "
@@ -75,7 +82,7 @@ def write_tables(rows: list[dict], out: Path) -> None:
     fig, ax = plt.subplots(figsize=(5.5, 4))
     for model in dict.fromkeys(r["model"] for r in rows):
         pts = sorted((r["flops"], r["final_val_perplexity"]) for r in rows
-                     if r["model"] == model and r["flops"] and r["final_val_perplexity"])
+                     if r["model"] == model and r.get("flops") and r.get("final_val_perplexity"))
         if pts:
             ax.plot(*zip(*pts), marker="o", label=model)
     ax.set(xscale="log", yscale="log", xlabel="training FLOPs", ylabel="validation perplexity",
@@ -99,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--context", type=int, default=None, help="override lm.context (default 512)")
     parser.add_argument("--trainer", default="gpu")
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for every run")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -120,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         overrides = [f"experiment=lm/mini/{model}", f"lm.size={size}", f"data.root={args.data}",
                      f"trainer={args.trainer}", f"trainer.max_steps={steps}",
                      f"trainer.val_check_interval={max(1, steps // 4)}", "test=false", "logger=csv",
-                     f"+trainer.max_time={{seconds: {int(share)}}}", *args.overrides]
+                     f"+trainer.max_time='{_hms(share)}'", *args.overrides]
         if args.context:
             overrides.append(f"lm.context={args.context}")
         cfg = compose_run(overrides, run_dir)
