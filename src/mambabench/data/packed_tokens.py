@@ -40,6 +40,7 @@ CACHE_FORMAT = 1
 META_FILE = "meta.json"
 _EDGE = 1 << 16
 _BATCH_DOCS = 256
+_SERIAL_BYTES = 4 << 20  # corpora smaller than this (on disk) are tokenised in-process by default
 
 
 def _file_digest(path: Path) -> str:
@@ -175,7 +176,9 @@ def build_packed_corpus(
     starts: list[list[int]] = [[], [], []]
     per_source: dict[str, dict[str, int]] = {}
     stats = ReadStats()
-    workers = max(0, (os.cpu_count() or 1) - 1) if workers is None else workers
+    if workers is None:  # processes pay off only beyond a few MB of text
+        small = sum(f.stat().st_size for f in files) < _SERIAL_BYTES
+        workers = 0 if small else max(0, (os.cpu_count() or 1) - 1)
     pool = mp.get_context("spawn").Pool(workers, _init_worker, (tokenizer,)) if workers > 0 else None
     bar = _progress(progress, f"tokenising {root} ({tok.name})")
 

@@ -73,13 +73,13 @@ def evaluate_zeroshot(cfg: DictConfig) -> dict[str, Any]:
     params = sum(p.numel() for p in network.parameters())
     row = paper_row(params)
     paper = PAPER_TABLE3[row]
-    lines = [f"{'task':<16}{'metric':<12}{'ours':>10}{row:>14}"]
+    lines = [f"{'task':<24} {'metric':<12}{'ours':>10}{row:>14}"]
     for task, metrics in results.items():
-        for metric in PAPER_METRICS.get(task, tuple(metrics)):
+        for metric in PAPER_METRICS.get(task, tuple(m for m in metrics if m != "sample_len")):
             if metric in metrics:
                 ours = metrics[metric] * (1 if metric == "perplexity" else 100)
                 ref = paper.get(f"{task}/{metric}")
-                lines.append(f"{task:<16}{metric:<12}{ours:>10.2f}{'' if ref is None else f'{ref:.2f}':>14}")
+                lines.append(f"{task:<24} {metric:<12}{ours:>10.2f}{'' if ref is None else f'{ref:.2f}':>14}")
     print("\n".join(lines))
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
