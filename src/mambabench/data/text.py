@@ -140,8 +140,12 @@ class TextDataModule(SequenceDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.corpus is None:
             self.prepare_data()  # other ranks: the cache that rank 0 built
-        for split, length in (("train", self.seq_len), ("validation", self.eval_seq_len),
-                              ("test", self.eval_seq_len)):
+        trainer = self.trainer
+        checks = {"fit": [("train", self.seq_len)], "validate": [], "test": [("test", self.eval_seq_len)]}.get(
+            stage or "", [("train", self.seq_len), ("test", self.eval_seq_len)])
+        if stage in ("fit", "validate", None) and (trainer is None or trainer.limit_val_batches != 0):
+            checks.append(("validation", self.eval_seq_len))
+        for split, length in checks:
             have = self.corpus.num_tokens(split)
             if have < length + 1:
                 raise TextDataError(
