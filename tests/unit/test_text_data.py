@@ -157,6 +157,7 @@ def test_splits_are_deterministic_by_document(tmp_path: Path) -> None:
         assert np.array_equal(np.asarray(a.tokens(split)), np.asarray(b.tokens(split)))
 
 
+@pytest.mark.slow  # spawns a tokeniser process (imports torch): ~10 s of CPU
 def test_parallel_tokenisation_equals_serial(tmp_path: Path) -> None:
     root = _corpus(tmp_path / "corpus", n=300)
     serial = build_packed_corpus(root, "bytes", tmp_path / "s", workers=0, progress=False)
