@@ -121,7 +121,7 @@ class CharacterTokenizer:
 
 # ---------------------------------------------------------------------------------------------- text
 TOKENIZER_FILES = Path(__file__).resolve().parent / "tokenizer_files"
-#: named BPE tokenizers shipped with the package (built by ``scripts/build_tokenizers.py``)
+#: named BPE tokenizers shipped with the package (built by :mod:`mambabench.data.prepare.tokenizer_files`)
 NAMED_TOKENIZERS = {"gpt2": "gpt2.json.gz", "gpt-neox": "gpt-neox-20b.json.gz"}
 BYTES = "bytes"
 

