@@ -77,5 +77,8 @@ def test_experiment_runs_one_training_batch(make_config, experiment: str) -> Non
         cfg.test = False
     if experiment.rsplit("/", 1)[-1] == "paper" or experiment.startswith("lm/"):  # LM presets: at toy size too
         shrink_paper_preset(cfg)
+        if "lm" in cfg:
+            with open_dict(cfg):
+                cfg.lm.n_heads = 2  # attention heads that divide the toy width
     metrics = train(cfg)
     assert metrics["train/loss"] > 0
