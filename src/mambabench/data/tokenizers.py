@@ -1,4 +1,11 @@
-"""Character tokenizer for DNA, with HyenaDNA's token ids so checkpoints and configs line up.
+"""Tokenizers: a character tokenizer for DNA and the text tokenizers for language modelling.
+
+Text (:func:`load_text_tokenizer`): the paper's two BPE vocabularies, GPT-2 (scaling laws) and
+GPT-NeoX-20B (the released Mamba models), shipped as ``tokenizer.json`` files built from registry packages
+(:mod:`mambabench.data.prepare.tokenizer_files`), a byte-level tokenizer (MambaByte), or any
+``tokenizer.json`` by path.
+
+DNA: character tokenizer with HyenaDNA's token ids so checkpoints and configs line up.
 
 Ids: ``[CLS]=0, [SEP]=1, [BOS]=2, [MASK]=3, [PAD]=4, [RESERVED]=5, [UNK]=6``, then the characters
 (``A C G T N`` -> 7..11, vocab 12). Soft-masked (lower-case) bases fold to upper case unless
@@ -11,6 +18,11 @@ with ``unknown="n"``, e.g. for IUPAC ambiguity codes such as R/Y/K/M).
 """
 
 from __future__ import annotations
+
+import gzip
+import hashlib
+from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -105,3 +117,102 @@ class CharacterTokenizer:
     def is_n(self, ids: Tensor) -> Tensor:
         """Boolean mask (same shape as ids) of the N (unknown-base) tokens."""
         return torch.isin(ids, self.n_ids.to(ids.device))
+
+
+# ---------------------------------------------------------------------------------------------- text
+TOKENIZER_FILES = Path(__file__).resolve().parent / "tokenizer_files"
+#: named BPE tokenizers shipped with the package (built by :mod:`mambabench.data.prepare.tokenizer_files`)
+NAMED_TOKENIZERS = {"gpt2": "gpt2.json.gz", "gpt-neox": "gpt-neox-20b.json.gz"}
+BYTES = "bytes"
+
+
+class TokenizerError(ValueError):
+    """A tokenizer name or file that cannot be used; the message lists what can."""
+
+
+class ByteTokenizer:
+    """Byte-level tokenizer (MambaByte, arXiv 2401.13660): ids 0..255 are the UTF-8 bytes, 256 is the
+    end-of-document token, 257 padding (vocabulary 258)."""
+
+    name = BYTES
+    vocab_size = 258
+    eos_id = 256
+    pad_id = 257
+    fingerprint = "bytes-v1"
+
+    def encode(self, text: str) -> list[int]:
+        return list(text.encode("utf-8"))
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        return [self.encode(t) for t in texts]
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return bytes(int(i) for i in ids if 0 <= int(i) < 256).decode("utf-8", errors="replace")
+
+
+class BPETokenizer:
+    """A Hugging Face ``tokenizer.json`` (gzipped or not) through the ``tokenizers`` library.
+
+    ``vocab_size`` is the true vocabulary (GPT-NeoX-20B 50,277, GPT-2 50,257); models pad their
+    embedding themselves (``model.pad_vocab_size_multiple``). ``fingerprint`` is the sha256 of the file's
+    bytes, so a changed tokenizer invalidates token caches without loading the library.
+    """
+
+    def __init__(self, path: str | Path, name: str | None = None) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise TokenizerError(f"tokenizer file '{self.path}' does not exist; use one of "
+                                 f"{', '.join([*NAMED_TOKENIZERS, BYTES])} or a path to a tokenizer.json")
+        self.name = name or self.path.name
+        self.fingerprint = hashlib.sha256(self.path.read_bytes()).hexdigest()
+        self._tokenizer = None
+
+    @property
+    def tokenizer(self):
+        """The ``tokenizers.Tokenizer``, loaded on first use."""
+        if self._tokenizer is None:
+            try:
+                from tokenizers import Tokenizer
+            except ImportError:
+                raise TokenizerError("BPE tokenizers need the 'tokenizers' package: pip install tokenizers") from None
+            raw = self.path.read_bytes()
+            if raw[:2] == b"\x1f\x8b":
+                raw = gzip.decompress(raw)
+            self._tokenizer = Tokenizer.from_str(raw.decode("utf-8"))
+        return self._tokenizer
+
+    @property
+    def vocab_size(self) -> int:
+        return self.tokenizer.get_vocab_size(with_added_tokens=True)
+
+    @property
+    def eos_id(self) -> int:
+        for token in ("<|endoftext|>", "</s>", "<eos>"):
+            found = self.tokenizer.token_to_id(token)
+            if found is not None:
+                return found
+        raise TokenizerError(f"tokenizer '{self.path}' has no end-of-text token (<|endoftext|>, </s> or <eos>)")
+
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text).ids
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        return [e.ids for e in self.tokenizer.encode_batch(texts)]
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.tokenizer.decode([int(i) for i in ids], skip_special_tokens=False)
+
+
+TextTokenizer = ByteTokenizer | BPETokenizer
+
+
+def load_text_tokenizer(spec: str) -> TextTokenizer:
+    """``gpt2`` | ``gpt-neox`` | ``bytes`` | a path to a ``tokenizer.json`` (``.gz`` allowed)."""
+    if spec == BYTES:
+        return ByteTokenizer()
+    if spec in NAMED_TOKENIZERS:
+        return BPETokenizer(TOKENIZER_FILES / NAMED_TOKENIZERS[spec], name=spec)
+    if not Path(spec).exists():
+        raise TokenizerError(f"unknown tokenizer {spec!r}: use one of {', '.join([*NAMED_TOKENIZERS, BYTES])} "
+                             f"or a path to a tokenizer.json")
+    return BPETokenizer(spec)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -10,6 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from mambabench.kernels import cross_entropy_fn
+from mambabench.models.flops import peak_flops, training_flops_per_token
 from mambabench.tasks.base import SequenceTask
 
 IGNORE_INDEX = -100
@@ -25,6 +27,10 @@ class LanguageModelingTask(SequenceTask):
     ``loss_backend`` picks the cross-entropy (:func:`mambabench.kernels.cross_entropy_fn`): "auto" (the
     Triton kernel for CUDA logits, which reads bf16 logits in place and keeps no fp32 (tokens, vocab)
     copy, log-softmax or gradient; ``F.cross_entropy`` on fp32 logits on CPU), "triton" or "reference".
+
+    Every ``log_throughput_every`` steps it logs ``trainer/mfu`` (model FLOPs utilisation: training FLOPs
+    per token of :mod:`mambabench.models.flops` x tokens/s / ``peak_flops``, by default the device's
+    dense bf16 peak) and ``trainer/peak_memory_gb`` (CUDA).
     """
 
     LOSS_BACKENDS = ("auto", "triton", "reference")
@@ -39,12 +45,18 @@ class LanguageModelingTask(SequenceTask):
         bytes_per_token: float | None = None,
         compile: bool = False,
         loss_backend: str = "auto",
+        peak_flops: float | None = None,
+        log_throughput_every: int = 10,
     ) -> None:
         if loss_backend not in self.LOSS_BACKENDS:
             raise ValueError(f"task.loss_backend={loss_backend!r}; choose one of {', '.join(self.LOSS_BACKENDS)}")
         super().__init__(network, optimizer, scheduler, compile)
         self.bytes_per_token = bytes_per_token
         self.loss_backend = loss_backend
+        self.peak_flops = peak_flops
+        self.log_throughput_every = log_throughput_every
+        self.flops_per_token: int | None = None
+        self._window: tuple[float, int] | None = None
 
     def forward(self, input_ids: Tensor) -> Tensor:
         return self.network(input_ids)
@@ -59,6 +71,28 @@ class LanguageModelingTask(SequenceTask):
         correct = ((logits.argmax(-1) == targets) & mask).sum()
         return {"loss": (loss, count), "accuracy": (correct.float() / count, count)}
 
+    def on_train_batch_start(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        if self.flops_per_token is None:
+            self.flops_per_token = training_flops_per_token(self.network, int(batch["input_ids"].shape[-1]))
+            self.peak_flops = self.peak_flops or peak_flops(self.device)
+        if self._window is None:
+            self._window = (time.perf_counter(), 0)
+
+    def on_train_batch_end(self, outputs: Any, batch: dict[str, Tensor], batch_idx: int) -> None:
+        start, tokens = self._window
+        tokens += int(batch["input_ids"].numel()) * self.trainer.world_size
+        self._window = (start, tokens)
+        if (batch_idx + 1) % self.log_throughput_every:
+            return
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            self.log("trainer/peak_memory_gb", torch.cuda.max_memory_allocated(self.device) / 2**30, on_step=True)
+        elapsed = time.perf_counter() - start
+        if self.peak_flops and elapsed > 0:
+            mfu = self.flops_per_token * tokens / elapsed / (self.peak_flops * self.trainer.world_size)
+            self.log("trainer/mfu", mfu, on_step=True)
+        self._window = None
+
     def derived_metrics(self, means: dict[str, Tensor]) -> dict[str, Tensor]:
         if "loss" not in means:
             return {}
@@ -67,3 +101,24 @@ class LanguageModelingTask(SequenceTask):
         if self.bytes_per_token:
             out["bits_per_byte"] = out["bits_per_token"] / self.bytes_per_token
         return out
+
+
+def scaling_summary(network: nn.Module, seq_len: int | None, train_tokens: int | None, tokens_per_s: float | None,
+                    metrics: dict[str, float]) -> dict[str, Any]:
+    """The fields a scaling-law plot reads from a run's summary.json: non-embedding parameters, training
+    FLOPs (per token and in total), tokens, MFU and the final validation loss / perplexity."""
+    embedding = sum(m.weight.numel() for m in network.modules() if isinstance(m, nn.Embedding))
+    params = sum(p.numel() for p in network.parameters())
+    per_token = training_flops_per_token(network, seq_len) if seq_len else None
+    peak = peak_flops()
+    val_loss = metrics.get("val/loss")
+    return {
+        "params_non_embedding": params - embedding,
+        "flops_per_token": per_token,
+        "flops": per_token * train_tokens if per_token and train_tokens else None,
+        "tokens": train_tokens,
+        "mfu": per_token * tokens_per_s / peak if per_token and tokens_per_s and peak else None,
+        "peak_memory_gb": torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None,
+        "final_val_loss": val_loss,
+        "final_val_perplexity": math.exp(min(val_loss, 80)) if val_loss is not None else None,
+    }

@@ -14,6 +14,7 @@ from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from mambabench.tasks.lm import LanguageModelingTask, scaling_summary
 from mambabench.utils.build import (
     build_callbacks,
     build_datamodule,
@@ -139,6 +140,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
         "last_ckpt": str(output_dir / LAST_CKPT) if (output_dir / LAST_CKPT).exists() else None,
     }
     summary.update(getattr(task, "summary_items", dict)())  # task-specific results (e.g. ICL curves)
+    summary["preset"] = _choices().get("experiment")
+    if isinstance(task, LanguageModelingTask):
+        summary.update(scaling_summary(task.network, cfg.data.get("seq_len"), summary["train_tokens"],
+                                       summary["tokens_per_s"], metrics))
     write_summary(output_dir / SUMMARY_FILE, summary)
     rank_zero_only(print_metrics)(metrics, output_dir, wall)
     _finish_wandb()
@@ -152,9 +157,28 @@ def _saved_run_config(ckpt_path: Path) -> DictConfig | None:
     return None
 
 
+def _with_saved_run(cfg: DictConfig) -> DictConfig:
+    """``cfg`` with the model and (unless overridden) the data of the run that saved ``cfg.ckpt_path``."""
+    ckpt = None if OmegaConf.is_missing(cfg, "ckpt_path") else cfg.get("ckpt_path")
+    saved = _saved_run_config(Path(ckpt)) if ckpt and Path(ckpt).exists() else None
+    if saved is None:
+        return cfg
+    data_overridden = any(o.split("=", 1)[0].lstrip("+~").split(".")[0] == "data" for o in _cli_overrides())
+    merged = cfg.copy()
+    with open_dict(merged):
+        merged["model"] = saved.get("model")
+        if not data_overridden:
+            merged["data"] = saved.data
+    return merged
+
+
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     """Test a checkpoint. The network, task and (unless overridden) data come from the run's saved
     config next to the checkpoint, so ``ckpt_path=...`` alone is enough."""
+    if cfg.get("zeroshot"):
+        from mambabench.eval.zeroshot import evaluate_zeroshot
+
+        return evaluate_zeroshot(_with_saved_run(cfg))
     if not cfg.get("ckpt_path"):
         raise ConfigError("eval needs ckpt_path=<run dir>/checkpoints/last.ckpt")
     ckpt = checkpoint_file(cfg.ckpt_path)  # a run directory is accepted: its last.ckpt
