@@ -11,13 +11,14 @@ import os
 import sys
 from pathlib import Path
 
-from mambabench.data.prepare import great_apes, hg38
+from mambabench.data.prepare import great_apes, hg38, species
 from mambabench.data.prepare.common import PrepareError
 
 ROOT = Path(__file__).resolve().parents[1]
 PREPARERS = {
     "hg38": hg38,
     "great_apes": great_apes,
+    "species": species,
 }
 
 
