@@ -71,6 +71,7 @@ SOURCES = {
 DEFAULT_CLASSES = ["human", "e_coli", "h_pylori", "s_aureus", "v_cholerae"]
 DEFAULT_MAX_BASES = 5_000_000
 N_RUN = re.compile(r"[Nn]{100,}")
+NCBI_ID = re.compile(r"\|(?:ref|gb|emb|dbj)\|([^|]+)\|")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -128,6 +129,8 @@ def take_bases(records: list[tuple[str, str]], max_bases: int, min_piece: int) -
 def _class_records(name: str, path: Path, args: argparse.Namespace) -> list[tuple[str, str]]:
     records = []
     for contig, seq in read_fasta(path):
+        accession = NCBI_ID.search(contig)  # gi|29165615|ref|NC_002745.2| -> NC_002745.2
+        contig = accession.group(1) if accession else contig
         seq, _ = clean_bases(seq, f"{name} {contig}")
         records += split_at_n_runs(contig, seq, args.min_piece) if N_RUN.search(seq) else [(contig, seq)]
     records = take_bases(records, args.max_bases, args.min_piece)
