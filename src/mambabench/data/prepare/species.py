@@ -6,7 +6,7 @@ show the task learning without any download site:
 =============  ===================  ===========================================================  =======
 class          package              sequence                                                     GC
 =============  ===================  ===========================================================  =======
-human          smalt-examples       Homo sapiens chrX (GRCh37, NC_000023.10), cut at N runs      ~39 %
+human          smalt-examples       Homo sapiens chrX (GRCh37, NC_000023.10), cut at N runs      ~44 %
 e_coli         ragout-examples      Escherichia coli K-12 MG1655, complete chromosome            50.8 %
 h_pylori       ragout-examples      Helicobacter pylori G27, complete chromosome (NC_011333)     38.9 %
 s_aureus       ragout-examples      Staphylococcus aureus N315, complete chromosome (NC_002745)  32.8 %
