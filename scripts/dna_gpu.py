@@ -252,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     trainer = "gpu" if device == "cuda" else "cpu"
     if args.smoke:
         args.species_lengths, args.context_lengths = args.species_lengths[:1], args.context_lengths[:1]
-        args.sizes, args.long_length, args.tokens_per_batch = args.sizes[:1], min(args.long_length, 4096), 512
+        args.sizes, args.long_length, args.tokens_per_batch = args.sizes[:1], min(args.long_length, 1024), 512
     os.environ["MAMBABENCH_DATA"] = str(args.data_dir.resolve())
     for need in ("species", "hg38"):
         if not (args.data_dir / need).is_dir():
