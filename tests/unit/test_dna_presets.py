@@ -96,4 +96,4 @@ def test_species_mini_selects_classification_on_the_offline_set(make_config) -> 
         "train": [0.0, 0.8], "valid": [0.8, 0.9], "test": [0.9, 1.0]}
     assert cfg.data.rc_aug and cfg.data.seq_len == 128 and cfg.trainer.max_steps == 150
     plain = make_config(["data=species"], subdir="plain")
-    assert plain.task._target_.endswith("ClassificationTask") and plain.data.seq_len == 1024
+    assert plain.task._target_.endswith("ClassificationTask") and plain.data.seq_len == 256
