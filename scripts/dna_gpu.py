@@ -177,7 +177,7 @@ def run_one(report: Report, section: str, model: str, x: float, overrides: list[
                    note=f"failed: {type(err).__name__}: {str(err).splitlines()[0][:160] if str(err) else ''}")
 
 
-def long_step(report: Report, length: int, data_dir: Path, device: str) -> None:
+def long_step(report: Report, length: int, data_dir: Path, device: str, extra: list[str]) -> None:
     """One warm-up and three timed AdamW steps of the 1.4M Mamba (12 x 128) on real chrX at ``length``."""
     import torch
 
@@ -187,13 +187,14 @@ def long_step(report: Report, length: int, data_dir: Path, device: str) -> None:
 
     note = ""
     try:
-        cfg = compose(["experiment=dna/context_length/paper", f"data.seq_len={length}"], report.out / "runs" / "long")
+        cfg = compose(["experiment=dna/context_length/paper", f"data.seq_len={length}", *extra], report.out / "runs" / "long")
         net = build_network(cfg, type("Vocab", (), {"vocab_size": 12})()).to(device)
         genome = FastaGenome(data_dir / "hg38" / "genome.fa")
         contig = max(genome.lengths, key=genome.lengths.get)
         if genome.lengths[contig] < length + 1:
             raise ValueError(f"{contig} holds {genome.lengths[contig]} bases, fewer than {length + 1}")
-        ids = CharacterTokenizer("ACGTN", unknown="n").encode(genome.fetch(contig, 0, length + 1))
+        start = (genome.lengths[contig] - length - 1) // 2  # the middle: chrX starts with 60 kb of N
+        ids = CharacterTokenizer("ACGTN", unknown="n").encode(genome.fetch(contig, start, start + length + 1))
         ids = ids.to(device)[None]
         opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
         cuda = device.startswith("cuda")
@@ -252,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     trainer = "gpu" if device == "cuda" else "cpu"
     if args.smoke:
         args.species_lengths, args.context_lengths = args.species_lengths[:1], args.context_lengths[:1]
-        args.sizes, args.long_length, args.tokens_per_batch = args.sizes[:1], min(args.long_length, 1024), 512
+        args.sizes, args.long_length, args.tokens_per_batch = args.sizes[:1], min(args.long_length, 256), 512
     os.environ["MAMBABENCH_DATA"] = str(args.data_dir.resolve())
     for need in ("species", "hg38"):
         if not (args.data_dir / need).is_dir():
@@ -285,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     def hyena(model: str, length: int) -> list[str]:
         return [f"model.mixer.l_max={length}", "optimizer.lr=2e-3"] if model == "hyena" else []
 
-    long_step(report, args.long_length, args.data_dir, "cuda" if device == "cuda" else "cpu")
+    long_step(report, args.long_length, args.data_dir, device, ["model.d_model=32", "model.n_layer=2"] if args.smoke else [])
 
     for length in args.species_lengths:
         batch = max(1, args.tokens_per_batch // length)
