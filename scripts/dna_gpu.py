@@ -252,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     device = "cuda" if torch.cuda.is_available() and not args.smoke else "cpu"
     trainer = "gpu" if device == "cuda" else "cpu"
     if args.smoke:
-        args.species_lengths, args.context_lengths = args.species_lengths[:1], args.context_lengths[:1]
+        args.species_lengths, args.context_lengths = [256], [256]
         args.sizes, args.long_length, args.tokens_per_batch = args.sizes[:1], min(args.long_length, 256), 512
     os.environ["MAMBABENCH_DATA"] = str(args.data_dir.resolve())
     for need in ("species", "hg38"):

@@ -194,3 +194,20 @@ def test_species_baseline_finds_signal_when_there_is_some(tmp_path: Path, capsys
                           "--lengths", "256", "--windows", "20"]) == 0
     row = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| 3 | 256 |")][0]
     assert float(row.split("|")[3]) >= 0.9, row
+
+
+@pytest.mark.slow
+def test_dna_gpu_script_smoke(tmp_path: Path, dataset_dir: Path) -> None:
+    """scripts/dna_gpu.py --smoke on the shipped slices: every section leaves its rows, tables and plots."""
+    import csv
+
+    spec = importlib.util.spec_from_file_location("dna_gpu", ROOT / "scripts" / "dna_gpu.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    out = tmp_path / "out"
+    assert script.main(["--out", str(out), "--data-dir", str(dataset_dir), "--smoke", "--budget", "600"]) == 0
+    rows = list(csv.DictReader(open(out / "results.csv")))
+    assert {r["section"] for r in rows} == {"species", "context", "size"} and len(rows) == 6
+    assert all(r["value"] and not r["note"].startswith("failed") for r in rows), rows
+    assert (out / "species.png").exists() and "2^20" in (out / "dna_gpu.md").read_text()
+    assert list(out.glob("confusion_species_*.png"))
