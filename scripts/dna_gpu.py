@@ -158,7 +158,8 @@ def run_one(report: Report, section: str, model: str, x: float, overrides: list[
     try:
         cfg = compose(overrides, run_dir)
         with open_dict(cfg):
-            cfg.trainer.max_time = {"seconds": max(1, int(seconds))}
+            whole = max(1, int(seconds))
+            cfg.trainer.max_time = f"00:{whole // 3600:02d}:{whole % 3600 // 60:02d}:{whole % 60:02d}"
         metrics = train(cfg)
         summary = json.loads((run_dir / "summary.json").read_text())
         value = metrics.get(metric)
