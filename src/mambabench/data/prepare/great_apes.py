@@ -105,7 +105,7 @@ def split_of(region: int) -> str:
 
 
 def prepare(args: argparse.Namespace) -> Path:
-    if args.download or args.fasta or args.url:
+    if getattr(args, "download", False) or getattr(args, "fasta", None) or getattr(args, "url", None):
         return prepare_genomes(args)
     out = Path(args.data_dir) / "great_apes"
     if args.maf:
