@@ -278,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
               "trainer.max_steps=100000", "seed=0", "trainer.limit_val_batches=0", "trainer.val_check_interval=null"]
 
     runs_left = [n_runs]
-    tiny = ["model.d_model=32", "model.n_layer=2", "data.max_eval_windows=8"] if args.smoke else []
+    tiny = ["model.d_model=32", "model.n_layer=2"] if args.smoke else []
 
     def seconds(section: str) -> float:  # this run's share, less what earlier runs overspent
         left = args.budget - report.elapsed()
@@ -296,8 +296,7 @@ def main(argv: list[str] | None = None) -> int:
             overrides = ["experiment=dna/species/mini", *common, f"model={model}", f"data.seq_len={length}",
                          f"data.batch_size={batch}", f"data.eval_batch_size={batch}", "dna.sizes.mini.d_model=128",
                          "dna.sizes.mini.n_layer=2", f"dna.layer_multiplier={2 if model == 'mamba' else 1}",
-                         f"data.num_eval_samples={20 if args.smoke else 500}", *hyena(model, length),
-                         *tiny[:2]]
+                         f"data.num_eval_samples={20 if args.smoke else 500}", *hyena(model, length), *tiny]
             run_one(report, "species", model, length, overrides, seconds("species"), "test/accuracy",
                     f"species_{model}_L{length}")
 
@@ -309,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
                          f"callbacks.seqlen_warmup.min_seq_len={min(1024, length)}",
                          f"callbacks.seqlen_warmup.tokens_per_step={batch * length}",
                          f"model.n_layer={4 if model == 'mamba' else 2}", "model.d_model=128",
-                         f"data.max_eval_windows={max(2, (1 << 19) // length)}", *hyena(model, length), *tiny]
+                         f"data.max_eval_windows={8 if args.smoke else max(2, (1 << 19) // length)}", *hyena(model, length), *tiny]
             run_one(report, "context", model, length, overrides, seconds("context"), "test/bits_per_token",
                     f"context_{model}_L{length}")
 
@@ -319,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
             overrides = ["experiment=dna/model_size/mini", *common, f"model={model}", f"dna.size={size}",
                          f"data.seq_len={length}", f"data.batch_size={max(1, args.tokens_per_batch // length)}",
                          f"dna.layer_multiplier={2 if model == 'mamba' else 1}",
-                         "data.max_eval_windows=512",
+                         f"data.max_eval_windows={8 if args.smoke else 512}",
                          *([] if model == "mamba" else [f"model.mixer.l_max={length}", "optimizer.lr=2e-3"]), *tiny]
             params_row = len(report.rows)
             run_one(report, "size", model, 0, overrides, seconds("size"), "test/bits_per_token", f"size_{model}_{size}")
