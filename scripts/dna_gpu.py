@@ -275,7 +275,8 @@ def main(argv: list[str] | None = None) -> int:
     report = Report(args.out, args.budget, name, note)
     print(note)
     common = [f"trainer={trainer}", "logger=csv", "callbacks.progress_bar=null", "trainer.num_sanity_val_steps=0",
-              "trainer.max_steps=100000", "seed=0", "trainer.limit_val_batches=0", "trainer.val_check_interval=null"]
+              # runs end at max_time: a 50-step warmup, then (cosine over 100K steps) a practically constant LR
+              "trainer.max_steps=100000", "scheduler.warmup_steps=50", "seed=0", "trainer.limit_val_batches=0", "trainer.val_check_interval=null"]
 
     runs_left = [n_runs]
     tiny = ["model.d_model=32", "model.n_layer=2"] if args.smoke else []
