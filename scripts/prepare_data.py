@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from mambabench.data.prepare import great_apes, hg38, icl_tasks, pile, sc09, youtubemix
+from mambabench.data.prepare import great_apes, hg38, icl_tasks, pile, sc09, species, youtubemix
 from mambabench.data.prepare.common import PrepareError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,6 +23,7 @@ PREPARERS = {
     "sc09": sc09,
     "icl_tasks": icl_tasks,
     "pile": pile,
+    "species": species,
 }
 
 

@@ -95,15 +95,49 @@ def test_hg38_pretrain_then_great_apes_finetune(make_config) -> None:
         build_task(missing, build_datamodule(missing))
 
 
-def test_great_apes_needs_task_classification(make_config) -> None:
-    """data=great_apes with the default task=lm is an error naming the fix; data.lm_targets=true is the
-    deliberate way to train next-base prediction on the ape windows."""
-    cfg = make_config(["data=great_apes", *TINY, "debug=fdr", "data.batch_size=2"], subdir="lm")
-    with pytest.raises(ConfigError, match=r"add task=classification .* or set data.lm_targets=true"):
+def test_species_data_selects_classification(make_config) -> None:
+    """data=species / data=great_apes pick task=classification themselves (as data=hg38 keeps task=lm);
+    an explicit task=lm is an error naming the fix, and data.lm_targets=true trains next-base prediction on
+    the windows on purpose."""
+    for data in ("species", "great_apes"):
+        cfg = make_config([f"data={data}", *TINY], subdir=data)
+        assert cfg.task._target_.endswith("ClassificationTask"), data
+    cfg = make_config(["data=great_apes", "task=lm", *TINY, "debug=fdr", "data.batch_size=2"], subdir="lm")
+    with pytest.raises(ConfigError, match=r"drop task=lm .* or set data.lm_targets=true"):
         train(cfg)
-    cfg = make_config(["data=great_apes", "data.lm_targets=true", *TINY, "debug=fdr", "data.batch_size=2"],
-                      subdir="lm_on_purpose")
+    cfg = make_config(["data=great_apes", "task=lm", "data.lm_targets=true", *TINY, "debug=fdr",
+                       "data.batch_size=2"], subdir="lm_on_purpose")
     assert train(cfg)["train/loss"] > 0
+
+
+SPECIES_TINY = ["experiment=dna/species/mini", "logger=[]", "callbacks.progress_bar=null",
+                "trainer.num_sanity_val_steps=0"]
+
+
+def test_species_mini_pipeline(make_config, dataset_dir: Path) -> None:
+    """experiment=dna/species/mini end to end on the shipped five-class slices, a few steps: per-class
+    accuracy, confusion matrix, and a summary.json that names the preset, window length and model size."""
+    import json
+
+    cfg = make_config([*SPECIES_TINY, "trainer.max_steps=3", "trainer.val_check_interval=3", "data.batch_size=5",
+                       "data.num_eval_samples=10", "data.seq_len=64"])
+    metrics = train(cfg)
+    for species in ("human", "e_coli", "h_pylori", "s_aureus", "v_cholerae"):
+        assert f"test/accuracy_{species}" in metrics
+    run = Path(cfg.paths.output_dir)
+    assert any(p.name.startswith("test_main") for p in (run / "confusion").glob("*.png"))
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["choices"]["experiment"] == "dna/species/mini" and summary["data"]["seq_len"] == 64
+    assert summary["params"]["total"] > 0 and summary["model"]["d_model"] == 32
+
+
+@pytest.mark.slow
+def test_species_mini_learns(make_config) -> None:
+    """The species mini preset beats chance (20 %) clearly on held-out regions of the shipped real slices."""
+    cfg = make_config([*SPECIES_TINY, "trainer.max_steps=120", "trainer.val_check_interval=120",
+                       "data.num_eval_samples=200", "data.seq_len=128"])
+    metrics = train(cfg)
+    assert metrics["test/accuracy"] > 0.4, metrics
 
 
 def test_sequence_length_warmup_plan() -> None:
@@ -160,3 +194,20 @@ def test_species_baseline_finds_signal_when_there_is_some(tmp_path: Path, capsys
                           "--lengths", "256", "--windows", "20"]) == 0
     row = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| 3 | 256 |")][0]
     assert float(row.split("|")[3]) >= 0.9, row
+
+
+@pytest.mark.slow
+def test_dna_gpu_script_smoke(tmp_path: Path, dataset_dir: Path) -> None:
+    """scripts/dna_gpu.py --smoke on the shipped slices: every section leaves its rows, tables and plots."""
+    import csv
+
+    spec = importlib.util.spec_from_file_location("dna_gpu", ROOT / "scripts" / "dna_gpu.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    out = tmp_path / "out"
+    assert script.main(["--out", str(out), "--data-dir", str(dataset_dir), "--smoke", "--budget", "600"]) == 0
+    rows = list(csv.DictReader(open(out / "results.csv")))
+    assert {r["section"] for r in rows} == {"species", "context", "size"} and len(rows) == 6
+    assert all(r["value"] and not r["note"].startswith("failed") for r in rows), rows
+    assert (out / "species.png").exists() and "2^20" in (out / "dna_gpu.md").read_text()
+    assert list(out.glob("confusion_species_*.png"))

@@ -98,7 +98,8 @@ class LossHistory(L.Callback):
 
 
 # data that needs a task other than the default task=lm
-DATA_TASK = {"great_apes": ["task=classification"]}
+# data that needs a task its config does not select (data=species / great_apes select classification)
+DATA_TASK: dict[str, list[str]] = {}
 # data whose default length is long (one second of audio) runs shorter here
 DATA_SHRINK = {"sc09": ["data.seq_len=256"], "youtubemix": ["data.seq_len=256"]}
 # U-Nets have (2 x levels + 1) x n_layer layers: one layer per level, narrower, here

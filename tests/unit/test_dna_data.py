@@ -16,11 +16,14 @@ from mambabench.data.dna import HG38DataModule, SpeciesDataModule, tile_windows
 from mambabench.data.genome import FastaGenome, GenomeDataError, Interval, read_bed
 from mambabench.data.tokenizers import CharacterTokenizer, InvalidBaseError
 from mambabench.tasks.lm import IGNORE_INDEX
-from mambabench.utils.errors import DataNotFoundError
+from mambabench.utils.errors import ConfigError, DataNotFoundError
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "datasets"
 HG38 = DATA / "hg38"
 APES = DATA / "great_apes"
+BACTERIA = DATA / "species"
+CLASSES = ["human", "e_coli", "h_pylori", "s_aureus", "v_cholerae"]
+FRACTIONS = {"train": [0.0, 0.8], "valid": [0.8, 0.9], "test": [0.9, 1.0]}
 SPECIES = ["human", "chimpanzee", "gorilla", "orangutan"]
 
 
@@ -265,7 +268,7 @@ def test_species_missing_file(apes_copy: Path) -> None:
 def test_species_sequences_shorter_than_the_window(apes_copy: Path) -> None:
     dm = _apes(apes_copy, seq_len=4096)
     assert dm.contigs_for("train", 4096)  # 4096 bases: exactly one window per species
-    with pytest.raises(GenomeDataError, match=r"species 'human' has no 'valid' sequence of at least 4096 bases "
+    with pytest.raises(GenomeDataError, match=r"species 'human' has no 'valid' region of at least 4096 bases "
                                               r"\(longest: 2048.*lower data.seq_len"):
         dm.val_dataloader()
 
@@ -281,3 +284,67 @@ def test_species_windows_are_reproducible(apes_copy: Path) -> None:
     b = _apes(apes_copy, seq_len=256)._dataset("test", 256, 8, train=False)
     assert all(torch.equal(a[i]["input_ids"], b[i]["input_ids"]) for i in range(8))
     assert np.unique([a[i]["input_ids"][:32].numpy().tobytes() for i in range(8)]).size == 8
+
+
+# ------------------------------------------------------------- species: fractions, folders, bad input
+def test_species_fraction_regions_are_disjoint_and_windows_stay_inside(tmp_path: Path) -> None:
+    shutil.copytree(BACTERIA, tmp_path / "species")
+    dm = SpeciesDataModule(str(tmp_path / "species"), CLASSES, split_fractions=FRACTIONS, seq_len=256, batch_size=10,
+                           num_eval_samples=10, rc_aug=True)
+    dm.setup()
+    spans = {split: [(r.start, r.end) for r in dm.regions_for(split, 256)[1]] for split in ("train", "valid", "test")}
+    assert spans == {"train": [(0, 4800)], "valid": [(4800, 5400)], "test": [(5400, 6000)]}
+    batch = next(iter(dm.test_dataloader()))
+    assert batch["labels"].tolist() == [0, 1, 2, 3, 4] * 2
+    for ids, label in zip(batch["input_ids"], batch["labels"]):
+        genome = dm.genomes[label][0]
+        contig = genome.names[0]
+        test = dm.tokenizer.encode(genome.fetch(contig, 5400, 6000))
+        assert (test.unfold(0, 256, 1) == ids).all(1).any(), "test window outside its species' test region"
+    # reverse-complement augmentation: some training windows are the reverse complement of the genome
+    train = dm._dataset("train", 256, 40, train=True)
+    flipped = 0
+    for i in range(40):
+        item = train[i]
+        genome = dm.genomes[int(item["labels"])][0]
+        forward = dm.tokenizer.encode(genome.fetch(genome.names[0], 0, 4800)).unfold(0, 256, 1)
+        flipped += not bool((forward == item["input_ids"]).all(1).any())
+    assert 5 <= flipped <= 35
+
+
+def test_species_folder_per_class_and_explicit_paths(tmp_path: Path) -> None:
+    folder = tmp_path / "bacteria"
+    (folder / "e_coli").mkdir(parents=True)
+    shutil.copy(BACTERIA / "e_coli.fa", folder / "e_coli" / "k12.fa")
+    shutil.copy(BACTERIA / "v_cholerae.fa", folder / "e_coli" / "other.fasta")  # two files, one class
+    shutil.copy(BACTERIA / "s_aureus.fa", tmp_path / "staph.fa")
+    dm = SpeciesDataModule(str(folder), {"e_coli": "e_coli", "s_aureus": str(tmp_path / "staph.fa")},
+                           split_fractions=FRACTIONS, seq_len=128)
+    dm.setup()
+    assert [len(g) for g in dm.genomes] == [2, 1] and dm.class_names == ["e_coli", "s_aureus"]
+    assert dm.contigs_for("valid", 128) == [["K-12-MG1655", "AE003852.1"], ["NC_002745.2"]]
+    (folder / "empty").mkdir()
+    with pytest.raises(GenomeDataError, match=r"species folder .*empty' for 'empty' has no FASTA file"):
+        SpeciesDataModule(str(folder), ["e_coli", "empty"], split_fractions=FRACTIONS).setup()
+
+
+def test_species_bad_input_is_named(tmp_path: Path) -> None:
+    shutil.copytree(BACTERIA, tmp_path / "species")
+    where = str(tmp_path / "species")
+    with pytest.raises(ConfigError, match=r"data.species names \['e_coli'\] more than once"):
+        SpeciesDataModule(where, ["e_coli", "human", "e_coli"], split_fractions=FRACTIONS)
+    with pytest.raises(ConfigError, match="needs at least two classes"):
+        SpeciesDataModule(where, ["e_coli"], split_fractions=FRACTIONS)
+    overlapping = {"train": [0.0, 0.85], "valid": [0.8, 0.9], "test": [0.9, 1.0]}
+    with pytest.raises(ConfigError, match=r"train \[0.0, 0.85\] overlaps valid \[0.8, 0.9\]; .* must be disjoint"):
+        SpeciesDataModule(where, CLASSES, split_fractions=overlapping)
+    with pytest.raises(ConfigError, match=r"split_fractions.test=\[0.9, 1.2\] must satisfy"):
+        SpeciesDataModule(where, CLASSES, split_fractions={**FRACTIONS, "test": [0.9, 1.2]})
+    with pytest.raises(ConfigError, match=r"lists sequence 'chr1' under both train and test"):
+        SpeciesDataModule(where, CLASSES, split_contigs={"train": ["chr1"], "valid": [], "test": ["chr1"]})
+    # a species with fewer bases in a split than one window
+    (tmp_path / "species" / "h_pylori.fa").write_text(">tiny\n" + "ACGT" * 500 + "\n")  # 2,000 bases: test = 200
+    dm = SpeciesDataModule(where, CLASSES, split_fractions=FRACTIONS, seq_len=256)
+    with pytest.raises(GenomeDataError, match=r"species 'h_pylori' has no 'test' region of at least 256 bases "
+                                              r"\(longest: 200 of 200 bases in 1 region.*supply more sequence"):
+        dm.test_dataloader()

@@ -86,3 +86,14 @@ def test_great_apes_paper(make_config) -> None:
     callback.lengths = warmup_lengths(1 << 20, warm.min_seq_len)
     assert [callback.length_for_epoch(e) for e in range(10)] == [1 << k for k in range(14, 20)] + [1 << 20] * 4
     assert warmup_lengths(1 << 10, warm.min_seq_len) == [1 << 10]
+
+
+def test_species_mini_selects_classification_on_the_offline_set(make_config) -> None:
+    cfg = make_config(["experiment=dna/species/mini"])
+    assert cfg.data._target_.endswith("SpeciesDataModule") and cfg.task._target_.endswith("ClassificationTask")
+    assert list(cfg.data.species) == ["human", "e_coli", "h_pylori", "s_aureus", "v_cholerae"]
+    assert cfg.data.split_contigs is None and dict(cfg.data.split_fractions) == {
+        "train": [0.0, 0.8], "valid": [0.8, 0.9], "test": [0.9, 1.0]}
+    assert cfg.data.rc_aug and cfg.data.seq_len == 128 and cfg.trainer.max_steps == 150
+    plain = make_config(["data=species"], subdir="plain")
+    assert plain.task._target_.endswith("ClassificationTask") and plain.data.seq_len == 256

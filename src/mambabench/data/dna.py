@@ -9,10 +9,11 @@ starting at its start and one ending at its end (extending into the flanking gen
 (bases that are ``N`` carry no loss). Training windows are reshuffled every epoch; validation and test
 windows are fixed.
 
-``SpeciesDataModule`` (mamba-paper.md §4.4, HyenaDNA's species task): one FASTA per species; each
-example picks a species uniformly, then a window uniformly among the windows of that species'
-contigs in the split. Splits are disjoint sets of contigs (e.g. chromosomes, or the disjoint
-regions that ``scripts/prepare_data.py great_apes`` writes), so no evaluation window overlaps training.
+``SpeciesDataModule`` (mamba-paper.md §4.4, HyenaDNA's species task): one FASTA (or a folder of FASTAs)
+per species; each example picks a species uniformly, then a window uniformly among the windows of that
+species' regions in the split. Splits are disjoint: whole sequences per split (chromosomes, or the
+regions that ``scripts/prepare_data.py great_apes`` writes) or the same disjoint fractions of every
+sequence, so no evaluation window overlaps training.
 
 Both expose ``set_train_stage(seq_len, batch_size)`` / ``stage_for_epoch`` for sequence-length warmup
 (:class:`mambabench.data.seqlen_warmup.SequenceLengthWarmup`).
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -37,10 +39,11 @@ from mambabench.utils.errors import ConfigError
 
 HG38_PREPARE = "python scripts/prepare_data.py hg38"
 GREAT_APES_PREPARE = "python scripts/prepare_data.py great_apes"
+SPECIES_PREPARE = "python scripts/prepare_data.py species"
 SPECIES_NEEDS_CLASSIFICATION = (
-    "data=great_apes is species classification, but the task has no classes (task=lm): add "
-    "task=classification (experiment=dna/great_apes/mini sets it), or set data.lm_targets=true to train "
-    "next-base prediction on the ape windows on purpose"
+    "data=species / data=great_apes is species classification, but the task has no classes (task=lm): drop "
+    "task=lm (these data configs select task=classification themselves), or set data.lm_targets=true to "
+    "train next-base prediction on the DNA windows on purpose"
 )
 StageFn = Callable[[int], tuple[int, int]]
 
@@ -261,22 +264,76 @@ class HG38DataModule(_StagedDataModule):
 
 
 # ---------------------------------------------------------------------------------------- species
+SPLITS = ("train", "valid", "test")
+FASTA_SUFFIXES = (".fa", ".fasta", ".fna")
+
+
+@dataclass(frozen=True)
+class Region:
+    """Bases ``[start, end)`` of sequence ``contig`` in the ``genome``-th FASTA of a species."""
+
+    genome: int
+    contig: str
+    start: int
+    end: int
+
+    def __len__(self) -> int:
+        return self.end - self.start
+
+
+def check_split_fractions(fractions: dict[str, Sequence[float]]) -> dict[str, tuple[float, float]]:
+    """Validate ``{split: [from, to]}`` fractions of every sequence: keys from train/valid/test, ``0 <= from
+    < to <= 1``, and no two splits overlapping (an evaluation window must never see training bases)."""
+    out: dict[str, tuple[float, float]] = {}
+    for split, bounds in fractions.items():
+        if split not in SPLITS:
+            raise ConfigError(f"data.split_fractions has key {split!r}; use train, valid and test")
+        try:
+            lo, hi = (float(b) for b in bounds)
+        except (TypeError, ValueError):
+            raise ConfigError(f"data.split_fractions.{split} must be [from, to], got {bounds!r}") from None
+        if not 0.0 <= lo < hi <= 1.0:
+            raise ConfigError(f"data.split_fractions.{split}=[{lo}, {hi}] must satisfy 0 <= from < to <= 1")
+        out[split] = (lo, hi)
+    ranked = sorted(out.items(), key=lambda item: item[1])
+    for (a, (_, a_hi)), (b, (b_lo, _)) in zip(ranked, ranked[1:]):
+        if b_lo < a_hi:
+            raise ConfigError(f"data.split_fractions: {a} {list(out[a])} overlaps {b} {list(out[b])}; the regions "
+                              f"of train/valid/test must be disjoint so that no evaluation window overlaps training")
+    return out
+
+
+def check_split_contigs(split_contigs: dict[str, list[str] | None]) -> dict[str, list[str] | None]:
+    """Validate ``{split: [contig, ...] | None}``: known keys, and no contig in two splits."""
+    owner: dict[str, str] = {}
+    for split, contigs in split_contigs.items():
+        if split not in SPLITS:
+            raise ConfigError(f"data.split_contigs has key {split!r}; use train, valid and test")
+        for contig in contigs or []:
+            if contig in owner and owner[contig] != split:
+                raise ConfigError(f"data.split_contigs lists sequence {contig!r} under both {owner[contig]} and "
+                                  f"{split}; the splits must be disjoint")
+            owner[contig] = split
+    return dict(split_contigs)
+
+
 class SpeciesWindowDataset(Dataset):
     """Species classification windows: item -> {"input_ids": (seq_len,), "labels": (), "targets": (seq_len,)}
     int64; ``targets`` (the next base, -100 at the last position and on N) lets ``task=lm`` pretrain on them.
 
     Item ``i`` draws, with a generator seeded by (seed, split, i): a species uniformly (or ``i mod S``
-    when ``balanced``), then a window start uniformly over all windows of that species' contigs.
+    when ``balanced``), then a window start uniformly over all windows inside that species' regions of
+    the split (a window never crosses a region's end).
 
     Args:
-        genomes: one FASTA per species (label = position in the list).
-        contigs: per species, the contigs of this split that hold at least ``seq_len`` bases.
+        genomes: per species, its FASTA files (label = position in the outer list).
+        regions: per species, the regions of this split holding at least ``seq_len`` bases.
     """
 
     def __init__(
         self,
-        genomes: list[FastaGenome],
-        contigs: list[list[str]],
+        genomes: list[list[FastaGenome]],
+        regions: list[list[Region]],
         seq_len: int,
         num_samples: int,
         tokenizer: CharacterTokenizer,
@@ -285,10 +342,10 @@ class SpeciesWindowDataset(Dataset):
         balanced: bool = False,
         rc_aug: bool = False,
     ) -> None:
-        self.genomes, self.contigs, self.seq_len, self.tokenizer = genomes, contigs, seq_len, tokenizer
+        self.genomes, self.regions, self.seq_len, self.tokenizer = genomes, regions, seq_len, tokenizer
         self.num_samples, self.salt, self.seed, self.balanced, self.rc_aug = num_samples, salt, seed, balanced, rc_aug
-        # per species: cumulative count of window starts over its contigs
-        self.cumulative = [np.cumsum([g.lengths[c] - seq_len + 1 for c in cs]) for g, cs in zip(genomes, contigs)]
+        # per species: cumulative count of window starts over its regions
+        self.cumulative = [np.cumsum([len(r) - seq_len + 1 for r in rs]) for rs in regions]
 
     def __len__(self) -> int:
         return self.num_samples
@@ -299,10 +356,11 @@ class SpeciesWindowDataset(Dataset):
         cumulative = self.cumulative[label]
         pick = int(rng.integers(int(cumulative[-1])))
         which = int(np.searchsorted(cumulative, pick, side="right"))
-        start = pick - (int(cumulative[which - 1]) if which else 0)
-        contig, genome = self.contigs[label][which], self.genomes[label]
-        ids = self.tokenizer.encode(genome.fetch(contig, start, start + self.seq_len),
-                                    where=f"FASTA '{genome.path}' {contig}:{start}-{start + self.seq_len}")
+        region = self.regions[label][which]
+        start = region.start + pick - (int(cumulative[which - 1]) if which else 0)
+        genome = self.genomes[label][region.genome]
+        ids = self.tokenizer.encode(genome.fetch(region.contig, start, start + self.seq_len),
+                                    where=f"FASTA '{genome.path}' {region.contig}:{start}-{start + self.seq_len}")
         if self.rc_aug and rng.random() < 0.5:
             ids = self.tokenizer.reverse_complement(ids)
         targets = torch.full_like(ids, IGNORE_INDEX)
@@ -312,26 +370,37 @@ class SpeciesWindowDataset(Dataset):
 
 
 class SpeciesDataModule(_StagedDataModule):
-    """Species classification from DNA windows (great apes: human, chimpanzee, gorilla, orangutan[, bonobo]).
+    """Species classification from DNA windows (HyenaDNA's species task; the paper's great apes).
+
+    Each class is one FASTA or a folder of FASTAs (``*.fa``, ``*.fasta``, ``*.fna``: e.g. several strains
+    or chromosomes). Every split draws windows from its own disjoint regions of each species, given either
+    as whole sequences (``split_contigs``: chromosomes, or the regions ``prepare_data.py great_apes``
+    writes) or as the same fractions of every sequence (``split_fractions``, used when ``split_contigs``
+    is null: e.g. train the first 80 % of each chromosome, validate on the next 10 %, test on the last 10 %).
 
     Args:
-        species_dir: folder with one FASTA per species, ``<species_dir>/<name><suffix>``.
-        species: class names, in label order; add ``bonobo`` when you have its FASTA.
+        species_dir: folder holding ``<name><suffix>`` or ``<name>/`` per class.
+        species: class names in label order, or ``{name: path}`` (a FASTA or a folder; relative paths are
+            under ``species_dir``).
         split_contigs: {"train"|"valid"|"test": [contig, ...]}; ``train: null`` means every contig not
             listed for valid/test (HyenaDNA's chromosome splits: valid 1,3,12,13; test 5,7,9,10,11).
+        split_fractions: {"train"|"valid"|"test": [from, to]} of every sequence (when split_contigs is null).
         seq_len: window length (paper: 2^10..2^20).
         train_batches_per_epoch: batches per training epoch (paper: 1024, at batch 64).
         num_eval_samples: fixed, class-balanced windows per evaluation split.
-        lm_targets: allow a task without classes (``task=lm``): next-base prediction on the ape windows.
-            Off by default, so that ``data=great_apes`` without ``task=classification`` is an error
-            rather than a run that silently trains the wrong objective.
+        rc_aug: reverse-complement a training window with probability 1/2.
+        lm_targets: allow a task without classes (``task=lm``): next-base prediction on the windows.
+            Off by default, so that ``task=lm`` with this data is an error rather than a run that silently
+            trains the wrong objective.
+        prepare_command: the command that creates missing files (quoted in the error).
     """
 
     def __init__(
         self,
         species_dir: str,
-        species: Sequence[str] = ("human", "chimpanzee", "gorilla", "orangutan"),
+        species: Sequence[str] | dict[str, str] = ("human", "chimpanzee", "gorilla", "orangutan"),
         split_contigs: dict[str, list[str] | None] | None = None,
+        split_fractions: dict[str, Sequence[float]] | None = None,
         suffix: str = ".fa",
         seq_len: int = 1024,
         eval_seq_len: int | None = None,
@@ -346,17 +415,17 @@ class SpeciesDataModule(_StagedDataModule):
         num_workers: int = 0,
         pin_memory: bool = False,
         lm_targets: bool = False,
+        prepare_command: str = GREAT_APES_PREPARE,
     ) -> None:
         super().__init__(seq_len, batch_size, num_workers, pin_memory, eval_batch_size)
-        self.lm_targets = lm_targets
-        self.species = [str(s) for s in species]
-        if len(self.species) < 2 or len(set(self.species)) != len(self.species):
-            raise ValueError(f"species must list at least two distinct names, got {self.species}")
+        self.lm_targets, self.prepare_command = lm_targets, prepare_command
         self.species_dir, self.suffix = Path(species_dir), suffix
-        self.split_contigs = dict(split_contigs or {"train": None, "valid": [], "test": []})
-        for key in self.split_contigs:
-            if key not in ("train", "valid", "test"):
-                raise ValueError(f"split_contigs keys are train/valid/test, got {key!r}")
+        self.sources = self._class_sources(species)
+        self.species = list(self.sources)
+        if split_contigs is None and split_fractions is None:
+            split_contigs = {"train": None, "valid": [], "test": []}
+        self.split_contigs = check_split_contigs(split_contigs) if split_contigs is not None else None
+        self.split_fractions = check_split_fractions(split_fractions) if self.split_contigs is None else None
         self.eval_seq_len = eval_seq_len or seq_len
         self.train_batches_per_epoch, self.num_eval_samples = train_batches_per_epoch, num_eval_samples
         self.tokenizer = CharacterTokenizer("ACGTN", keep_soft_mask=keep_soft_mask, unknown=unknown_bases)
@@ -364,60 +433,108 @@ class SpeciesDataModule(_StagedDataModule):
         self.num_classes = len(self.species)
         self.class_names = list(self.species)
         self.rc_aug, self.seed = rc_aug, seed
-        self.genomes: list[FastaGenome] = []
+        self.genomes: list[list[FastaGenome]] = []
+
+    def _class_sources(self, species: Sequence[str] | dict[str, str]) -> dict[str, Path]:
+        """{class name: FASTA or folder}, in label order; duplicate or too few names are an error."""
+        if isinstance(species, dict):
+            names = [str(name) for name in species]
+            paths = [Path(str(p)) for p in species.values()]
+            paths = [p if p.is_absolute() else self.species_dir / p for p in paths]
+        else:
+            names = [str(name) for name in species]
+            paths = []
+            for name in names:
+                folder = self.species_dir / name
+                paths.append(folder if folder.is_dir() else self.species_dir / f"{name}{self.suffix}")
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ConfigError(f"data.species names {duplicates} more than once; class names must be distinct "
+                              f"(got {names})")
+        if len(names) < 2:
+            raise ConfigError(f"data.species needs at least two classes, got {names}")
+        return dict(zip(names, paths))
+
+    def _open_class(self, name: str, path: Path) -> list[FastaGenome]:
+        if path.is_dir():
+            files = sorted(p for p in path.iterdir() if p.suffix in FASTA_SUFFIXES)
+            if not files:
+                raise GenomeDataError(f"species folder '{path}' for '{name}' has no FASTA file "
+                                      f"({', '.join('*' + s for s in FASTA_SUFFIXES)}); add one or fix data.species")
+        else:
+            files = [path]
+        genomes = []
+        for file in files:
+            if file.exists() and file.stat().st_size == 0:
+                raise GenomeDataError(f"species file '{file}' for '{name}' is empty; re-create it "
+                                      f"({self.prepare_command}) or drop '{name}' from data.species")
+            try:
+                genomes.append(FastaGenome(file, self.prepare_command))
+            except GenomeDataError as err:
+                raise GenomeDataError(f"species '{name}': {err}") from err
+        return genomes
 
     def setup(self, stage: str | None = None) -> None:
         if (self.trainer is not None and not self.lm_targets
                 and getattr(self.trainer.lightning_module, "num_classes", None) is None):
             raise ConfigError(SPECIES_NEEDS_CLASSIFICATION)
-        if self.genomes:
-            return
-        genomes = []
-        for name in self.species:
-            path = self.species_dir / f"{name}{self.suffix}"
-            if path.exists() and path.stat().st_size == 0:
-                raise GenomeDataError(f"species file '{path}' for '{name}' is empty; re-create it "
-                                      f"({GREAT_APES_PREPARE}) or drop '{name}' from data.species")
-            try:
-                genomes.append(FastaGenome(path, GREAT_APES_PREPARE))
-            except GenomeDataError as err:
-                raise GenomeDataError(f"species '{name}': {err}") from err
-        self.genomes = genomes
+        if not self.genomes:
+            self.genomes = [self._open_class(name, path) for name, path in self.sources.items()]
 
-    def contigs_for(self, split: str, seq_len: int) -> list[list[str]]:
-        """Per species, the contigs of ``split`` with at least ``seq_len`` bases (shorter ones are skipped
-        with a warning; a species left with none is an error)."""
-        self.setup()
+    def _regions(self, split: str, genomes: list[FastaGenome], name: str) -> list[Region]:
+        """All regions of ``split`` for one species, before the length filter."""
+        if self.split_fractions is not None:
+            if split not in self.split_fractions:
+                raise ConfigError(f"data.split_fractions has no '{split}' entry; give [from, to] for it")
+            lo, hi = self.split_fractions[split]
+            return [Region(g, contig, int(lo * size), int(hi * size))
+                    for g, genome in enumerate(genomes) for contig, size in genome.lengths.items()]
         listed = self.split_contigs.get(split)
-        held_out = {c for key in ("valid", "test") if key != split for c in (self.split_contigs.get(key) or [])}
-        out = []
-        for name, genome in zip(self.species, self.genomes):
+        held_out = {c for key in SPLITS if key != split for c in (self.split_contigs.get(key) or [])}
+        regions = []
+        for g, genome in enumerate(genomes):
             if listed is None:
-                names = [c for c in genome.names if c not in held_out]
-            else:
-                missing = [c for c in listed if c not in genome.lengths]
-                if missing:
+                regions += [Region(g, c, 0, size) for c, size in genome.lengths.items() if c not in held_out]
+        if listed is not None:
+            for contig in listed:
+                found = [g for g, genome in enumerate(genomes) if contig in genome.lengths]
+                if not found:
+                    known = "; ".join(genome.describe_contigs() for genome in genomes)
                     raise GenomeDataError(
-                        f"species '{name}' FASTA '{genome.path}' has no sequence {missing[0]!r} listed in "
-                        f"data.split_contigs.{split}; known: {genome.describe_contigs()}"
+                        f"species '{name}' FASTA '{genomes[0].path if len(genomes) == 1 else self.sources[name]}' "
+                        f"has no sequence {contig!r} listed in data.split_contigs.{split}; known: {known}"
                     )
-                names = list(listed)
-            usable = [c for c in names if genome.lengths[c] >= seq_len]
+                regions += [Region(g, contig, 0, genomes[g].lengths[contig]) for g in found]
+        return regions
+
+    def regions_for(self, split: str, seq_len: int) -> list[list[Region]]:
+        """Per species, the regions of ``split`` holding at least ``seq_len`` bases (shorter ones are skipped
+        with a warning; a species left with none is an error that says how many bases it has)."""
+        self.setup()
+        out = []
+        for name, genomes in zip(self.species, self.genomes):
+            regions = self._regions(split, genomes, name)
+            usable = [r for r in regions if len(r) >= seq_len]
             if not usable:
-                longest = max((genome.lengths[c] for c in names), default=0)
+                longest = max((len(r) for r in regions), default=0)
                 raise GenomeDataError(
-                    f"species '{name}' has no '{split}' sequence of at least {seq_len} bases (longest: {longest}, "
-                    f"contigs: {names[:8]}); lower data.seq_len or supply longer sequences"
+                    f"species '{name}' has no '{split}' region of at least {seq_len} bases (longest: {longest} of "
+                    f"{sum(len(r) for r in regions)} bases in {len(regions)} region(s), e.g. "
+                    f"{[r.contig for r in regions[:4]]}); lower data.seq_len or supply more sequence for '{name}'"
                 )
-            if len(usable) < len(names):
-                warnings.warn(f"species '{name}', split '{split}': {len(names) - len(usable)} of {len(names)} "
-                              f"sequences are shorter than {seq_len} bases and were skipped", stacklevel=2)
+            if len(usable) < len(regions):
+                warnings.warn(f"species '{name}', split '{split}': {len(regions) - len(usable)} of {len(regions)} "
+                              f"regions are shorter than {seq_len} bases and were skipped", stacklevel=2)
             out.append(usable)
         return out
 
+    def contigs_for(self, split: str, seq_len: int) -> list[list[str]]:
+        """Per species, the names of the sequences that ``split`` draws windows from at ``seq_len``."""
+        return [list(dict.fromkeys(r.contig for r in regions)) for regions in self.regions_for(split, seq_len)]
+
     def _dataset(self, split: str, seq_len: int, num_samples: int, train: bool) -> SpeciesWindowDataset:
         salt = {"train": 0, "valid": 1, "test": 2}[split]
-        return SpeciesWindowDataset(self.genomes, self.contigs_for(split, seq_len), seq_len, num_samples,
+        return SpeciesWindowDataset(self.genomes, self.regions_for(split, seq_len), seq_len, num_samples,
                                     self.tokenizer, salt, self.seed, balanced=not train, rc_aug=self.rc_aug and train)
 
     def train_dataloader(self) -> DataLoader:

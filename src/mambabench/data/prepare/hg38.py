@@ -51,10 +51,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fasta", type=Path, help="use this genome FASTA (.fa or .fa.gz) instead")
     parser.add_argument("--bed", type=Path, help="with --fasta: its interval BED (chrom start end split)")
     parser.add_argument("--segment", type=int, default=SEGMENT, help="segment length when tiling (default 2^17)")
+    parser.add_argument("--block", type=int, default=BLOCK,
+                        help=f"segments per train/valid/test block when tiling (default {BLOCK}; 1 for small genomes)")
+    parser.add_argument("--max-bases", type=int, default=0,
+                        help="keep only the first N bases of each sequence (0 = all), e.g. a small set to carry")
 
 
-def tile_bed(lengths_and_seqs: list[tuple[str, str]], segment: int) -> list[tuple[str, int, int, str]]:
-    """Basenji-style rows (chrom, start, end, split) tiling each sequence into ``segment``-bp pieces."""
+def tile_bed(lengths_and_seqs: list[tuple[str, str]], segment: int, block_size: int = BLOCK
+             ) -> list[tuple[str, int, int, str]]:
+    """Basenji-style rows (chrom, start, end, split) tiling each sequence into ``segment``-bp pieces; blocks of
+    ``block_size`` kept segments go to train/valid/test (block % 10 == 4 -> valid, == 9 -> test)."""
     rows, block = [], 0
     for name, seq in lengths_and_seqs:
         kept = 0
@@ -62,11 +68,11 @@ def tile_bed(lengths_and_seqs: list[tuple[str, str]], segment: int) -> list[tupl
             piece = seq[start:start + segment]
             if (piece.count("N") + piece.count("n")) / segment > MAX_N_FRACTION:
                 continue
-            group = block + kept // BLOCK
+            group = block + kept // block_size
             split = "valid" if group % 10 == 4 else "test" if group % 10 == 9 else "train"
             rows.append((name, start, start + segment, split))
             kept += 1
-        block += kept // BLOCK + 1
+        block += kept // block_size + 1
     return rows
 
 
@@ -100,13 +106,15 @@ def prepare(args: argparse.Namespace) -> Path:
         source = f"Debian {deb.name}:{PACKAGE_MEMBER} (GRCh37 chrX, first 70 Mb; NCBI NC_000023.10)"
     if not records or not any(seq for _, seq in records):
         raise PrepareError(f"no sequence found in {source}")
+    if getattr(args, "max_bases", 0):
+        records = [(name, seq[: args.max_bases]) for name, seq in records]
     records = [(name, clean_bases(seq, name)[0]) for name, seq in records]
     log.info(f"writing {fasta} ({sum(len(s) for _, s in records):,} bases in {len(records)} sequence(s))")
     write_fasta(fasta, records)
     if args.fasta and args.bed:
         shutil.copyfile(args.bed, bed)
     else:
-        rows = tile_bed(records, args.segment)
+        rows = tile_bed(records, args.segment, getattr(args, "block", BLOCK))
         if not rows:
             raise PrepareError(f"no {args.segment}-bp segment with <= {MAX_N_FRACTION:.0%} N in {source}; "
                                f"use a smaller --segment")
