@@ -126,7 +126,10 @@ def selective_state_update(
 
 
 def causal_conv1d_fn(
-    x: Tensor, weight: Tensor, bias: Tensor | None = None, activation: str | None = None,
+    x: Tensor,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    activation: str | None = None,
     backend: str = "auto",
 ) -> Tensor:
     """Causal depthwise conv1d, x (batch, dim, seqlen), weight (dim, width); optional fused SiLU."""
@@ -137,7 +140,10 @@ def causal_conv1d_fn(
 
 
 def causal_conv1d_update(
-    x: Tensor, conv_state: Tensor, weight: Tensor, bias: Tensor | None = None,
+    x: Tensor,
+    conv_state: Tensor,
+    weight: Tensor,
+    bias: Tensor | None = None,
     activation: str | None = None,
 ) -> Tensor:
     """One decoding step of the causal conv; shifts ``conv_state`` (batch, dim, width) in place."""
@@ -145,7 +151,10 @@ def causal_conv1d_update(
 
 
 def cross_entropy_fn(
-    logits: Tensor, targets: Tensor, ignore_index: int = -100, reduction: str = "mean",
+    logits: Tensor,
+    targets: Tensor,
+    ignore_index: int = -100,
+    reduction: str = "mean",
     backend: str = "auto",
 ) -> Tensor:
     """Cross-entropy of logits (tokens, vocab) against class indices (tokens,), in fp32.

@@ -44,8 +44,15 @@ __all__ = [
 SCAN_ARGS = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")
 
 
-def make_scan_inputs(batch: int, dim: int, seqlen: int, dstate: int = 16, dtype: torch.dtype = torch.bfloat16,
-                     grad: bool = False, device: str = "cuda") -> dict[str, torch.Tensor]:
+def make_scan_inputs(
+    batch: int,
+    dim: int,
+    seqlen: int,
+    dstate: int = 16,
+    dtype: torch.dtype = torch.bfloat16,
+    grad: bool = False,
+    device: str = "cuda",
+) -> dict[str, torch.Tensor]:
     """Inputs in the Mamba module's configuration (variable B/C with 1 group, z, D, delta_bias), keyed
     by :data:`SCAN_ARGS`; u, delta, z (batch, dim, seqlen), A (dim, dstate), B/C (batch, 1, dstate, seqlen)."""
     rq = {"requires_grad": grad}
@@ -55,7 +62,9 @@ def make_scan_inputs(batch: int, dim: int, seqlen: int, dstate: int = 16, dtype:
     return {
         "u": u,
         "delta": (0.5 * torch.rand(batch, dim, seqlen, device=device) - 4.0).to(dtype).requires_grad_(grad),
-        "A": (-torch.arange(1, dstate + 1, device=device, dtype=torch.float32).repeat(dim, 1)).requires_grad_(grad),
+        "A": (-torch.arange(1, dstate + 1, device=device, dtype=torch.float32).repeat(dim, 1)).requires_grad_(
+            grad
+        ),
         "B": torch.randn(batch, 1, dstate, seqlen, device=device, dtype=dtype, **rq),
         "C": torch.randn(batch, 1, dstate, seqlen, device=device, dtype=dtype, **rq),
         "D": torch.ones(dim, device=device, **rq),
@@ -140,8 +149,10 @@ def bwd_bytes(batch: int, dim: int, seqlen: int, dstate: int, elem: int) -> floa
 
 def ours_fwd(x: dict, save_states: bool = True) -> Callable[[], object]:
     """Our forward host function (states saved for a backward unless ``save_states=False``)."""
+
     def f() -> object:
         return ss._forward(*(x[k] for k in SCAN_ARGS), True, save_states, False)
+
     return f
 
 
@@ -152,6 +163,7 @@ def ours_bwd(x: dict, deterministic: bool = False) -> Callable[[], object]:
 
     def f() -> object:
         return ss._backward(*(x[k] for k in SCAN_ARGS), True, states, spacing, dout, deterministic)
+
     return f
 
 
@@ -163,13 +175,16 @@ def ours_fwdbwd(x: dict) -> Callable[[], object]:
     def f() -> object:
         out = ss.selective_scan_triton(*leaves.values(), delta_softplus=True)
         return torch.autograd.grad(out, list(leaves.values()), dout)
+
     return f
 
 
 def _official() -> object:
     if selective_scan_cuda is None:
-        raise RuntimeError("the official selective_scan_cuda extension is not importable; build it with "
-                           "scripts/install_official.sh")
+        raise RuntimeError(
+            "the official selective_scan_cuda extension is not importable; build it with "
+            "scripts/install_official.sh"
+        )
     return selective_scan_cuda
 
 
@@ -179,6 +194,7 @@ def official_fwd(x: dict) -> Callable[[], object]:
 
     def f() -> object:
         return ext.fwd(*(x[k] for k in SCAN_ARGS), True)
+
     return f
 
 
@@ -190,6 +206,7 @@ def official_bwd(x: dict) -> Callable[[], object]:
 
     def f() -> object:
         return ext.bwd(*(x[k] for k in SCAN_ARGS), dout, res[1], res[0], None, True, False)
+
     return f
 
 
@@ -201,4 +218,5 @@ def official_fwdbwd(x: dict) -> Callable[[], object]:
     def f() -> object:
         res = ext.fwd(*(x[k] for k in SCAN_ARGS), True)
         return ext.bwd(*(x[k] for k in SCAN_ARGS), dout, res[1], res[0], None, True, False)
+
     return f

@@ -28,8 +28,20 @@ __all__ = ["causal_conv1d_triton", "causal_conv1d_fwd", "causal_conv1d_bwd", "Ca
 
 
 @triton.jit
-def _conv_pre(x_base, w_base, s_wk, b_ptr, offs_d, t, mask_d, seqlen, WIDTH: tl.constexpr, HAS_BIAS: tl.constexpr,
-              BLOCK_D: tl.constexpr, BLOCK_T: tl.constexpr):
+def _conv_pre(
+    x_base,
+    w_base,
+    s_wk,
+    b_ptr,
+    offs_d,
+    t,
+    mask_d,
+    seqlen,
+    WIDTH: tl.constexpr,
+    HAS_BIAS: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    BLOCK_T: tl.constexpr,
+):
     """Pre-activation at positions t ([BLOCK_T]) for the program's channels: [BLOCK_D, BLOCK_T] fp32."""
     acc = tl.zeros([BLOCK_D, BLOCK_T], dtype=tl.float32)
     for k in tl.static_range(WIDTH):
@@ -45,10 +57,23 @@ def _conv_pre(x_base, w_base, s_wk, b_ptr, offs_d, t, mask_d, seqlen, WIDTH: tl.
 
 @triton.jit
 def _conv_fwd_kernel(
-    x_ptr, w_ptr, b_ptr, out_ptr, dim, seqlen,
-    s_xb, s_xd, s_wd, s_wk, s_ob, s_od,
-    WIDTH: tl.constexpr, HAS_BIAS: tl.constexpr, SILU: tl.constexpr,
-    BLOCK_D: tl.constexpr, BLOCK_T: tl.constexpr,
+    x_ptr,
+    w_ptr,
+    b_ptr,
+    out_ptr,
+    dim,
+    seqlen,
+    s_xb,
+    s_xd,
+    s_wd,
+    s_wk,
+    s_ob,
+    s_od,
+    WIDTH: tl.constexpr,
+    HAS_BIAS: tl.constexpr,
+    SILU: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    BLOCK_T: tl.constexpr,
 ):
     """Grid (cdiv(seqlen, BLOCK_T), cdiv(dim, BLOCK_D), batch)."""
     pid_t = tl.program_id(0)
@@ -64,8 +89,9 @@ def _conv_fwd_kernel(
     if SILU:
         acc = acc * tl.sigmoid(acc)
     mask = mask_d[:, None] & (t[None, :] < seqlen)
-    tl.store(out_ptr + pid_b * s_ob + d64[:, None] * s_od + t[None, :], acc.to(out_ptr.dtype.element_ty),
-             mask=mask)
+    tl.store(
+        out_ptr + pid_b * s_ob + d64[:, None] * s_od + t[None, :], acc.to(out_ptr.dtype.element_ty), mask=mask
+    )
 
 
 @triton.jit
@@ -110,10 +136,29 @@ def _wcol(w_base, s_wk, k: tl.constexpr, WIDTH: tl.constexpr, mask_d):
 
 @triton.jit
 def _conv_bwd_kernel(
-    x_ptr, w_ptr, b_ptr, dout_ptr, dx_ptr, dw_ptr, db_ptr, dim, seqlen,
-    s_xb, s_xd, s_wd, s_wk, s_gb, s_gd, s_dxb, s_dxd,
-    WIDTH: tl.constexpr, HAS_BIAS: tl.constexpr, SILU: tl.constexpr,
-    BLOCK_D: tl.constexpr, BLOCK_T: tl.constexpr, N_TILES: tl.constexpr,
+    x_ptr,
+    w_ptr,
+    b_ptr,
+    dout_ptr,
+    dx_ptr,
+    dw_ptr,
+    db_ptr,
+    dim,
+    seqlen,
+    s_xb,
+    s_xd,
+    s_wd,
+    s_wk,
+    s_gb,
+    s_gd,
+    s_dxb,
+    s_dxd,
+    WIDTH: tl.constexpr,
+    HAS_BIAS: tl.constexpr,
+    SILU: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    BLOCK_T: tl.constexpr,
+    N_TILES: tl.constexpr,
 ):
     """Grid (cdiv(seqlen, BLOCK_T * N_TILES), cdiv(dim, BLOCK_D), batch); WIDTH <= 4.
 
@@ -190,8 +235,9 @@ def _conv_bwd_kernel(
                 dx += w2 * g
             else:
                 dx += w3 * g
-        tl.store(dx_base + t[None, :], dx.to(dx_ptr.dtype.element_ty),
-                 mask=mask_d[:, None] & (t[None, :] < seqlen))
+        tl.store(
+            dx_base + t[None, :], dx.to(dx_ptr.dtype.element_ty), mask=mask_d[:, None] & (t[None, :] < seqlen)
+        )
     tl.atomic_add(dw_ptr + d64 * WIDTH, tl.sum(acc0, axis=1), mask=mask_d, sem="relaxed")
     if WIDTH > 1:
         tl.atomic_add(dw_ptr + d64 * WIDTH + 1, tl.sum(acc1, axis=1), mask=mask_d, sem="relaxed")
@@ -205,10 +251,28 @@ def _conv_bwd_kernel(
 
 @triton.jit
 def _conv_bwd_kernel_wide(
-    x_ptr, w_ptr, b_ptr, dout_ptr, dx_ptr, dw_ptr, db_ptr, dim, seqlen,
-    s_xb, s_xd, s_wd, s_wk, s_gb, s_gd, s_dxb, s_dxd,
-    WIDTH: tl.constexpr, HAS_BIAS: tl.constexpr, SILU: tl.constexpr,
-    BLOCK_D: tl.constexpr, BLOCK_T: tl.constexpr,
+    x_ptr,
+    w_ptr,
+    b_ptr,
+    dout_ptr,
+    dx_ptr,
+    dw_ptr,
+    db_ptr,
+    dim,
+    seqlen,
+    s_xb,
+    s_xd,
+    s_wd,
+    s_wk,
+    s_gb,
+    s_gd,
+    s_dxb,
+    s_dxd,
+    WIDTH: tl.constexpr,
+    HAS_BIAS: tl.constexpr,
+    SILU: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    BLOCK_T: tl.constexpr,
 ):
     """Any WIDTH (> 4): recomputes the pre-activation per tap. Grid (cdiv(seqlen, BLOCK_T), cdiv(dim, BLOCK_D), batch)."""
     pid_t = tl.program_id(0)
@@ -227,7 +291,9 @@ def _conv_bwd_kernel_wide(
         ms = mask_d[:, None] & (s[None, :] < seqlen)
         g = tl.load(g_base + s[None, :], mask=ms, other=0.0).to(tl.float32)
         if SILU:
-            pre = _conv_pre(x_base, w_base, s_wk, b_ptr, offs_d, s, mask_d, seqlen, WIDTH, HAS_BIAS, BLOCK_D, BLOCK_T)
+            pre = _conv_pre(
+                x_base, w_base, s_wk, b_ptr, offs_d, s, mask_d, seqlen, WIDTH, HAS_BIAS, BLOCK_D, BLOCK_T
+            )
             sg = tl.sigmoid(pre)
             g = g * sg * (1.0 + pre * (1.0 - sg))
         w = tl.load(w_base + (WIDTH - 1 - j) * s_wk, mask=mask_d, other=0.0).to(tl.float32)
@@ -241,8 +307,9 @@ def _conv_bwd_kernel_wide(
             if HAS_BIAS:
                 tl.atomic_add(db_ptr + offs_d, tl.sum(g, axis=1), mask=mask_d, sem="relaxed")
     mask = mask_d[:, None] & (t[None, :] < seqlen)
-    tl.store(dx_ptr + pid_b * s_dxb + d64[:, None] * s_dxd + t[None, :], dx.to(dx_ptr.dtype.element_ty),
-             mask=mask)
+    tl.store(
+        dx_ptr + pid_b * s_dxb + d64[:, None] * s_dxd + t[None, :], dx.to(dx_ptr.dtype.element_ty), mask=mask
+    )
 
 
 def _cfg(seqlen: int) -> tuple[int, int, int]:
@@ -281,9 +348,23 @@ def causal_conv1d_fwd(x: Tensor, weight: Tensor, bias: Tensor | None, silu: bool
     grid = (cdiv(seqlen, bt), cdiv(dim, bd), batch)
     with _device(x):
         _conv_fwd_kernel[grid](
-            x, weight, bias if bias is not None else weight, out, dim, seqlen,
-            x.stride(0), x.stride(1), weight.stride(0), weight.stride(1), out.stride(0), out.stride(1),
-            WIDTH=weight.shape[1], HAS_BIAS=bias is not None, SILU=silu, BLOCK_D=bd, BLOCK_T=bt,
+            x,
+            weight,
+            bias if bias is not None else weight,
+            out,
+            dim,
+            seqlen,
+            x.stride(0),
+            x.stride(1),
+            weight.stride(0),
+            weight.stride(1),
+            out.stride(0),
+            out.stride(1),
+            WIDTH=weight.shape[1],
+            HAS_BIAS=bias is not None,
+            SILU=silu,
+            BLOCK_D=bd,
+            BLOCK_T=bt,
             num_warps=warps,
         )
     return out
@@ -314,24 +395,51 @@ def causal_conv1d_bwd(
     if dx is None:
         dx = torch.empty_like(x)
     elif dx.shape != x.shape or dx.stride(-1) != 1:
-        raise ValueError(f"dx must be {tuple(x.shape)} with unit stride along seqlen, got {tuple(dx.shape)} "
-                         f"strides {dx.stride()}")
+        raise ValueError(
+            f"dx must be {tuple(x.shape)} with unit stride along seqlen, got {tuple(dx.shape)} "
+            f"strides {dx.stride()}"
+        )
     dw = torch.zeros((dim, width), device=x.device, dtype=torch.float32)
     db = torch.zeros((dim,), device=x.device, dtype=torch.float32)
-    args = (x, weight, bias if bias is not None else weight, dout, dx, dw, db, dim, seqlen,
-            x.stride(0), x.stride(1), weight.stride(0), weight.stride(1),
-            dout.stride(0), dout.stride(1), dx.stride(0), dx.stride(1))
+    args = (
+        x,
+        weight,
+        bias if bias is not None else weight,
+        dout,
+        dx,
+        dw,
+        db,
+        dim,
+        seqlen,
+        x.stride(0),
+        x.stride(1),
+        weight.stride(0),
+        weight.stride(1),
+        dout.stride(0),
+        dout.stride(1),
+        dx.stride(0),
+        dx.stride(1),
+    )
     with _device(x):
         if width <= 4:
             bd, bt, tiles, warps = _bwd_cfg(seqlen)
             grid = (cdiv(seqlen, bt * tiles), cdiv(dim, bd), batch)
-            _conv_bwd_kernel[grid](*args, WIDTH=width, HAS_BIAS=bias is not None, SILU=silu, BLOCK_D=bd,
-                                   BLOCK_T=bt, N_TILES=tiles, num_warps=warps)
+            _conv_bwd_kernel[grid](
+                *args,
+                WIDTH=width,
+                HAS_BIAS=bias is not None,
+                SILU=silu,
+                BLOCK_D=bd,
+                BLOCK_T=bt,
+                N_TILES=tiles,
+                num_warps=warps,
+            )
         else:
             bt = min(128, max(16, next_power_of_2(seqlen)))
             grid = (cdiv(seqlen, bt), cdiv(dim, 8), batch)
-            _conv_bwd_kernel_wide[grid](*args, WIDTH=width, HAS_BIAS=bias is not None, SILU=silu, BLOCK_D=8,
-                                        BLOCK_T=bt, num_warps=4)
+            _conv_bwd_kernel_wide[grid](
+                *args, WIDTH=width, HAS_BIAS=bias is not None, SILU=silu, BLOCK_D=8, BLOCK_T=bt, num_warps=4
+            )
     return dx, dw.to(weight.dtype), (db.to(bias.dtype) if bias is not None else None)
 
 
@@ -361,6 +469,8 @@ def causal_conv1d_triton(
     if activation not in (None, "silu", "swish"):
         raise ValueError(f"activation must be None or 'silu', got {activation!r}")
     if x.dim() != 3 or weight.dim() != 2 or weight.shape[0] != x.shape[1]:
-        raise ValueError(f"expected x (batch, dim, seqlen) and weight (dim, width), got {tuple(x.shape)}, "
-                         f"{tuple(weight.shape)}")
+        raise ValueError(
+            f"expected x (batch, dim, seqlen) and weight (dim, width), got {tuple(x.shape)}, "
+            f"{tuple(weight.shape)}"
+        )
     return CausalConv1dTriton.apply(x, weight, bias, activation is not None)

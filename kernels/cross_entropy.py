@@ -48,7 +48,14 @@ BWD_BLOCK = 4096
 
 @triton.jit
 def _ce_fwd_kernel(
-    logits_ptr, targets_ptr, loss_ptr, max_ptr, logsum_ptr, n_cols, stride_row, ignore_index,
+    logits_ptr,
+    targets_ptr,
+    loss_ptr,
+    max_ptr,
+    logsum_ptr,
+    n_cols,
+    stride_row,
+    ignore_index,
     BLOCK: tl.constexpr,
 ):
     """Grid (rows,). logits (rows, n_cols) with row stride ``stride_row`` and unit column stride;
@@ -81,8 +88,18 @@ def _ce_fwd_kernel(
 
 @triton.jit
 def _ce_bwd_kernel(
-    logits_ptr, targets_ptr, max_ptr, logsum_ptr, dloss_ptr, dlogits_ptr, n_cols, n_out_cols, stride_row,
-    stride_dloss, ignore_index, BLOCK: tl.constexpr,
+    logits_ptr,
+    targets_ptr,
+    max_ptr,
+    logsum_ptr,
+    dloss_ptr,
+    dlogits_ptr,
+    n_cols,
+    n_out_cols,
+    stride_row,
+    stride_dloss,
+    ignore_index,
+    BLOCK: tl.constexpr,
 ):
     """Grid (rows, cdiv(n_out_cols, BLOCK)). dlogits (rows, n_out_cols) contiguous, in its own dtype:
     the gradient in the first n_cols columns, zeros in the rest (the head's pad columns);
@@ -138,9 +155,14 @@ def mark_zero_padded(full: Tensor, n_cols: int) -> None:
 def zero_padded_base(grad: Tensor, padded_width: int) -> Tensor | None:
     """The marked (rows, padded_width) buffer that the 2-D column view ``grad`` starts, or None."""
     base = grad._base
-    if (base is None or getattr(base, ZERO_PAD_ATTR, None) != grad.shape[-1] or base.dim() != 2
-            or base.shape != (grad.shape[0], padded_width) or grad.stride() != (padded_width, 1)
-            or grad.data_ptr() != base.data_ptr()):
+    if (
+        base is None
+        or getattr(base, ZERO_PAD_ATTR, None) != grad.shape[-1]
+        or base.dim() != 2
+        or base.shape != (grad.shape[0], padded_width)
+        or grad.stride() != (padded_width, 1)
+        or grad.data_ptr() != base.data_ptr()
+    ):
         return None
     return base
 
@@ -166,8 +188,16 @@ class CrossEntropyTriton(torch.autograd.Function):
             block = _block(n_cols, FWD_BLOCK)
             with _device(logits):
                 _ce_fwd_kernel[(n_rows,)](
-                    logits, targets, loss, row_max, logsum, n_cols, logits.stride(0), ignore_index,
-                    BLOCK=block, num_warps=_warps(block, 16),
+                    logits,
+                    targets,
+                    loss,
+                    row_max,
+                    logsum,
+                    n_cols,
+                    logits.stride(0),
+                    ignore_index,
+                    BLOCK=block,
+                    num_warps=_warps(block, 16),
                 )
         ctx.save_for_backward(logits, targets, row_max, logsum)
         ctx.ignore_index = ignore_index
@@ -183,8 +213,19 @@ class CrossEntropyTriton(torch.autograd.Function):
             block = _block(n_cols, BWD_BLOCK)
             with _device(logits):
                 _ce_bwd_kernel[(n_rows, cdiv(n_out, block))](
-                    logits, targets, row_max, logsum, dloss, full, n_cols, n_out, logits.stride(0),
-                    dloss.stride(0), ctx.ignore_index, BLOCK=block, num_warps=_warps(block, 8),
+                    logits,
+                    targets,
+                    row_max,
+                    logsum,
+                    dloss,
+                    full,
+                    n_cols,
+                    n_out,
+                    logits.stride(0),
+                    dloss.stride(0),
+                    ctx.ignore_index,
+                    BLOCK=block,
+                    num_warps=_warps(block, 8),
                 )
         if n_out == n_cols:
             return full, None, None
@@ -193,7 +234,10 @@ class CrossEntropyTriton(torch.autograd.Function):
 
 
 def cross_entropy_triton(
-    logits: Tensor, targets: Tensor, ignore_index: int = -100, reduction: str = "mean",
+    logits: Tensor,
+    targets: Tensor,
+    ignore_index: int = -100,
+    reduction: str = "mean",
 ) -> Tensor:
     """Cross-entropy with ``F.cross_entropy``'s semantics for class-index targets, without fp32 copies.
 
@@ -212,18 +256,26 @@ def cross_entropy_triton(
         with :func:`mark_zero_padded`), else contiguous.
     """
     if reduction not in REDUCTIONS:
-        raise ValueError(f"cross_entropy: unknown reduction {reduction!r}; choose one of {', '.join(REDUCTIONS)}")
+        raise ValueError(
+            f"cross_entropy: unknown reduction {reduction!r}; choose one of {', '.join(REDUCTIONS)}"
+        )
     if logits.dim() != 2:
-        raise ValueError(f"cross_entropy: logits must be 2-D (tokens, vocab), got {tuple(logits.shape)}; "
-                         "flatten the leading dimensions first, e.g. logits.flatten(0, 1)")
+        raise ValueError(
+            f"cross_entropy: logits must be 2-D (tokens, vocab), got {tuple(logits.shape)}; "
+            "flatten the leading dimensions first, e.g. logits.flatten(0, 1)"
+        )
     if logits.dtype not in (torch.float32, torch.bfloat16, torch.float16):
         raise ValueError(f"cross_entropy: logits dtype {logits.dtype} not supported; use fp32, bf16 or fp16")
     if targets.shape != logits.shape[:1]:
-        raise ValueError(f"cross_entropy: targets {tuple(targets.shape)} must be (tokens,) = "
-                         f"({logits.shape[0]},) for logits {tuple(logits.shape)}; flatten them the same way")
+        raise ValueError(
+            f"cross_entropy: targets {tuple(targets.shape)} must be (tokens,) = "
+            f"({logits.shape[0]},) for logits {tuple(logits.shape)}; flatten them the same way"
+        )
     if targets.dtype.is_floating_point or targets.dtype.is_complex or targets.dtype == torch.bool:
-        raise ValueError(f"cross_entropy: targets must be integer class indices, got {targets.dtype} "
-                         "(probability targets are not supported)")
+        raise ValueError(
+            f"cross_entropy: targets must be integer class indices, got {targets.dtype} "
+            "(probability targets are not supported)"
+        )
     if targets.device != logits.device:
         raise ValueError(f"cross_entropy: targets on {targets.device}, logits on {logits.device}")
     n_cols = logits.shape[1]
@@ -236,8 +288,10 @@ def cross_entropy_triton(
     if not targets.is_cuda:  # a GPU check would synchronise every step; there a bad target gives NaN
         bad = kept & ((targets < 0) | (targets >= n_cols))
         if bool(bad.any()):
-            raise ValueError(f"cross_entropy: target {int(targets[bad][0])} out of range for vocab size "
-                             f"{n_cols} (targets must be in [0, {n_cols}) or ignore_index={ignore_index})")
+            raise ValueError(
+                f"cross_entropy: target {int(targets[bad][0])} out of range for vocab size "
+                f"{n_cols} (targets must be in [0, {n_cols}) or ignore_index={ignore_index})"
+            )
     loss = CrossEntropyTriton.apply(logits, targets, ignore_index)
     if reduction == "none":
         return loss

@@ -47,7 +47,14 @@ def pad_rows(src: Tensor, n_pad_cols: int, dtype: torch.dtype | None = None) -> 
     block = 2048
     with torch.cuda.device(src.device) if src.is_cuda else nullcontext():
         _pad_rows_kernel[(rows, cdiv(n_pad_cols, block))](
-            src, dst, n_cols, n_pad_cols, src.stride(0), dst.stride(0), BLOCK=block, num_warps=4,
+            src,
+            dst,
+            n_cols,
+            n_pad_cols,
+            src.stride(0),
+            dst.stride(0),
+            BLOCK=block,
+            num_warps=4,
         )
     return dst
 
@@ -59,7 +66,9 @@ class SlicedHead(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, hidden: Tensor, weight: Tensor, vocab_size: int) -> Tensor:
         device_type = hidden.device.type
-        dtype = torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else hidden.dtype
+        dtype = (
+            torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else hidden.dtype
+        )
         with torch.autocast(device_type, enabled=False):
             h2 = hidden.reshape(-1, hidden.shape[-1]).to(dtype)
             logits = torch.mm(h2, weight.to(dtype).t())  # (tokens, padded_vocab)

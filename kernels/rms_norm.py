@@ -31,8 +31,18 @@ __all__ = ["add_rms_norm_triton", "rms_norm_recompute", "AddRMSNormTriton"]
 
 @triton.jit
 def _add_rms_fwd_kernel(
-    h_ptr, r_ptr, w_ptr, res_ptr, out_ptr, rstd_ptr, n_rows, n_cols, eps,
-    HAS_RES: tl.constexpr, BLOCK: tl.constexpr, ROWS: tl.constexpr,
+    h_ptr,
+    r_ptr,
+    w_ptr,
+    res_ptr,
+    out_ptr,
+    rstd_ptr,
+    n_rows,
+    n_cols,
+    eps,
+    HAS_RES: tl.constexpr,
+    BLOCK: tl.constexpr,
+    ROWS: tl.constexpr,
 ):
     """Grid (cdiv(n_rows, ROWS),); rows are contiguous, n_cols <= BLOCK."""
     cols = tl.arange(0, BLOCK)
@@ -53,7 +63,9 @@ def _add_rms_fwd_kernel(
 
 
 @triton.jit
-def _rms_out_kernel(res_ptr, rstd_ptr, w_ptr, out_ptr, n_rows, n_cols, BLOCK: tl.constexpr, ROWS: tl.constexpr):
+def _rms_out_kernel(
+    res_ptr, rstd_ptr, w_ptr, out_ptr, n_rows, n_cols, BLOCK: tl.constexpr, ROWS: tl.constexpr
+):
     """out = res * rstd * w (the forward's normalised output, bit for bit). Grid (cdiv(n_rows, ROWS),)."""
     cols = tl.arange(0, BLOCK)
     mask_c = cols < n_cols
@@ -69,8 +81,20 @@ def _rms_out_kernel(res_ptr, rstd_ptr, w_ptr, out_ptr, n_rows, n_cols, BLOCK: tl
 
 @triton.jit
 def _add_rms_bwd_kernel(
-    x_ptr, w_ptr, rstd_ptr, dy_ptr, dres_ptr, dx_ptr, dh_ptr, dw_ptr, n_rows, n_cols,
-    HAS_DRES: tl.constexpr, HAS_DH: tl.constexpr, BLOCK: tl.constexpr, ROWS: tl.constexpr,
+    x_ptr,
+    w_ptr,
+    rstd_ptr,
+    dy_ptr,
+    dres_ptr,
+    dx_ptr,
+    dh_ptr,
+    dw_ptr,
+    n_rows,
+    n_cols,
+    HAS_DRES: tl.constexpr,
+    HAS_DH: tl.constexpr,
+    BLOCK: tl.constexpr,
+    ROWS: tl.constexpr,
 ):
     """Grid (cdiv(n_rows, ROWS),). x = residual_out; dres = gradient reaching residual_out from later
     layers; dx = gradient of residual_out in total (to the residual input), dh = the same in hidden's
@@ -117,8 +141,15 @@ class AddRMSNormTriton(torch.autograd.Function):
     """(hidden, residual or None, weight) -> (out, residual_out); see the module docstring."""
 
     @staticmethod
-    def forward(ctx: Any, hidden: Tensor, residual: Tensor | None, weight: Tensor, eps: float,
-                res_dtype: torch.dtype, out_dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    def forward(
+        ctx: Any,
+        hidden: Tensor,
+        residual: Tensor | None,
+        weight: Tensor,
+        eps: float,
+        res_dtype: torch.dtype,
+        out_dtype: torch.dtype,
+    ) -> tuple[Tensor, Tensor]:
         shape = hidden.shape
         n_cols = shape[-1]
         h = hidden.reshape(-1, n_cols).contiguous()
@@ -131,8 +162,19 @@ class AddRMSNormTriton(torch.autograd.Function):
         rows = 4
         with _device(h):
             _add_rms_fwd_kernel[(cdiv(n_rows, rows),)](
-                h, r if r is not None else h, weight, res, out, rstd, n_rows, n_cols, eps,
-                HAS_RES=r is not None, BLOCK=block, ROWS=rows, num_warps=warps,
+                h,
+                r if r is not None else h,
+                weight,
+                res,
+                out,
+                rstd,
+                n_rows,
+                n_cols,
+                eps,
+                HAS_RES=r is not None,
+                BLOCK=block,
+                ROWS=rows,
+                num_warps=warps,
             )
         ctx.save_for_backward(res, weight, rstd)
         ctx.set_materialize_grads(False)  # an unused residual_out (the final norm) sends no zeros tensor
@@ -166,8 +208,21 @@ class AddRMSNormTriton(torch.autograd.Function):
         dw = torch.empty((n_prog, n_cols), device=res.device, dtype=torch.float32)
         with _device(res):
             _add_rms_bwd_kernel[(n_prog,)](
-                res, weight, rstd, dy, dr if dr is not None else dy, dx, dh, dw, n_rows, n_cols,
-                HAS_DRES=dr is not None, HAS_DH=need_dh, BLOCK=block, ROWS=rows, num_warps=warps,
+                res,
+                weight,
+                rstd,
+                dy,
+                dr if dr is not None else dy,
+                dx,
+                dh,
+                dw,
+                n_rows,
+                n_cols,
+                HAS_DRES=dr is not None,
+                HAS_DH=need_dh,
+                BLOCK=block,
+                ROWS=rows,
+                num_warps=warps,
             )
         dweight = dw.sum(0).to(weight.dtype)
         if not ctx.has_res:
@@ -185,13 +240,18 @@ def rms_norm_recompute(recipe: tuple[Tensor, Tensor, Tensor], out_dtype: torch.d
     block, warps = _cfg(n_cols)
     rows = 4
     with _device(res):
-        _rms_out_kernel[(cdiv(n_rows, rows),)](res, rstd, weight, out, n_rows, n_cols, BLOCK=block, ROWS=rows,
-                                                       num_warps=warps)
+        _rms_out_kernel[(cdiv(n_rows, rows),)](
+            res, rstd, weight, out, n_rows, n_cols, BLOCK=block, ROWS=rows, num_warps=warps
+        )
     return out
 
 
 def add_rms_norm_triton(
-    hidden: Tensor, residual: Tensor | None, weight: Tensor, eps: float, residual_in_fp32: bool = True,
+    hidden: Tensor,
+    residual: Tensor | None,
+    weight: Tensor,
+    eps: float,
+    residual_in_fp32: bool = True,
     out_dtype: torch.dtype | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Fused residual add + RMSNorm.
@@ -207,7 +267,11 @@ def add_rms_norm_triton(
         (out (..., d_model) in out_dtype, new residual (..., d_model)).
     """
     if hidden.shape[-1] != weight.shape[0] or (residual is not None and residual.shape != hidden.shape):
-        raise ValueError(f"add_rms_norm: hidden {tuple(hidden.shape)}, residual "
-                         f"{None if residual is None else tuple(residual.shape)}, weight {tuple(weight.shape)}")
-    res_dtype = torch.float32 if residual_in_fp32 else (residual.dtype if residual is not None else hidden.dtype)
+        raise ValueError(
+            f"add_rms_norm: hidden {tuple(hidden.shape)}, residual "
+            f"{None if residual is None else tuple(residual.shape)}, weight {tuple(weight.shape)}"
+        )
+    res_dtype = (
+        torch.float32 if residual_in_fp32 else (residual.dtype if residual is not None else hidden.dtype)
+    )
     return AddRMSNormTriton.apply(hidden, residual, weight, eps, res_dtype, out_dtype or res_dtype)

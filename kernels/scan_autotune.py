@@ -35,8 +35,11 @@ __all__ = ["FWD_SPACE", "BWD_SPACE", "ScanTuner", "tuning_key", "tuner_from_env"
 
 # candidates: every combination of these values over the heuristic's configuration
 FWD_SPACE: dict[str, tuple[int, ...]] = {"lanes": (4, 8), "prefetch": (0, 1)}
-BWD_SPACE: dict[str, tuple[int, ...]] = {"bwd_lanes": (4, 8), "bwd_maxnreg": (128, 160),
-                                         "split_target": (16384, 32768)}
+BWD_SPACE: dict[str, tuple[int, ...]] = {
+    "bwd_lanes": (4, 8),
+    "bwd_maxnreg": (128, 160),
+    "split_target": (16384, 32768),
+}
 
 
 def _pow2_bucket(x: int) -> int:
@@ -47,8 +50,10 @@ def tuning_key(phase: str, u: torch.Tensor, dstate: int, has_z: bool, save_state
     """The cache key of a call: phase ("fwd" / "bwd"), seqlen and row buckets, dim, dstate, dtype, gate."""
     batch, dim, seqlen = u.shape
     dtype = str(u.dtype).removeprefix("torch.")
-    return (f"{phase}|L{_pow2_bucket(seqlen)}|d{dim}|N{dstate}|{dtype}|z{int(has_z)}|"
-            f"rows{_pow2_bucket(batch * dim)}|s{int(save_states)}")
+    return (
+        f"{phase}|L{_pow2_bucket(seqlen)}|d{dim}|N{dstate}|{dtype}|z{int(has_z)}|"
+        f"rows{_pow2_bucket(batch * dim)}|s{int(save_states)}"
+    )
 
 
 def cuda_timer(fn: Callable[[], object], reps: int = 3) -> float:
@@ -81,8 +86,11 @@ class ScanTuner:
             every new key.
     """
 
-    def __init__(self, timer: Callable[[Callable[[], object]], float] = cuda_timer,
-                 cache_path: str | os.PathLike | None = None) -> None:
+    def __init__(
+        self,
+        timer: Callable[[Callable[[], object]], float] = cuda_timer,
+        cache_path: str | os.PathLike | None = None,
+    ) -> None:
         self.timer = timer
         self.cache_path = Path(cache_path) if cache_path else None
         self.best: dict[str, dict[str, int]] = {}
@@ -90,11 +98,18 @@ class ScanTuner:
             try:
                 self.best = {k: dict(v) for k, v in json.loads(self.cache_path.read_text()).items()}
             except (OSError, ValueError) as e:
-                raise ValueError(f"MAMBABENCH_SCAN_AUTOTUNE_CACHE={self.cache_path} is not a JSON object of "
-                                 f"configs ({e}); delete it to start over") from e
+                raise ValueError(
+                    f"MAMBABENCH_SCAN_AUTOTUNE_CACHE={self.cache_path} is not a JSON object of "
+                    f"configs ({e}); delete it to start over"
+                ) from e
 
-    def pick(self, key: str, base: dict[str, int], space: dict[str, tuple[int, ...]],
-             trial: Callable[[dict[str, int]], object]) -> dict[str, int]:
+    def pick(
+        self,
+        key: str,
+        base: dict[str, int],
+        space: dict[str, tuple[int, ...]],
+        trial: Callable[[dict[str, int]], object],
+    ) -> dict[str, int]:
         """The configuration for ``key``: ``base`` with the fastest combination of ``space`` (each
         timed by ``trial(config)``), computed on the first call of the key."""
         if key not in self.best:

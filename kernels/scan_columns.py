@@ -74,7 +74,6 @@ def join_cols(cols, TT: tl.constexpr):
         return join4(cols[0], cols[1], cols[2], cols[3])
 
 
-
 @triton.jit
 def stack_cols(cols, K: tl.constexpr):
     """K tensors [...] (a tuple, K in {1, 2, 4, 8}) -> one [..., K] tensor with cols[i] at index i."""

@@ -16,8 +16,9 @@ __all__ = ["softplus", "add_or_store", "exp2", "log2", "sigmoid", "halve_across_
 def exp2(x, FAST: tl.constexpr):
     """2**x in fp32."""
     if FAST:
-        return tl.inline_asm_elementwise("ex2.approx.ftz.f32 $0, $1;", "=f,f", [x], dtype=tl.float32,
-                                         is_pure=True, pack=1)
+        return tl.inline_asm_elementwise(
+            "ex2.approx.ftz.f32 $0, $1;", "=f,f", [x], dtype=tl.float32, is_pure=True, pack=1
+        )
     else:
         return tl.exp2(x)
 
@@ -26,8 +27,9 @@ def exp2(x, FAST: tl.constexpr):
 def log2(x, FAST: tl.constexpr):
     """log2(x) in fp32."""
     if FAST:
-        return tl.inline_asm_elementwise("lg2.approx.ftz.f32 $0, $1;", "=f,f", [x], dtype=tl.float32,
-                                         is_pure=True, pack=1)
+        return tl.inline_asm_elementwise(
+            "lg2.approx.ftz.f32 $0, $1;", "=f,f", [x], dtype=tl.float32, is_pure=True, pack=1
+        )
     else:
         return tl.log2(x)
 
@@ -37,8 +39,9 @@ def sigmoid(x, FAST: tl.constexpr):
     """1 / (1 + e^-x) in fp32."""
     if FAST:
         e = exp2(x * -1.4426950408889634, FAST)
-        return tl.inline_asm_elementwise("rcp.approx.ftz.f32 $0, $1;", "=f,f", [1.0 + e], dtype=tl.float32,
-                                         is_pure=True, pack=1)
+        return tl.inline_asm_elementwise(
+            "rcp.approx.ftz.f32 $0, $1;", "=f,f", [1.0 + e], dtype=tl.float32, is_pure=True, pack=1
+        )
     else:
         return tl.sigmoid(x)
 
@@ -67,8 +70,14 @@ def add_or_store(ptr, value, mask, DETERMINISTIC: tl.constexpr):
 def _shfl_xor(x, lane_mask):
     """x of the lane whose id differs from this one's by ``lane_mask`` (an int32 tensor like x): one
     SHFL.BFLY per element; every lane of the warp must run it (Triton's elementwise code does)."""
-    return tl.inline_asm_elementwise("shfl.sync.bfly.b32 $0, $1, $2, 0x1f, -1;", "=f,f,r", [x, lane_mask],
-                                     dtype=tl.float32, is_pure=True, pack=1)
+    return tl.inline_asm_elementwise(
+        "shfl.sync.bfly.b32 $0, $1, $2, 0x1f, -1;",
+        "=f,f,r",
+        [x, lane_mask],
+        dtype=tl.float32,
+        is_pure=True,
+        pack=1,
+    )
 
 
 @triton.jit

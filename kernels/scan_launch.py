@@ -113,8 +113,9 @@ class ScanLaunch:
         known = {*_sequential_defaults(2), *_SEQUENTIAL_EXTRA_KEYS}
         unknown = sorted(set(self.sequential) - known)
         if unknown:
-            raise ValueError(f"sequential launch keys {', '.join(unknown)} are unknown; known: "
-                             f"{', '.join(sorted(known))}")
+            raise ValueError(
+                f"sequential launch keys {', '.join(unknown)} are unknown; known: {', '.join(sorted(known))}"
+            )
 
     @classmethod
     def from_env(cls) -> ScanLaunch:
@@ -138,10 +139,10 @@ def current_launch() -> ScanLaunch:
 def scan_launch(**changes: object) -> Iterator[ScanLaunch]:
     """Change launch settings (fields of :class:`ScanLaunch`) inside a ``with`` block::
 
-        with scan_launch(family="tiled"):
-            out = selective_scan_fn(u, delta, A, B, C, ...)
-        with scan_launch(sequential={"prefetch": 1, "bwd_maxnreg": 160}):
-            ...
+    with scan_launch(family="tiled"):
+        out = selective_scan_fn(u, delta, A, B, C, ...)
+    with scan_launch(sequential={"prefetch": 1, "bwd_maxnreg": 160}):
+        ...
     """
     global _current
     previous = current_launch()
@@ -168,8 +169,10 @@ def parse_launch_spec(spec: str) -> tuple[str, dict[str, int]]:
         elif key in known and value.lstrip("-").isdigit():
             out[key] = int(value)
         else:
-            raise ValueError(f"{LAUNCH_ENV}: {item.strip()!r} is not KEY=INT with a known key; known: "
-                             f"family, {', '.join(sorted(known))}")
+            raise ValueError(
+                f"{LAUNCH_ENV}: {item.strip()!r} is not KEY=INT with a known key; known: "
+                f"family, {', '.join(sorted(known))}"
+            )
     return family, out
 
 
@@ -225,8 +228,9 @@ def carry_width(block_n: int, block_t: int) -> int:
     return block_t if block_n <= block_t else block_n
 
 
-def tiled_fwd_config(dim: int, dstate: int, seqlen: int, batch: int, elem: int,
-                     training: bool = True) -> dict[str, int]:
+def tiled_fwd_config(
+    dim: int, dstate: int, seqlen: int, batch: int, elem: int, training: bool = True
+) -> dict[str, int]:
     """Launch parameters of the tiled forward: BLOCK_D, BLOCK_T (the backward's chunk when training), warps.
 
     With gradients the tile is also the backward's chunk, so the pair with the smallest fwd + bwd
@@ -257,10 +261,21 @@ def tiled_bwd_config(dim: int, dstate: int, seqlen: int, batch: int, elem: int) 
 
 
 def _sequential_defaults(elem: int, rows: int = SPLIT_ROWS) -> dict[str, int]:
-    return {"fwd_warps": 1, "lanes": 4, "prefetch": -1,
-            "FWD_TT": 16 // elem if elem < 4 else 4, "CHUNK": 128,
-            "bwd_warps": 1, "bwd_lanes": 4 if rows >= SPLIT_ROWS else 8, "BWD_TT": 4, "bwd_maxnreg": -1,
-            "split_rows": SPLIT_ROWS, "split_target": 32768, "split_lanes": 4, "lane_reduce": 1}
+    return {
+        "fwd_warps": 1,
+        "lanes": 4,
+        "prefetch": -1,
+        "FWD_TT": 16 // elem if elem < 4 else 4,
+        "CHUNK": 128,
+        "bwd_warps": 1,
+        "bwd_lanes": 4 if rows >= SPLIT_ROWS else 8,
+        "BWD_TT": 4,
+        "bwd_maxnreg": -1,
+        "split_rows": SPLIT_ROWS,
+        "split_target": 32768,
+        "split_lanes": 4,
+        "lane_reduce": 1,
+    }
 
 
 def sequential_config(dim: int, dstate: int, seqlen: int, batch: int, elem: int) -> dict[str, int]:
@@ -281,8 +296,15 @@ def sequential_config(dim: int, dstate: int, seqlen: int, batch: int, elem: int)
     return _sequential_defaults(elem, batch * dim)
 
 
-def sequential_launch(phase: str, u: Tensor, dstate: int, has_z: bool, save_states: bool,
-                      trial: Callable[[dict[str, int]], object], launch: ScanLaunch) -> dict[str, int]:
+def sequential_launch(
+    phase: str,
+    u: Tensor,
+    dstate: int,
+    has_z: bool,
+    save_states: bool,
+    trial: Callable[[dict[str, int]], object],
+    launch: ScanLaunch,
+) -> dict[str, int]:
     """The sequential launch parameters of one call: the heuristic with ``launch.sequential`` over it,
     tuned by ``launch.tuner`` (not while a CUDA graph is captured) over the keys of ``scan_autotune``'s
     space that ``launch.sequential`` leaves free; ``trial(config)`` runs one candidate."""

@@ -57,8 +57,14 @@ from mambabench.kernels.scan_launch import (
     time_segments,
 )
 
-__all__ = ["segment_carries", "seq_scan_bwd_kernel", "seq_scan_carry_kernel", "seq_scan_fwd_kernel",
-           "sequential_backward", "sequential_forward"]
+__all__ = [
+    "segment_carries",
+    "seq_scan_bwd_kernel",
+    "seq_scan_carry_kernel",
+    "seq_scan_fwd_kernel",
+    "sequential_backward",
+    "sequential_forward",
+]
 
 
 @triton.jit
@@ -74,8 +80,19 @@ def _tile_masks(t0, seqlen, mask_d3, tile, EVEN_T: tl.constexpr):
 
 
 @triton.jit
-def _tile_inputs(u_base, dl_base, t0, seqlen, mask_d3, tile, bias3,
-                 HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, EVEN_T: tl.constexpr, FAST: tl.constexpr):
+def _tile_inputs(
+    u_base,
+    dl_base,
+    t0,
+    seqlen,
+    mask_d3,
+    tile,
+    bias3,
+    HAS_BIAS: tl.constexpr,
+    SOFTPLUS: tl.constexpr,
+    EVEN_T: tl.constexpr,
+    FAST: tl.constexpr,
+):
     """The 3-D time tile at t0 (``tile``: the in-tile step on the last axis, zero stride elsewhere;
     ``mask_d3`` / ``bias3``: the channel mask and delta bias broadcastable to it): the data mask, the
     B/C-row mask, fp32 u, delta + bias, and delta after softplus with zeros past seqlen (so those
@@ -103,9 +120,26 @@ def _tile_math(u, dl_raw, mask3, bias3, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.con
 
 
 @triton.jit
-def _fwd_loads(u_base, dl_base, z_base, B_base, C_base, t0, seqlen, mask_d3, tile, offs_g, s_Bn, s_Cn,
-               HAS_Z: tl.constexpr, B_VAR: tl.constexpr, C_VAR: tl.constexpr, EVEN_T: tl.constexpr,
-               NPT: tl.constexpr, DSTATE: tl.constexpr):
+def _fwd_loads(
+    u_base,
+    dl_base,
+    z_base,
+    B_base,
+    C_base,
+    t0,
+    seqlen,
+    mask_d3,
+    tile,
+    offs_g,
+    s_Bn,
+    s_Cn,
+    HAS_Z: tl.constexpr,
+    B_VAR: tl.constexpr,
+    C_VAR: tl.constexpr,
+    EVEN_T: tl.constexpr,
+    NPT: tl.constexpr,
+    DSTATE: tl.constexpr,
+):
     """The forward's loads for the time tile at t0, as stored: u, delta, z ``[BLOCK_D, LANES, TT]`` (z = u
     without HAS_Z) and, per register slot j, the variable B / C rows ``[BLOCK_D, LANES, TT]`` (tuples of
     NPT; a single dummy when constant)."""
@@ -121,11 +155,17 @@ def _fwd_loads(u_base, dl_base, z_base, B_base, C_base, t0, seqlen, mask_d3, til
     for j in tl.static_range(NPT):
         ok_n3 = ((offs_g * NPT + j) < DSTATE)[None, :, None]
         if B_VAR:
-            Bs = Bs + (tl.load(B_base + ((offs_g * NPT + j) * s_Bn)[None, :, None] + t0, mask=mask_t3 & ok_n3,
-                               other=0.0),)
+            Bs = Bs + (
+                tl.load(
+                    B_base + ((offs_g * NPT + j) * s_Bn)[None, :, None] + t0, mask=mask_t3 & ok_n3, other=0.0
+                ),
+            )
         if C_VAR:
-            Cs = Cs + (tl.load(C_base + ((offs_g * NPT + j) * s_Cn)[None, :, None] + t0, mask=mask_t3 & ok_n3,
-                               other=0.0),)
+            Cs = Cs + (
+                tl.load(
+                    C_base + ((offs_g * NPT + j) * s_Cn)[None, :, None] + t0, mask=mask_t3 & ok_n3, other=0.0
+                ),
+            )
     if not B_VAR:
         Bs = (u,)
     if not C_VAR:
@@ -138,17 +178,59 @@ def _fwd_loads(u_base, dl_base, z_base, B_base, C_base, t0, seqlen, mask_d3, til
 # would then be converted between that layout and the one-channel-per-thread layout.
 @triton.jit(do_not_specialize=["s_An", "s_sn"])
 def seq_scan_fwd_kernel(
-    u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr,
-    out_ptr, states_ptr, last_ptr, carry_ptr,
-    dim, seqlen, dim_per_group, seg_chunks,
-    s_ub, s_ud, s_db, s_dd, s_Ad, s_An,
-    s_Bb, s_Bg, s_Bn, s_Cb, s_Cg, s_Cn,
-    s_zb, s_zd, s_ob, s_od,
-    s_sb, s_sd, s_sc, s_sn,
-    HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
-    B_VAR: tl.constexpr, C_VAR: tl.constexpr, SAVE_STATES: tl.constexpr, SAVE_LAST: tl.constexpr,
-    BLOCK_D: tl.constexpr, DSTATE: tl.constexpr, TT: tl.constexpr, CHUNK: tl.constexpr,
-    EVEN_T: tl.constexpr, LANES: tl.constexpr, NPT: tl.constexpr, FAST: tl.constexpr, SPLIT: tl.constexpr,
+    u_ptr,
+    delta_ptr,
+    A_ptr,
+    B_ptr,
+    C_ptr,
+    D_ptr,
+    z_ptr,
+    bias_ptr,
+    out_ptr,
+    states_ptr,
+    last_ptr,
+    carry_ptr,
+    dim,
+    seqlen,
+    dim_per_group,
+    seg_chunks,
+    s_ub,
+    s_ud,
+    s_db,
+    s_dd,
+    s_Ad,
+    s_An,
+    s_Bb,
+    s_Bg,
+    s_Bn,
+    s_Cb,
+    s_Cg,
+    s_Cn,
+    s_zb,
+    s_zd,
+    s_ob,
+    s_od,
+    s_sb,
+    s_sd,
+    s_sc,
+    s_sn,
+    HAS_D: tl.constexpr,
+    HAS_Z: tl.constexpr,
+    HAS_BIAS: tl.constexpr,
+    SOFTPLUS: tl.constexpr,
+    B_VAR: tl.constexpr,
+    C_VAR: tl.constexpr,
+    SAVE_STATES: tl.constexpr,
+    SAVE_LAST: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    DSTATE: tl.constexpr,
+    TT: tl.constexpr,
+    CHUNK: tl.constexpr,
+    EVEN_T: tl.constexpr,
+    LANES: tl.constexpr,
+    NPT: tl.constexpr,
+    FAST: tl.constexpr,
+    SPLIT: tl.constexpr,
     PREFETCH: tl.constexpr = False,
 ):
     """Grid (cdiv(dim, BLOCK_D), batch, n_seg): program (., ., s) runs chunks [s * seg_chunks,
@@ -217,22 +299,79 @@ def seq_scan_fwd_kernel(
     t_hi = tl.minimum(seqlen, t_lo + seg_chunks * CHUNK)
     if PREFETCH:
         t_last = t_lo + ((t_hi - t_lo - 1) // TT) * TT  # the last tile: prefetches past it reload it
-        nxt = _fwd_loads(u_base, dl_base, z_base, B_base, C_base, t_lo, seqlen, mask_d3, tile, offs_g, s_Bn,
-                         s_Cn, HAS_Z, B_VAR, C_VAR, EVEN_T, NPT, DSTATE)
+        nxt = _fwd_loads(
+            u_base,
+            dl_base,
+            z_base,
+            B_base,
+            C_base,
+            t_lo,
+            seqlen,
+            mask_d3,
+            tile,
+            offs_g,
+            s_Bn,
+            s_Cn,
+            HAS_Z,
+            B_VAR,
+            C_VAR,
+            EVEN_T,
+            NPT,
+            DSTATE,
+        )
     for t0 in range(t_lo, t_hi, TT):
         if SAVE_STATES:
             if t0 % CHUNK == 0:
                 for j in tl.static_range(NPT):
                     n_j = offs_g * NPT + j
-                    tl.store(st_base + (t0 // CHUNK) * s_sc + n_j[None, :] * s_sn, h[j],
-                             mask=mask_d[:, None] & (n_j < DSTATE)[None, :])
+                    tl.store(
+                        st_base + (t0 // CHUNK) * s_sc + n_j[None, :] * s_sn,
+                        h[j],
+                        mask=mask_d[:, None] & (n_j < DSTATE)[None, :],
+                    )
         if PREFETCH:
             cur = nxt
-            nxt = _fwd_loads(u_base, dl_base, z_base, B_base, C_base, tl.minimum(t0 + TT, t_last), seqlen, mask_d3,
-                             tile, offs_g, s_Bn, s_Cn, HAS_Z, B_VAR, C_VAR, EVEN_T, NPT, DSTATE)
+            nxt = _fwd_loads(
+                u_base,
+                dl_base,
+                z_base,
+                B_base,
+                C_base,
+                tl.minimum(t0 + TT, t_last),
+                seqlen,
+                mask_d3,
+                tile,
+                offs_g,
+                s_Bn,
+                s_Cn,
+                HAS_Z,
+                B_VAR,
+                C_VAR,
+                EVEN_T,
+                NPT,
+                DSTATE,
+            )
         else:
-            cur = _fwd_loads(u_base, dl_base, z_base, B_base, C_base, t0, seqlen, mask_d3, tile, offs_g, s_Bn,
-                             s_Cn, HAS_Z, B_VAR, C_VAR, EVEN_T, NPT, DSTATE)
+            cur = _fwd_loads(
+                u_base,
+                dl_base,
+                z_base,
+                B_base,
+                C_base,
+                t0,
+                seqlen,
+                mask_d3,
+                tile,
+                offs_g,
+                s_Bn,
+                s_Cn,
+                HAS_Z,
+                B_VAR,
+                C_VAR,
+                EVEN_T,
+                NPT,
+                DSTATE,
+            )
         u_raw, dl_raw, z_raw, Bs, Cs = cur
         mask3, _ = _tile_masks(t0, seqlen, mask_d3, tile, EVEN_T)
         if EVEN_T:
@@ -252,13 +391,19 @@ def seq_scan_fwd_kernel(
             if B_VAR:
                 B_j = split_cols(Bs[j], TT)
             else:
-                Bc_j = tl.load(B_ptr + d2 * s_Bb + n_j[None, :] * s_Bn,
-                               mask=mask_d[:, None] & (n_j < DSTATE)[None, :], other=0.0).to(tl.float32)
+                Bc_j = tl.load(
+                    B_ptr + d2 * s_Bb + n_j[None, :] * s_Bn,
+                    mask=mask_d[:, None] & (n_j < DSTATE)[None, :],
+                    other=0.0,
+                ).to(tl.float32)
             if C_VAR:
                 C_j = split_cols(Cs[j], TT)
             else:
-                Cc_j = tl.load(C_ptr + d2 * s_Cb + n_j[None, :] * s_Cn,
-                               mask=mask_d[:, None] & (n_j < DSTATE)[None, :], other=0.0).to(tl.float32)
+                Cc_j = tl.load(
+                    C_ptr + d2 * s_Cb + n_j[None, :] * s_Cn,
+                    mask=mask_d[:, None] & (n_j < DSTATE)[None, :],
+                    other=0.0,
+                ).to(tl.float32)
             h_j = h[j]
             contrib = ()
             for k in tl.static_range(TT):
@@ -281,13 +426,26 @@ def seq_scan_fwd_kernel(
     if SAVE_LAST:
         for j in tl.static_range(NPT):
             n_j = offs_g * NPT + j
-            tl.store(last_ptr + pid_b * dim * DSTATE + d2 * DSTATE + n_j[None, :] * s_sn, h[j],
-                     mask=mask_d[:, None] & (n_j < DSTATE)[None, :] & (pid_s == n_seg - 1))
+            tl.store(
+                last_ptr + pid_b * dim * DSTATE + d2 * DSTATE + n_j[None, :] * s_sn,
+                h[j],
+                mask=mask_d[:, None] & (n_j < DSTATE)[None, :] & (pid_s == n_seg - 1),
+            )
 
 
 @triton.jit
-def _lane_program(A_ptr, s_Ad, s_An, dim, dim_per_group, BLOCK_D: tl.constexpr, LANES: tl.constexpr,
-                  TT: tl.constexpr, NPT: tl.constexpr, DSTATE: tl.constexpr):
+def _lane_program(
+    A_ptr,
+    s_Ad,
+    s_An,
+    dim,
+    dim_per_group,
+    BLOCK_D: tl.constexpr,
+    LANES: tl.constexpr,
+    TT: tl.constexpr,
+    NPT: tl.constexpr,
+    DSTATE: tl.constexpr,
+):
     """Indices of a ``[LANES, BLOCK_D]`` program of grid (cdiv(dim, BLOCK_D), batch, n_seg) and its
     channels' A * log2(e), one [LANES, BLOCK_D] tile per register slot j (state n = g * NPT + j)."""
     pid_d = tl.program_id(0)
@@ -310,19 +468,78 @@ def _lane_program(A_ptr, s_Ad, s_An, dim, dim_per_group, BLOCK_D: tl.constexpr, 
 
 @triton.jit(do_not_specialize=["s_An", "s_sn"])
 def seq_scan_bwd_kernel(
-    u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, dout_ptr, states_ptr, scratch_ptr,
-    du_ptr, ddelta_ptr, dA_ptr, dB_ptr, dC_ptr, dD_ptr, dbias_ptr, dz_ptr, carry_ptr,
-    dim, seqlen, dim_per_group, seg_chunks,
-    s_ub, s_ud, s_db, s_dd, s_Ad, s_An,
-    s_Bb, s_Bg, s_Bn, s_Cb, s_Cg, s_Cn,
-    s_zb, s_zd, s_gb, s_gd,
-    s_sb, s_sd, s_sc, s_sn,
-    s_dub, s_dud, s_ddb, s_ddd, s_dzb, s_dzd,
-    s_dBb, s_dBg, s_dBn, s_dCb, s_dCg, s_dCn,
-    HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
-    B_VAR: tl.constexpr, C_VAR: tl.constexpr, DETERMINISTIC: tl.constexpr,
-    BLOCK_D: tl.constexpr, DSTATE: tl.constexpr, TT: tl.constexpr, CHUNK: tl.constexpr,
-    EVEN_T: tl.constexpr, LANES: tl.constexpr, NPT: tl.constexpr, FAST: tl.constexpr, SPLIT: tl.constexpr,
+    u_ptr,
+    delta_ptr,
+    A_ptr,
+    B_ptr,
+    C_ptr,
+    D_ptr,
+    z_ptr,
+    bias_ptr,
+    dout_ptr,
+    states_ptr,
+    scratch_ptr,
+    du_ptr,
+    ddelta_ptr,
+    dA_ptr,
+    dB_ptr,
+    dC_ptr,
+    dD_ptr,
+    dbias_ptr,
+    dz_ptr,
+    carry_ptr,
+    dim,
+    seqlen,
+    dim_per_group,
+    seg_chunks,
+    s_ub,
+    s_ud,
+    s_db,
+    s_dd,
+    s_Ad,
+    s_An,
+    s_Bb,
+    s_Bg,
+    s_Bn,
+    s_Cb,
+    s_Cg,
+    s_Cn,
+    s_zb,
+    s_zd,
+    s_gb,
+    s_gd,
+    s_sb,
+    s_sd,
+    s_sc,
+    s_sn,
+    s_dub,
+    s_dud,
+    s_ddb,
+    s_ddd,
+    s_dzb,
+    s_dzd,
+    s_dBb,
+    s_dBg,
+    s_dBn,
+    s_dCb,
+    s_dCg,
+    s_dCn,
+    HAS_D: tl.constexpr,
+    HAS_Z: tl.constexpr,
+    HAS_BIAS: tl.constexpr,
+    SOFTPLUS: tl.constexpr,
+    B_VAR: tl.constexpr,
+    C_VAR: tl.constexpr,
+    DETERMINISTIC: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    DSTATE: tl.constexpr,
+    TT: tl.constexpr,
+    CHUNK: tl.constexpr,
+    EVEN_T: tl.constexpr,
+    LANES: tl.constexpr,
+    NPT: tl.constexpr,
+    FAST: tl.constexpr,
+    SPLIT: tl.constexpr,
     LANE_REDUCE: tl.constexpr = False,
 ):
     """Grid (cdiv(dim, BLOCK_D), batch, n_seg); states spread over LANES threads per channel as in the
@@ -343,7 +560,8 @@ def seq_scan_bwd_kernel(
     with DETERMINISTIC stored in the program's own partial slot (batch, n_programs_d, DSTATE, seqlen);
     constant dB/dC: atomics into (dim, DSTATE)."""
     pid_d, pid_b, pid_s, offs_d, offs_g, offs_k, mask_d, d64, group, A2 = _lane_program(
-        A_ptr, s_Ad, s_An, dim, dim_per_group, BLOCK_D, LANES, TT, NPT, DSTATE)
+        A_ptr, s_Ad, s_An, dim, dim_per_group, BLOCK_D, LANES, TT, NPT, DSTATE
+    )
     d2 = d64[None, :]
     lane0 = (offs_g == 0)[:, None]
     n_seg = tl.num_programs(2)
@@ -432,12 +650,18 @@ def seq_scan_bwd_kernel(
         h = ()
         for j in tl.static_range(NPT):
             n_j = offs_g * NPT + j
-            h = h + (tl.load(st_base + (c0 // CHUNK) * s_sc + n_j[:, None] * s_sn,
-                             mask=mask_d[None, :] & (n_j < DSTATE)[:, None], other=0.0),)
+            h = h + (
+                tl.load(
+                    st_base + (c0 // CHUNK) * s_sc + n_j[:, None] * s_sn,
+                    mask=mask_d[None, :] & (n_j < DSTATE)[:, None],
+                    other=0.0,
+                ),
+            )
         for jt in range(0, n_tiles):
             t0 = c0 + jt * TT
-            mask3, mask_t3, u, _, dl = _tile_inputs(u_base, dl_base, t0, seqlen, mask_d3, tile, bias3,
-                                                    HAS_BIAS, SOFTPLUS, EVEN_T, FAST)
+            mask3, mask_t3, u, _, dl = _tile_inputs(
+                u_base, dl_base, t0, seqlen, mask_d3, tile, bias3, HAS_BIAS, SOFTPLUS, EVEN_T, FAST
+            )
             dl_c = split_cols(dl, TT)
             du_c = split_cols(dl * u, TT)
             h_new = ()
@@ -446,11 +670,20 @@ def seq_scan_bwd_kernel(
                 h_j = h[j]
                 tl.store(sc_base + (jt * NPT + j) * (BLOCK_D * LANES), h_j)
                 if B_VAR:
-                    B_j = split_cols(tl.load(B_base + n_j[:, None, None] * s_Bn + t0,
-                                             mask=mask_t3 & (n_j < DSTATE)[:, None, None], other=0.0), TT)
+                    B_j = split_cols(
+                        tl.load(
+                            B_base + n_j[:, None, None] * s_Bn + t0,
+                            mask=mask_t3 & (n_j < DSTATE)[:, None, None],
+                            other=0.0,
+                        ),
+                        TT,
+                    )
                 else:
-                    Bc_j = tl.load(B_ptr + d2 * s_Bb + n_j[:, None] * s_Bn,
-                                   mask=mask_d[None, :] & (n_j < DSTATE)[:, None], other=0.0).to(tl.float32)
+                    Bc_j = tl.load(
+                        B_ptr + d2 * s_Bb + n_j[:, None] * s_Bn,
+                        mask=mask_d[None, :] & (n_j < DSTATE)[:, None],
+                        other=0.0,
+                    ).to(tl.float32)
                 for k in tl.static_range(TT):
                     if B_VAR:
                         b = du_c[k] * B_j[k].to(tl.float32)
@@ -463,8 +696,9 @@ def seq_scan_bwd_kernel(
         for jj in range(0, n_tiles):
             jt = n_tiles - 1 - jj
             t0 = c0 + jt * TT
-            mask3, mask_t3, u, dl_raw, dl = _tile_inputs(u_base, dl_base, t0, seqlen, mask_d3, tile, bias3,
-                                                         HAS_BIAS, SOFTPLUS, EVEN_T, FAST)
+            mask3, mask_t3, u, dl_raw, dl = _tile_inputs(
+                u_base, dl_base, t0, seqlen, mask_d3, tile, bias3, HAS_BIAS, SOFTPLUS, EVEN_T, FAST
+            )
             dout = tl.load(g_base + t0, mask=mask3, other=0.0).to(tl.float32)
             if HAS_Z:
                 zz = tl.load(z_base + t0, mask=mask3, other=0.0).to(tl.float32)
@@ -494,17 +728,25 @@ def seq_scan_bwd_kernel(
                 n_j = offs_g * NPT + j
                 ok_n3 = (n_j < DSTATE)[:, None, None]
                 if B_VAR:
-                    B_j = split_cols(tl.load(B_base + n_j[:, None, None] * s_Bn + t0, mask=mask_t3 & ok_n3,
-                                             other=0.0), TT)
+                    B_j = split_cols(
+                        tl.load(B_base + n_j[:, None, None] * s_Bn + t0, mask=mask_t3 & ok_n3, other=0.0), TT
+                    )
                 else:
-                    Bc_j = tl.load(B_ptr + d2 * s_Bb + n_j[:, None] * s_Bn,
-                                   mask=mask_d[None, :] & (n_j < DSTATE)[:, None], other=0.0).to(tl.float32)
+                    Bc_j = tl.load(
+                        B_ptr + d2 * s_Bb + n_j[:, None] * s_Bn,
+                        mask=mask_d[None, :] & (n_j < DSTATE)[:, None],
+                        other=0.0,
+                    ).to(tl.float32)
                 if C_VAR:
-                    C_j = split_cols(tl.load(C_base + n_j[:, None, None] * s_Cn + t0, mask=mask_t3 & ok_n3,
-                                             other=0.0), TT)
+                    C_j = split_cols(
+                        tl.load(C_base + n_j[:, None, None] * s_Cn + t0, mask=mask_t3 & ok_n3, other=0.0), TT
+                    )
                 else:
-                    Cc_j = tl.load(C_ptr + d2 * s_Cb + n_j[:, None] * s_Cn,
-                                   mask=mask_d[None, :] & (n_j < DSTATE)[:, None], other=0.0).to(tl.float32)
+                    Cc_j = tl.load(
+                        C_ptr + d2 * s_Cb + n_j[:, None] * s_Cn,
+                        mask=mask_d[None, :] & (n_j < DSTATE)[:, None],
+                        other=0.0,
+                    ).to(tl.float32)
                 # recompute the TT states of the tile, and a_t
                 h_j = tl.load(sc_base + (jt * NPT + j) * (BLOCK_D * LANES))
                 hs = (h_j,)
@@ -569,11 +811,19 @@ def seq_scan_bwd_kernel(
                 else:
                     ok_nt = (n_j < DSTATE)[:, None] & ok_t[None, :]
                     if B_VAR:
-                        add_or_store(dB_base + n_j[:, None] * s_dBn + t0, tl.sum(join_cols(wB_k, TT), axis=1),
-                                     ok_nt, DETERMINISTIC)
+                        add_or_store(
+                            dB_base + n_j[:, None] * s_dBn + t0,
+                            tl.sum(join_cols(wB_k, TT), axis=1),
+                            ok_nt,
+                            DETERMINISTIC,
+                        )
                     if C_VAR:
-                        add_or_store(dC_base + n_j[:, None] * s_dCn + t0, tl.sum(join_cols(wC_k, TT), axis=1),
-                                     ok_nt, DETERMINISTIC)
+                        add_or_store(
+                            dC_base + n_j[:, None] * s_dCn + t0,
+                            tl.sum(join_cols(wC_k, TT), axis=1),
+                            ok_nt,
+                            DETERMINISTIC,
+                        )
                 q_new = q_new + (q_j,)
                 dA_new = dA_new + (dA_j,)
                 if not B_VAR:
@@ -585,8 +835,10 @@ def seq_scan_bwd_kernel(
                 # (dB/dC x 4 steps) over the 8 channels; channel c ends with the sum for B or C by its
                 # bit 2 and step k = 2 * bit0 + bit1 (7 shuffles per slot instead of 24)
                 for j in tl.static_range(NPT):
-                    v = tl.join(tl.reshape(wB_all[j], [LANES, BLOCK_D, 2, 2]),
-                                tl.reshape(wC_all[j], [LANES, BLOCK_D, 2, 2]))
+                    v = tl.join(
+                        tl.reshape(wB_all[j], [LANES, BLOCK_D, 2, 2]),
+                        tl.reshape(wC_all[j], [LANES, BLOCK_D, 2, 2]),
+                    )
                     v = halve_across_lanes(v, c_bit2[:, :, None, None], 16)
                     v = halve_across_lanes(v, c_bit1[:, :, None], 8)
                     v = halve_across_lanes(v, c_bit0, 4)
@@ -596,8 +848,12 @@ def seq_scan_bwd_kernel(
             elif B_VAR and C_VAR:
                 # one cross-channel sum per tile for every (lane, step, state slot, B or C)
                 w = tl.sum(tl.join(stack_cols(wB_all, NPT), stack_cols(wC_all, NPT)), axis=1)
-                add_or_store(tl.where(bc_sel == 0, dB_base + t0, dC_base + t0), w, bc_ok & ok_t[None, :, None, None],
-                             DETERMINISTIC)
+                add_or_store(
+                    tl.where(bc_sel == 0, dB_base + t0, dC_base + t0),
+                    w,
+                    bc_ok & ok_t[None, :, None, None],
+                    DETERMINISTIC,
+                )
             q = q_new
             dA_acc = dA_new
             if not B_VAR:
@@ -606,7 +862,9 @@ def seq_scan_bwd_kernel(
                 dCc_acc = dCc_new
             # every lane now gets the channel's sums over all states; lane 0 stores
             dhB = tl.sum(join_cols(dhB_c, TT), axis=0)[None, :, :]
-            ddl = dhB * u + tl.sum(join_cols(xA_c, TT), axis=0)[None, :, :] * 0.6931471805599453  # ln2 sum_n x A2
+            ddl = (
+                dhB * u + tl.sum(join_cols(xA_c, TT), axis=0)[None, :, :] * 0.6931471805599453
+            )  # ln2 sum_n x A2
             du_out = dhB * dl
             if HAS_D:
                 du_out += Dv * g
@@ -643,12 +901,41 @@ def seq_scan_bwd_kernel(
 
 @triton.jit(do_not_specialize=["s_An"])
 def seq_scan_carry_kernel(
-    x_ptr, delta_ptr, A_ptr, W_ptr, z_ptr, bias_ptr, carry_ptr,
-    dim, seqlen, dim_per_group, seg_chunks,
-    s_xb, s_xd, s_db, s_dd, s_Ad, s_An, s_Wb, s_Wg, s_Wn, s_zb, s_zd,
-    REVERSE: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
-    W_VAR: tl.constexpr, BLOCK_D: tl.constexpr, DSTATE: tl.constexpr, TT: tl.constexpr, CHUNK: tl.constexpr,
-    EVEN_T: tl.constexpr, LANES: tl.constexpr, NPT: tl.constexpr, FAST: tl.constexpr,
+    x_ptr,
+    delta_ptr,
+    A_ptr,
+    W_ptr,
+    z_ptr,
+    bias_ptr,
+    carry_ptr,
+    dim,
+    seqlen,
+    dim_per_group,
+    seg_chunks,
+    s_xb,
+    s_xd,
+    s_db,
+    s_dd,
+    s_Ad,
+    s_An,
+    s_Wb,
+    s_Wg,
+    s_Wn,
+    s_zb,
+    s_zd,
+    REVERSE: tl.constexpr,
+    HAS_Z: tl.constexpr,
+    HAS_BIAS: tl.constexpr,
+    SOFTPLUS: tl.constexpr,
+    W_VAR: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    DSTATE: tl.constexpr,
+    TT: tl.constexpr,
+    CHUNK: tl.constexpr,
+    EVEN_T: tl.constexpr,
+    LANES: tl.constexpr,
+    NPT: tl.constexpr,
+    FAST: tl.constexpr,
 ):
     """First pass of a time-split scan (few (batch, channel) rows): grid (cdiv(dim, BLOCK_D), batch,
     n_seg).  Segment s is chunks [s * seg_chunks, (s + 1) * seg_chunks) of CHUNK steps.  It runs only
@@ -663,7 +950,8 @@ def seq_scan_carry_kernel(
     No states are stored and no outputs or gradients formed.  The full kernel (SPLIT) then runs every
     segment at once, each program folding the carries of the segments before it (after it, REVERSE)."""
     pid_d, pid_b, pid_s, offs_d, offs_g, offs_k, mask_d, d64, group, A2 = _lane_program(
-        A_ptr, s_Ad, s_An, dim, dim_per_group, BLOCK_D, LANES, TT, NPT, DSTATE)
+        A_ptr, s_Ad, s_An, dim, dim_per_group, BLOCK_D, LANES, TT, NPT, DSTATE
+    )
     d2 = d64[None, :]
     h = ()
     for _j in tl.static_range(NPT):
@@ -688,8 +976,19 @@ def seq_scan_carry_kernel(
             t0 = s0 + (n_tiles - 1 - jj) * TT
         else:
             t0 = s0 + jj * TT
-        mask3, mask_t3, x, _, dl = _tile_inputs(x_base, dl_base, t0, seqlen, mask_d[None, :, None], tile,
-                                                bias[None, :, None], HAS_BIAS, SOFTPLUS, EVEN_T, FAST)
+        mask3, mask_t3, x, _, dl = _tile_inputs(
+            x_base,
+            dl_base,
+            t0,
+            seqlen,
+            mask_d[None, :, None],
+            tile,
+            bias[None, :, None],
+            HAS_BIAS,
+            SOFTPLUS,
+            EVEN_T,
+            FAST,
+        )
         if HAS_Z:
             zz = tl.load(z_base + t0, mask=mask3, other=0.0).to(tl.float32)
             x = x * zz * sigmoid(zz, FAST)
@@ -702,11 +1001,20 @@ def seq_scan_carry_kernel(
         for j in tl.static_range(NPT):
             n_j = offs_g * NPT + j
             if W_VAR:
-                W_j = split_cols(tl.load(W_base + n_j[:, None, None] * s_Wn + t0,
-                                         mask=mask_t3 & (n_j < DSTATE)[:, None, None], other=0.0), TT)
+                W_j = split_cols(
+                    tl.load(
+                        W_base + n_j[:, None, None] * s_Wn + t0,
+                        mask=mask_t3 & (n_j < DSTATE)[:, None, None],
+                        other=0.0,
+                    ),
+                    TT,
+                )
             else:
-                Wc_j = tl.load(W_ptr + d2 * s_Wb + n_j[:, None] * s_Wn,
-                               mask=mask_d[None, :] & (n_j < DSTATE)[:, None], other=0.0).to(tl.float32)
+                Wc_j = tl.load(
+                    W_ptr + d2 * s_Wb + n_j[:, None] * s_Wn,
+                    mask=mask_d[None, :] & (n_j < DSTATE)[:, None],
+                    other=0.0,
+                ).to(tl.float32)
             if not W_VAR:
                 W_j = (Wc_j,) * TT
             h_j = h[j]
@@ -730,9 +1038,20 @@ def seq_scan_carry_kernel(
 # host side
 
 
-def segment_carries(x: Tensor, delta: Tensor, A: Tensor, W: Tensor, z: Tensor | None,
-                     delta_bias: Tensor | None, softplus: bool, chunk: int, n_seg: int, seg_chunks: int,
-                     cfg: dict, reverse: bool) -> Tensor:
+def segment_carries(
+    x: Tensor,
+    delta: Tensor,
+    A: Tensor,
+    W: Tensor,
+    z: Tensor | None,
+    delta_bias: Tensor | None,
+    softplus: bool,
+    chunk: int,
+    n_seg: int,
+    seg_chunks: int,
+    cfg: dict,
+    reverse: bool,
+) -> Tensor:
     """Every time segment's own carry and decay product, (batch, dim, n_seg, 2, dstate) fp32: the
     forward state (x = u, W = B) or, with ``reverse``, the backward's ``a_t dh_t`` (x = dout, W = C,
     gate z), each from zero (:func:`seq_scan_carry_kernel`).  The full kernels fold them per segment."""
@@ -745,20 +1064,60 @@ def segment_carries(x: Tensor, delta: Tensor, A: Tensor, W: Tensor, z: Tensor | 
     carry = torch.empty((batch, dim, n_seg, 2, dstate), device=x.device, dtype=torch.float32)
     zz = z if (z is not None and reverse) else x
     seq_scan_carry_kernel[(cdiv(dim, block_d), batch, n_seg)](
-        x, delta, A, W, zz, delta_bias if delta_bias is not None else A, carry,
-        dim, seqlen, dim // groups, seg_chunks,
-        x.stride(0), x.stride(1), delta.stride(0), delta.stride(1), A.stride(0), A.stride(1), *sW,
-        zz.stride(0), zz.stride(1),
-        REVERSE=reverse, HAS_Z=z is not None and reverse, HAS_BIAS=delta_bias is not None,
-        SOFTPLUS=bool(softplus), W_VAR=wvar, BLOCK_D=block_d, DSTATE=dstate, TT=tt, CHUNK=chunk,
-        EVEN_T=seqlen % tt == 0, LANES=lanes, NPT=cdiv(dstate, lanes), FAST=x.is_cuda,
-        num_warps=max(1, block_d * lanes // 32), num_stages=1,
+        x,
+        delta,
+        A,
+        W,
+        zz,
+        delta_bias if delta_bias is not None else A,
+        carry,
+        dim,
+        seqlen,
+        dim // groups,
+        seg_chunks,
+        x.stride(0),
+        x.stride(1),
+        delta.stride(0),
+        delta.stride(1),
+        A.stride(0),
+        A.stride(1),
+        *sW,
+        zz.stride(0),
+        zz.stride(1),
+        REVERSE=reverse,
+        HAS_Z=z is not None and reverse,
+        HAS_BIAS=delta_bias is not None,
+        SOFTPLUS=bool(softplus),
+        W_VAR=wvar,
+        BLOCK_D=block_d,
+        DSTATE=dstate,
+        TT=tt,
+        CHUNK=chunk,
+        EVEN_T=seqlen % tt == 0,
+        LANES=lanes,
+        NPT=cdiv(dstate, lanes),
+        FAST=x.is_cuda,
+        num_warps=max(1, block_d * lanes // 32),
+        num_stages=1,
     )
     return carry
 
 
-def sequential_forward(u, delta, A, B, C, D, z, delta_bias, softplus, save_states, save_last,
-                       launch: ScanLaunch, cfg: dict[str, int] | None = None) -> tuple:
+def sequential_forward(
+    u,
+    delta,
+    A,
+    B,
+    C,
+    D,
+    z,
+    delta_bias,
+    softplus,
+    save_states,
+    save_last,
+    launch: ScanLaunch,
+    cfg: dict[str, int] | None = None,
+) -> tuple:
     """Sequential forward (time-split below ``split_rows`` (batch, channel) rows); returns out, the states
     saved every CHUNK steps (or None), the last state (or None) and CHUNK.  ``cfg``: launch parameters
     (default: :func:`~mambabench.kernels.scan_launch.sequential_launch` under ``launch``)."""
@@ -766,8 +1125,17 @@ def sequential_forward(u, delta, A, B, C, D, z, delta_bias, softplus, save_state
     dstate = A.shape[1]
     groups = max(bc_layout(B, dim)[1], bc_layout(C, dim)[1])
     if cfg is None:
-        cfg = sequential_launch("fwd", u, dstate, z is not None, save_states, lambda c: sequential_forward(
-            u, delta, A, B, C, D, z, delta_bias, softplus, save_states, save_last, launch, cfg=c), launch)
+        cfg = sequential_launch(
+            "fwd",
+            u,
+            dstate,
+            z is not None,
+            save_states,
+            lambda c: sequential_forward(
+                u, delta, A, B, C, D, z, delta_bias, softplus, save_states, save_last, launch, cfg=c
+            ),
+            launch,
+        )
     warps, tt = cfg["fwd_warps"], cfg["FWD_TT"]
     chunk = cfg["CHUNK"]
     lanes = min(cfg.get("lanes", 1), next_power_of_2(dstate))
@@ -787,38 +1155,115 @@ def sequential_forward(u, delta, A, B, C, D, z, delta_bias, softplus, save_state
     carry = dummy
     with torch.cuda.device(u.device) if u.is_cuda else nullcontext():
         if n_seg > 1:  # the state entering every time segment, so that all run at once
-            carry = segment_carries(u, delta, A, B, z, delta_bias, softplus, chunk, n_seg, seg_chunks, cfg,
-                                     reverse=False)
+            carry = segment_carries(
+                u, delta, A, B, z, delta_bias, softplus, chunk, n_seg, seg_chunks, cfg, reverse=False
+            )
         seq_scan_fwd_kernel[grid](
-            u, delta, A, B, C, D if D is not None else dummy, zz,
+            u,
+            delta,
+            A,
+            B,
+            C,
+            D if D is not None else dummy,
+            zz,
             delta_bias if delta_bias is not None else dummy,
-            out, states, last, carry,
-            dim, seqlen, dim // groups, seg_chunks,
-            u.stride(0), u.stride(1), delta.stride(0), delta.stride(1), A.stride(0), A.stride(1),
-            *sB, *sC,
-            zz.stride(0), zz.stride(1), out.stride(0), out.stride(1),
-            *((states.stride(0), states.stride(1), states.stride(2)) if save_states else (0, 0, 0)), 1,
-            HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
-            SOFTPLUS=bool(softplus), B_VAR=bvar, C_VAR=cvar,
-            SAVE_STATES=save_states, SAVE_LAST=save_last,
-            BLOCK_D=block_d, DSTATE=dstate, TT=tt, CHUNK=chunk, EVEN_T=seqlen % tt == 0,
-            LANES=lanes, NPT=cdiv(dstate, lanes), FAST=u.is_cuda, SPLIT=n_seg > 1,
+            out,
+            states,
+            last,
+            carry,
+            dim,
+            seqlen,
+            dim // groups,
+            seg_chunks,
+            u.stride(0),
+            u.stride(1),
+            delta.stride(0),
+            delta.stride(1),
+            A.stride(0),
+            A.stride(1),
+            *sB,
+            *sC,
+            zz.stride(0),
+            zz.stride(1),
+            out.stride(0),
+            out.stride(1),
+            *((states.stride(0), states.stride(1), states.stride(2)) if save_states else (0, 0, 0)),
+            1,
+            HAS_D=D is not None,
+            HAS_Z=z is not None,
+            HAS_BIAS=delta_bias is not None,
+            SOFTPLUS=bool(softplus),
+            B_VAR=bvar,
+            C_VAR=cvar,
+            SAVE_STATES=save_states,
+            SAVE_LAST=save_last,
+            BLOCK_D=block_d,
+            DSTATE=dstate,
+            TT=tt,
+            CHUNK=chunk,
+            EVEN_T=seqlen % tt == 0,
+            LANES=lanes,
+            NPT=cdiv(dstate, lanes),
+            FAST=u.is_cuda,
+            SPLIT=n_seg > 1,
             # time-split no-grad forwards ran slower with prefetching (measured on an H200)
             PREFETCH=prefetch and (save_states or n_seg == 1),
-            num_warps=max(1, block_d * lanes // 32), num_stages=cfg.get("stages", 1),
+            num_warps=max(1, block_d * lanes // 32),
+            num_stages=cfg.get("stages", 1),
         )
     return out, (states if save_states else None), (last if save_last else None), chunk
 
 
-def sequential_backward(u, delta, A, B, C, D, z, delta_bias, softplus, states, chunk, dout, deterministic,
-                        du_out, dz_out, launch: ScanLaunch, cfg: dict[str, int] | None = None) -> tuple:
+def sequential_backward(
+    u,
+    delta,
+    A,
+    B,
+    C,
+    D,
+    z,
+    delta_bias,
+    softplus,
+    states,
+    chunk,
+    dout,
+    deterministic,
+    du_out,
+    dz_out,
+    launch: ScanLaunch,
+    cfg: dict[str, int] | None = None,
+) -> tuple:
     """Sequential backward from the states saved every ``chunk`` steps by either forward; returns du,
     ddelta, dA, dB, dC, dD, dbias, dz.  ``cfg``: launch parameters (default: ``sequential_launch`` under
     ``launch``; autotuning trials write into their own buffers, never ``du_out`` / ``dz_out``)."""
     if cfg is None:
-        cfg = sequential_launch("bwd", u, A.shape[1], z is not None, True, lambda c: sequential_backward(
-            u, delta, A, B, C, D, z, delta_bias, softplus, states, chunk, dout, deterministic, None, None,
-            launch, cfg=c), launch)
+        cfg = sequential_launch(
+            "bwd",
+            u,
+            A.shape[1],
+            z is not None,
+            True,
+            lambda c: sequential_backward(
+                u,
+                delta,
+                A,
+                B,
+                C,
+                D,
+                z,
+                delta_bias,
+                softplus,
+                states,
+                chunk,
+                dout,
+                deterministic,
+                None,
+                None,
+                launch,
+                cfg=c,
+            ),
+            launch,
+        )
     batch, dim, seqlen = u.shape
     dstate = A.shape[1]
     dout = unit_stride_last(dout)
@@ -839,10 +1284,22 @@ def sequential_backward(u, delta, A, B, C, D, z, delta_bias, softplus, states, c
     n_dblk_per_group = max(1, (dim // groups) // block_d) if groups > 1 else n_dblk
     dev = u.device
     du, dz, ddelta, dA, dD, dbias, dB_buf, dC_buf, bc_stacked = grad_buffers(
-        u, delta, z, D, delta_bias, dstate, bvar, cvar, groups * n_dblk_per_group if deterministic else groups,
-        deterministic, du_out, dz_out)
-    scratch = torch.empty((n_dblk * batch * n_seg, chunk // tt, npt, block_d * lanes), device=dev,
-                          dtype=torch.float32)
+        u,
+        delta,
+        z,
+        D,
+        delta_bias,
+        dstate,
+        bvar,
+        cvar,
+        groups * n_dblk_per_group if deterministic else groups,
+        deterministic,
+        du_out,
+        dz_out,
+    )
+    scratch = torch.empty(
+        (n_dblk * batch * n_seg, chunk // tt, npt, block_d * lanes), device=dev, dtype=torch.float32
+    )
 
     dummy = A
     zz = z if z is not None else u
@@ -851,34 +1308,104 @@ def sequential_backward(u, delta, A, B, C, D, z, delta_bias, softplus, states, c
     maxnreg = cfg.get("bwd_maxnreg", 0)
     if maxnreg < 0:
         maxnreg = pick_by_waves(n_dblk * batch * n_seg, sm_count(dev), BWD_RESIDENT, 160, MAXNREG_GAIN)
-    launch = {"num_warps": max(1, block_d * lanes // 32), "num_stages": 1,
-              **({"maxnreg": maxnreg} if maxnreg and u.is_cuda else {})}
-    consts = {"HAS_Z": z is not None, "HAS_BIAS": delta_bias is not None, "SOFTPLUS": bool(softplus),
-              "C_VAR": cvar, "BLOCK_D": block_d, "DSTATE": dstate, "TT": tt, "EVEN_T": seqlen % tt == 0,
-              "LANES": lanes, "NPT": npt, "FAST": u.is_cuda}
+    launch = {
+        "num_warps": max(1, block_d * lanes // 32),
+        "num_stages": 1,
+        **({"maxnreg": maxnreg} if maxnreg and u.is_cuda else {}),
+    }
+    consts = {
+        "HAS_Z": z is not None,
+        "HAS_BIAS": delta_bias is not None,
+        "SOFTPLUS": bool(softplus),
+        "C_VAR": cvar,
+        "BLOCK_D": block_d,
+        "DSTATE": dstate,
+        "TT": tt,
+        "EVEN_T": seqlen % tt == 0,
+        "LANES": lanes,
+        "NPT": npt,
+        "FAST": u.is_cuda,
+    }
     carry = dummy
     with torch.cuda.device(dev) if u.is_cuda else nullcontext():
         if n_seg > 1:  # the reverse carry entering every time segment, so that all run at once
-            carry = segment_carries(dout, delta, A, C, z, delta_bias, softplus, chunk, n_seg, seg_chunks, cfg,
-                                    reverse=True)
+            carry = segment_carries(
+                dout, delta, A, C, z, delta_bias, softplus, chunk, n_seg, seg_chunks, cfg, reverse=True
+            )
         seq_scan_bwd_kernel[grid](
-            u, delta, A, B, C, D if D is not None else dummy, zz,
-            delta_bias if delta_bias is not None else dummy, dout, states, scratch,
-            du, ddelta, dA, dB_buf, dC_buf,
-            dD if dD is not None else dummy, dbias if dbias is not None else dummy, dzz, carry,
-            dim, seqlen, dim // groups, seg_chunks,
-            u.stride(0), u.stride(1), delta.stride(0), delta.stride(1), A.stride(0), A.stride(1),
-            *sB, *sC,
-            zz.stride(0), zz.stride(1), dout.stride(0), dout.stride(1),
-            states.stride(0), states.stride(1), states.stride(2), states.stride(3),
-            du.stride(0), du.stride(1), ddelta.stride(0), ddelta.stride(1), dzz.stride(0), dzz.stride(1),
-            *bc_grad_strides(dB_buf, bvar), *bc_grad_strides(dC_buf, cvar),
-            HAS_D=D is not None, B_VAR=bvar, DETERMINISTIC=bool(deterministic), CHUNK=chunk,
-            SPLIT=n_seg > 1, **consts, **launch,
-            LANE_REDUCE=bool(cfg.get("lane_reduce", 1)) and u.is_cuda and bvar and cvar and lanes == 4
-            and block_d == 8 and tt == 4,
+            u,
+            delta,
+            A,
+            B,
+            C,
+            D if D is not None else dummy,
+            zz,
+            delta_bias if delta_bias is not None else dummy,
+            dout,
+            states,
+            scratch,
+            du,
+            ddelta,
+            dA,
+            dB_buf,
+            dC_buf,
+            dD if dD is not None else dummy,
+            dbias if dbias is not None else dummy,
+            dzz,
+            carry,
+            dim,
+            seqlen,
+            dim // groups,
+            seg_chunks,
+            u.stride(0),
+            u.stride(1),
+            delta.stride(0),
+            delta.stride(1),
+            A.stride(0),
+            A.stride(1),
+            *sB,
+            *sC,
+            zz.stride(0),
+            zz.stride(1),
+            dout.stride(0),
+            dout.stride(1),
+            states.stride(0),
+            states.stride(1),
+            states.stride(2),
+            states.stride(3),
+            du.stride(0),
+            du.stride(1),
+            ddelta.stride(0),
+            ddelta.stride(1),
+            dzz.stride(0),
+            dzz.stride(1),
+            *bc_grad_strides(dB_buf, bvar),
+            *bc_grad_strides(dC_buf, cvar),
+            HAS_D=D is not None,
+            B_VAR=bvar,
+            DETERMINISTIC=bool(deterministic),
+            CHUNK=chunk,
+            SPLIT=n_seg > 1,
+            **consts,
+            **launch,
+            LANE_REDUCE=bool(cfg.get("lane_reduce", 1))
+            and u.is_cuda
+            and bvar
+            and cvar
+            and lanes == 4
+            and block_d == 8
+            and tt == 4,
         )
-    dB, dC = finish_bc((dB_buf, dC_buf), bc_stacked, (bvar, cvar), (B_in, C_in), deterministic, batch, groups,
-                        n_dblk_per_group, dstate, seqlen)
+    dB, dC = finish_bc(
+        (dB_buf, dC_buf),
+        bc_stacked,
+        (bvar, cvar),
+        (B_in, C_in),
+        deterministic,
+        batch,
+        groups,
+        n_dblk_per_group,
+        dstate,
+        seqlen,
+    )
     return du, ddelta, dA.to(A.dtype), dB, dC, dD, dbias, dz
-

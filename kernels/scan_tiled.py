@@ -37,7 +37,13 @@ from mambabench.kernels.scan_common import add_or_store
 from mambabench.kernels.scan_common import softplus as _softplus
 from mambabench.kernels.scan_launch import block_d_for, carry_width
 
-__all__ = ["scan_combine", "tiled_backward", "tiled_forward", "tiled_scan_bwd_kernel", "tiled_scan_fwd_kernel"]
+__all__ = [
+    "scan_combine",
+    "tiled_backward",
+    "tiled_forward",
+    "tiled_scan_bwd_kernel",
+    "tiled_scan_fwd_kernel",
+]
 
 
 @triton.jit
@@ -48,9 +54,31 @@ def scan_combine(a_l, b_l, a_r, b_r):
 
 @triton.jit
 def _fwd_state(
-    n, h_all, y, dl, du, offs_n, offs_t, mask_d, mask_t, A_ptr, B_ptr, C_ptr, offs_d64,
-    s_Ad, s_An, s_Bb, s_Bn, s_Cb, s_Cn, B_row, C_row, dstate,
-    B_VAR: tl.constexpr, C_VAR: tl.constexpr, BLOCK_T: tl.constexpr,
+    n,
+    h_all,
+    y,
+    dl,
+    du,
+    offs_n,
+    offs_t,
+    mask_d,
+    mask_t,
+    A_ptr,
+    B_ptr,
+    C_ptr,
+    offs_d64,
+    s_Ad,
+    s_An,
+    s_Bb,
+    s_Bn,
+    s_Cb,
+    s_Cn,
+    B_row,
+    C_row,
+    dstate,
+    B_VAR: tl.constexpr,
+    C_VAR: tl.constexpr,
+    BLOCK_T: tl.constexpr,
 ):
     """Advance state n over one time tile; returns (h_all, y) updated.  B_row / C_row: [BLOCK_T] pointers."""
     ok_n = n < dstate
@@ -80,16 +108,52 @@ def _fwd_state(
 
 @triton.jit
 def tiled_scan_fwd_kernel(
-    u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr,
-    out_ptr, states_ptr, last_ptr,
-    dim, seqlen, dstate, dim_per_group,
-    s_ub, s_ud, s_db, s_dd, s_Ad, s_An,
-    s_Bb, s_Bg, s_Bn, s_Cb, s_Cg, s_Cn,
-    s_zb, s_zd, s_ob, s_od,
-    s_sb, s_sd, s_sc,
-    HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
-    B_VAR: tl.constexpr, C_VAR: tl.constexpr, SAVE_STATES: tl.constexpr, SAVE_LAST: tl.constexpr,
-    BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_T: tl.constexpr, UNROLL_N: tl.constexpr,
+    u_ptr,
+    delta_ptr,
+    A_ptr,
+    B_ptr,
+    C_ptr,
+    D_ptr,
+    z_ptr,
+    bias_ptr,
+    out_ptr,
+    states_ptr,
+    last_ptr,
+    dim,
+    seqlen,
+    dstate,
+    dim_per_group,
+    s_ub,
+    s_ud,
+    s_db,
+    s_dd,
+    s_Ad,
+    s_An,
+    s_Bb,
+    s_Bg,
+    s_Bn,
+    s_Cb,
+    s_Cg,
+    s_Cn,
+    s_zb,
+    s_zd,
+    s_ob,
+    s_od,
+    s_sb,
+    s_sd,
+    s_sc,
+    HAS_D: tl.constexpr,
+    HAS_Z: tl.constexpr,
+    HAS_BIAS: tl.constexpr,
+    SOFTPLUS: tl.constexpr,
+    B_VAR: tl.constexpr,
+    C_VAR: tl.constexpr,
+    SAVE_STATES: tl.constexpr,
+    SAVE_LAST: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_T: tl.constexpr,
+    UNROLL_N: tl.constexpr,
     CARRY_W: tl.constexpr,
 ):
     """Grid (cdiv(dim, BLOCK_D), batch).  Writes out (batch, dim, seqlen); optionally the state entering
@@ -140,29 +204,114 @@ def tiled_scan_fwd_kernel(
         C_row = C_base + t
         if UNROLL_N:
             for n in tl.static_range(BLOCK_N):
-                h_all, y = _fwd_state(n, h_all, y, dl, du, offs_n, offs_t, mask_d, mask_t, A_ptr, B_ptr, C_ptr,
-                                      offs_d64, s_Ad, s_An, s_Bb, s_Bn, s_Cb, s_Cn, B_row, C_row, dstate,
-                                      B_VAR, C_VAR, BLOCK_T)
+                h_all, y = _fwd_state(
+                    n,
+                    h_all,
+                    y,
+                    dl,
+                    du,
+                    offs_n,
+                    offs_t,
+                    mask_d,
+                    mask_t,
+                    A_ptr,
+                    B_ptr,
+                    C_ptr,
+                    offs_d64,
+                    s_Ad,
+                    s_An,
+                    s_Bb,
+                    s_Bn,
+                    s_Cb,
+                    s_Cn,
+                    B_row,
+                    C_row,
+                    dstate,
+                    B_VAR,
+                    C_VAR,
+                    BLOCK_T,
+                )
         else:
             for n in range(0, dstate):
-                h_all, y = _fwd_state(n, h_all, y, dl, du, offs_n, offs_t, mask_d, mask_t, A_ptr, B_ptr, C_ptr,
-                                      offs_d64, s_Ad, s_An, s_Bb, s_Bn, s_Cb, s_Cn, B_row, C_row, dstate,
-                                      B_VAR, C_VAR, BLOCK_T)
+                h_all, y = _fwd_state(
+                    n,
+                    h_all,
+                    y,
+                    dl,
+                    du,
+                    offs_n,
+                    offs_t,
+                    mask_d,
+                    mask_t,
+                    A_ptr,
+                    B_ptr,
+                    C_ptr,
+                    offs_d64,
+                    s_Ad,
+                    s_An,
+                    s_Bb,
+                    s_Bn,
+                    s_Cb,
+                    s_Cn,
+                    B_row,
+                    C_row,
+                    dstate,
+                    B_VAR,
+                    C_VAR,
+                    BLOCK_T,
+                )
         if HAS_Z:
             zz = tl.load(z_base + t[None, :], mask=mask_dt, other=0.0).to(tl.float32)
             y = y * zz * tl.sigmoid(zz)
         tl.store(o_base + t[None, :], y.to(out_ptr.dtype.element_ty), mask=mask_dt)
     if SAVE_LAST:
-        tl.store(last_ptr + pid_b * dim * dstate + offs_d64[:, None] * dstate + offs_n[None, :], h_all,
-                 mask=mask_dn)
+        tl.store(
+            last_ptr + pid_b * dim * dstate + offs_d64[:, None] * dstate + offs_n[None, :],
+            h_all,
+            mask=mask_dn,
+        )
 
 
 @triton.jit
 def _bwd_state(
-    n, dh_all, dA_all, dBc_all, dCc_all, y, dhB, ddl_acc,
-    dl, dl1, du, g, offs_n, offs_t, mask_d, mask_t, A_ptr, B_ptr, C_ptr, offs_d64,
-    s_Ad, s_An, s_Bb, s_Bn, s_Cb, s_Cn, B_row, C_row, dB_row, dC_row, s_dBn, s_dCn, st_tile, dstate,
-    HAS_Z: tl.constexpr, B_VAR: tl.constexpr, C_VAR: tl.constexpr, DETERMINISTIC: tl.constexpr,
+    n,
+    dh_all,
+    dA_all,
+    dBc_all,
+    dCc_all,
+    y,
+    dhB,
+    ddl_acc,
+    dl,
+    dl1,
+    du,
+    g,
+    offs_n,
+    offs_t,
+    mask_d,
+    mask_t,
+    A_ptr,
+    B_ptr,
+    C_ptr,
+    offs_d64,
+    s_Ad,
+    s_An,
+    s_Bb,
+    s_Bn,
+    s_Cb,
+    s_Cn,
+    B_row,
+    C_row,
+    dB_row,
+    dC_row,
+    s_dBn,
+    s_dCn,
+    st_tile,
+    dstate,
+    HAS_Z: tl.constexpr,
+    B_VAR: tl.constexpr,
+    C_VAR: tl.constexpr,
+    DETERMINISTIC: tl.constexpr,
 ):
     """Recompute state n over the tile, reverse-scan its gradient and accumulate all gradients."""
     ok_n = n < dstate
@@ -171,11 +320,15 @@ def _bwd_state(
     if B_VAR:
         Bn = tl.load(B_row + n * s_Bn, mask=mask_t & ok_n, other=0.0).to(tl.float32)[None, :]
     else:
-        Bn = tl.load(B_ptr + offs_d64 * s_Bb + n * s_Bn, mask=mask_d & ok_n, other=0.0).to(tl.float32)[:, None]
+        Bn = tl.load(B_ptr + offs_d64 * s_Bb + n * s_Bn, mask=mask_d & ok_n, other=0.0).to(tl.float32)[
+            :, None
+        ]
     if C_VAR:
         Cn = tl.load(C_row + n * s_Cn, mask=mask_t & ok_n, other=0.0).to(tl.float32)[None, :]
     else:
-        Cn = tl.load(C_ptr + offs_d64 * s_Cb + n * s_Cn, mask=mask_d & ok_n, other=0.0).to(tl.float32)[:, None]
+        Cn = tl.load(C_ptr + offs_d64 * s_Cb + n * s_Cn, mask=mask_d & ok_n, other=0.0).to(tl.float32)[
+            :, None
+        ]
     h0 = tl.load(st_tile + n, mask=mask_d & ok_n, other=0.0)
     # forward recompute
     b = du * Bn
@@ -184,8 +337,9 @@ def _bwd_state(
     if HAS_Z:
         y += hs * Cn
     # reverse scan dh_t = C_t g_t + a_{t+1} dh_{t+1}
-    ra, rb = tl.associative_scan((tl.exp2(dl1 * A2[:, None]), g * Cn), axis=1, combine_fn=scan_combine,
-                                 reverse=True)
+    ra, rb = tl.associative_scan(
+        (tl.exp2(dl1 * A2[:, None]), g * Cn), axis=1, combine_fn=scan_combine, reverse=True
+    )
     sel_n = offs_n[None, :] == n
     dh_in = tl.sum(tl.where(sel_n, dh_all, 0.0), axis=1)
     dh = rb + ra * dh_in[:, None]
@@ -210,18 +364,71 @@ def _bwd_state(
 
 @triton.jit
 def tiled_scan_bwd_kernel(
-    u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, dout_ptr, states_ptr,
-    du_ptr, ddelta_ptr, dA_ptr, dB_ptr, dC_ptr, dD_ptr, dbias_ptr, dz_ptr,
-    dim, seqlen, dstate, dim_per_group, n_dblk_per_group,
-    s_ub, s_ud, s_db, s_dd, s_Ad, s_An,
-    s_Bb, s_Bg, s_Bn, s_Cb, s_Cg, s_Cn,
-    s_zb, s_zd, s_gb, s_gd,
-    s_sb, s_sd, s_sc,
-    s_dub, s_dud, s_ddb, s_ddd, s_dzb, s_dzd,
-    s_dBb, s_dBg, s_dBn, s_dCb, s_dCg, s_dCn,
-    HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
-    B_VAR: tl.constexpr, C_VAR: tl.constexpr, DETERMINISTIC: tl.constexpr,
-    BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_T: tl.constexpr, UNROLL_N: tl.constexpr,
+    u_ptr,
+    delta_ptr,
+    A_ptr,
+    B_ptr,
+    C_ptr,
+    D_ptr,
+    z_ptr,
+    bias_ptr,
+    dout_ptr,
+    states_ptr,
+    du_ptr,
+    ddelta_ptr,
+    dA_ptr,
+    dB_ptr,
+    dC_ptr,
+    dD_ptr,
+    dbias_ptr,
+    dz_ptr,
+    dim,
+    seqlen,
+    dstate,
+    dim_per_group,
+    n_dblk_per_group,
+    s_ub,
+    s_ud,
+    s_db,
+    s_dd,
+    s_Ad,
+    s_An,
+    s_Bb,
+    s_Bg,
+    s_Bn,
+    s_Cb,
+    s_Cg,
+    s_Cn,
+    s_zb,
+    s_zd,
+    s_gb,
+    s_gd,
+    s_sb,
+    s_sd,
+    s_sc,
+    s_dub,
+    s_dud,
+    s_ddb,
+    s_ddd,
+    s_dzb,
+    s_dzd,
+    s_dBb,
+    s_dBg,
+    s_dBn,
+    s_dCb,
+    s_dCg,
+    s_dCn,
+    HAS_D: tl.constexpr,
+    HAS_Z: tl.constexpr,
+    HAS_BIAS: tl.constexpr,
+    SOFTPLUS: tl.constexpr,
+    B_VAR: tl.constexpr,
+    C_VAR: tl.constexpr,
+    DETERMINISTIC: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_T: tl.constexpr,
+    UNROLL_N: tl.constexpr,
     CARRY_W: tl.constexpr,
 ):
     """Grid (cdiv(dim, BLOCK_D), batch).  Tiles are walked last to first.
@@ -310,17 +517,87 @@ def tiled_scan_bwd_kernel(
         if UNROLL_N:
             for n in tl.static_range(BLOCK_N):
                 dh_all, dA_all, dBc_all, dCc_all, y, dhB, ddl_acc = _bwd_state(
-                    n, dh_all, dA_all, dBc_all, dCc_all, y, dhB, ddl_acc,
-                    dl, dl1, du, g, offs_n, offs_t, mask_d, mask_t, A_ptr, B_ptr, C_ptr, offs_d64,
-                    s_Ad, s_An, s_Bb, s_Bn, s_Cb, s_Cn, B_row, C_row, dB_row, dC_row, s_dBn, s_dCn, st_tile,
-                    dstate, HAS_Z, B_VAR, C_VAR, DETERMINISTIC)
+                    n,
+                    dh_all,
+                    dA_all,
+                    dBc_all,
+                    dCc_all,
+                    y,
+                    dhB,
+                    ddl_acc,
+                    dl,
+                    dl1,
+                    du,
+                    g,
+                    offs_n,
+                    offs_t,
+                    mask_d,
+                    mask_t,
+                    A_ptr,
+                    B_ptr,
+                    C_ptr,
+                    offs_d64,
+                    s_Ad,
+                    s_An,
+                    s_Bb,
+                    s_Bn,
+                    s_Cb,
+                    s_Cn,
+                    B_row,
+                    C_row,
+                    dB_row,
+                    dC_row,
+                    s_dBn,
+                    s_dCn,
+                    st_tile,
+                    dstate,
+                    HAS_Z,
+                    B_VAR,
+                    C_VAR,
+                    DETERMINISTIC,
+                )
         else:
             for n in range(0, dstate):
                 dh_all, dA_all, dBc_all, dCc_all, y, dhB, ddl_acc = _bwd_state(
-                    n, dh_all, dA_all, dBc_all, dCc_all, y, dhB, ddl_acc,
-                    dl, dl1, du, g, offs_n, offs_t, mask_d, mask_t, A_ptr, B_ptr, C_ptr, offs_d64,
-                    s_Ad, s_An, s_Bb, s_Bn, s_Cb, s_Cn, B_row, C_row, dB_row, dC_row, s_dBn, s_dCn, st_tile,
-                    dstate, HAS_Z, B_VAR, C_VAR, DETERMINISTIC)
+                    n,
+                    dh_all,
+                    dA_all,
+                    dBc_all,
+                    dCc_all,
+                    y,
+                    dhB,
+                    ddl_acc,
+                    dl,
+                    dl1,
+                    du,
+                    g,
+                    offs_n,
+                    offs_t,
+                    mask_d,
+                    mask_t,
+                    A_ptr,
+                    B_ptr,
+                    C_ptr,
+                    offs_d64,
+                    s_Ad,
+                    s_An,
+                    s_Bb,
+                    s_Bn,
+                    s_Cb,
+                    s_Cn,
+                    B_row,
+                    C_row,
+                    dB_row,
+                    dC_row,
+                    s_dBn,
+                    s_dCn,
+                    st_tile,
+                    dstate,
+                    HAS_Z,
+                    B_VAR,
+                    C_VAR,
+                    DETERMINISTIC,
+                )
         if HAS_Z:
             dz = dout * y * sz * (1.0 + zz * (1.0 - sz))
             tl.store(dz_base + t[None, :], dz.to(dz_ptr.dtype.element_ty), mask=mask_dt)
@@ -351,8 +628,9 @@ def tiled_scan_bwd_kernel(
 # host side
 
 
-def tiled_forward(u, delta, A, B, C, D, z, delta_bias, softplus, save_states, save_last,
-                  cfg: dict[str, int]) -> tuple[Tensor, Tensor | None, Tensor | None, int]:
+def tiled_forward(
+    u, delta, A, B, C, D, z, delta_bias, softplus, save_states, save_last, cfg: dict[str, int]
+) -> tuple[Tensor, Tensor | None, Tensor | None, int]:
     """Tiled forward with launch parameters ``cfg`` (``BLOCK_D``, ``BLOCK_T``, ``num_warps``, ...);
     returns out, the states saved every ``BLOCK_T`` steps (or None), the last state (or None), BLOCK_T."""
     batch, dim, seqlen = u.shape
@@ -372,25 +650,68 @@ def tiled_forward(u, delta, A, B, C, D, z, delta_bias, softplus, save_states, sa
     grid = (cdiv(dim, block_d), batch)
     with torch.cuda.device(u.device) if u.is_cuda else nullcontext():
         tiled_scan_fwd_kernel[grid](
-            u, delta, A, B, C, D if D is not None else dummy, zz,
+            u,
+            delta,
+            A,
+            B,
+            C,
+            D if D is not None else dummy,
+            zz,
             delta_bias if delta_bias is not None else dummy,
-            out, states, last,
-            dim, seqlen, dstate, dim // groups,
-            u.stride(0), u.stride(1), delta.stride(0), delta.stride(1), A.stride(0), A.stride(1),
-            *sB, *sC,
-            zz.stride(0), zz.stride(1), out.stride(0), out.stride(1),
+            out,
+            states,
+            last,
+            dim,
+            seqlen,
+            dstate,
+            dim // groups,
+            u.stride(0),
+            u.stride(1),
+            delta.stride(0),
+            delta.stride(1),
+            A.stride(0),
+            A.stride(1),
+            *sB,
+            *sC,
+            zz.stride(0),
+            zz.stride(1),
+            out.stride(0),
+            out.stride(1),
             *((states.stride(0), states.stride(1), states.stride(2)) if save_states else (0, 0, 0)),
-            HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
-            SOFTPLUS=bool(softplus), B_VAR=bvar, C_VAR=cvar,
-            SAVE_STATES=save_states, SAVE_LAST=save_last,
-            BLOCK_D=block_d, BLOCK_N=block_n, BLOCK_T=block_t,
+            HAS_D=D is not None,
+            HAS_Z=z is not None,
+            HAS_BIAS=delta_bias is not None,
+            SOFTPLUS=bool(softplus),
+            B_VAR=bvar,
+            C_VAR=cvar,
+            SAVE_STATES=save_states,
+            SAVE_LAST=save_last,
+            BLOCK_D=block_d,
+            BLOCK_N=block_n,
+            BLOCK_T=block_t,
             **cfg,
         )
     return out, (states if save_states else None), (last if save_last else None), block_t
 
 
-def tiled_backward(u, delta, A, B, C, D, z, delta_bias, softplus, states, block_t, dout, deterministic,
-                   du_out, dz_out, cfg: dict[str, int]) -> tuple:
+def tiled_backward(
+    u,
+    delta,
+    A,
+    B,
+    C,
+    D,
+    z,
+    delta_bias,
+    softplus,
+    states,
+    block_t,
+    dout,
+    deterministic,
+    du_out,
+    dz_out,
+    cfg: dict[str, int],
+) -> tuple:
     """Tiled backward from the states saved every ``block_t`` steps by either forward, with launch
     parameters ``cfg`` (``BLOCK_D``, ``num_warps``, ...); returns du, ddelta, dA, dB, dC, dD, dbias, dz."""
     batch, dim, seqlen = u.shape
@@ -409,8 +730,19 @@ def tiled_backward(u, delta, A, B, C, D, z, delta_bias, softplus, states, block_
     n_dblk_per_group = max(1, (dim // groups) // block_d) if groups > 1 else n_dblk
     dev = u.device
     du, dz, ddelta, dA, dD, dbias, dB_buf, dC_buf, bc_stacked = grad_buffers(
-        u, delta, z, D, delta_bias, dstate, bvar, cvar, groups * n_dblk_per_group if deterministic else groups,
-        deterministic, du_out, dz_out)
+        u,
+        delta,
+        z,
+        D,
+        delta_bias,
+        dstate,
+        bvar,
+        cvar,
+        groups * n_dblk_per_group if deterministic else groups,
+        deterministic,
+        du_out,
+        dz_out,
+    )
 
     dummy = A
     zz = z if z is not None else u
@@ -418,23 +750,75 @@ def tiled_backward(u, delta, A, B, C, D, z, delta_bias, softplus, states, block_
     grid = (n_dblk, batch)
     with torch.cuda.device(dev) if u.is_cuda else nullcontext():
         tiled_scan_bwd_kernel[grid](
-            u, delta, A, B, C, D if D is not None else dummy, zz,
-            delta_bias if delta_bias is not None else dummy, dout, states,
-            du, ddelta, dA, dB_buf, dC_buf,
-            dD if dD is not None else dummy, dbias if dbias is not None else dummy, dzz,
-            dim, seqlen, dstate, dim // groups, n_dblk_per_group,
-            u.stride(0), u.stride(1), delta.stride(0), delta.stride(1), A.stride(0), A.stride(1),
-            *sB, *sC,
-            zz.stride(0), zz.stride(1), dout.stride(0), dout.stride(1),
-            states.stride(0), states.stride(1), states.stride(2),
-            du.stride(0), du.stride(1), ddelta.stride(0), ddelta.stride(1), dzz.stride(0), dzz.stride(1),
-            *bc_grad_strides(dB_buf, bvar), *bc_grad_strides(dC_buf, cvar),
-            HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
-            SOFTPLUS=bool(softplus), B_VAR=bvar, C_VAR=cvar, DETERMINISTIC=bool(deterministic),
-            BLOCK_D=block_d, BLOCK_N=block_n, BLOCK_T=block_t,
+            u,
+            delta,
+            A,
+            B,
+            C,
+            D if D is not None else dummy,
+            zz,
+            delta_bias if delta_bias is not None else dummy,
+            dout,
+            states,
+            du,
+            ddelta,
+            dA,
+            dB_buf,
+            dC_buf,
+            dD if dD is not None else dummy,
+            dbias if dbias is not None else dummy,
+            dzz,
+            dim,
+            seqlen,
+            dstate,
+            dim // groups,
+            n_dblk_per_group,
+            u.stride(0),
+            u.stride(1),
+            delta.stride(0),
+            delta.stride(1),
+            A.stride(0),
+            A.stride(1),
+            *sB,
+            *sC,
+            zz.stride(0),
+            zz.stride(1),
+            dout.stride(0),
+            dout.stride(1),
+            states.stride(0),
+            states.stride(1),
+            states.stride(2),
+            du.stride(0),
+            du.stride(1),
+            ddelta.stride(0),
+            ddelta.stride(1),
+            dzz.stride(0),
+            dzz.stride(1),
+            *bc_grad_strides(dB_buf, bvar),
+            *bc_grad_strides(dC_buf, cvar),
+            HAS_D=D is not None,
+            HAS_Z=z is not None,
+            HAS_BIAS=delta_bias is not None,
+            SOFTPLUS=bool(softplus),
+            B_VAR=bvar,
+            C_VAR=cvar,
+            DETERMINISTIC=bool(deterministic),
+            BLOCK_D=block_d,
+            BLOCK_N=block_n,
+            BLOCK_T=block_t,
             **cfg,
         )
 
-    dB, dC = finish_bc((dB_buf, dC_buf), bc_stacked, (bvar, cvar), (B, C), deterministic, batch, groups,
-                       n_dblk_per_group, dstate, seqlen)
+    dB, dC = finish_bc(
+        (dB_buf, dC_buf),
+        bc_stacked,
+        (bvar, cvar),
+        (B, C),
+        deterministic,
+        batch,
+        groups,
+        n_dblk_per_group,
+        dstate,
+        seqlen,
+    )
     return du, ddelta, dA.to(A.dtype), dB, dC, dD, dbias, dz

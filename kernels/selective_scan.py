@@ -55,8 +55,13 @@ from mambabench.kernels.scan_tiled import tiled_backward, tiled_forward
 
 _interpret_compat.patch()
 
-__all__ = ["SelectiveScanTriton", "scan_bytes", "selective_scan_backward", "selective_scan_forward",
-           "selective_scan_triton"]
+__all__ = [
+    "SelectiveScanTriton",
+    "scan_bytes",
+    "selective_scan_backward",
+    "selective_scan_forward",
+    "selective_scan_triton",
+]
 
 
 def _prep(u, delta, A, B, C, D, z, delta_bias):  # noqa: ANN001, ANN202
@@ -99,30 +104,88 @@ def _forward(u, delta, A, B, C, D, z, delta_bias, softplus, save_states, save_la
     launch = current_launch()
     dstate = A.shape[1]
     if sequential_forward_runs(u, dstate, save_states, launch):
-        return sequential_forward(u, delta, A, B, C, D, z, delta_bias, softplus, save_states, save_last, launch)
+        return sequential_forward(
+            u, delta, A, B, C, D, z, delta_bias, softplus, save_states, save_last, launch
+        )
     batch, dim, seqlen = u.shape
     cfg = launch.tiled_fwd or tiled_fwd_config(dim, dstate, seqlen, batch, u.element_size(), save_states)
     return tiled_forward(u, delta, A, B, C, D, z, delta_bias, softplus, save_states, save_last, cfg)
 
 
-def _backward(u, delta, A, B, C, D, z, delta_bias, softplus, states, spacing, dout, deterministic,  # noqa: ANN001, ANN202
-              du_out=None, dz_out=None):
+def _backward(
+    u,
+    delta,
+    A,
+    B,
+    C,
+    D,
+    z,
+    delta_bias,
+    softplus,
+    states,
+    spacing,
+    dout,
+    deterministic,  # noqa: ANN001, ANN202
+    du_out=None,
+    dz_out=None,
+):
     """Backward from the states saved every ``spacing`` steps by either forward."""
     launch = current_launch()
     dstate = A.shape[1]
     if sequential_backward_runs(dstate, launch) and spacing % 4 == 0:
-        return sequential_backward(u, delta, A, B, C, D, z, delta_bias, softplus, states, spacing, dout,
-                                   deterministic, du_out, dz_out, launch)
+        return sequential_backward(
+            u,
+            delta,
+            A,
+            B,
+            C,
+            D,
+            z,
+            delta_bias,
+            softplus,
+            states,
+            spacing,
+            dout,
+            deterministic,
+            du_out,
+            dz_out,
+            launch,
+        )
     batch, dim, seqlen = u.shape
     cfg = launch.tiled_bwd or tiled_bwd_config(dim, dstate, seqlen, batch, u.element_size())
-    return tiled_backward(u, delta, A, B, C, D, z, delta_bias, softplus, states, spacing, dout, deterministic,
-                          du_out, dz_out, cfg)
+    return tiled_backward(
+        u,
+        delta,
+        A,
+        B,
+        C,
+        D,
+        z,
+        delta_bias,
+        softplus,
+        states,
+        spacing,
+        dout,
+        deterministic,
+        du_out,
+        dz_out,
+        cfg,
+    )
 
 
-def selective_scan_forward(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor | None = None,
-                           z: Tensor | None = None, delta_bias: Tensor | None = None,
-                           delta_softplus: bool = False, save_states: bool = True,
-                           return_last_state: bool = False) -> tuple[Tensor, tuple, Tensor | None]:
+def selective_scan_forward(
+    u: Tensor,
+    delta: Tensor,
+    A: Tensor,
+    B: Tensor,
+    C: Tensor,
+    D: Tensor | None = None,
+    z: Tensor | None = None,
+    delta_bias: Tensor | None = None,
+    delta_softplus: bool = False,
+    save_states: bool = True,
+    return_last_state: bool = False,
+) -> tuple[Tensor, tuple, Tensor | None]:
     """The Triton forward without autograd, for fused callers (``ops/mamba_inner.py``).
 
     Same contract as :func:`selective_scan_triton` (real A only).  Returns out (batch, dim, seqlen),
@@ -130,15 +193,28 @@ def selective_scan_forward(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Te
     or None without ``save_states``) and the last state (batch, dim, dstate) or None.
     """
     u, delta, A, B, C, D, z, delta_bias, _ = _prep(u, delta, A, B, C, D, z, delta_bias)
-    out, states, last, spacing = _forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus, save_states,
-                                          return_last_state)
+    out, states, last, spacing = _forward(
+        u, delta, A, B, C, D, z, delta_bias, delta_softplus, save_states, return_last_state
+    )
     return out, ((states, spacing) if save_states else None), last
 
 
-def selective_scan_backward(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor | None,
-                            z: Tensor | None, delta_bias: Tensor | None, delta_softplus: bool,
-                            residual: tuple, dout: Tensor, deterministic: bool = False,
-                            du_out: Tensor | None = None, dz_out: Tensor | None = None) -> tuple:
+def selective_scan_backward(
+    u: Tensor,
+    delta: Tensor,
+    A: Tensor,
+    B: Tensor,
+    C: Tensor,
+    D: Tensor | None,
+    z: Tensor | None,
+    delta_bias: Tensor | None,
+    delta_softplus: bool,
+    residual: tuple,
+    dout: Tensor,
+    deterministic: bool = False,
+    du_out: Tensor | None = None,
+    dz_out: Tensor | None = None,
+) -> tuple:
     """Gradients of :func:`selective_scan_forward` from its residual; the inputs are passed again.
 
     ``du_out`` / ``dz_out`` (batch, dim, seqlen, unit stride along seqlen, the dtype of u / z) receive
@@ -148,8 +224,23 @@ def selective_scan_backward(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: T
     A_dtype, B_dtype, C_dtype = A.dtype, B.dtype, C.dtype
     u, delta, A, B, C, D, z, delta_bias, _ = _prep(u, delta, A, B, C, D, z, delta_bias)
     states, spacing = residual
-    du, ddelta, dA, dB, dC, dD, dbias, dz = _backward(u, delta, A, B, C, D, z, delta_bias, delta_softplus, states,
-                                                      spacing, dout, deterministic, du_out, dz_out)
+    du, ddelta, dA, dB, dC, dD, dbias, dz = _backward(
+        u,
+        delta,
+        A,
+        B,
+        C,
+        D,
+        z,
+        delta_bias,
+        delta_softplus,
+        states,
+        spacing,
+        dout,
+        deterministic,
+        du_out,
+        dz_out,
+    )
     return du, ddelta, dA.to(A_dtype), dB.to(B_dtype), dC.to(C_dtype), dD, dbias, dz
 
 
@@ -163,11 +254,11 @@ class SelectiveScanTriton(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state,
-                deterministic):
+    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state, deterministic):
         need_grad = any(ctx.needs_input_grad[:8])
-        out, residual, last = selective_scan_forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus,
-                                                     need_grad, return_last_state)
+        out, residual, last = selective_scan_forward(
+            u, delta, A, B, C, D, z, delta_bias, delta_softplus, need_grad, return_last_state
+        )
         if need_grad:
             ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, residual[0])
             ctx.spacing = residual[1]
@@ -184,7 +275,18 @@ class SelectiveScanTriton(torch.autograd.Function):
     def backward(ctx, dout, *rest):
         u, delta, A, B, C, D, z, delta_bias, states = ctx.saved_tensors
         du, ddelta, dA, dB, dC, dD, dbias, dz = selective_scan_backward(
-            u, delta, A, B, C, D, z, delta_bias, ctx.softplus, (states, ctx.spacing), dout, ctx.deterministic,
+            u,
+            delta,
+            A,
+            B,
+            C,
+            D,
+            z,
+            delta_bias,
+            ctx.softplus,
+            (states, ctx.spacing),
+            dout,
+            ctx.deterministic,
             dz_out=ctx.dz_out,
         )
         ctx.dz_out = None
@@ -224,8 +326,11 @@ def selective_scan_triton(
     if A.is_complex():
         global _warned_complex
         if not _warned_complex:
-            warnings.warn("selective_scan_triton: complex A is not supported by the Triton kernel; "
-                          "using the PyTorch reference scan", stacklevel=2)
+            warnings.warn(
+                "selective_scan_triton: complex A is not supported by the Triton kernel; "
+                "using the PyTorch reference scan",
+                stacklevel=2,
+            )
             _warned_complex = True
         from mambabench.ops import selective_scan_ref
 
@@ -239,5 +344,3 @@ def scan_bytes(batch: int, dim: int, seqlen: int, dstate: int, elem: int, has_z:
     """Minimum HBM bytes of the forward: read u, delta, (z), B, C once, write out once."""
     per_token = (3 + int(has_z)) * elem * dim + 2 * dstate * elem
     return batch * seqlen * per_token
-
-

@@ -30,12 +30,44 @@ __all__ = ["selective_state_update_triton"]
 
 @triton.jit
 def _state_update_kernel(
-    state_ptr, x_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, out_ptr,
-    dim, dstate, dim_per_group,
-    s_sb, s_sd, s_sn, s_xb, s_xd, s_tb, s_td, s_Ad, s_An,
-    s_Bb, s_Bg, s_Bn, s_Cb, s_Cg, s_Cn, s_zb, s_zd, s_ob, s_od,
-    HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
-    BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr,
+    state_ptr,
+    x_ptr,
+    dt_ptr,
+    A_ptr,
+    B_ptr,
+    C_ptr,
+    D_ptr,
+    z_ptr,
+    bias_ptr,
+    out_ptr,
+    dim,
+    dstate,
+    dim_per_group,
+    s_sb,
+    s_sd,
+    s_sn,
+    s_xb,
+    s_xd,
+    s_tb,
+    s_td,
+    s_Ad,
+    s_An,
+    s_Bb,
+    s_Bg,
+    s_Bn,
+    s_Cb,
+    s_Cg,
+    s_Cn,
+    s_zb,
+    s_zd,
+    s_ob,
+    s_od,
+    HAS_D: tl.constexpr,
+    HAS_Z: tl.constexpr,
+    HAS_BIAS: tl.constexpr,
+    SOFTPLUS: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    BLOCK_N: tl.constexpr,
 ):
     """Grid (cdiv(dim, BLOCK_D), batch); each program owns a [BLOCK_D, BLOCK_N] state tile."""
     pid_d = tl.program_id(0)
@@ -46,7 +78,7 @@ def _state_update_kernel(
     mask_n = offs_n < dstate
     mask = mask_d[:, None] & mask_n[None, :]
     d64 = offs_d.to(tl.int64)
-    group = (d64 // dim_per_group)
+    group = d64 // dim_per_group
 
     s_ptrs = state_ptr + pid_b * s_sb + d64[:, None] * s_sd + offs_n[None, :] * s_sn
     h = tl.load(s_ptrs, mask=mask, other=0.0).to(tl.float32)
@@ -57,10 +89,12 @@ def _state_update_kernel(
     if SOFTPLUS:
         dt = tl.where(dt <= 20.0, tl.log(1.0 + tl.exp(dt)), dt)
     A = tl.load(A_ptr + d64[:, None] * s_Ad + offs_n[None, :] * s_An, mask=mask, other=0.0).to(tl.float32)
-    Bv = tl.load(B_ptr + pid_b * s_Bb + group[:, None] * s_Bg + offs_n[None, :] * s_Bn, mask=mask,
-                 other=0.0).to(tl.float32)
-    Cv = tl.load(C_ptr + pid_b * s_Cb + group[:, None] * s_Cg + offs_n[None, :] * s_Cn, mask=mask,
-                 other=0.0).to(tl.float32)
+    Bv = tl.load(
+        B_ptr + pid_b * s_Bb + group[:, None] * s_Bg + offs_n[None, :] * s_Bn, mask=mask, other=0.0
+    ).to(tl.float32)
+    Cv = tl.load(
+        C_ptr + pid_b * s_Cb + group[:, None] * s_Cg + offs_n[None, :] * s_Cn, mask=mask, other=0.0
+    ).to(tl.float32)
     dA = tl.exp2(A * dt[:, None] * 1.4426950408889634)
     h = h * dA + Bv * (dt * x)[:, None]
     tl.store(s_ptrs, h.to(state_ptr.dtype.element_ty), mask=mask)
@@ -118,13 +152,33 @@ def selective_state_update_triton(
     grid = (cdiv(dim, block_d), batch)
     with torch.cuda.device(x.device) if x.is_cuda else nullcontext():
         _state_update_kernel[grid](
-            state, x, dt, A, B, C, D if D is not None else dummy, zz,
-            dt_bias if dt_bias is not None else dummy, out,
-            dim, dstate, dim // groups,
-            *state.stride(), *x.stride(), *dt.stride(), *A.stride(),
-            *B.stride(), *C.stride(), *zz.stride(), *out.stride(),
-            HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=dt_bias is not None,
-            SOFTPLUS=bool(dt_softplus), BLOCK_D=block_d, BLOCK_N=max(2, next_power_of_2(dstate)),
+            state,
+            x,
+            dt,
+            A,
+            B,
+            C,
+            D if D is not None else dummy,
+            zz,
+            dt_bias if dt_bias is not None else dummy,
+            out,
+            dim,
+            dstate,
+            dim // groups,
+            *state.stride(),
+            *x.stride(),
+            *dt.stride(),
+            *A.stride(),
+            *B.stride(),
+            *C.stride(),
+            *zz.stride(),
+            *out.stride(),
+            HAS_D=D is not None,
+            HAS_Z=z is not None,
+            HAS_BIAS=dt_bias is not None,
+            SOFTPLUS=bool(dt_softplus),
+            BLOCK_D=block_d,
+            BLOCK_N=max(2, next_power_of_2(dstate)),
             num_warps=warps,
         )
     return out

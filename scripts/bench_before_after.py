@@ -63,11 +63,16 @@ def _inputs(batch: int, dim: int, seqlen: int, device: str):  # noqa: ANN202
 
     dtype = torch.bfloat16
     xz = torch.randn(batch, 2 * dim, seqlen, device=device, dtype=dtype)
-    return [xz[:, :dim], (0.5 * torch.rand(batch, dim, seqlen, device=device) - 4.0).to(dtype),
-            -torch.arange(1, 17, device=device, dtype=torch.float32).repeat(dim, 1),
-            torch.randn(batch, 1, 16, seqlen, device=device, dtype=dtype),
-            torch.randn(batch, 1, 16, seqlen, device=device, dtype=dtype),
-            torch.ones(dim, device=device), xz[:, dim:], torch.full((dim,), -2.0, device=device)]
+    return [
+        xz[:, :dim],
+        (0.5 * torch.rand(batch, dim, seqlen, device=device) - 4.0).to(dtype),
+        -torch.arange(1, 17, device=device, dtype=torch.float32).repeat(dim, 1),
+        torch.randn(batch, 1, 16, seqlen, device=device, dtype=dtype),
+        torch.randn(batch, 1, 16, seqlen, device=device, dtype=dtype),
+        torch.ones(dim, device=device),
+        xz[:, dim:],
+        torch.full((dim,), -2.0, device=device),
+    ]
 
 
 def _median_ms(fn, cuda: bool, rep_ms: int = 100) -> float:  # noqa: ANN001
@@ -97,13 +102,17 @@ def _scan_calls(ss, official, x: list) -> dict:  # noqa: ANN001
         out = ss.selective_scan_triton(*leaves, delta_softplus=True)
         return torch.autograd.grad(out, leaves, dout)
 
-    calls = {"ours_fwd": lambda: ss._forward(*x, True, True, False),
-             "ours_fwd_nograd": lambda: ss._forward(*x, True, False, False),
-             "ours_fwdbwd": fwdbwd}
+    calls = {
+        "ours_fwd": lambda: ss._forward(*x, True, True, False),
+        "ours_fwd_nograd": lambda: ss._forward(*x, True, False, False),
+        "ours_fwdbwd": fwdbwd,
+    }
     if official is not None:
+
         def official_fwdbwd() -> object:
             res = official.fwd(*x, True)
             return official.bwd(*x, dout, res[1], res[0], None, True, False)
+
         calls["official_fwdbwd"] = official_fwdbwd
     return calls
 
@@ -126,8 +135,11 @@ def worker(tree: Path, label: str, root: Path, out: Path, shapes: list[str], ste
     device = "cuda" if cuda else "cpu"
     folder = out / label
     folder.mkdir(parents=True, exist_ok=True)
-    print(f"[{label}] {tree}: {where['kernels']}; official kernel "
-          f"{'importable' if selective_scan_cuda is not None else 'not importable'}", flush=True)
+    print(
+        f"[{label}] {tree}: {where['kernels']}; official kernel "
+        f"{'importable' if selective_scan_cuda is not None else 'not importable'}",
+        flush=True,
+    )
     rows = []
     for shape in shapes:
         batch, dim, seqlen = (int(v) for v in shape.split(","))
@@ -136,7 +148,9 @@ def worker(tree: Path, label: str, root: Path, out: Path, shapes: list[str], ste
             t0 = time.time()
             ms = _median_ms(fn, cuda)
             rows.append({"tree": label, "shape": shape, "kind": kind, "ms": round(ms, 4)})
-            print(f"[{label}] {shape} {kind}: {ms:.3f} ms ({time.time() - t0:.1f} s with compile)", flush=True)
+            print(
+                f"[{label}] {shape} {kind}: {ms:.3f} ms ({time.time() - t0:.1f} s with compile)", flush=True
+            )
             with open(folder / "scan.csv", "w", newline="") as f:
                 writer = csv.DictWriter(f, fieldnames=list(rows[0]))
                 writer.writeheader()
@@ -147,8 +161,17 @@ def worker(tree: Path, label: str, root: Path, out: Path, shapes: list[str], ste
     if steps > 0 and cuda:
         import runpy
 
-        sys.argv = [str(tree / "scripts" / "bench_train_step.py"), "--models", "mamba_130m", "--loss", "kernel",
-                    "--steps", str(steps), "--out", str(folder)]
+        sys.argv = [
+            str(tree / "scripts" / "bench_train_step.py"),
+            "--models",
+            "mamba_130m",
+            "--loss",
+            "kernel",
+            "--steps",
+            str(steps),
+            "--out",
+            str(folder),
+        ]
         os.environ["PROJECT_ROOT"] = str(tree)
         runpy.run_path(sys.argv[0], run_name="__main__")
     elif steps > 0:
@@ -168,27 +191,43 @@ def read_csv(path: Path) -> list[dict]:
 
 def side_by_side(out: Path, labels: tuple[str, str]) -> str:
     """Write before_after.csv / .md from the two trees' CSVs; returns the Markdown."""
-    scans = {lab: {(r["shape"], r["kind"]): float(r["ms"]) for r in read_csv(out / lab / "scan.csv")}
-             for lab in labels}
+    scans = {
+        lab: {(r["shape"], r["kind"]): float(r["ms"]) for r in read_csv(out / lab / "scan.csv")}
+        for lab in labels
+    }
     steps = {lab: read_csv(out / lab / "train_step.csv") for lab in labels}
     rows = []
     keys = [k for k in scans[labels[0]] if k in scans[labels[1]]]
     for shape, kind in keys:
         b, a = scans[labels[0]][(shape, kind)], scans[labels[1]][(shape, kind)]
-        rows.append({"what": f"scan {kind}", "shape": shape, labels[0]: b, labels[1]: a, "ratio": round(a / b, 3)})
+        rows.append(
+            {"what": f"scan {kind}", "shape": shape, labels[0]: b, labels[1]: a, "ratio": round(a / b, 3)}
+        )
     if steps[labels[0]] and steps[labels[1]]:
         for field in ("ms_per_step", "tokens_per_s", "peak_gb"):
             b, a = float(steps[labels[0]][0][field]), float(steps[labels[1]][0][field])
-            rows.append({"what": f"mamba_130m step {field}", "shape": "16,2048", labels[0]: b, labels[1]: a,
-                         "ratio": round(a / b, 3)})
+            rows.append(
+                {
+                    "what": f"mamba_130m step {field}",
+                    "shape": "16,2048",
+                    labels[0]: b,
+                    labels[1]: a,
+                    "ratio": round(a / b, 3),
+                }
+            )
     if rows:
         with open(out / "before_after.csv", "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=list(rows[0]))
             writer.writeheader()
             writer.writerows(rows)
-    md = [f"| what | (batch, dim, seqlen) | {labels[0]} | {labels[1]} | {labels[1]} / {labels[0]} |",
-          "|---|---|---|---|---|"]
-    md += [f"| {r['what']} | {r['shape']} | {r[labels[0]]:.3f} | {r[labels[1]]:.3f} | {r['ratio']:.3f} |" for r in rows]
+    md = [
+        f"| what | (batch, dim, seqlen) | {labels[0]} | {labels[1]} | {labels[1]} / {labels[0]} |",
+        "|---|---|---|---|---|",
+    ]
+    md += [
+        f"| {r['what']} | {r['shape']} | {r[labels[0]]:.3f} | {r[labels[1]]:.3f} | {r['ratio']:.3f} |"
+        for r in rows
+    ]
     text = "\n".join(md) + "\n\nScan columns: ms (median of triton.testing.do_bench); ratio < 1 is faster.\n"
     (out / "before_after.md").write_text(text)
     return text
@@ -197,7 +236,9 @@ def side_by_side(out: Path, labels: tuple[str, str]) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--before", type=Path, help="the older checkout (required)")
-    p.add_argument("--after", type=Path, default=Path(__file__).resolve().parents[1], help="the newer checkout")
+    p.add_argument(
+        "--after", type=Path, default=Path(__file__).resolve().parents[1], help="the newer checkout"
+    )
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--shapes", nargs="+", default=list(TRAIN_SHAPES), help="batch,dim,seqlen (N = 16, bf16)")
     p.add_argument("--steps", type=int, default=10, help="timed Mamba-130M steps (0: skip the step)")
@@ -217,12 +258,33 @@ def main(argv: list[str] | None = None) -> int:
             root = import_root(tree, Path(tmp) / label)
             env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
             t0 = time.time()
-            res = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--worker", str(tree), label, str(root),
-                                  "--out", str(args.out.resolve()), "--steps", str(args.steps),
-                                  "--shapes", *args.shapes], env=env, cwd=tree)
-            meta[label] = {"tree": str(tree), "seconds": round(time.time() - t0, 1), "returncode": res.returncode,
-                           "commit": subprocess.run(["git", "-C", str(tree), "rev-parse", "--short", "HEAD"],
-                                                    capture_output=True, text=True).stdout.strip() or "unknown"}
+            res = subprocess.run(
+                [
+                    sys.executable,
+                    str(Path(__file__).resolve()),
+                    "--worker",
+                    str(tree),
+                    label,
+                    str(root),
+                    "--out",
+                    str(args.out.resolve()),
+                    "--steps",
+                    str(args.steps),
+                    "--shapes",
+                    *args.shapes,
+                ],
+                env=env,
+                cwd=tree,
+            )
+            meta[label] = {
+                "tree": str(tree),
+                "seconds": round(time.time() - t0, 1),
+                "returncode": res.returncode,
+                "commit": subprocess.run(
+                    ["git", "-C", str(tree), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+                ).stdout.strip()
+                or "unknown",
+            }
             (args.out / "trees.json").write_text(json.dumps(meta, indent=1))
             print(f"[{label}] done in {meta[label]['seconds']} s (exit {res.returncode})", flush=True)
     text = side_by_side(args.out, labels)

@@ -36,8 +36,16 @@ def conv_rows(batch: int, dim: int, seqlen: int, width: int) -> list[dict]:
     rows = []
 
     def add(name: str, ms: float, nbytes: int) -> None:
-        rows.append({"kernel": name, "batch": batch, "dim": dim, "seqlen": seqlen, "ms": round(ms, 4),
-                     "GB_per_s": round(nbytes / ms / 1e6)})
+        rows.append(
+            {
+                "kernel": name,
+                "batch": batch,
+                "dim": dim,
+                "seqlen": seqlen,
+                "ms": round(ms, 4),
+                "GB_per_s": round(nbytes / ms / 1e6),
+            }
+        )
 
     add("ours fwd", do_bench(lambda: causal_conv1d_fwd(x, w, b, True)), 2 * n)
     add("ours bwd", do_bench(lambda: causal_conv1d_bwd(x, w, b, dout, True, dx=dxz[:, :dim])), 3 * n)
@@ -49,8 +57,11 @@ def conv_rows(batch: int, dim: int, seqlen: int, width: int) -> list[dict]:
     ref_dx, ref_dw, _ = torch.autograd.grad(ref, leaves, dout.float())
     out = causal_conv1d_fwd(x, w, b, True)
     dx, dw, _ = causal_conv1d_bwd(x, w, b, dout, True, dx=dxz[:, :dim])
-    err = {"fwd": (out.float() - ref).abs().max().item(), "dx": (dx.float() - ref_dx).abs().max().item(),
-           "dw_rel": ((dw - ref_dw).abs().max() / ref_dw.abs().max()).item()}
+    err = {
+        "fwd": (out.float() - ref).abs().max().item(),
+        "dx": (dx.float() - ref_dx).abs().max().item(),
+        "dw_rel": ((dw - ref_dw).abs().max() / ref_dw.abs().max()).item(),
+    }
     print(f"max abs error vs reference: {err}", flush=True)
     try:
         from causal_conv1d.causal_conv1d_interface import causal_conv1d_fn
@@ -58,8 +69,15 @@ def conv_rows(batch: int, dim: int, seqlen: int, width: int) -> list[dict]:
         xc, wc, bc = (t.detach().contiguous().requires_grad_() for t in (x, w, b))
         with torch.no_grad():
             add("official fwd", do_bench(lambda: causal_conv1d_fn(xc, wc, bc, activation="silu")), 2 * n)
-        add("official fwd+bwd", do_bench(lambda: torch.autograd.grad(
-            causal_conv1d_fn(xc, wc, bc, activation="silu"), (xc, wc, bc), dout)), 5 * n)
+        add(
+            "official fwd+bwd",
+            do_bench(
+                lambda: torch.autograd.grad(
+                    causal_conv1d_fn(xc, wc, bc, activation="silu"), (xc, wc, bc), dout
+                )
+            ),
+            5 * n,
+        )
     except ImportError:
         pass
     return rows
@@ -80,8 +98,14 @@ def layer_row(batch: int, d_model: int, seqlen: int) -> dict:
         out.backward(g)
 
     ms = do_bench(step, grad_to_none=[h, *layer.parameters()])
-    return {"kernel": "fused Mamba layer fwd+bwd", "batch": batch, "dim": 2 * d_model, "seqlen": seqlen,
-            "ms": round(ms, 4), "GB_per_s": ""}
+    return {
+        "kernel": "fused Mamba layer fwd+bwd",
+        "batch": batch,
+        "dim": 2 * d_model,
+        "seqlen": seqlen,
+        "ms": round(ms, 4),
+        "GB_per_s": "",
+    }
 
 
 def main() -> None:

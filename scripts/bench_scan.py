@@ -118,37 +118,60 @@ def section_check() -> None:
         for k, a, b in zip(leaves, gr, gr_ref):
             errs["d" + k] = ((a.float() - b.float()).abs().max() / (b.float().abs().max() + 1e-6)).item()
         ok = torch.allclose(out.float(), ref.float(), rtol=rtol, atol=atol)
-        log(f"ours vs reference {dtype}: out max abs err {errs['out']:.2e} (allclose {ok}); grads max "
-            "rel-to-max err " + " ".join(f"{k}={v:.1e}" for k, v in errs.items() if k != "out"))
+        log(
+            f"ours vs reference {dtype}: out max abs err {errs['out']:.2e} (allclose {ok}); grads max "
+            "rel-to-max err " + " ".join(f"{k}={v:.1e}" for k, v in errs.items() if k != "out")
+        )
         record(section="check", impl="ours_vs_ref", dtype=str(dtype), **errs)
         if selective_scan_cuda is not None:
             res = official_fwd({k: v.detach() for k, v in x.items()})()
             off_out = res[2]
             dout = g.contiguous()
-            og = selective_scan_cuda.bwd(*(x[k].detach() for k in ("u", "delta", "A", "B", "C", "D", "z",
-                                                                    "delta_bias")), dout, res[1], res[0],
-                                         None, True, False)
+            og = selective_scan_cuda.bwd(
+                *(x[k].detach() for k in ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")),
+                dout,
+                res[1],
+                res[0],
+                None,
+                True,
+                False,
+            )
             errs2 = {"out": (out.float() - off_out.float()).abs().max().item()}
             names = ["u", "delta", "A", "B", "C", "D", "delta_bias", "z"]
             ours = dict(zip(leaves, gr))
             for k, v in zip(names, og[:8]):
-                errs2["d" + k] = ((ours[k].float() - v.float()).abs().max() / (v.float().abs().max() + 1e-6)).item()
-            log(f"ours vs official  {dtype}: out max abs err {errs2['out']:.2e}; grads "
-                + " ".join(f"{k}={v:.1e}" for k, v in errs2.items() if k != "out"))
+                errs2["d" + k] = (
+                    (ours[k].float() - v.float()).abs().max() / (v.float().abs().max() + 1e-6)
+                ).item()
+            log(
+                f"ours vs official  {dtype}: out max abs err {errs2['out']:.2e}; grads "
+                + " ".join(f"{k}={v:.1e}" for k, v in errs2.items() if k != "out")
+            )
             record(section="check", impl="ours_vs_official", dtype=str(dtype), **errs2)
 
 
 # (BLOCK_D, BLOCK_T, num_warps) of the tiled kernels with 8 or 16 (forward) / 4 or 8 (backward) elements
 # per thread
-FWD_SWEEP = [(e * 32 * w // bt, bt, w) for w in (1, 2, 4, 8) for bt in (32, 64, 128) for e in (8, 16)
-             if e * 32 * w // bt >= 2]
-BWD_SWEEP = [(e * 32 * w // bt, bt, w) for w in (1, 2, 4) for bt in (32, 64, 128) for e in (4, 8)
-             if e * 32 * w // bt >= 2]
+FWD_SWEEP = [
+    (e * 32 * w // bt, bt, w)
+    for w in (1, 2, 4, 8)
+    for bt in (32, 64, 128)
+    for e in (8, 16)
+    if e * 32 * w // bt >= 2
+]
+BWD_SWEEP = [
+    (e * 32 * w // bt, bt, w)
+    for w in (1, 2, 4)
+    for bt in (32, 64, 128)
+    for e in (4, 8)
+    if e * 32 * w // bt >= 2
+]
 BEST: dict[str, tuple[dict, dict]] = {}
 
 
-def section_sweep(shape: tuple[int, int, int], copy_gbs: float, shard: tuple[int, int] | None = None,
-                  name: str = "train") -> None:
+def section_sweep(
+    shape: tuple[int, int, int], copy_gbs: float, shard: tuple[int, int] | None = None, name: str = "train"
+) -> None:
     """Time the tiled forward and backward over launch configurations (BLOCK_D, BLOCK_T, warps) at one shape.
 
     The backward's tile is the forward's BLOCK_T (the chunk of saved states), so the pair is chosen
@@ -170,9 +193,15 @@ def section_sweep(shape: tuple[int, int, int], copy_gbs: float, shard: tuple[int
             launch = {"tiled_fwd": {"BLOCK_D": bd, "BLOCK_T": bt, "num_warps": warps, "num_stages": 1}}
             mk = ours_fwd
         else:
-            launch = {"tiled_fwd": {"BLOCK_D": FWD_SWEEP[0][0], "BLOCK_T": bt, "num_warps": FWD_SWEEP[0][2],
-                                    "num_stages": 1},
-                      "tiled_bwd": {"BLOCK_D": bd, "num_warps": warps, "num_stages": 1}}
+            launch = {
+                "tiled_fwd": {
+                    "BLOCK_D": FWD_SWEEP[0][0],
+                    "BLOCK_T": bt,
+                    "num_warps": FWD_SWEEP[0][2],
+                    "num_stages": 1,
+                },
+                "tiled_bwd": {"BLOCK_D": bd, "num_warps": warps, "num_stages": 1},
+            }
             mk = ours_bwd
         with scan_launch(**launch):
             if shard is not None:
@@ -181,18 +210,33 @@ def section_sweep(shape: tuple[int, int, int], copy_gbs: float, shard: tuple[int
             ms = safe(lambda mk=mk: bench(mk(x), rep_ms=100))
         gbs = fb / ms / 1e6 if isinstance(ms, float) and kind == "fwd" else ""
         log(f"{kind} BLOCK_D={bd:3d} BLOCK_T={bt:3d} warps={warps}: {fmt(ms)} ms {fmt(gbs)} GB/s")
-        record(section="sweep", impl=f"ours_{kind}", batch=batch, dim=dim, seqlen=seqlen, block_d=bd,
-               block_t=bt, warps=warps, ms=ms, gbs=gbs)
+        record(
+            section="sweep",
+            impl=f"ours_{kind}",
+            batch=batch,
+            dim=dim,
+            seqlen=seqlen,
+            block_d=bd,
+            block_t=bt,
+            warps=warps,
+            ms=ms,
+            gbs=gbs,
+        )
         if isinstance(ms, float) and ms < best.get((kind, bt), (1e9,))[0]:
             best[(kind, bt)] = (ms, bd, warps)
     if shard is None:
-        pairs = [(best[("fwd", bt)][0] + best[("bwd", bt)][0], bt) for bt in (32, 64, 128)
-                 if ("fwd", bt) in best and ("bwd", bt) in best]
+        pairs = [
+            (best[("fwd", bt)][0] + best[("bwd", bt)][0], bt)
+            for bt in (32, 64, 128)
+            if ("fwd", bt) in best and ("bwd", bt) in best
+        ]
         if pairs:
             _, bt = min(pairs)
             f, b = best[("fwd", bt)], best[("bwd", bt)]
-            BEST[name] = ({"BLOCK_D": f[1], "BLOCK_T": bt, "num_warps": f[2], "num_stages": 1},
-                          {"BLOCK_D": b[1], "num_warps": b[2], "num_stages": 1})
+            BEST[name] = (
+                {"BLOCK_D": f[1], "BLOCK_T": bt, "num_warps": f[2], "num_stages": 1},
+                {"BLOCK_D": b[1], "num_warps": b[2], "num_stages": 1},
+            )
             log(f"best for {name}: fwd {BEST[name][0]} ({f[0]:.3f} ms), bwd {BEST[name][1]} ({b[0]:.3f} ms)")
             with scan_launch(tiled_fwd=BEST[name][0], tiled_bwd=BEST[name][1]):
                 ms = safe(lambda: bench(ours_bwd(x, deterministic=True), rep_ms=100))
@@ -207,13 +251,23 @@ def use_best(name: str):  # noqa: ANN201 - a context manager
     return scan_launch(tiled_fwd=fwd, tiled_bwd=bwd)
 
 
-def scan_row(section: str, batch: int, dim: int, seqlen: int, dtype: torch.dtype, copy_gbs: float,
-             which: tuple[str, ...] = ("fwd", "bwd", "fwdbwd")) -> dict:
+def scan_row(
+    section: str,
+    batch: int,
+    dim: int,
+    seqlen: int,
+    dtype: torch.dtype,
+    copy_gbs: float,
+    which: tuple[str, ...] = ("fwd", "bwd", "fwdbwd"),
+) -> dict:
     elem = torch.finfo(dtype).bits // 8
     fb, bb = fwd_bytes(batch, dim, seqlen, 16, elem), bwd_bytes(batch, dim, seqlen, 16, elem)
     n_exp = batch * dim * seqlen * 16
-    floors = {"fwd": floor_ms(fb, n_exp, copy_gbs), "bwd": floor_ms(bb, 2 * n_exp, copy_gbs),
-              "fwdbwd": floor_ms(fb + bb, 3 * n_exp, copy_gbs)}
+    floors = {
+        "fwd": floor_ms(fb, n_exp, copy_gbs),
+        "bwd": floor_ms(bb, 2 * n_exp, copy_gbs),
+        "fwdbwd": floor_ms(fb + bb, 3 * n_exp, copy_gbs),
+    }
     nbytes = {"fwd": fb, "bwd": bb, "fwdbwd": fb + bb}
     impls = {"ours": (ours_fwd, ours_bwd, ours_fwdbwd)}
     if selective_scan_cuda is not None:
@@ -225,9 +279,19 @@ def scan_row(section: str, batch: int, dim: int, seqlen: int, dtype: torch.dtype
         x = make(batch, dim, seqlen, 16, dtype)
         ms = safe(lambda: bench(ours_fwd(x, save_states=False)))
         res[("ours", "fwd_nograd")] = ms
-        record(section=section, impl="ours", kind="fwd_nograd", dtype=str(dtype).replace("torch.", ""),
-               batch=batch, dim=dim, seqlen=seqlen, ms=ms, gbs=fb / ms / 1e6 if isinstance(ms, float) else "",
-               floor_ms=floors["fwd"], frac_floor=floors["fwd"] / ms if isinstance(ms, float) else "")
+        record(
+            section=section,
+            impl="ours",
+            kind="fwd_nograd",
+            dtype=str(dtype).replace("torch.", ""),
+            batch=batch,
+            dim=dim,
+            seqlen=seqlen,
+            ms=ms,
+            gbs=fb / ms / 1e6 if isinstance(ms, float) else "",
+            floor_ms=floors["fwd"],
+            frac_floor=floors["fwd"] / ms if isinstance(ms, float) else "",
+        )
         for impl, fns in impls.items():
             for kind, mk in zip(("fwd", "bwd", "fwdbwd"), fns):
                 if kind not in which:
@@ -235,10 +299,20 @@ def scan_row(section: str, batch: int, dim: int, seqlen: int, dtype: torch.dtype
                 ms = safe(lambda mk=mk, x=x: bench(mk(x)))
                 res[(impl, kind)] = ms
                 gbs = nbytes[kind] / ms / 1e6 if isinstance(ms, float) else ""
-                record(section=section, impl=impl, kind=kind, dtype=str(dtype).replace("torch.", ""),
-                       batch=batch, dim=dim, seqlen=seqlen, ms=ms, gbs=gbs,
-                       frac_copy=gbs / copy_gbs if gbs else "",
-                       floor_ms=floors[kind], frac_floor=floors[kind] / ms if isinstance(ms, float) else "")
+                record(
+                    section=section,
+                    impl=impl,
+                    kind=kind,
+                    dtype=str(dtype).replace("torch.", ""),
+                    batch=batch,
+                    dim=dim,
+                    seqlen=seqlen,
+                    ms=ms,
+                    gbs=gbs,
+                    frac_copy=gbs / copy_gbs if gbs else "",
+                    floor_ms=floors[kind],
+                    frac_floor=floors[kind] / ms if isinstance(ms, float) else "",
+                )
     except torch.cuda.OutOfMemoryError:
         res[("ours", "fwd")] = "OOM"
     x = None
@@ -254,9 +328,15 @@ def section_train(copy_gbs: float) -> None:
 
 def _train_rows(copy_gbs: float) -> None:
     shapes = [(d, L, 16384 // L, torch.bfloat16) for d in (1536, 2048, 4096) for L in (512, 2048, 8192)]
-    shapes += [(2048, 65536, 1, torch.bfloat16), (2048, 2048, 8, torch.float32), (4096, 2048, 8, torch.float32)]
-    log("| dtype | dim | L | batch | ours fwd | ours fwd no-grad | off fwd | fwd x | ours fwd GB/s (%copy, %floor) | "
-        "ours bwd | off bwd | ours f+b | off f+b | f+b x |")
+    shapes += [
+        (2048, 65536, 1, torch.bfloat16),
+        (2048, 2048, 8, torch.float32),
+        (4096, 2048, 8, torch.float32),
+    ]
+    log(
+        "| dtype | dim | L | batch | ours fwd | ours fwd no-grad | off fwd | fwd x | ours fwd GB/s (%copy, %floor) | "
+        "ours bwd | off bwd | ours f+b | off f+b | f+b x |"
+    )
     log("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for dim, L, batch, dtype in shapes:
         r = scan_row("train", batch, dim, L, dtype, copy_gbs)
@@ -268,13 +348,15 @@ def _train_rows(copy_gbs: float) -> None:
         def x(a: object, b: object) -> str:
             return f"{b / a:.2f}" if isinstance(a, float) and isinstance(b, float) else "-"
 
-        log(f"| {str(dtype)[6:]} | {dim} | {L} | {batch} | {fmt(of)} | {fmt(r.get(('ours', 'fwd_nograd')))} | "
+        log(
+            f"| {str(dtype)[6:]} | {dim} | {L} | {batch} | {fmt(of)} | {fmt(r.get(('ours', 'fwd_nograd')))} | "
             f"{fmt(r.get(('official', 'fwd'), '-'))} | "
             f"{x(of, r.get(('official', 'fwd')))} | {gb:.0f} ({100 * gb / copy_gbs:.0f}%, "
             f"{100 * fl / of if isinstance(of, float) else 0:.0f}%) | {fmt(r.get(('ours', 'bwd')))} | "
             f"{fmt(r.get(('official', 'bwd'), '-'))} | {fmt(r.get(('ours', 'fwdbwd')))} | "
             f"{fmt(r.get(('official', 'fwdbwd'), '-'))} | "
-            f"{x(r.get(('ours', 'fwdbwd')), r.get(('official', 'fwdbwd')))} |")
+            f"{x(r.get(('ours', 'fwdbwd')), r.get(('official', 'fwdbwd')))} |"
+        )
 
 
 def section_fig8(copy_gbs: float, max_log2: int, time_cap_s: float, skip: tuple[str, ...] = ()) -> None:
@@ -286,7 +368,7 @@ def section_fig8(copy_gbs: float, max_log2: int, time_cap_s: float, skip: tuple[
 def _fig8_rows(max_log2: int, time_cap_s: float, skip: tuple[str, ...]) -> None:
     import torch.nn.functional as F
 
-    Ls = [2 ** k for k in range(9, max_log2 + 1)]
+    Ls = [2**k for k in range(9, max_log2 + 1)]
     done: dict[str, bool] = {}
     table = []
 
@@ -317,14 +399,19 @@ def _fig8_rows(max_log2: int, time_cap_s: float, skip: tuple[str, ...]) -> None:
             args = [x[k] for k in ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")]
             row["naive fwd"] = run("naive scan fwd", L, lambda args=args: bench(lambda: naive_scan(*args)))
             if L <= 2048:
-                row["ref fwd"] = run("reference scan fwd", L, lambda args=args: bench(
-                    lambda: selective_scan_ref(*args, delta_softplus=True)))
+                row["ref fwd"] = run(
+                    "reference scan fwd",
+                    L,
+                    lambda args=args: bench(lambda: selective_scan_ref(*args, delta_softplus=True)),
+                )
         x = args = None
         torch.cuda.empty_cache()
 
         def attn(L: int = L, grad: bool = False) -> float:
-            q, k, v = (torch.randn(1, 16, L, 128, device="cuda", dtype=torch.bfloat16, requires_grad=grad)
-                       for _ in range(3))
+            q, k, v = (
+                torch.randn(1, 16, L, 128, device="cuda", dtype=torch.bfloat16, requires_grad=grad)
+                for _ in range(3)
+            )
             if not grad:
                 return bench(lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True))
             do = torch.randn_like(q)
@@ -332,6 +419,7 @@ def _fig8_rows(max_log2: int, time_cap_s: float, skip: tuple[str, ...]) -> None:
             def fb() -> object:
                 o = F.scaled_dot_product_attention(q, k, v, is_causal=True)
                 return torch.autograd.grad(o, (q, k, v), do)
+
             return bench(fb)
 
         row["sdpa fwd"] = run("causal SDPA fwd", L, lambda: attn())
@@ -388,15 +476,27 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, required=True, help="output folder (results.csv, fig8.png, log.txt)")
     p.add_argument("--sections", default="check,train,fig8")
-    p.add_argument("--sweep-shapes", default="8,2048,2048;1,4096,8192",
-                   help="batch,dim,seqlen;... for the sweep: the first is the 'train' class, the second 'b1'")
+    p.add_argument(
+        "--sweep-shapes",
+        default="8,2048,2048;1,4096,8192",
+        help="batch,dim,seqlen;... for the sweep: the first is the 'train' class, the second 'b1'",
+    )
     p.add_argument("--fig8-max-log2", type=int, default=19, help="largest L = 2**k in fig8")
     p.add_argument("--sweep-shard", default=None, help="i/n: only compile every n-th sweep config")
-    p.add_argument("--skip", default="", help="fig8 methods to skip, by name prefix (e.g. naive,reference,causal)")
-    p.add_argument("--plot-csv", default="",
-                   help="comma-separated results.csv files: only redraw fig8.png from them (no GPU needed)")
-    p.add_argument("--time-cap", type=float, default=20.0,
-                   help="stop growing L for a method once one measurement took longer (s)")
+    p.add_argument(
+        "--skip", default="", help="fig8 methods to skip, by name prefix (e.g. naive,reference,causal)"
+    )
+    p.add_argument(
+        "--plot-csv",
+        default="",
+        help="comma-separated results.csv files: only redraw fig8.png from them (no GPU needed)",
+    )
+    p.add_argument(
+        "--time-cap",
+        type=float,
+        default=20.0,
+        help="stop growing L for a method once one measurement took longer (s)",
+    )
     args = p.parse_args(argv)
     if args.plot_csv:
         merged: dict[tuple[str, str], dict] = {}
@@ -421,9 +521,11 @@ def main(argv: list[str] | None = None) -> int:
     props = torch.cuda.get_device_properties(0)
     import triton
 
-    log(f"# bench_scan on {props.name} ({props.multi_processor_count} SMs), torch {torch.__version__}, "
+    log(
+        f"# bench_scan on {props.name} ({props.multi_processor_count} SMs), torch {torch.__version__}, "
         f"triton {triton.__version__}, official selective_scan_cuda: "
-        f"{'yes' if selective_scan_cuda is not None else 'not importable'}")
+        f"{'yes' if selective_scan_cuda is not None else 'not importable'}"
+    )
     copy_gbs = copy_bandwidth() if not args.sweep_shard else 3000.0
     log(f"copy bandwidth (4 GiB fp32 copy_, read+write): {copy_gbs:.0f} GB/s")
     record(section="env", impl="copy", gbs=copy_gbs, device=props.name)
@@ -438,8 +540,9 @@ def main(argv: list[str] | None = None) -> int:
         if "train" in sections:
             section_train(copy_gbs)
         if "fig8" in sections:
-            section_fig8(copy_gbs, args.fig8_max_log2, args.time_cap,
-                         tuple(k for k in args.skip.split(",") if k))
+            section_fig8(
+                copy_gbs, args.fig8_max_log2, args.time_cap, tuple(k for k in args.skip.split(",") if k)
+            )
     finally:
         write_csv(args.out)
         plot(args.out)

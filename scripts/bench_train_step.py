@@ -52,15 +52,27 @@ def build_official_130m(vocab_size: int) -> torch.nn.Module:
         from mamba_ssm.models.config_mamba import MambaConfig
         from mamba_ssm.models.mixer_seq_simple import MambaLMHeadModel
     except ImportError as e:
-        raise SystemExit(f"{OFFICIAL_130M} needs the mamba_ssm package with its CUDA extension ({e}); "
-                         "build it with scripts/install_official.sh") from e
+        raise SystemExit(
+            f"{OFFICIAL_130M} needs the mamba_ssm package with its CUDA extension ({e}); "
+            "build it with scripts/install_official.sh"
+        ) from e
 
     class Official(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.lm = MambaLMHeadModel(MambaConfig(d_model=768, n_layer=24, vocab_size=vocab_size, ssm_cfg={},
-                                                   rms_norm=True, residual_in_fp32=True, fused_add_norm=True,
-                                                   pad_vocab_size_multiple=8, tie_embeddings=True))
+            self.lm = MambaLMHeadModel(
+                MambaConfig(
+                    d_model=768,
+                    n_layer=24,
+                    vocab_size=vocab_size,
+                    ssm_cfg={},
+                    rms_norm=True,
+                    residual_in_fp32=True,
+                    fused_add_norm=True,
+                    pad_vocab_size_multiple=8,
+                    tie_embeddings=True,
+                )
+            )
 
         def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
             return self.lm(input_ids).logits[..., :vocab_size]
@@ -92,8 +104,16 @@ def loss_fn(kind: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     return lambda logits, targets: cross_entropy_fn(logits, targets, backend="triton")
 
 
-def time_steps(model: torch.nn.Module, batch: int, seqlen: int, vocab: int, steps: int, warmup: int,
-               profile_to: Path | None = None, loss: str = "torch") -> dict:
+def time_steps(
+    model: torch.nn.Module,
+    batch: int,
+    seqlen: int,
+    vocab: int,
+    steps: int,
+    warmup: int,
+    profile_to: Path | None = None,
+    loss: str = "torch",
+) -> dict:
     device = torch.device("cuda")
     model = model.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
@@ -125,9 +145,13 @@ def time_steps(model: torch.nn.Module, batch: int, seqlen: int, vocab: int, step
     peak = torch.cuda.max_memory_allocated()
     if profile_to is not None:
         profile_step(step, profile_to)
-    return {"ms_per_step": round(ms, 2), "tokens_per_s": round(batch * seqlen / ms * 1e3),
-            "peak_gb": round(peak / 1e9, 2), "act_gb": round(held["act"] / 1e9, 2),
-            "params_m": round(sum(p.numel() for p in {id(p): p for p in model.parameters()}.values()) / 1e6, 2)}
+    return {
+        "ms_per_step": round(ms, 2),
+        "tokens_per_s": round(batch * seqlen / ms * 1e3),
+        "peak_gb": round(peak / 1e9, 2),
+        "act_gb": round(held["act"] / 1e9, 2),
+        "params_m": round(sum(p.numel() for p in {id(p): p for p in model.parameters()}.values()) / 1e6, 2),
+    }
 
 
 def profile_step(step: Callable[[], None], path: Path, rows: int = 25) -> str:
@@ -141,10 +165,15 @@ def profile_step(step: Callable[[], None], path: Path, rows: int = 25) -> str:
     from torch.autograd.profiler_util import EventList
 
     events = prof.key_averages()
-    kernels = EventList([e for e in events if e.device_type == DeviceType.CUDA], use_device=events._use_device,
-                        profile_memory=events._profile_memory)  # kernels and memcpys only
+    kernels = EventList(
+        [e for e in events if e.device_type == DeviceType.CUDA],
+        use_device=events._use_device,
+        profile_memory=events._profile_memory,
+    )  # kernels and memcpys only
     total_us = sum(e.self_device_time_total for e in kernels)
-    table = (kernels or events).table(sort_by="self_device_time_total", row_limit=rows, max_name_column_width=70)
+    table = (kernels or events).table(
+        sort_by="self_device_time_total", row_limit=rows, max_name_column_width=70
+    )
     text = f"one step: {total_us / 1e3:.1f} ms of CUDA kernel time\n{table}"
     print(text, flush=True)
     path.write_text(text)
@@ -152,7 +181,9 @@ def profile_step(step: Callable[[], None], path: Path, rows: int = 25) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--models", nargs="+", default=["mamba_130m"])
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--seqlen", type=int, default=2048)
@@ -160,11 +191,19 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--out", type=Path, default=Path("outputs/bench"))
-    parser.add_argument("--loss", nargs="+", choices=["torch", "kernel"], default=["torch"],
-                        help="cross-entropy: PyTorch's on fp32 logits (as the official figure) and/or the Triton "
-                             "kernel; each model runs once per choice")
-    parser.add_argument("--profile", action="store_true",
-                        help="after timing, profile one step and print the top-25 CUDA kernels")
+    parser.add_argument(
+        "--loss",
+        nargs="+",
+        choices=["torch", "kernel"],
+        default=["torch"],
+        help="cross-entropy: PyTorch's on fp32 logits (as the official figure) and/or the Triton "
+        "kernel; each model runs once per choice",
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="after timing, profile one step and print the top-25 CUDA kernels",
+    )
     args = parser.parse_args()
     if not torch.cuda.is_available():
         raise SystemExit("bench_train_step.py needs a CUDA GPU")
@@ -174,9 +213,22 @@ def main() -> None:
         for loss in args.loss:
             torch.manual_seed(0)
             profile_to = args.out / f"profile_{tag(name)}_{loss}.txt" if args.profile else None
-            row = {"model": name, "loss": loss, "batch": args.batch, "seqlen": args.seqlen,
-                   **time_steps(build_model(name, args.vocab), args.batch, args.seqlen, args.vocab, args.steps,
-                                args.warmup, profile_to=profile_to, loss=loss)}
+            row = {
+                "model": name,
+                "loss": loss,
+                "batch": args.batch,
+                "seqlen": args.seqlen,
+                **time_steps(
+                    build_model(name, args.vocab),
+                    args.batch,
+                    args.seqlen,
+                    args.vocab,
+                    args.steps,
+                    args.warmup,
+                    profile_to=profile_to,
+                    loss=loss,
+                ),
+            }
             rows.append(row)
             print(row, flush=True)
             torch.cuda.empty_cache()
@@ -184,10 +236,14 @@ def main() -> None:
                 writer = csv.DictWriter(f, fieldnames=list(rows[0]))
                 writer.writeheader()
                 writer.writerows(rows)
-    print(f"{'model':<40}{'loss':>7}{'ms/step':>10}{'tokens/s':>12}{'peak GB':>10}{'act GB':>9}{'params M':>10}")
+    print(
+        f"{'model':<40}{'loss':>7}{'ms/step':>10}{'tokens/s':>12}{'peak GB':>10}{'act GB':>9}{'params M':>10}"
+    )
     for r in rows:
-        print(f"{r['model']:<40}{r['loss']:>7}{r['ms_per_step']:>10}{r['tokens_per_s']:>12}{r['peak_gb']:>10}"
-              f"{r['act_gb']:>9}{r['params_m']:>10}")
+        print(
+            f"{r['model']:<40}{r['loss']:>7}{r['ms_per_step']:>10}{r['tokens_per_s']:>12}{r['peak_gb']:>10}"
+            f"{r['act_gb']:>9}{r['params_m']:>10}"
+        )
 
 
 if __name__ == "__main__":

@@ -70,8 +70,9 @@ class ContractScan(torch.autograd.Function):
         D = D.float().contiguous() if D is not None else None
         delta_bias = delta_bias.float().contiguous() if delta_bias is not None else None
         batch, dim, seqlen = u.shape
-        states = torch.empty((batch, dim, math.ceil(seqlen / chunk), A.shape[1]), dtype=torch.float32,
-                             device=u.device)
+        states = torch.empty(
+            (batch, dim, math.ceil(seqlen / chunk), A.shape[1]), dtype=torch.float32, device=u.device
+        )
         ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, states)
         return torch.zeros_like(u)
 
@@ -96,8 +97,21 @@ class ContractConv(torch.autograd.Function):
         raise NotImplementedError("ContractConv only counts saved tensors")
 
 
-def scan_triton_contract(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,  # noqa: ANN001
-                     return_last_state=False, backend="auto", *, chunk: int):
+def scan_triton_contract(
+    u,
+    delta,
+    A,
+    B,
+    C,
+    D=None,
+    z=None,
+    delta_bias=None,
+    delta_softplus=False,  # noqa: ANN001
+    return_last_state=False,
+    backend="auto",
+    *,
+    chunk: int,
+):
     if return_last_state:
         raise NotImplementedError("the contract scan has no last state")
     return ContractScan.apply(u, delta, A, B, C, D, z, delta_bias, chunk)
@@ -111,10 +125,12 @@ def conv_triton_contract(x, weight, bias=None, activation=None, backend="auto"):
 def contract_kernels(chunk: int) -> Iterator[None]:
     """Route the mixer's and the fused path's scan/conv calls to the contract stand-ins."""
     scan = partial(scan_triton_contract, chunk=chunk)
-    with mock.patch.object(kernels, "selective_scan_fn", scan), \
-            mock.patch.object(kernels, "causal_conv1d_fn", conv_triton_contract), \
-            mock.patch.object(mamba_module, "selective_scan_fn", scan), \
-            mock.patch.object(mamba_module, "causal_conv1d_fn", conv_triton_contract):
+    with (
+        mock.patch.object(kernels, "selective_scan_fn", scan),
+        mock.patch.object(kernels, "causal_conv1d_fn", conv_triton_contract),
+        mock.patch.object(mamba_module, "selective_scan_fn", scan),
+        mock.patch.object(mamba_module, "causal_conv1d_fn", conv_triton_contract),
+    ):
         yield
 
 
@@ -165,8 +181,11 @@ class Ledger:
         if t.numel() * t.element_size() < storage.nbytes():  # a view into a larger storage
             label += f" in {storage.nbytes() / (t.numel() * t.element_size()):.3g}x"
         self.storages[ptr] = Saved(
-            site=self._site(), shape=label, dtype=str(t.dtype).removeprefix("torch."),
-            nbytes=storage.nbytes(), per_token=any(s in self.token_dims for s in shape),
+            site=self._site(),
+            shape=label,
+            dtype=str(t.dtype).removeprefix("torch."),
+            nbytes=storage.nbytes(),
+            per_token=any(s in self.token_dims for s in shape),
             parameter=ptr in self.params,
         )
         self.keep.append(t)  # keep the storage alive so that its address is not reused
@@ -176,9 +195,15 @@ class Ledger:
 def symbols_for(batch: int, seqlen: int, mixer: Mamba, chunk: int) -> dict[int, str]:
     """Dimension size -> symbol; larger/more specific meanings first (a size is named once)."""
     table = [
-        (seqlen, "L"), (batch * seqlen, "BL"), (2 * mixer.d_inner, "2E"), (mixer.d_inner, "E"),
-        (mixer.d_model, "D"), (mixer.dt_rank + 2 * mixer.d_state, "R+2N"), (mixer.dt_rank, "R"),
-        (mixer.d_state, "N"), (math.ceil(seqlen / chunk), "L/c"),
+        (seqlen, "L"),
+        (batch * seqlen, "BL"),
+        (2 * mixer.d_inner, "2E"),
+        (mixer.d_inner, "E"),
+        (mixer.d_model, "D"),
+        (mixer.dt_rank + 2 * mixer.d_state, "R+2N"),
+        (mixer.dt_rank, "R"),
+        (mixer.d_state, "N"),
+        (math.ceil(seqlen / chunk), "L/c"),
     ] + ([(batch, "B")] if batch > 1 else [])
     out: dict[int, str] = {}
     for size, name in table:
@@ -192,12 +217,20 @@ def measure(fused: bool, args: argparse.Namespace) -> tuple[list[Saved], int]:
     """Saved storages of one block forward (and the number of tokens)."""
     torch.manual_seed(0)
     device = torch.device(args.device)
-    mixer = Mamba(args.d_model, d_state=args.d_state, d_conv=args.d_conv, expand=args.expand,
-                  dt_rank=args.dt_rank if args.dt_rank == "auto" else int(args.dt_rank),
-                  scan_backend=args.backend, fused=fused)
+    mixer = Mamba(
+        args.d_model,
+        d_state=args.d_state,
+        d_conv=args.d_conv,
+        expand=args.expand,
+        dt_rank=args.dt_rank if args.dt_rank == "auto" else int(args.dt_rank),
+        scan_backend=args.backend,
+        fused=fused,
+    )
     block = Block(args.d_model, mixer, partial(RMSNorm, eps=1e-5), residual_in_fp32=True).to(device)
     dtype = getattr(torch, args.dtype)
-    hidden = torch.randn(args.batch, args.seqlen, args.d_model, device=device, dtype=dtype, requires_grad=True)
+    hidden = torch.randn(
+        args.batch, args.seqlen, args.d_model, device=device, dtype=dtype, requires_grad=True
+    )
     residual = torch.randn(args.batch, args.seqlen, args.d_model, device=device, requires_grad=True)
     symbols = symbols_for(args.batch, args.seqlen, mixer, args.state_chunk)
     token_dims = {"BL", "L", "L/c"}
@@ -218,8 +251,18 @@ def rows_for(path: str, saved: list[Saved], tokens: int, args: argparse.Namespac
     for s in saved:
         kind = "parameter" if s.parameter else ("per-token" if s.per_token else "per-layer")
         key = (s.site, s.shape, s.dtype, kind)
-        g = groups.setdefault(key, {"path": path, "site": s.site, "tensor": f"{s.dtype} {s.shape}", "kind": kind,
-                                    "storages": 0, "saves": 0, "bytes": 0})
+        g = groups.setdefault(
+            key,
+            {
+                "path": path,
+                "site": s.site,
+                "tensor": f"{s.dtype} {s.shape}",
+                "kind": kind,
+                "storages": 0,
+                "saves": 0,
+                "bytes": 0,
+            },
+        )
         g["storages"] += 1
         g["saves"] += s.n_saves
         g["bytes"] += s.nbytes
@@ -246,11 +289,19 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--target-batch", type=int, default=16)
     p.add_argument("--target-seqlen", type=int, default=2048)
     p.add_argument("--layers", type=int, default=24)
-    p.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"],
-                   help="autocast dtype (float32: no autocast)")
+    p.add_argument(
+        "--dtype",
+        default="bfloat16",
+        choices=["bfloat16", "float16", "float32"],
+        help="autocast dtype (float32: no autocast)",
+    )
     p.add_argument("--kernels", default="contract", choices=["contract", "real"])
-    p.add_argument("--backend", default="auto", choices=list(kernels.BACKENDS),
-                   help="scan/conv backend with --kernels real")
+    p.add_argument(
+        "--backend",
+        default="auto",
+        choices=list(kernels.BACKENDS),
+        help="scan/conv backend with --kernels real",
+    )
     p.add_argument("--state-chunk", type=int, default=32, help="steps between saved scan states (contract)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--paths", default="unfused,fused")
@@ -266,14 +317,20 @@ def main(argv: list[str] | None = None) -> list[dict]:
         per_tok = sum(r["bytes_per_token"] for r in path_rows)
         totals.append((path, per_tok, sum(r["target_gb"] for r in path_rows if r["kind"] != "parameter")))
 
-    print(f"saved for backward per Mamba block: d_model {args.d_model}, batch {args.batch} x {args.seqlen}, "
-          f"{args.dtype} autocast, kernels={args.kernels}"
-          + (f" (state chunk {args.state_chunk})" if args.kernels == "contract" else f" ({args.backend})"))
-    print(f"target: {args.target_batch} x {args.target_seqlen} tokens x {args.layers} layers (GB = 1e9 bytes)\n")
+    print(
+        f"saved for backward per Mamba block: d_model {args.d_model}, batch {args.batch} x {args.seqlen}, "
+        f"{args.dtype} autocast, kernels={args.kernels}"
+        + (f" (state chunk {args.state_chunk})" if args.kernels == "contract" else f" ({args.backend})")
+    )
+    print(
+        f"target: {args.target_batch} x {args.target_seqlen} tokens x {args.layers} layers (GB = 1e9 bytes)\n"
+    )
     print(f"{'path':<8}{'saved by':<30}{'tensor':<32}{'kind':<10}{'n':>3}{'B/token':>10}{'target GB':>11}")
     for r in rows:
-        print(f"{r['path']:<8}{r['site'][:29]:<30}{r['tensor'][:31]:<32}{r['kind']:<10}{r['storages']:>3}"
-              f"{r['bytes_per_token']:>10.1f}{r['target_gb']:>11.3f}")
+        print(
+            f"{r['path']:<8}{r['site'][:29]:<30}{r['tensor'][:31]:<32}{r['kind']:<10}{r['storages']:>3}"
+            f"{r['bytes_per_token']:>10.1f}{r['target_gb']:>11.3f}"
+        )
     print()
     for path, per_tok, gb in totals:
         print(f"{path:<8} total {per_tok:>9.1f} B/token/layer   {gb:7.2f} GB at target (parameters excluded)")

@@ -69,7 +69,9 @@ def steps_per_second(task: torch.nn.Module, batch: dict[str, torch.Tensor], step
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--out", type=Path, default=Path("outputs/cpu_threads"))
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--competitors", type=int, nargs="+", default=[0, 1])
@@ -90,15 +92,24 @@ def main() -> None:
             for threads in args.threads:
                 torch.set_num_threads(threads)
                 rate = steps_per_second(task, batch, args.steps)
-                rows.append({"competitors": competitors, "threads": threads, "steps_per_s": round(rate, 2),
-                             "load_avg": round(os.getloadavg()[0], 2)})
+                rows.append(
+                    {
+                        "competitors": competitors,
+                        "threads": threads,
+                        "steps_per_s": round(rate, 2),
+                        "load_avg": round(os.getloadavg()[0], 2),
+                    }
+                )
                 print(f"competitors={competitors} threads={threads}: {rate:.2f} steps/s")
                 with open(csv_path, "w", newline="") as handle:
                     writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
                     writer.writeheader()
                     writer.writerows(rows)
                 lines = ["| competitors | threads | steps/s | load avg |", "|---:|---:|---:|---:|"]
-                lines += [f"| {r['competitors']} | {r['threads']} | {r['steps_per_s']} | {r['load_avg']} |" for r in rows]
+                lines += [
+                    f"| {r['competitors']} | {r['threads']} | {r['steps_per_s']} | {r['load_avg']} |"
+                    for r in rows
+                ]
                 md_path.write_text("\n".join(lines) + "\n")
         finally:
             stop.set()

@@ -38,9 +38,11 @@ os.environ.setdefault("PROJECT_ROOT", str(ROOT))
 os.environ.setdefault("WANDB_MODE", "disabled")
 
 FIELDS = ["section", "model", "x", "metric", "value", "steps", "train_s", "wall_s", "params", "note"]
-LABELS = {"species": ("window length (bases)", "test accuracy"),
-          "context": ("context length (bases)", "held-out bits per base"),
-          "size": ("parameters", "held-out bits per base")}
+LABELS = {
+    "species": ("window length (bases)", "test accuracy"),
+    "context": ("context length (bases)", "held-out bits per base"),
+    "size": ("parameters", "held-out bits per base"),
+}
 
 
 class Report:
@@ -65,22 +67,40 @@ class Report:
             writer = csv.DictWriter(handle, fieldnames=FIELDS)
             writer.writeheader()
             writer.writerows(self.rows)
-        lines = [f"# DNA figures on {self.device}", "",
-                 f"Written by scripts/dna_gpu.py {self.elapsed():.0f} s after it started (budget {self.budget:.0f} s).",
-                 self.scale_note, ""]
+        lines = [
+            f"# DNA figures on {self.device}",
+            "",
+            f"Written by scripts/dna_gpu.py {self.elapsed():.0f} s after it started (budget {self.budget:.0f} s).",
+            self.scale_note,
+            "",
+        ]
         if self.long_step:
             s = self.long_step
-            lines += ["## Mamba HG38 step at 2^20 (batch 1)", "",
-                      "| length | model | params | peak memory GiB | step s (fwd+bwd+AdamW) | note |", "|---|---|---|---|---|---|",
-                      f"| {s['length']} | {s['model']} | {s['params']} | {s['peak_gib']} | {s['step_s']} | {s['note']} |", ""]
+            lines += [
+                "## Mamba HG38 step at 2^20 (batch 1)",
+                "",
+                "| length | model | params | peak memory GiB | step s (fwd+bwd+AdamW) | note |",
+                "|---|---|---|---|---|---|",
+                f"| {s['length']} | {s['model']} | {s['params']} | {s['peak_gib']} | {s['step_s']} | {s['note']} |",
+                "",
+            ]
         for section, (xlabel, ylabel) in LABELS.items():
             rows = [r for r in self.rows if r["section"] == section]
             if not rows:
                 continue
-            lines += [f"## {section}: {ylabel} vs {xlabel}", "", f"![{section}]({section}.png)", "",
-                      "| model | x | value | steps | train s | wall s | params | note |", "|---|---|---|---|---|---|---|---|"]
-            lines += [f"| {r['model']} | {r['x']} | {r['value']} | {r['steps']} | {r['train_s']} | {r['wall_s']} | "
-                      f"{r['params']} | {r['note']} |" for r in rows]
+            lines += [
+                f"## {section}: {ylabel} vs {xlabel}",
+                "",
+                f"![{section}]({section}.png)",
+                "",
+                "| model | x | value | steps | train s | wall s | params | note |",
+                "|---|---|---|---|---|---|---|---|",
+            ]
+            lines += [
+                f"| {r['model']} | {r['x']} | {r['value']} | {r['steps']} | {r['train_s']} | {r['wall_s']} | "
+                f"{r['params']} | {r['note']} |"
+                for r in rows
+            ]
             lines.append("")
             self.plot(section, rows, xlabel, ylabel)
         (self.out / "dna_gpu.md").write_text("\n".join(lines) + "\n")
@@ -95,8 +115,11 @@ class Report:
             return
         fig, ax = plt.subplots(figsize=(5, 3.6))
         for model in dict.fromkeys(r["model"] for r in rows):
-            points = sorted((float(r["x"]), float(r["value"])) for r in rows
-                            if r["model"] == model and r["value"] not in ("", None) and _number(r["x"]))
+            points = sorted(
+                (float(r["x"]), float(r["value"]))
+                for r in rows
+                if r["model"] == model and r["value"] not in ("", None) and _number(r["x"])
+            )
             if points:
                 ax.plot(*zip(*points), marker="o", label=model)
         ax.set_xscale("log", base=2 if section != "size" else 10)
@@ -143,8 +166,16 @@ def compose(overrides: list[str], run_dir: Path):
     return cfg
 
 
-def run_one(report: Report, section: str, model: str, x: float, overrides: list[str], seconds: float,
-            metric: str, name: str) -> None:
+def run_one(
+    report: Report,
+    section: str,
+    model: str,
+    x: float,
+    overrides: list[str],
+    seconds: float,
+    metric: str,
+    name: str,
+) -> None:
     """Train one configuration for at most ``seconds`` (then test) and add its row."""
     from omegaconf import open_dict
 
@@ -168,14 +199,28 @@ def run_one(report: Report, section: str, model: str, x: float, overrides: list[
             shutil.copy(png, report.out / f"confusion_{name}.png")
             note = f"confusion_{name}.png"
         shutil.copy(run_dir / "summary.json", report.out / f"{name}.summary.json")
-        report.add(section=section, model=model, x=x, metric=metric,
-                   value="" if value is None else round(float(value), 4), steps=summary.get("global_step"),
-                   train_s=round(seconds), wall_s=round(time.time() - started, 1),
-                   params=summary.get("params", {}).get("total"), note=note)
+        report.add(
+            section=section,
+            model=model,
+            x=x,
+            metric=metric,
+            value="" if value is None else round(float(value), 4),
+            steps=summary.get("global_step"),
+            train_s=round(seconds),
+            wall_s=round(time.time() - started, 1),
+            params=summary.get("params", {}).get("total"),
+            note=note,
+        )
     except Exception as err:  # one failed run must not stop the figure
         traceback.print_exc()
-        report.add(section=section, model=model, x=x, metric=metric, wall_s=round(time.time() - started, 1),
-                   note=f"failed: {type(err).__name__}: {str(err).splitlines()[0][:160] if str(err) else ''}")
+        report.add(
+            section=section,
+            model=model,
+            x=x,
+            metric=metric,
+            wall_s=round(time.time() - started, 1),
+            note=f"failed: {type(err).__name__}: {str(err).splitlines()[0][:160] if str(err) else ''}",
+        )
 
 
 def long_step(report: Report, length: int, data_dir: Path, device: str, extra: list[str]) -> None:
@@ -188,7 +233,10 @@ def long_step(report: Report, length: int, data_dir: Path, device: str, extra: l
 
     note = ""
     try:
-        cfg = compose(["experiment=dna/context_length/paper", f"data.seq_len={length}", *extra], report.out / "runs" / "long")
+        cfg = compose(
+            ["experiment=dna/context_length/paper", f"data.seq_len={length}", *extra],
+            report.out / "runs" / "long",
+        )
         net = build_network(cfg, type("Vocab", (), {"vocab_size": 12})()).to(device)
         genome = FastaGenome(data_dir / "hg38" / "genome.fa")
         contig = max(genome.lengths, key=genome.lengths.get)
@@ -218,34 +266,58 @@ def long_step(report: Report, length: int, data_dir: Path, device: str, extra: l
                 times.append(time.time() - t0)
         peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else float("nan")
         params = sum(p.numel() for p in net.parameters())
-        report.long_step = {"length": length, "model": f"Mamba {cfg.model.n_layer} x {cfg.model.d_model}",
-                            "params": params, "peak_gib": round(peak, 2), "step_s": round(sum(times) / len(times), 3),
-                            "note": f"bf16 autocast, loss {loss.item():.3f}; mean of 3 steps after 1 warm-up"}
+        report.long_step = {
+            "length": length,
+            "model": f"Mamba {cfg.model.n_layer} x {cfg.model.d_model}",
+            "params": params,
+            "peak_gib": round(peak, 2),
+            "step_s": round(sum(times) / len(times), 3),
+            "note": f"bf16 autocast, loss {loss.item():.3f}; mean of 3 steps after 1 warm-up",
+        }
         del net, opt, logits, loss
         if cuda:
             torch.cuda.empty_cache()
     except Exception as err:
         traceback.print_exc()
         note = f"failed: {type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''}"
-        report.long_step = {"length": length, "model": "Mamba 12 x 128", "params": "", "peak_gib": "", "step_s": "",
-                            "note": note}
+        report.long_step = {
+            "length": length,
+            "model": "Mamba 12 x 128",
+            "params": "",
+            "peak_gib": "",
+            "step_s": "",
+            "note": note,
+        }
     report.write()
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    parser.add_argument("--out", type=Path, required=True, help="folder for the results (written as they come)")
-    parser.add_argument("--data-dir", type=Path, default=Path(os.environ.get("MAMBABENCH_DATA", ROOT / "data")),
-                        help="folder holding species/ and hg38/ (prepare_data.py ... --data-dir)")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__,
+    )
+    parser.add_argument(
+        "--out", type=Path, required=True, help="folder for the results (written as they come)"
+    )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path(os.environ.get("MAMBABENCH_DATA", ROOT / "data")),
+        help="folder holding species/ and hg38/ (prepare_data.py ... --data-dir)",
+    )
     parser.add_argument("--budget", type=float, default=240.0, help="seconds for everything (default 240)")
     parser.add_argument("--models", nargs="+", default=["mamba", "hyena"], help="models to compare")
     parser.add_argument("--species-lengths", type=int, nargs="+", default=[1024, 4096, 16384, 32768])
     parser.add_argument("--context-lengths", type=int, nargs="+", default=[1024, 4096, 16384])
-    parser.add_argument("--sizes", nargs="+", default=["250K", "700K", "1_4M"], help="rows of the DNA size table")
+    parser.add_argument(
+        "--sizes", nargs="+", default=["250K", "700K", "1_4M"], help="rows of the DNA size table"
+    )
     parser.add_argument("--long-length", type=int, default=1 << 20, help="sequence length of the long step")
     parser.add_argument("--tokens-per-batch", type=int, default=1 << 16, help="tokens per training batch")
-    parser.add_argument("--smoke", action="store_true", help="CPU logic check: tiny lengths, sizes and budget")
+    parser.add_argument(
+        "--smoke", action="store_true", help="CPU logic check: tiny lengths, sizes and budget"
+    )
     args = parser.parse_args(argv)
 
     import torch
@@ -258,25 +330,44 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["MAMBABENCH_DATA"] = str(args.data_dir.resolve())
     for need in ("species", "hg38"):
         if not (args.data_dir / need).is_dir():
-            print(f"error: {args.data_dir / need} is missing; run: python scripts/prepare_data.py {need} "
-                  f"--data-dir {args.data_dir} (see --help for the small set)", file=sys.stderr)
+            print(
+                f"error: {args.data_dir / need} is missing; run: python scripts/prepare_data.py {need} "
+                f"--data-dir {args.data_dir} (see --help for the small set)",
+                file=sys.stderr,
+            )
             return 1
     name = torch.cuda.get_device_name() if device == "cuda" else "CPU"
     n_runs = len(args.models) * (len(args.species_lengths) + len(args.context_lengths) + len(args.sizes))
     share = {"species": 0.36, "context": 0.30, "size": 0.24}  # the long step and start-up: the other 10 %
-    per_run = {k: args.budget * v / (len(args.models) * n) for k, n, v in
-               (("species", len(args.species_lengths), share["species"]),
-                ("context", len(args.context_lengths), share["context"]), ("size", len(args.sizes), share["size"]))}
+    per_run = {
+        k: args.budget * v / (len(args.models) * n)
+        for k, n, v in (
+            ("species", len(args.species_lengths), share["species"]),
+            ("context", len(args.context_lengths), share["context"]),
+            ("size", len(args.sizes), share["size"]),
+        )
+    }
     overhead = 4.0 if device == "cuda" else 2.0  # per run: build, first-batch compile, test pass
-    note = (f"Scaled to the budget: {n_runs} training runs of about {per_run['species'] - overhead:.0f} / "
-            f"{per_run['context'] - overhead:.0f} / {per_run['size'] - overhead:.0f} s of fitting each (species / "
-            f"context / size), so the curves are seconds of training: indicative, not converged. Paper: "
-            f"10K-20K steps per point.")
+    note = (
+        f"Scaled to the budget: {n_runs} training runs of about {per_run['species'] - overhead:.0f} / "
+        f"{per_run['context'] - overhead:.0f} / {per_run['size'] - overhead:.0f} s of fitting each (species / "
+        f"context / size), so the curves are seconds of training: indicative, not converged. Paper: "
+        f"10K-20K steps per point."
+    )
     report = Report(args.out, args.budget, name, note)
     print(note)
-    common = [f"trainer={trainer}", "logger=csv", "callbacks.progress_bar=null", "trainer.num_sanity_val_steps=0",
-              # runs end at max_time: a 50-step warmup, then (cosine over 100K steps) a practically constant LR
-              "trainer.max_steps=100000", "scheduler.warmup_steps=50", "seed=0", "trainer.limit_val_batches=0", "trainer.val_check_interval=null"]
+    common = [
+        f"trainer={trainer}",
+        "logger=csv",
+        "callbacks.progress_bar=null",
+        "trainer.num_sanity_val_steps=0",
+        # runs end at max_time: a 50-step warmup, then (cosine over 100K steps) a practically constant LR
+        "trainer.max_steps=100000",
+        "scheduler.warmup_steps=50",
+        "seed=0",
+        "trainer.limit_val_batches=0",
+        "trainer.val_check_interval=null",
+    ]
 
     runs_left = [n_runs]
     tiny = ["model.d_model=32", "model.n_layer=2"] if args.smoke else []
@@ -289,40 +380,97 @@ def main(argv: list[str] | None = None) -> int:
     def hyena(model: str, length: int) -> list[str]:
         return [f"model.mixer.l_max={length}", "optimizer.lr=2e-3"] if model == "hyena" else []
 
-    long_step(report, args.long_length, args.data_dir, device, ["model.d_model=32", "model.n_layer=2"] if args.smoke else [])
+    long_step(
+        report,
+        args.long_length,
+        args.data_dir,
+        device,
+        ["model.d_model=32", "model.n_layer=2"] if args.smoke else [],
+    )
 
     for length in args.species_lengths:
         batch = max(1, args.tokens_per_batch // length)
         for model in args.models:
-            overrides = ["experiment=dna/species/mini", *common, f"model={model}", f"data.seq_len={length}",
-                         f"data.batch_size={batch}", f"data.eval_batch_size={batch}", "dna.sizes.mini.d_model=128",
-                         "dna.sizes.mini.n_layer=2", f"dna.layer_multiplier={2 if model == 'mamba' else 1}",
-                         f"data.num_eval_samples={20 if args.smoke else 500}", *hyena(model, length), *tiny]
-            run_one(report, "species", model, length, overrides, seconds("species"), "test/accuracy",
-                    f"species_{model}_L{length}")
+            overrides = [
+                "experiment=dna/species/mini",
+                *common,
+                f"model={model}",
+                f"data.seq_len={length}",
+                f"data.batch_size={batch}",
+                f"data.eval_batch_size={batch}",
+                "dna.sizes.mini.d_model=128",
+                "dna.sizes.mini.n_layer=2",
+                f"dna.layer_multiplier={2 if model == 'mamba' else 1}",
+                f"data.num_eval_samples={20 if args.smoke else 500}",
+                *hyena(model, length),
+                *tiny,
+            ]
+            run_one(
+                report,
+                "species",
+                model,
+                length,
+                overrides,
+                seconds("species"),
+                "test/accuracy",
+                f"species_{model}_L{length}",
+            )
 
     for length in args.context_lengths:
         batch = max(1, args.tokens_per_batch // length)
         for model in args.models:
-            overrides = ["experiment=dna/context_length/mini", *common, f"model={model}", f"data.seq_len={length}",
-                         f"data.batch_size={batch}", f"data.eval_batch_size={batch}",
-                         f"callbacks.seqlen_warmup.min_seq_len={min(1024, length)}",
-                         f"callbacks.seqlen_warmup.tokens_per_step={batch * length}",
-                         f"model.n_layer={4 if model == 'mamba' else 2}", "model.d_model=128",
-                         f"data.max_eval_windows={8 if args.smoke else max(2, (1 << 19) // length)}", *hyena(model, length), *tiny]
-            run_one(report, "context", model, length, overrides, seconds("context"), "test/bits_per_token",
-                    f"context_{model}_L{length}")
+            overrides = [
+                "experiment=dna/context_length/mini",
+                *common,
+                f"model={model}",
+                f"data.seq_len={length}",
+                f"data.batch_size={batch}",
+                f"data.eval_batch_size={batch}",
+                f"callbacks.seqlen_warmup.min_seq_len={min(1024, length)}",
+                f"callbacks.seqlen_warmup.tokens_per_step={batch * length}",
+                f"model.n_layer={4 if model == 'mamba' else 2}",
+                "model.d_model=128",
+                f"data.max_eval_windows={8 if args.smoke else max(2, (1 << 19) // length)}",
+                *hyena(model, length),
+                *tiny,
+            ]
+            run_one(
+                report,
+                "context",
+                model,
+                length,
+                overrides,
+                seconds("context"),
+                "test/bits_per_token",
+                f"context_{model}_L{length}",
+            )
 
     for size in args.sizes:
         for model in args.models:
             length = 1024 if not args.smoke else 128
-            overrides = ["experiment=dna/model_size/mini", *common, f"model={model}", f"dna.size={size}",
-                         f"data.seq_len={length}", f"data.batch_size={max(1, args.tokens_per_batch // length)}",
-                         f"dna.layer_multiplier={2 if model == 'mamba' else 1}",
-                         f"data.max_eval_windows={8 if args.smoke else 512}",
-                         *([] if model == "mamba" else [f"model.mixer.l_max={length}", "optimizer.lr=2e-3"]), *tiny]
+            overrides = [
+                "experiment=dna/model_size/mini",
+                *common,
+                f"model={model}",
+                f"dna.size={size}",
+                f"data.seq_len={length}",
+                f"data.batch_size={max(1, args.tokens_per_batch // length)}",
+                f"dna.layer_multiplier={2 if model == 'mamba' else 1}",
+                f"data.max_eval_windows={8 if args.smoke else 512}",
+                *([] if model == "mamba" else [f"model.mixer.l_max={length}", "optimizer.lr=2e-3"]),
+                *tiny,
+            ]
             params_row = len(report.rows)
-            run_one(report, "size", model, 0, overrides, seconds("size"), "test/bits_per_token", f"size_{model}_{size}")
+            run_one(
+                report,
+                "size",
+                model,
+                0,
+                overrides,
+                seconds("size"),
+                "test/bits_per_token",
+                f"size_{model}_{size}",
+            )
             row = report.rows[params_row]
             row["x"] = row["params"] or size
             report.write()

@@ -43,7 +43,7 @@ def kmers(codes: np.ndarray, k: int, alphabet: int) -> np.ndarray:
         return np.zeros(0, dtype=np.int64)
     ids, valid = np.zeros(n, dtype=np.int64), np.ones(n, dtype=bool)
     for j in range(k):
-        part = codes[j:j + n]
+        part = codes[j : j + n]
         valid &= part >= 0
         ids = ids * alphabet + np.maximum(part, 0)
     return ids[valid]
@@ -66,9 +66,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--k", type=int, nargs="+", default=[4, 6, 8], help="k-mer sizes (Markov order k-1)")
     parser.add_argument("--lengths", type=int, nargs="+", default=[1024, 4096, 16384])
     parser.add_argument("--windows", type=int, default=1000, help="test windows per species")
-    parser.add_argument("--fractions", action="store_true",
-                        help="data=species splits: train on the first 80 %% of every sequence, test on the last 10 %%")
-    parser.add_argument("--keep-case", action="store_true", help="soft-masked (lower-case) bases as their own letters")
+    parser.add_argument(
+        "--fractions",
+        action="store_true",
+        help="data=species splits: train on the first 80 %% of every sequence, test on the last 10 %%",
+    )
+    parser.add_argument(
+        "--keep-case", action="store_true", help="soft-masked (lower-case) bases as their own letters"
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
@@ -83,7 +88,10 @@ def main(argv: list[str] | None = None) -> int:
     for split, store in (("train", train), ("test", test)):
         for name, genomes, regions in zip(args.species, data.genomes, data.regions_for(split, 1)):
             # regions are joined with an unknown base between them, so no k-mer spans two of them
-            parts = [encode(genomes[r.genome].fetch(r.contig, r.start, r.end) + "N", args.keep_case) for r in regions]
+            parts = [
+                encode(genomes[r.genome].fetch(r.contig, r.start, r.end) + "N", args.keep_case)
+                for r in regions
+            ]
             store[name] = np.concatenate(parts)
     rng = np.random.default_rng(args.seed)
     print(f"| k | length | accuracy | {' | '.join(args.species)} |")
@@ -97,14 +105,20 @@ def main(argv: list[str] | None = None) -> int:
                 if seq.size < length:
                     raise SystemExit(f"species '{name}' test sequence is shorter than {length}")
                 for start in rng.integers(0, seq.size - length + 1, size=args.windows):
-                    ids = kmers(seq[start:start + length], k, alphabet)
+                    ids = kmers(seq[start : start + length], k, alphabet)
                     correct[label] += int(np.argmax([m[ids].sum() for m in models]) == label)
             per_class = correct / args.windows
-            print(f"| {k} | {length} | {per_class.mean():.3f} | " + " | ".join(f"{a:.3f}" for a in per_class) + " |",
-                  flush=True)
+            print(
+                f"| {k} | {length} | {per_class.mean():.3f} | "
+                + " | ".join(f"{a:.3f}" for a in per_class)
+                + " |",
+                flush=True,
+            )
     where = "the last 10 % of every sequence" if args.fractions else f"'{args.test}'"
-    print(f"\nchance: {1 / len(args.species):.3f}; {args.windows} windows per species from {where} "
-          f"(random starts; long windows overlap), models fitted on the training regions")
+    print(
+        f"\nchance: {1 / len(args.species):.3f}; {args.windows} windows per species from {where} "
+        f"(random starts; long windows overlap), models fitted on the training regions"
+    )
     return 0
 
 

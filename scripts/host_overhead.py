@@ -91,8 +91,10 @@ def main(argv: list[str] | None = None) -> int:
     }
     if bm.selective_scan_cuda is not None:  # the official extension's fwd + bwd calls, for scale
         paths["official fwd+bwd"] = bm.official_fwdbwd(x)
-    lines = [f"shape {args.shape} {args.dtype}, N = 16, z / D / delta_bias / softplus, variable B/C; "
-             f"scan family {current_launch().family}"]
+    lines = [
+        f"shape {args.shape} {args.dtype}, N = 16, z / D / delta_bias / softplus, variable B/C; "
+        f"scan family {current_launch().family}"
+    ]
     print(lines[0], flush=True)
     report = []
     for name, fn in paths.items():

@@ -24,7 +24,9 @@ def find_icl_runs(paths: list[Path]) -> list[Path]:
     """Run directories (holding config.yaml with an ICL data module) under ``paths``."""
     runs = []
     for path in paths:
-        candidates = [path] if (path / "config.yaml").exists() else sorted(p.parent for p in path.rglob("config.yaml"))
+        candidates = (
+            [path] if (path / "config.yaml").exists() else sorted(p.parent for p in path.rglob("config.yaml"))
+        )
         for run in candidates:
             text = (run / "config.yaml").read_text()
             if "ICLRegressionDataModule" in text and (run / "checkpoints").exists():
@@ -37,9 +39,13 @@ def summary_markdown(rows: list[dict], points: tuple[int, ...]) -> str:
     table: dict[tuple[str, str, str, str], dict[int, float]] = defaultdict(dict)
     for row in rows:
         row = row if isinstance(row, dict) else row.__dict__
-        table[(row["family"], row["loader"], row["kind"], row["name"])][int(row["examples"])] = float(row["error"])
-    lines = ["| family | eval set | kind | method | " + " | ".join(f"k={k}" for k in points) + " |",
-             "|---|---|---|---|" + "---|" * len(points)]
+        table[(row["family"], row["loader"], row["kind"], row["name"])][int(row["examples"])] = float(
+            row["error"]
+        )
+    lines = [
+        "| family | eval set | kind | method | " + " | ".join(f"k={k}" for k in points) + " |",
+        "|---|---|---|---|" + "---|" * len(points),
+    ]
     for (family, loader, kind, name), curve in sorted(table.items()):
         cells = [f"{curve[k]:.3f}" if k in curve else "–" for k in points]
         lines.append(f"| {family} | {loader} | {kind} | {name} | " + " | ".join(cells) + " |")
@@ -47,7 +53,9 @@ def summary_markdown(rows: list[dict], points: tuple[int, ...]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("paths", nargs="+", type=Path, help="run directories or folders holding them")
     parser.add_argument("--out", type=Path, default=Path("reports/icl"))
     parser.add_argument("--baselines", nargs="*", default=None, help="default: the family's usual baselines")
@@ -61,11 +69,20 @@ def main() -> None:
 
     runs = find_icl_runs(args.paths)
     if not runs:
-        raise SystemExit(f"no in-context regression runs (config.yaml with data=icl_regression and checkpoints/) "
-                         f"under {', '.join(map(str, args.paths))}")
+        raise SystemExit(
+            f"no in-context regression runs (config.yaml with data=icl_regression and checkpoints/) "
+            f"under {', '.join(map(str, args.paths))}"
+        )
     print(f"evaluating {len(runs)} run(s): " + ", ".join(map(str, runs)))
-    rows, probes = evaluate_runs(runs, args.baselines, args.num_prompts, args.per_prompt_limit,
-                                 probe=not args.no_probe, probe_prompts=args.probe_prompts, device=args.device)
+    rows, probes = evaluate_runs(
+        runs,
+        args.baselines,
+        args.num_prompts,
+        args.per_prompt_limit,
+        probe=not args.no_probe,
+        probe_prompts=args.probe_prompts,
+        device=args.device,
+    )
     args.out.mkdir(parents=True, exist_ok=True)
     written = [write_rows(rows, args.out / "curves.csv", CURVE_FIELDS)]
     curve_dicts = [r.__dict__ for r in rows]

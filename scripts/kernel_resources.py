@@ -41,16 +41,52 @@ KERNELS = {
     ("conv_fwd", None): causal_conv1d._conv_fwd_kernel,
     ("conv_bwd", None): causal_conv1d._conv_bwd_kernel,
 }
-HALF_POINTERS = {"u_ptr", "delta_ptr", "z_ptr", "out_ptr", "dout_ptr", "du_ptr", "ddelta_ptr", "dz_ptr",
-                 "x_ptr", "dx_ptr"}
+HALF_POINTERS = {
+    "u_ptr",
+    "delta_ptr",
+    "z_ptr",
+    "out_ptr",
+    "dout_ptr",
+    "du_ptr",
+    "ddelta_ptr",
+    "dz_ptr",
+    "x_ptr",
+    "dx_ptr",
+}
 UNSPECIALISED = {"s_An", "s_sn"}
-DEFAULTS = dict(HAS_D=1, HAS_Z=1, HAS_BIAS=1, SOFTPLUS=1, B_VAR=1, C_VAR=1, BLOCK_N=16, DSTATE=16,
-                SAVE_STATES=1, SAVE_LAST=0, DETERMINISTIC=0, EVEN_T=1, LANES=1, NPT=16, FAST=1,
-                WIDTH=4, SILU=1, SPLIT=0, REVERSE=1, W_VAR=1, PREFETCH=0)
+DEFAULTS = dict(
+    HAS_D=1,
+    HAS_Z=1,
+    HAS_BIAS=1,
+    SOFTPLUS=1,
+    B_VAR=1,
+    C_VAR=1,
+    BLOCK_N=16,
+    DSTATE=16,
+    SAVE_STATES=1,
+    SAVE_LAST=0,
+    DETERMINISTIC=0,
+    EVEN_T=1,
+    LANES=1,
+    NPT=16,
+    FAST=1,
+    WIDTH=4,
+    SILU=1,
+    SPLIT=0,
+    REVERSE=1,
+    W_VAR=1,
+    PREFETCH=0,
+)
 
 
-def compile_kernel(fn: triton.JITFunction, consts: dict[str, int], warps: int, half: str,
-                   bc_half: bool, div16: tuple[str, ...] = ()) -> object:
+def compile_kernel(
+    fn: triton.JITFunction,
+    consts: dict[str, int],
+    warps: int,
+    half: str,
+    bc_half: bool,
+    div16: tuple[str, ...] = (),
+) -> object:
     """triton.compile for sm_90 with run-time-like specialisation; returns the compiled kernel."""
     params = list(inspect.signature(fn.fn).parameters)
     sig: dict[str, str] = {}
@@ -72,7 +108,15 @@ def compile_kernel(fn: triton.JITFunction, consts: dict[str, int], warps: int, h
     if missing:
         raise SystemExit(f"missing constexpr values: {', '.join(missing)} (pass NAME=VALUE)")
     src = ASTSource(fn, sig, constexprs, attrs)
-    return triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": warps, "num_stages": 1, **({"maxnreg": int(os.environ["MAXNREG"])} if os.environ.get("MAXNREG") else {})})
+    return triton.compile(
+        src,
+        target=GPUTarget("cuda", 90, 32),
+        options={
+            "num_warps": warps,
+            "num_stages": 1,
+            **({"maxnreg": int(os.environ["MAXNREG"])} if os.environ.get("MAXNREG") else {}),
+        },
+    )
 
 
 def report(kernel: object) -> tuple[str, str]:
@@ -81,7 +125,9 @@ def report(kernel: object) -> tuple[str, str]:
     with tempfile.NamedTemporaryFile(suffix=".cubin", delete=False) as f:
         f.write(kernel.asm["cubin"])
     try:
-        res = subprocess.run([f"{bindir}/cuobjdump", "-res-usage", f.name], capture_output=True, text=True).stdout
+        res = subprocess.run(
+            [f"{bindir}/cuobjdump", "-res-usage", f.name], capture_output=True, text=True
+        ).stdout
         sass = subprocess.run([f"{bindir}/nvdisasm", "-c", f.name], capture_output=True, text=True).stdout
     finally:
         os.unlink(f.name)
@@ -93,25 +139,39 @@ def report(kernel: object) -> tuple[str, str]:
     usage = re.search(r"REG:(\d+) STACK:(\d+)", res)
     regs, stack = (usage.group(1), usage.group(2)) if usage else ("?", "?")
     atomics = sum(v for k, v in ops.items() if k.startswith(("RED", "ATOM")))
-    summary = (f"registers {regs}, spill stack {stack} B, SASS instructions {sum(ops.values())}, "
-               f"MUFU {ops['MUFU']}, SHFL {ops['SHFL']}, BAR {ops['BAR']}, atomics {atomics}")
+    summary = (
+        f"registers {regs}, spill stack {stack} B, SASS instructions {sum(ops.values())}, "
+        f"MUFU {ops['MUFU']}, SHFL {ops['SHFL']}, BAR {ops['BAR']}, atomics {atomics}"
+    )
     return summary, sass
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("which", choices=["fwd", "bwd", "carry", "conv_fwd", "conv_bwd"],
-                   help="scan forward/backward, the time-split scans' carry pass (--family sequential), or "
-                   "the causal conv1d kernels (--family is ignored for these)")
+    p.add_argument(
+        "which",
+        choices=["fwd", "bwd", "carry", "conv_fwd", "conv_bwd"],
+        help="scan forward/backward, the time-split scans' carry pass (--family sequential), or "
+        "the causal conv1d kernels (--family is ignored for these)",
+    )
     p.add_argument("consts", nargs="*", help="constexpr overrides NAME=VALUE (e.g. BLOCK_D=32 TT=8)")
-    p.add_argument("--family", choices=["tiled", "sequential"], default="tiled",
-                   help="the scan kernel family (docs/kernels.md)")
+    p.add_argument(
+        "--family",
+        choices=["tiled", "sequential"],
+        default="tiled",
+        help="the scan kernel family (docs/kernels.md)",
+    )
     p.add_argument("--warps", type=int, default=1)
     p.add_argument("--dtype", default="bf16", choices=["bf16", "fp16", "fp32"])
     p.add_argument("--dump", help="write the SASS here")
-    p.add_argument("--div16", nargs="*", default=[], metavar="NAME",
-                   help="integer arguments to take as divisible by 16, as Triton specialises them at run "
-                        "time (e.g. seqlen=2048 for the conv kernels: vectorised loads need it)")
+    p.add_argument(
+        "--div16",
+        nargs="*",
+        default=[],
+        metavar="NAME",
+        help="integer arguments to take as divisible by 16, as Triton specialises them at run "
+        "time (e.g. seqlen=2048 for the conv kernels: vectorised loads need it)",
+    )
     args = p.parse_intermixed_args(argv)
     family = None if args.which.startswith("conv") else args.family
     if (args.which, family) not in KERNELS:
@@ -124,7 +184,9 @@ def main(argv: list[str] | None = None) -> int:
         if key not in params:
             raise SystemExit(f"{fn.fn.__name__} has no parameter {key!r}")
         consts[key] = int(value)
-    kernel = compile_kernel(fn, consts, args.warps, args.dtype, bc_half=family == "tiled", div16=tuple(args.div16))
+    kernel = compile_kernel(
+        fn, consts, args.warps, args.dtype, bc_half=family == "tiled", div16=tuple(args.div16)
+    )
     summary, sass = report(kernel)
     print(f"{fn.fn.__name__} {args.dtype} warps={args.warps} {consts}\n  {summary}")
     if args.dump:

@@ -22,8 +22,21 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-FIELDS = ["model", "size", "params", "params_non_embedding", "steps", "tokens", "flops", "final_val_loss",
-          "final_val_perplexity", "tokens_per_s", "mfu", "peak_memory_gb", "wall_s"]
+FIELDS = [
+    "model",
+    "size",
+    "params",
+    "params_non_embedding",
+    "steps",
+    "tokens",
+    "flops",
+    "final_val_loss",
+    "final_val_perplexity",
+    "tokens_per_s",
+    "mfu",
+    "peak_memory_gb",
+    "wall_s",
+]
 
 
 def compose_run(overrides: list[str], out_dir: Path):
@@ -63,14 +76,18 @@ def write_tables(rows: list[dict], out: Path) -> None:
     def fmt(value, spec: str) -> str:
         return "" if value is None else format(value, spec)
 
-    lines = ["| model | size | params (non-emb.) | tokens | FLOPs | val loss | val ppl | tokens/s | MFU | peak GB |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| model | size | params (non-emb.) | tokens | FLOPs | val loss | val ppl | tokens/s | MFU | peak GB |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for row in rows:
         r = {k: row.get(k) for k in FIELDS}
-        lines.append(f"| {r['model']} | {r['size']} | {fmt(r['params'], ',')} ({fmt(r['params_non_embedding'], ',')}) "
-                     f"| {fmt(r['tokens'], ',')} | {fmt(r['flops'], '.2e')} | {fmt(r['final_val_loss'], '.3f')} "
-                     f"| {fmt(r['final_val_perplexity'], '.2f')} | {fmt(r['tokens_per_s'], ',.0f')} "
-                     f"| {fmt(r['mfu'], '.1%')} | {fmt(r['peak_memory_gb'], '.2f')} |")
+        lines.append(
+            f"| {r['model']} | {r['size']} | {fmt(r['params'], ',')} ({fmt(r['params_non_embedding'], ',')}) "
+            f"| {fmt(r['tokens'], ',')} | {fmt(r['flops'], '.2e')} | {fmt(r['final_val_loss'], '.3f')} "
+            f"| {fmt(r['final_val_perplexity'], '.2f')} | {fmt(r['tokens_per_s'], ',.0f')} "
+            f"| {fmt(r['mfu'], '.1%')} | {fmt(r['peak_memory_gb'], '.2f')} |"
+        )
     (out / "scaling.md").write_text("\n".join(lines) + "\n")
     try:
         import matplotlib
@@ -81,12 +98,20 @@ def write_tables(rows: list[dict], out: Path) -> None:
         return
     fig, ax = plt.subplots(figsize=(5.5, 4))
     for model in dict.fromkeys(r["model"] for r in rows):
-        pts = sorted((r["flops"], r["final_val_perplexity"]) for r in rows
-                     if r["model"] == model and r.get("flops") and r.get("final_val_perplexity"))
+        pts = sorted(
+            (r["flops"], r["final_val_perplexity"])
+            for r in rows
+            if r["model"] == model and r.get("flops") and r.get("final_val_perplexity")
+        )
         if pts:
             ax.plot(*zip(*pts), marker="o", label=model)
-    ax.set(xscale="log", yscale="log", xlabel="training FLOPs", ylabel="validation perplexity",
-           title="Scaling laws, mini sizes (cf. Figure 4)")
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlabel="training FLOPs",
+        ylabel="validation perplexity",
+        title="Scaling laws, mini sizes (cf. Figure 4)",
+    )
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()
@@ -95,14 +120,22 @@ def write_tables(rows: list[dict], out: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("out", help="output folder")
     parser.add_argument("--data", required=True, help="corpus or token-cache folder (data.root)")
-    parser.add_argument("--budget", type=float, default=240.0, help="seconds for the whole sweep (default 240)")
+    parser.add_argument(
+        "--budget", type=float, default=240.0, help="seconds for the whole sweep (default 240)"
+    )
     parser.add_argument("--models", default="mamba,transformerpp")
     parser.add_argument("--sizes", default="1m,3m,10m,30m")
-    parser.add_argument("--steps-scale", type=float, default=0.5,
-                        help="fraction of each size's lm/mini steps to run (default 0.5)")
+    parser.add_argument(
+        "--steps-scale",
+        type=float,
+        default=0.5,
+        help="fraction of each size's lm/mini steps to run (default 0.5)",
+    )
     parser.add_argument("--context", type=int, default=None, help="override lm.context (default 512)")
     parser.add_argument("--trainer", default="gpu")
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for every run")
@@ -124,10 +157,18 @@ def main(argv: list[str] | None = None) -> int:
         probe = compose_run([f"experiment=lm/mini/{model}", f"lm.size={size}"], out / "probe")
         steps = max(2, math.ceil(probe.trainer.max_steps * args.steps_scale))
         run_dir = out / "runs" / f"{model}_{size}"
-        overrides = [f"experiment=lm/mini/{model}", f"lm.size={size}", f"data.root={args.data}",
-                     f"trainer={args.trainer}", f"trainer.max_steps={steps}",
-                     f"trainer.val_check_interval={max(1, steps // 4)}", "test=false", "logger=csv",
-                     f"+trainer.max_time='{_hms(share)}'", *args.overrides]
+        overrides = [
+            f"experiment=lm/mini/{model}",
+            f"lm.size={size}",
+            f"data.root={args.data}",
+            f"trainer={args.trainer}",
+            f"trainer.max_steps={steps}",
+            f"trainer.val_check_interval={max(1, steps // 4)}",
+            "test=false",
+            "logger=csv",
+            f"+trainer.max_time='{_hms(share)}'",
+            *args.overrides,
+        ]
         if args.context:
             overrides.append(f"lm.context={args.context}")
         cfg = compose_run(overrides, run_dir)
@@ -141,20 +182,34 @@ def main(argv: list[str] | None = None) -> int:
             write_tables(rows, out)
             continue
         summary = json.loads((run_dir / "summary.json").read_text())
-        rows.append({"model": model, "size": size, "params": summary["params"]["total"],
-                     "params_non_embedding": summary.get("params_non_embedding"), "steps": summary["global_step"],
-                     "tokens": summary.get("tokens"), "flops": summary.get("flops"),
-                     "final_val_loss": summary.get("final_val_loss"),
-                     "final_val_perplexity": summary.get("final_val_perplexity"),
-                     "tokens_per_s": summary.get("tokens_per_s"), "mfu": summary.get("mfu"),
-                     "peak_memory_gb": summary.get("peak_memory_gb"), "wall_s": round(time.time() - t0, 1)})
+        rows.append(
+            {
+                "model": model,
+                "size": size,
+                "params": summary["params"]["total"],
+                "params_non_embedding": summary.get("params_non_embedding"),
+                "steps": summary["global_step"],
+                "tokens": summary.get("tokens"),
+                "flops": summary.get("flops"),
+                "final_val_loss": summary.get("final_val_loss"),
+                "final_val_perplexity": summary.get("final_val_perplexity"),
+                "tokens_per_s": summary.get("tokens_per_s"),
+                "mfu": summary.get("mfu"),
+                "peak_memory_gb": summary.get("peak_memory_gb"),
+                "wall_s": round(time.time() - t0, 1),
+            }
+        )
         write_tables(rows, out)
         r = rows[-1]
-        print(f"  val ppl {r['final_val_perplexity']}, {r['tokens_per_s']} tokens/s, MFU {r['mfu']}", flush=True)
+        print(
+            f"  val ppl {r['final_val_perplexity']}, {r['tokens_per_s']} tokens/s, MFU {r['mfu']}", flush=True
+        )
     if skipped:
         (out / "skipped.txt").write_text("\n".join(skipped) + "\n")
     print(f"\n{(out / 'scaling.md').read_text() if rows else 'no runs finished'}")
-    print(f"total {time.time() - started:.0f} s; skipped (budget): {', '.join(skipped) or 'none'}; results in {out}")
+    print(
+        f"total {time.time() - started:.0f} s; skipped (budget): {', '.join(skipped) or 'none'}; results in {out}"
+    )
     return 0
 
 

@@ -27,21 +27,52 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
-GPU_DEFAULTS = ["model=mamba_130m", "data.seq_len=1024", "data.num_tokens_memorize=16", "data.batch_size=8",
-                "global_batch_size=16", "trainer.max_steps=60", "trainer.val_check_interval=30",
-                "data.num_val_samples=64", "callbacks.periodic_checkpoint.every_n_train_steps=1000"]
-TINY = ["data.seq_len=32", "data.num_tokens_memorize=4", "data.batch_size=4", "global_batch_size=8",
-        "model.d_model=16", "trainer.max_steps=6", "trainer.val_check_interval=3", "data.num_val_samples=8",
-        "cpu_threads=1"]
+GPU_DEFAULTS = [
+    "model=mamba_130m",
+    "data.seq_len=1024",
+    "data.num_tokens_memorize=16",
+    "data.batch_size=8",
+    "global_batch_size=16",
+    "trainer.max_steps=60",
+    "trainer.val_check_interval=30",
+    "data.num_val_samples=64",
+    "callbacks.periodic_checkpoint.every_n_train_steps=1000",
+]
+TINY = [
+    "data.seq_len=32",
+    "data.num_tokens_memorize=4",
+    "data.batch_size=4",
+    "global_batch_size=8",
+    "model.d_model=16",
+    "trainer.max_steps=6",
+    "trainer.val_check_interval=3",
+    "data.num_val_samples=8",
+    "cpu_threads=1",
+]
 
 
 def run_one(name: str, overrides: list[str], out: Path, timeout_s: int) -> tuple[Path, float, str]:
     run_dir = out / name
-    command = [sys.executable, str(ROOT / "src" / "train.py"), *overrides, f"run_dir={run_dir}", "resume=never",
-               "test=false", "print_config=false", "callbacks.progress_bar=null", "logger=csv"]
+    command = [
+        sys.executable,
+        str(ROOT / "src" / "train.py"),
+        *overrides,
+        f"run_dir={run_dir}",
+        "resume=never",
+        "test=false",
+        "print_config=false",
+        "callbacks.progress_bar=null",
+        "logger=csv",
+    ]
     started = time.time()
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout_s,
-                            env={**os.environ, "PROJECT_ROOT": str(ROOT), "WANDB_MODE": "offline"})
+    result = subprocess.run(
+        command,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        env={**os.environ, "PROJECT_ROOT": str(ROOT), "WANDB_MODE": "offline"},
+    )
     (out / f"{name}.log").write_text(result.stdout + "\n" + result.stderr)
     error = "" if result.returncode == 0 else result.stderr.strip().splitlines()[-1][:200]
     return run_dir, time.time() - started, error
@@ -61,7 +92,9 @@ def final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--devices", type=int, default=2)
     parser.add_argument("--accelerator", choices=["gpu", "cpu"], default="gpu")
@@ -80,8 +113,13 @@ def main() -> None:
         if strategy == "fsdp" and args.accelerator == "cpu":
             print("skipping fsdp: Lightning runs FSDP on GPUs only")
             continue
-        plan.append((f"{args.devices}dev_{strategy}", [multi[strategy], *base, f"trainer.devices={args.devices}"],
-                     args.devices))
+        plan.append(
+            (
+                f"{args.devices}dev_{strategy}",
+                [multi[strategy], *base, f"trainer.devices={args.devices}"],
+                args.devices,
+            )
+        )
 
     rows: list[dict[str, object]] = []
     reference: dict[str, object] = {}
@@ -94,23 +132,41 @@ def main() -> None:
         if name == "1dev":
             reference = {"tokens_per_s": tokens_per_s, "curve": curve, "weights": weights}
         ref_w, ref_curve = reference.get("weights") or {}, reference.get("curve") or []
-        weight_diff = max((float((weights[k].float() - ref_w[k].float()).abs().max()) for k in ref_w if k in weights),
-                          default=float("nan"))
+        weight_diff = max(
+            (float((weights[k].float() - ref_w[k].float()).abs().max()) for k in ref_w if k in weights),
+            default=float("nan"),
+        )
         curve_diff = max((abs(a - b) for a, b in zip(curve, ref_curve)), default=float("nan"))
-        efficiency = tokens_per_s / (devices * reference["tokens_per_s"]) if reference.get("tokens_per_s") else None
-        rows.append({"run": name, "devices": devices, "tokens_per_s": round(tokens_per_s, 1),
-                     "scaling_efficiency": round(efficiency, 3) if efficiency else "",
-                     "last_val_loss": round(curve[-1], 5) if curve else "", "max_val_loss_diff": f"{curve_diff:.2e}",
-                     "max_weight_diff": f"{weight_diff:.2e}", "wall_s": round(wall, 1), "error": error})
+        efficiency = (
+            tokens_per_s / (devices * reference["tokens_per_s"]) if reference.get("tokens_per_s") else None
+        )
+        rows.append(
+            {
+                "run": name,
+                "devices": devices,
+                "tokens_per_s": round(tokens_per_s, 1),
+                "scaling_efficiency": round(efficiency, 3) if efficiency else "",
+                "last_val_loss": round(curve[-1], 5) if curve else "",
+                "max_val_loss_diff": f"{curve_diff:.2e}",
+                "max_weight_diff": f"{weight_diff:.2e}",
+                "wall_s": round(wall, 1),
+                "error": error,
+            }
+        )
         with open(args.out / "results.csv", "w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
             writer.writeheader()
             writer.writerows(rows)
         header = "| " + " | ".join(rows[0]) + " |"
-        lines = [header, "|" + "---|" * len(rows[0])] + ["| " + " | ".join(str(v) for v in r.values()) + " |" for r in rows]
+        lines = [header, "|" + "---|" * len(rows[0])] + [
+            "| " + " | ".join(str(v) for v in r.values()) + " |" for r in rows
+        ]
         (args.out / "results.md").write_text("\n".join(lines) + "\n")
-        print(f"{name}: {tokens_per_s:.0f} tokens/s, val curve diff {curve_diff:.2e}, weight diff {weight_diff:.2e}"
-              + (f", ERROR {error}" if error else ""), flush=True)
+        print(
+            f"{name}: {tokens_per_s:.0f} tokens/s, val curve diff {curve_diff:.2e}, weight diff {weight_diff:.2e}"
+            + (f", ERROR {error}" if error else ""),
+            flush=True,
+        )
     print((args.out / "results.md").read_text())
 
 

@@ -38,11 +38,48 @@ os.environ.setdefault("PROJECT_ROOT", str(ROOT))
 from bench_train_step import build_model  # noqa: E402
 
 # views and metadata ops: no kernel
-FREE = {"view", "_unsafe_view", "t", "transpose", "permute", "expand", "slice", "select", "split", "split_with_sizes",
-        "unsqueeze", "squeeze", "as_strided", "alias", "detach", "empty", "empty_like", "empty_strided",
-        "unbind", "chunk", "narrow", "lift_fresh", "_to_copy_noop", "unflatten", "reshape_alias", "_reshape_alias",
-        "view_as", "new_empty", "new_empty_strided", "is_same_size", "_has_compatible_shallow_copy_type",
-        "set_", "resize_", "sym_size", "sym_stride", "sym_numel", "sym_storage_offset", "dim", "size", "stride"}
+FREE = {
+    "view",
+    "_unsafe_view",
+    "t",
+    "transpose",
+    "permute",
+    "expand",
+    "slice",
+    "select",
+    "split",
+    "split_with_sizes",
+    "unsqueeze",
+    "squeeze",
+    "as_strided",
+    "alias",
+    "detach",
+    "empty",
+    "empty_like",
+    "empty_strided",
+    "unbind",
+    "chunk",
+    "narrow",
+    "lift_fresh",
+    "_to_copy_noop",
+    "unflatten",
+    "reshape_alias",
+    "_reshape_alias",
+    "view_as",
+    "new_empty",
+    "new_empty_strided",
+    "is_same_size",
+    "_has_compatible_shallow_copy_type",
+    "set_",
+    "resize_",
+    "sym_size",
+    "sym_stride",
+    "sym_numel",
+    "sym_storage_offset",
+    "dim",
+    "size",
+    "stride",
+}
 
 
 def _where() -> str:
@@ -76,9 +113,15 @@ class Census(TorchDispatchMode):
         acts = [t for t in ins + outs if t.numel() >= self.big and any(s in self.seq_dims for s in t.shape)]
         if not acts:  # weights and their casts, (batch, seqlen)-sized scalars per token
             return out
-        strided = "strided" if any(t.numel() >= self.big and not t.is_contiguous() for t in ins + outs) else ""
-        dtypes = "->".join(["/".join(sorted({str(t.dtype)[6:] for t in ins})) or "-",
-                            "/".join(str(t.dtype)[6:] for t in outs) or "-"])
+        strided = (
+            "strided" if any(t.numel() >= self.big and not t.is_contiguous() for t in ins + outs) else ""
+        )
+        dtypes = "->".join(
+            [
+                "/".join(sorted({str(t.dtype)[6:] for t in ins})) or "-",
+                "/".join(str(t.dtype)[6:] for t in outs) or "-",
+            ]
+        )
         if self.phase == "fwd":
             where = _where()
         else:
@@ -112,7 +155,9 @@ def kernels_paused(census: Census, run: bool) -> Iterator[None]:
         interpreter.GridExecutor.__call__ = original
 
 
-def census_step(spec: str, batch: int, seqlen: int, run_kernels: bool, loss: str = "kernel") -> tuple[Census, int]:
+def census_step(
+    spec: str, batch: int, seqlen: int, run_kernels: bool, loss: str = "kernel"
+) -> tuple[Census, int]:
     """One training step: forward, cross-entropy (``loss``: "kernel", the Triton one that the LM task
     runs on GPU, or "torch", ``F.cross_entropy`` on fp32 logits as in bench_train_step.py's official
     comparison), backward."""
@@ -145,19 +190,26 @@ def main() -> None:
     p.add_argument("--seqlen", type=int, default=64)
     p.add_argument("--run-kernels", action="store_true", help="interpret the Triton kernels (slow)")
     p.add_argument("--all", action="store_true", help="also list ops that run once per step, not per layer")
-    p.add_argument("--loss", choices=["kernel", "torch"], default="kernel",
-                   help="cross-entropy: the Triton kernel (the LM task on GPU) or F.cross_entropy on fp32 logits")
+    p.add_argument(
+        "--loss",
+        choices=["kernel", "torch"],
+        default="kernel",
+        help="cross-entropy: the Triton kernel (the LM task on GPU) or F.cross_entropy on fp32 logits",
+    )
     args = p.parse_args()
     torch.set_num_threads(1)
     for spec in args.models:
         census, n_layer = census_step(spec, args.batch, args.seqlen, args.run_kernels, args.loss)
         total = sum(census.rows.values())
         per_layer = sum(c for c in census.rows.values() if c >= n_layer) / n_layer
-        print(f"\n{spec}: {total} activation-sized ops per step, {per_layer:.1f} per layer "
-              f"(batch {args.batch}, seqlen {args.seqlen}, {n_layer} layers)")
+        print(
+            f"\n{spec}: {total} activation-sized ops per step, {per_layer:.1f} per layer "
+            f"(batch {args.batch}, seqlen {args.seqlen}, {n_layer} layers)"
+        )
         print(f"{'phase':<5} {'count':>5}  {'op':<22} {'dtypes':<28} {'layout':<8} {'shape':<14} where")
-        for (phase, where, name, dtypes, strided, shape), c in sorted(census.rows.items(),
-                                                                       key=lambda kv: (kv[0][0] != "fwd", -kv[1])):
+        for (phase, where, name, dtypes, strided, shape), c in sorted(
+            census.rows.items(), key=lambda kv: (kv[0][0] != "fwd", -kv[1])
+        ):
             if c < n_layer and not args.all:
                 continue
             print(f"{phase:<5} {c:>5}  {name:<22} {dtypes:<28} {strided:<8} {shape:<14} {where}")

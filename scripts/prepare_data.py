@@ -32,15 +32,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="Prepare a dataset under the data folder (configs read it as ${paths.data_dir}).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="datasets:\n" + "\n".join(f"  {name:<11} {mod.DESCRIPTION}" for name, mod in PREPARERS.items()),
+        epilog="datasets:\n"
+        + "\n".join(f"  {name:<11} {mod.DESCRIPTION}" for name, mod in PREPARERS.items()),
     )
     sub = parser.add_subparsers(dest="name", required=True, metavar="name")
     for name, module in PREPARERS.items():
-        p = sub.add_parser(name, help=module.DESCRIPTION, description=module.__doc__,
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        p = sub.add_parser(
+            name,
+            help=module.DESCRIPTION,
+            description=module.__doc__,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         p.add_argument("--data-dir", default=default_data, help=f"where datasets go (default {default_data})")
-        p.add_argument("--deb-dir", default=None, help="where Debian packages are looked for / fetched "
-                                                       "(default <data-dir>/_packages)")
+        p.add_argument(
+            "--deb-dir",
+            default=None,
+            help="where Debian packages are looked for / fetched (default <data-dir>/_packages)",
+        )
         module.add_arguments(p)
     return parser
 

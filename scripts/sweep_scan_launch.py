@@ -67,16 +67,24 @@ def main(argv: list[str] | None = None) -> int:
         batch, dim, seqlen = (int(v) for v in shape.split(","))
         x = bm.make_scan_inputs(batch, dim, seqlen, 16, dtype)
         if bm.selective_scan_cuda is not None:
-            off = {k: time_or_error(f, x) for k, f in (("fwd", bm.official_fwd), ("bwd", bm.official_bwd),
-                                                        ("fwdbwd", bm.official_fwdbwd))}
+            off = {
+                k: time_or_error(f, x)
+                for k, f in (
+                    ("fwd", bm.official_fwd),
+                    ("bwd", bm.official_bwd),
+                    ("fwdbwd", bm.official_fwdbwd),
+                )
+            }
             print(f"{shape} official: {off}", flush=True)
             rows.append({"shape": shape, "impl": "official", **off})
         for combo in itertools.product(*grid.values()):
             with scan_launch(family="sequential", sequential=dict(zip(grid, combo))):
-                res = {"fwd": time_or_error(bm.ours_fwd, x),
-                       "fwd_nograd": time_or_error(bm.ours_fwd, x, save_states=False),
-                       "bwd": time_or_error(bm.ours_bwd, x, deterministic=args.deterministic),
-                       "fwdbwd": time_or_error(bm.ours_fwdbwd, x)}
+                res = {
+                    "fwd": time_or_error(bm.ours_fwd, x),
+                    "fwd_nograd": time_or_error(bm.ours_fwd, x, save_states=False),
+                    "bwd": time_or_error(bm.ours_bwd, x, deterministic=args.deterministic),
+                    "fwdbwd": time_or_error(bm.ours_fwdbwd, x),
+                }
             print(f"{shape} {dict(zip(grid, combo))}: {res}", flush=True)
             rows.append({"shape": shape, "impl": "sequential", **dict(zip(grid, combo)), **res})
         del x

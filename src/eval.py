@@ -18,8 +18,19 @@ def main(cfg: DictConfig) -> None:
     if "classifier_ckpt" in cfg:  # task=sc09_samples
         from mambabench.eval.sc09_samples import score_samples
 
-        score_samples(cfg.samples_dir, cfg.classifier_ckpt, cfg.sc09_root, cfg.paths.output_dir, cfg.max_real_clips,
-                      cfg.nll_bits, cfg.model_name, str(cfg.params), cfg.sample_rate, cfg.length, cfg.device)
+        score_samples(
+            cfg.samples_dir,
+            cfg.classifier_ckpt,
+            cfg.sc09_root,
+            cfg.paths.output_dir,
+            cfg.max_real_clips,
+            cfg.nll_bits,
+            cfg.model_name,
+            str(cfg.params),
+            cfg.sample_rate,
+            cfg.length,
+            cfg.device,
+        )
         return
     evaluate(cfg)
 

@@ -17,8 +17,15 @@ from tests.conftest import ROOT
 from tests.faults.helpers import TINY, weights
 
 # global batch 8: one process takes 2 micro-batches of 4 (accumulation), two processes 1 each
-COMMON = [*TINY, "global_batch_size=8", "data.batch_size=4", "trainer.max_steps=4", "trainer.val_check_interval=2",
-          "test=false", "callbacks.progress_bar=null"]
+COMMON = [
+    *TINY,
+    "global_batch_size=8",
+    "data.batch_size=4",
+    "trainer.max_steps=4",
+    "trainer.val_check_interval=2",
+    "test=false",
+    "callbacks.progress_bar=null",
+]
 
 
 def _val_losses(run: Path) -> list[float]:
@@ -41,11 +48,14 @@ def test_two_processes_train_like_one(make_config, model) -> None:
     one = make_config([*COMMON, f"model={model}"], subdir="one")
     train(one)
     # ddp_fork: the same DDP strategy as trainer=ddp_cpu, launched by forking this process (no re-import)
-    two = make_config([*COMMON, f"model={model}", "trainer=ddp_cpu", "trainer.strategy=ddp_fork"], subdir="two")
+    two = make_config(
+        [*COMMON, f"model={model}", "trainer=ddp_cpu", "trainer.strategy=ddp_fork"], subdir="two"
+    )
     train(two)
     _assert_same_training(Path(one.paths.output_dir), Path(two.paths.output_dir))
-    start = torch.load(Path(one.paths.output_dir) / "checkpoints" / "last.ckpt", map_location="cpu",
-                       weights_only=False)["global_step"]
+    start = torch.load(
+        Path(one.paths.output_dir) / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False
+    )["global_step"]
     assert start == 4
 
 
@@ -56,9 +66,21 @@ def test_command_line_ddp_cpu_matches_one_process(make_config, tmp_path) -> None
     train(one)
     run_dir = tmp_path / "cli"
     env = {**os.environ, "PROJECT_ROOT": str(ROOT), "WANDB_MODE": "offline"}
-    result = subprocess.run([sys.executable, str(ROOT / "src" / "train.py"), *COMMON, "trainer=ddp_cpu",
-                             f"run_dir={run_dir}", "print_config=false"], cwd=ROOT, env=env, capture_output=True,
-                            text=True, timeout=1200)
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "src" / "train.py"),
+            *COMMON,
+            "trainer=ddp_cpu",
+            f"run_dir={run_dir}",
+            "print_config=false",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     _assert_same_training(Path(one.paths.output_dir), run_dir)
 

@@ -12,9 +12,17 @@ import lightning.pytorch.loggers
 import torch
 
 # tiny selective-copying job; cpu_threads=1 so that runs in different processes compute bit-identically
-TINY = ["data.seq_len=32", "data.num_tokens_memorize=4", "data.batch_size=4", "data.num_val_samples=8",
-        "data.num_test_samples=8", "model.d_model=16", "trainer.val_check_interval=3", "logger=csv",
-        "cpu_threads=1"]
+TINY = [
+    "data.seq_len=32",
+    "data.num_tokens_memorize=4",
+    "data.batch_size=4",
+    "data.num_val_samples=8",
+    "data.num_test_samples=8",
+    "model.d_model=16",
+    "trainer.val_check_interval=3",
+    "logger=csv",
+    "cpu_threads=1",
+]
 
 
 def weights(path: Any) -> dict[str, torch.Tensor]:

@@ -27,8 +27,10 @@ def _hg38(make_config, tmp_path: Path, fasta: Path):
 
 # ------------------------------------------------------------------------------------------- data files
 def test_missing_data_file_names_path_and_prepare_command(make_config, tmp_path) -> None:
-    with pytest.raises(DataNotFoundError, match="data file '.*nowhere.fa' does not exist; prepare it with: "
-                                                "python scripts/prepare_data.py hg38"):
+    with pytest.raises(
+        DataNotFoundError,
+        match="data file '.*nowhere.fa' does not exist; prepare it with: python scripts/prepare_data.py hg38",
+    ):
         _hg38(make_config, tmp_path, tmp_path / "nowhere.fa").setup("fit")
 
 
@@ -65,19 +67,25 @@ def test_tokens_outside_the_vocabulary(make_config) -> None:
 def test_sequence_longer_than_the_model_supports(make_config) -> None:
     with pytest.raises(ConfigError, match="data sequence length 8192 exceeds model.max_seq_len=4096; raise"):
         train(make_config(["model=transformer", "data.seq_len=8192", "debug=fdr"]))
-    network = build_network(make_config([*TINY, "model=transformer", "model.max_seq_len=16"]),
-                            build_datamodule(make_config(TINY)))
-    with pytest.raises(ValueError, match="sequence of 20 tokens exceeds the learned positions \\(model.max_seq_len=16\\)"):
+    network = build_network(
+        make_config([*TINY, "model=transformer", "model.max_seq_len=16"]), build_datamodule(make_config(TINY))
+    )
+    with pytest.raises(
+        ValueError, match="sequence of 20 tokens exceeds the learned positions \\(model.max_seq_len=16\\)"
+    ):
         network(torch.zeros(1, 20, dtype=torch.long))
 
 
 # ---------------------------------------------------------------------------------------------- sizes
-@pytest.mark.parametrize(("override", "message"), [
-    ("model.d_model=0", "model.d_model=0 must be a positive integer"),
-    ("model.n_layer=-2", "model.n_layer=-2 must be a positive integer"),
-    ("data.batch_size=0", "batch_size must be >= 1, got 0"),
-    ("data.seq_len=-4", "seq_len=-4 cannot hold 4 tokens plus as many markers; use seq_len >= 8"),
-])
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("model.d_model=0", "model.d_model=0 must be a positive integer"),
+        ("model.n_layer=-2", "model.n_layer=-2 must be a positive integer"),
+        ("data.batch_size=0", "batch_size must be >= 1, got 0"),
+        ("data.seq_len=-4", "seq_len=-4 cannot hold 4 tokens plus as many markers; use seq_len >= 8"),
+    ],
+)
 def test_zero_or_negative_sizes(make_config, override, message) -> None:
     cfg = make_config([*TINY, override])
     with pytest.raises((ValueError, ConfigError), match=message):
@@ -85,11 +93,15 @@ def test_zero_or_negative_sizes(make_config, override, message) -> None:
 
 
 def test_d_state_above_the_kernel_limit(make_config) -> None:
-    with pytest.raises(ConfigError, match="model.mixer.d_state=300 is not supported: the selective scan takes 1..256"):
+    with pytest.raises(
+        ConfigError, match="model.mixer.d_state=300 is not supported: the selective scan takes 1..256"
+    ):
         train(make_config([*TINY, "model.mixer.d_state=300"]))
     from mambabench.models.mixers.mamba import Mamba
 
-    with pytest.raises(ValueError, match="d_state=512 is out of range: the scan supports 1 <= d_state <= 256"):
+    with pytest.raises(
+        ValueError, match="d_state=512 is out of range: the scan supports 1 <= d_state <= 256"
+    ):
         Mamba(d_model=16, d_state=512)
 
 
@@ -108,13 +120,26 @@ def tiny_run(make_config) -> Path:
 
 
 def test_checkpoint_of_a_different_model_lists_keys_and_shapes(make_config, tiny_run) -> None:
-    cfg = make_config([*QUICK, "model.d_model=24", "trainer.max_steps=3",
-                       f"ckpt_path={tiny_run / 'checkpoints' / 'last.ckpt'}"])
+    cfg = make_config(
+        [
+            *QUICK,
+            "model.d_model=24",
+            "trainer.max_steps=3",
+            f"ckpt_path={tiny_run / 'checkpoints' / 'last.ckpt'}",
+        ]
+    )
     with pytest.raises(CheckpointError, match="saved by a model with a different config") as info:
         train(cfg)
     assert "network.backbone.embedding.weight: checkpoint (16, 16) vs model (16, 24)" in str(info.value)
-    deeper = make_config([*QUICK, "model.n_layer=3", "trainer.max_steps=3",
-                          f"ckpt_path={tiny_run / 'checkpoints' / 'last.ckpt'}"], subdir="deeper")
+    deeper = make_config(
+        [
+            *QUICK,
+            "model.n_layer=3",
+            "trainer.max_steps=3",
+            f"ckpt_path={tiny_run / 'checkpoints' / 'last.ckpt'}",
+        ],
+        subdir="deeper",
+    )
     with pytest.raises(CheckpointError, match="only in the model: network.backbone.layers.2"):
         train(deeper)
 
@@ -130,7 +155,9 @@ def test_run_dir_holding_a_different_config(make_config, tiny_run) -> None:
 def test_corrupt_or_empty_checkpoint_is_named(make_config, tiny_run, tmp_path) -> None:
     broken = tmp_path / "broken.ckpt"
     broken.write_bytes((tiny_run / "checkpoints" / "last.ckpt").read_bytes()[:1000])
-    with pytest.raises(CheckpointError, match="checkpoint '.*broken.ckpt' is truncated or corrupt.*delete it"):
+    with pytest.raises(
+        CheckpointError, match="checkpoint '.*broken.ckpt' is truncated or corrupt.*delete it"
+    ):
         train(make_config([*QUICK, "trainer.max_steps=3", f"ckpt_path={broken}"]))
     empty = tmp_path / "empty.ckpt"
     empty.write_bytes(b"")
@@ -143,8 +170,13 @@ def test_eval_and_generate_accept_a_run_directory(tiny_run, tmp_path) -> None:
 
     metrics = evaluate(compose_config([f"ckpt_path={tiny_run}", "logger=[]"], tmp_path / "eval", "eval.yaml"))
     assert "test/loss" in metrics
-    out = sample_from_checkpoint(compose_config([f"ckpt_path={tiny_run}", "max_new_tokens=2", "num_samples=1",
-                                                 "prompt_len=4"], tmp_path / "gen", "generate.yaml"))
+    out = sample_from_checkpoint(
+        compose_config(
+            [f"ckpt_path={tiny_run}", "max_new_tokens=2", "num_samples=1", "prompt_len=4"],
+            tmp_path / "gen",
+            "generate.yaml",
+        )
+    )
     assert out.shape == (1, 6)
     bare = tmp_path / "bare"
     bare.mkdir()

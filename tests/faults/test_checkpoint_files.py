@@ -32,7 +32,9 @@ def test_newest_good_checkpoint_skips_damaged_files(tmp_path) -> None:
     damaged.write_bytes(b"PK\x03\x04 not really a zip")
     with pytest.warns(UserWarning, match="periodic-step6.ckpt' is truncated or corrupt.*skipping it"):
         assert newest_good_checkpoint(tmp_path) == folder / "periodic-step4.ckpt"
-    with pytest.raises(CheckpointError, match="is a directory, not a checkpoint file: pass ckpt_path=.*periodic-step2"):
+    with pytest.raises(
+        CheckpointError, match="is a directory, not a checkpoint file: pass ckpt_path=.*periodic-step2"
+    ):
         read_checkpoint(tmp_path)
     torch.save({"weights": 1}, tmp_path / "other.pt")
     with pytest.raises(CheckpointError, match="is not a Lightning checkpoint \\(no 'state_dict'\\)"):

@@ -18,14 +18,30 @@ from tests.conftest import ROOT
 from tests.faults.helpers import TINY, weights
 
 # 5 batches per epoch: the kill at step >= 4 is mid-epoch and the resumed run crosses an epoch boundary
-RUN = [*TINY, "data.train_batches_per_epoch=5", "trainer.max_steps=12", "test=false",
-       "callbacks.periodic_checkpoint.every_n_train_steps=2", "callbacks.progress_bar=null"]
+RUN = [
+    *TINY,
+    "data.train_batches_per_epoch=5",
+    "trainer.max_steps=12",
+    "test=false",
+    "callbacks.periodic_checkpoint.every_n_train_steps=2",
+    "callbacks.progress_bar=null",
+]
 
 
 def _command(run_dir: Path) -> list[str]:
-    slow = ["+callbacks.slow._target_=tests.faults.helpers.SlowDown", "+callbacks.slow.seconds=0.4",
-            "+callbacks.slow.after_step=4"]
-    return [sys.executable, str(ROOT / "src" / "train.py"), *RUN, *slow, f"run_dir={run_dir}", "print_config=false"]
+    slow = [
+        "+callbacks.slow._target_=tests.faults.helpers.SlowDown",
+        "+callbacks.slow.seconds=0.4",
+        "+callbacks.slow.after_step=4",
+    ]
+    return [
+        sys.executable,
+        str(ROOT / "src" / "train.py"),
+        *RUN,
+        *slow,
+        f"run_dir={run_dir}",
+        "print_config=false",
+    ]
 
 
 def _env() -> dict[str, str]:
@@ -34,21 +50,28 @@ def _env() -> dict[str, str]:
 
 def test_kill_9_mid_epoch_then_same_command_resumes_bit_for_bit(make_config, tmp_path) -> None:
     run_dir = tmp_path / "killed"
-    proc = subprocess.Popen(_command(run_dir), cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        _command(run_dir), cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     target = run_dir / "checkpoints" / "periodic-step0000004.ckpt"
     deadline = time.time() + 300
     while not target.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
-    assert target.exists(), f"no step-4 checkpoint appeared; stderr: {proc.stderr.read()[-2000:] if proc.poll() is not None else ''}"
+    assert target.exists(), (
+        f"no step-4 checkpoint appeared; stderr: {proc.stderr.read()[-2000:] if proc.poll() is not None else ''}"
+    )
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=60)
     assert proc.returncode == -signal.SIGKILL
-    killed_at = max(torch.load(p, map_location="cpu", weights_only=False, mmap=True)["global_step"]
-                    for p in (run_dir / "checkpoints").glob("*.ckpt"))
+    killed_at = max(
+        torch.load(p, map_location="cpu", weights_only=False, mmap=True)["global_step"]
+        for p in (run_dir / "checkpoints").glob("*.ckpt")
+    )
     assert 4 <= killed_at < 12
 
-    again = subprocess.run(_command(run_dir), cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600)
+    again = subprocess.run(
+        _command(run_dir), cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600
+    )
     assert again.returncode == 0, again.stderr[-3000:]
     assert "resuming the run in" in again.stderr + again.stdout
 
@@ -71,14 +94,26 @@ def test_kill_9_mid_epoch_then_same_command_resumes_bit_for_bit(make_config, tmp
 
 def _val_curve(run: Path) -> list[tuple[int, float]]:
     with open(run / "csv" / "metrics.csv", newline="") as handle:
-        return [(int(row["step"]), float(row["val/loss"])) for row in csv.DictReader(handle) if row.get("val/loss")]
+        return [
+            (int(row["step"]), float(row["val/loss"]))
+            for row in csv.DictReader(handle)
+            if row.get("val/loss")
+        ]
 
 
 def test_sigterm_saves_last_checkpoint_and_stops(make_config) -> None:
-    cfg = make_config([*RUN, "+callbacks.term._target_=tests.faults.helpers.SendSignal",
-                       "+callbacks.term.signame=SIGTERM", "+callbacks.term.at_step=5"])
+    cfg = make_config(
+        [
+            *RUN,
+            "+callbacks.term._target_=tests.faults.helpers.SendSignal",
+            "+callbacks.term.signame=SIGTERM",
+            "+callbacks.term.at_step=5",
+        ]
+    )
     train(cfg)
-    last = torch.load(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    last = torch.load(
+        Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False
+    )
     assert last["global_step"] == 6  # the step in flight finished, then it saved and stopped
     assert not (Path(cfg.paths.output_dir) / "summary.json").exists()
 
@@ -98,4 +133,9 @@ def test_resume_skips_a_truncated_checkpoint(make_config, tmp_path) -> None:
     with pytest.warns(UserWarning, match="periodic-step0000004.ckpt' is truncated or corrupt"):
         train(again)
     # it fell back to the step-2 checkpoint and trained on to 6
-    assert torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["global_step"] == 6
+    assert (
+        torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)[
+            "global_step"
+        ]
+        == 6
+    )

@@ -16,8 +16,15 @@ from omegaconf import open_dict
 from mambabench.utils.run import train
 from mambabench.utils.sampling import sample_from_checkpoint
 
-TINY = ["logger=[]", "callbacks.progress_bar=null", "model.d_model=8", "model.n_layer=1", "data.seq_len=256",
-        "model.outer_mixer.d_state=4", "model.center_mixer.d_state=4"]
+TINY = [
+    "logger=[]",
+    "callbacks.progress_bar=null",
+    "model.d_model=8",
+    "model.n_layer=1",
+    "data.seq_len=256",
+    "model.outer_mixer.d_state=4",
+    "model.center_mixer.d_state=4",
+]
 
 
 def _data(name: str) -> Path:
@@ -25,15 +32,26 @@ def _data(name: str) -> Path:
 
 
 def test_sc09_train_generate_and_score(make_config, tmp_path: Path, capsys) -> None:
-    cfg = make_config(["experiment=audio/sc09/mini", *TINY, "data.sample_rate=16000", "trainer.max_steps=2",
-                       "trainer.val_check_interval=2", "data.max_eval_clips=2"])
+    cfg = make_config(
+        [
+            "experiment=audio/sc09/mini",
+            *TINY,
+            "data.sample_rate=16000",
+            "trainer.max_steps=2",
+            "trainer.val_check_interval=2",
+            "data.max_eval_clips=2",
+        ]
+    )
     metrics = train(cfg)
     assert metrics["test/bits_per_token"] > 0
     summary = json.loads((Path(cfg.paths.output_dir) / "summary.json").read_text())
     ckpt = summary["last_ckpt"]
 
-    gen = make_config([f"ckpt_path={ckpt}", "prompt_ids=[128]", "max_new_tokens=40", "num_samples=3",
-                       "spectrograms=1"], config_name="generate.yaml", subdir="gen")
+    gen = make_config(
+        [f"ckpt_path={ckpt}", "prompt_ids=[128]", "max_new_tokens=40", "num_samples=3", "spectrograms=1"],
+        config_name="generate.yaml",
+        subdir="gen",
+    )
     out = sample_from_checkpoint(gen)
     assert out.shape == (3, 41)
     audio = Path(gen.paths.output_dir) / "audio"
@@ -49,8 +67,14 @@ def test_sc09_train_generate_and_score(make_config, tmp_path: Path, capsys) -> N
     assert 0 <= summary["test_accuracy"] <= 1
     for i in range(2):  # pad the 40-sample clips: read_clips pads to one second
         sf.write(audio / f"sample_{i:03d}.wav", np.pad(wave, (0, 100)), 16000)
-    result = score_samples(audio, classifier, _data("sc09"), tmp_path / "scores", max_real_clips=None,
-                           nll_bits=metrics["test/bits_per_token"])
+    result = score_samples(
+        audio,
+        classifier,
+        _data("sc09"),
+        tmp_path / "scores",
+        max_real_clips=None,
+        nll_bits=metrics["test/bits_per_token"],
+    )
     table = capsys.readouterr().out
     assert "| Mamba | 6.1M | 1.852 | 0.94 | 6.26 | 88.54 | 0.52 | paper |" in table
     assert "| Train data | - | - | 0.00 |" in table and "| samples |" in table
@@ -61,9 +85,19 @@ def test_sc09_train_generate_and_score(make_config, tmp_path: Path, capsys) -> N
 
 
 def test_youtubemix_mini_reports_bits_per_sample(make_config) -> None:
-    cfg = make_config(["experiment=audio/youtubemix/mini", "logger=[]", "callbacks.progress_bar=null",
-                       "data.seq_len=512", "data.train_fraction=0.34", "model.d_model=8", "trainer.max_steps=2",
-                       "trainer.val_check_interval=2", "data.max_eval_windows=2"])
+    cfg = make_config(
+        [
+            "experiment=audio/youtubemix/mini",
+            "logger=[]",
+            "callbacks.progress_bar=null",
+            "data.seq_len=512",
+            "data.train_fraction=0.34",
+            "model.d_model=8",
+            "trainer.max_steps=2",
+            "trainer.val_check_interval=2",
+            "data.max_eval_windows=2",
+        ]
+    )
     with open_dict(cfg):
         cfg.model.mixer.d_state = 4
     metrics = train(cfg)
@@ -75,8 +109,16 @@ def test_prepare_sc09_disjoint_speakers(tmp_path: Path) -> None:
     from mambabench.data.audio import sc09_files
     from mambabench.data.prepare import sc09
 
-    args = argparse.Namespace(data_dir=str(tmp_path), speakers=3, takes=1, val_fraction=0.34, test_fraction=0.34,
-                              format="flac", seed=0, out=None)
+    args = argparse.Namespace(
+        data_dir=str(tmp_path),
+        speakers=3,
+        takes=1,
+        val_fraction=0.34,
+        test_fraction=0.34,
+        format="flac",
+        seed=0,
+        out=None,
+    )
     out = sc09.prepare(args)
     splits = {s: sc09_files(out, s) for s in ("train", "validation", "test")}
     speakers = {s: {p.name.split("_")[0] for p, _ in items} for s, items in splits.items()}
@@ -98,8 +140,9 @@ def test_prepare_youtubemix_from_a_folder_skips_bad_files(tmp_path: Path, capsys
         sf.write(source / f"track{i}.wav", np.stack([tone, tone], 1), 44100)
     (source / "broken.wav").write_bytes(b"not audio")
     sf.write(source / "empty.flac", np.zeros(0), 16000)
-    args = argparse.Namespace(data_dir=str(tmp_path), minutes=1.0, clip_seconds=6.0, source=source, seed=0,
-                              out=None)
+    args = argparse.Namespace(
+        data_dir=str(tmp_path), minutes=1.0, clip_seconds=6.0, source=source, seed=0, out=None
+    )
     out = youtubemix.prepare(args)
     assert "skipped 2 of 4 source files" in capsys.readouterr().out
     clips = sorted(out.glob("*.flac"))

@@ -15,8 +15,15 @@ from mambabench.utils.errors import ConfigError
 from mambabench.utils.run import train
 
 ROOT = Path(__file__).resolve().parents[2]
-TINY = ["model=mamba", "model.d_model=32", "model.n_layer=2", "data.seq_len=64", "logger=[]",
-        "callbacks.progress_bar=null", "trainer.num_sanity_val_steps=0"]
+TINY = [
+    "model=mamba",
+    "model.d_model=32",
+    "model.n_layer=2",
+    "data.seq_len=64",
+    "logger=[]",
+    "callbacks.progress_bar=null",
+    "trainer.num_sanity_val_steps=0",
+]
 
 
 def _script():
@@ -46,12 +53,15 @@ def test_great_apes_prepare_keeps_regions_disjoint(tmp_path: Path) -> None:
     from mambabench.data.prepare.common import read_fasta
 
     fixture = ROOT / "tests" / "data" / "datasets" / "great_apes"
-    seqs = {code: dict(read_fasta(fixture / f"{name}.fa"))["chr22_train"] for code, name in great_apes.SPECIES.items()}
+    seqs = {
+        code: dict(read_fasta(fixture / f"{name}.fa"))["chr22_train"]
+        for code, name in great_apes.SPECIES.items()
+    }
     lines = ["##maf version=1"]
     for block in range(20):  # 20 blocks of 200 bases in human order; alignment gaps are dropped
         lines.append("a")
         for code, seq in seqs.items():
-            piece = seq[block * 200:(block + 1) * 200]
+            piece = seq[block * 200 : (block + 1) * 200]
             lines.append(f"s {code}.22 {block * 200} 200 + 4096 {piece[:100]}--{piece[100:]}")
         lines.append("")
     maf = tmp_path / "tiny.maf"
@@ -59,23 +69,44 @@ def test_great_apes_prepare_keeps_regions_disjoint(tmp_path: Path) -> None:
     args = type("Args", (), {"data_dir": str(tmp_path), "deb_dir": str(tmp_path), "maf": maf, "regions": 10})
     out = great_apes.prepare(args)
     human = dict(read_fasta(out / "human.fa"))
-    assert {k: len(v) for k, v in human.items()} == {"chr22_train": 3200, "chr22_valid": 400, "chr22_test": 400}
+    assert {k: len(v) for k, v in human.items()} == {
+        "chr22_train": 3200,
+        "chr22_valid": 400,
+        "chr22_test": 400,
+    }
     assert human["chr22_valid"] == seqs["Hsap"][1200:1600] and human["chr22_test"] == seqs["Hsap"][2800:3200]
     assert dict(read_fasta(out / "gorilla.fa"))["chr22_valid"] == seqs["Ggor"][1200:1600]
 
 
 def test_hg38_pretrain_then_great_apes_finetune(make_config) -> None:
-    cfg = make_config(["data=hg38", *TINY, "data.batch_size=16", "optimizer.lr=8e-3", "trainer.max_steps=30",
-                       "trainer.val_check_interval=30"], subdir="pretrain")
+    cfg = make_config(
+        [
+            "data=hg38",
+            *TINY,
+            "data.batch_size=16",
+            "optimizer.lr=8e-3",
+            "trainer.max_steps=30",
+            "trainer.val_check_interval=30",
+        ],
+        subdir="pretrain",
+    )
     metrics = train(cfg)
     # from ~3.6 bits (uniform over 12 tokens) towards the ~2 bits of base composition in 30 steps
     assert metrics["test/bits_per_token"] < 2.4, metrics
     ckpt = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
     assert ckpt.exists()
 
-    overrides = ["data=great_apes", "task=classification", "task.pooling=last", f"task.pretrained_ckpt={ckpt}",
-                 *TINY, "data.batch_size=8", "data.num_eval_samples=16", "trainer.max_steps=2",
-                 "trainer.val_check_interval=2"]
+    overrides = [
+        "data=great_apes",
+        "task=classification",
+        "task.pooling=last",
+        f"task.pretrained_ckpt={ckpt}",
+        *TINY,
+        "data.batch_size=8",
+        "data.num_eval_samples=16",
+        "trainer.max_steps=2",
+        "trainer.val_check_interval=2",
+    ]
     ft = make_config(overrides, subdir="finetune")
     task = build_task(ft, build_datamodule(ft))  # the backbone starts from the pretrained weights
     pretrained = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
@@ -105,13 +136,19 @@ def test_species_data_selects_classification(make_config) -> None:
     cfg = make_config(["data=great_apes", "task=lm", *TINY, "debug=fdr", "data.batch_size=2"], subdir="lm")
     with pytest.raises(ConfigError, match=r"drop task=lm .* or set data.lm_targets=true"):
         train(cfg)
-    cfg = make_config(["data=great_apes", "task=lm", "data.lm_targets=true", *TINY, "debug=fdr",
-                       "data.batch_size=2"], subdir="lm_on_purpose")
+    cfg = make_config(
+        ["data=great_apes", "task=lm", "data.lm_targets=true", *TINY, "debug=fdr", "data.batch_size=2"],
+        subdir="lm_on_purpose",
+    )
     assert train(cfg)["train/loss"] > 0
 
 
-SPECIES_TINY = ["experiment=dna/species/mini", "logger=[]", "callbacks.progress_bar=null",
-                "trainer.num_sanity_val_steps=0"]
+SPECIES_TINY = [
+    "experiment=dna/species/mini",
+    "logger=[]",
+    "callbacks.progress_bar=null",
+    "trainer.num_sanity_val_steps=0",
+]
 
 
 def test_species_mini_pipeline(make_config, dataset_dir: Path) -> None:
@@ -119,8 +156,16 @@ def test_species_mini_pipeline(make_config, dataset_dir: Path) -> None:
     accuracy, confusion matrix, and a summary.json that names the preset, window length and model size."""
     import json
 
-    cfg = make_config([*SPECIES_TINY, "trainer.max_steps=3", "trainer.val_check_interval=3", "data.batch_size=5",
-                       "data.num_eval_samples=10", "data.seq_len=64"])
+    cfg = make_config(
+        [
+            *SPECIES_TINY,
+            "trainer.max_steps=3",
+            "trainer.val_check_interval=3",
+            "data.batch_size=5",
+            "data.num_eval_samples=10",
+            "data.seq_len=64",
+        ]
+    )
     metrics = train(cfg)
     for species in ("human", "e_coli", "h_pylori", "s_aureus", "v_cholerae"):
         assert f"test/accuracy_{species}" in metrics
@@ -134,8 +179,15 @@ def test_species_mini_pipeline(make_config, dataset_dir: Path) -> None:
 @pytest.mark.slow
 def test_species_mini_learns(make_config) -> None:
     """The species mini preset beats chance (20 %) clearly on held-out regions of the shipped real slices."""
-    cfg = make_config([*SPECIES_TINY, "trainer.max_steps=120", "trainer.val_check_interval=120",
-                       "data.num_eval_samples=200", "data.seq_len=128"])
+    cfg = make_config(
+        [
+            *SPECIES_TINY,
+            "trainer.max_steps=120",
+            "trainer.val_check_interval=120",
+            "data.num_eval_samples=200",
+            "data.seq_len=128",
+        ]
+    )
     metrics = train(cfg)
     assert metrics["test/accuracy"] > 0.4, metrics
 
@@ -147,7 +199,9 @@ def test_sequence_length_warmup_plan() -> None:
     warmup.lengths, warmup.max_tokens = warmup_lengths(64, 16), 128
     # micro-batch of at most 128 tokens, 256 tokens per optimizer step at every length
     assert [warmup.plan(n) for n in warmup.lengths] == [(8, 2), (4, 2), (2, 2)]
-    assert [warmup.stage_for_epoch(e) for e in range(7)] == [(16, 8), (16, 8), (32, 4), (32, 4)] + [(64, 2)] * 3
+    assert [warmup.stage_for_epoch(e) for e in range(7)] == [(16, 8), (16, 8), (32, 4), (32, 4)] + [
+        (64, 2)
+    ] * 3
     with pytest.raises(ConfigError, match="not a multiple of seq_len 512"):
         warmup.plan(512)
 
@@ -160,11 +214,25 @@ def test_gpu_dna_mini_script_smoke(tmp_path: Path, dataset_dir: Path) -> None:
     import sys
 
     out = tmp_path / "out"
-    env = {**os.environ, "DNA_MINI_SMOKE": "1", "DNA_MINI_LENGTHS": "64 99999", "DNA_MINI_PRETRAIN_STEPS": "2",
-           "DNA_MINI_FINETUNE_STEPS": "1", "OUT": str(out), "DNA_MINI_RUNS": str(tmp_path / "runs"),
-           "PYTHON": sys.executable, "MAMBABENCH_DATA": str(dataset_dir), "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_dna_mini.sh")], env=env, capture_output=True,
-                          text=True, timeout=300)
+    env = {
+        **os.environ,
+        "DNA_MINI_SMOKE": "1",
+        "DNA_MINI_LENGTHS": "64 99999",
+        "DNA_MINI_PRETRAIN_STEPS": "2",
+        "DNA_MINI_FINETUNE_STEPS": "1",
+        "OUT": str(out),
+        "DNA_MINI_RUNS": str(tmp_path / "runs"),
+        "PYTHON": sys.executable,
+        "MAMBABENCH_DATA": str(dataset_dir),
+        "OMP_NUM_THREADS": "1",
+    }
+    done = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "gpu_dna_mini.sh")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     table = (out / "dna_mini_gpu.md").read_text()
     rows = {line.split("|")[1].strip(): line for line in table.splitlines() if line.startswith("| ")}
@@ -190,8 +258,24 @@ def test_species_baseline_finds_signal_when_there_is_some(tmp_path: Path, capsys
         if name == "chimpanzee":
             records = [(contig, seq.translate(complement)) for contig, seq in records]
         write_fasta(tmp_path / f"{name}.fa", records)
-    assert baseline.main(["--species-dir", str(tmp_path), "--species", "human", "chimpanzee", "--k", "3",
-                          "--lengths", "256", "--windows", "20"]) == 0
+    assert (
+        baseline.main(
+            [
+                "--species-dir",
+                str(tmp_path),
+                "--species",
+                "human",
+                "chimpanzee",
+                "--k",
+                "3",
+                "--lengths",
+                "256",
+                "--windows",
+                "20",
+            ]
+        )
+        == 0
+    )
     row = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| 3 | 256 |")][0]
     assert float(row.split("|")[3]) >= 0.9, row
 

@@ -23,10 +23,17 @@ MODELS = [m for m in config_options("model") if m != "pretrained"]
 DATA = config_options("data")
 # pairs that cannot work together by design, with the reason (checked to fail clearly elsewhere)
 INCOMPATIBLE: dict[tuple[str, str], str] = {
-    **{(m, "icl_regression"): "real-vector prompts need a read-in model (model=icl/...; the icl presets run them)"
-       for m in MODELS},
-    **{(m, "fewshot_words"): "evaluation only (train=false task=fewshot_icl; tests/unit/test_fewshot_icl.py)"
-       for m in MODELS},
+    **{
+        (
+            m,
+            "icl_regression",
+        ): "real-vector prompts need a read-in model (model=icl/...; the icl presets run them)"
+        for m in MODELS
+    },
+    **{
+        (m, "fewshot_words"): "evaluation only (train=false task=fewshot_icl; tests/unit/test_fewshot_icl.py)"
+        for m in MODELS
+    },
 }
 
 # big presets are shrunk in width/depth for a CPU smoke test; the paper shapes are pinned by
@@ -79,16 +86,18 @@ class LossHistory(L.Callback):
         pl_module.train(was_training)
         return loss
 
-    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any,
-                             batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
         if self.first_batch is None:
             self.first_batch = dict(batch)
             self.first.append(self._loss_on_first_batch(pl_module))
         else:
             batch.update(self.first_batch)
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
         self.losses.append(float(loss))
 
@@ -116,8 +125,19 @@ def test_model_data_learns_one_batch(make_config, tmp_path: Path, model: str, da
     """A few optimizer steps on one repeated batch: every loss is finite and the batch's loss falls; then one
     val and one test batch run (debug=fdr's one-batch run, stretched to LEARNING_STEPS steps)."""
     history = tmp_path / "losses.json"
-    overrides = [f"model={model}", f"data={data}", *DATA_TASK.get(data, []), *DATA_SHRINK.get(data, []), "debug=fdr", "data.batch_size=2",
-                 "logger=[]", "callbacks=none", f"optimizer.lr={LEARNING_LR}", *SHRINK, *MODEL_SHRINK.get(model, [])]
+    overrides = [
+        f"model={model}",
+        f"data={data}",
+        *DATA_TASK.get(data, []),
+        *DATA_SHRINK.get(data, []),
+        "debug=fdr",
+        "data.batch_size=2",
+        "logger=[]",
+        "callbacks=none",
+        f"optimizer.lr={LEARNING_LR}",
+        *SHRINK,
+        *MODEL_SHRINK.get(model, []),
+    ]
     cfg = make_config(overrides)
     with open_dict(cfg):
         cfg.trainer.fast_dev_run = False
@@ -134,8 +154,12 @@ def test_model_data_learns_one_batch(make_config, tmp_path: Path, model: str, da
     history = json.loads(history.read_text())
     losses, (before, after) = history["train"], history["first_batch"]
     assert len(losses) == LEARNING_STEPS, losses
-    assert all(math.isfinite(x) for x in [*losses, before, after]), f"{model} x {data}: non-finite loss {history}"
-    assert after < before, f"{model} x {data}: the loss on the repeated training batch did not fall: {history}"
+    assert all(math.isfinite(x) for x in [*losses, before, after]), (
+        f"{model} x {data}: non-finite loss {history}"
+    )
+    assert after < before, (
+        f"{model} x {data}: the loss on the repeated training batch did not fall: {history}"
+    )
     assert any(k.startswith("test/") for k in metrics), sorted(metrics)
 
 
@@ -151,7 +175,9 @@ def test_experiment_runs_one_training_batch(make_config, experiment: str) -> Non
         cfg.trainer.val_check_interval = None
         cfg.trainer.check_val_every_n_epoch = 1
         cfg.test = False
-    if experiment.rsplit("/", 1)[-1] == "paper" or experiment.startswith("lm/"):  # LM presets: at toy size too
+    if experiment.rsplit("/", 1)[-1] == "paper" or experiment.startswith(
+        "lm/"
+    ):  # LM presets: at toy size too
         shrink_paper_preset(cfg)
         if "lm" in cfg:
             with open_dict(cfg):

@@ -15,17 +15,34 @@ import pytest
 from mambabench.utils.run import train
 from tests.conftest import ROOT
 
-TINY = ["data.seq_len=32", "data.num_tokens_memorize=4", "data.batch_size=4", "data.num_val_samples=8",
-        "data.num_test_samples=8", "model.n_layer=1", "trainer.max_steps=3", "trainer.val_check_interval=3",
-        "callbacks.progress_bar.min_interval_s=0"]
-NOISE = ("Traceback", "LeafSpec", "is deprecated", "Tip:", "litlogger", "Be aware that when using `ckpt_path`",
-         "no best checkpoint")
+TINY = [
+    "data.seq_len=32",
+    "data.num_tokens_memorize=4",
+    "data.batch_size=4",
+    "data.num_val_samples=8",
+    "data.num_test_samples=8",
+    "model.n_layer=1",
+    "trainer.max_steps=3",
+    "trainer.val_check_interval=3",
+    "callbacks.progress_bar.min_interval_s=0",
+]
+NOISE = (
+    "Traceback",
+    "LeafSpec",
+    "is deprecated",
+    "Tip:",
+    "litlogger",
+    "Be aware that when using `ckpt_path`",
+    "no best checkpoint",
+)
 
 
 def _run(args: list[str], root: Path) -> str:
     """stdout + stderr of ``python <args>`` in a pipe, 80 columns declared as on a batch node."""
     env = {**os.environ, "PROJECT_ROOT": str(root), "COLUMNS": "80"}
-    proc = subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(
+        [sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900
+    )
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output[-4000:]
     return output
@@ -49,8 +66,12 @@ def test_printed_paths_are_whole(sweep: tuple[str, Path]) -> None:
 
 def test_progress_is_plain_lines_with_rate_eta_and_full_metric_names(sweep: tuple[str, Path]) -> None:
     output, _ = sweep
-    steps = re.findall(r"^step (\d)/3 \(\d+%\) \| [\d.]+ steps/s \| elapsed \d+:\d\d \| ETA \d+:\d\d \| "
-                       r"train/loss [\d.]+ \| train/accuracy [\d.]+$", output, flags=re.M)
+    steps = re.findall(
+        r"^step (\d)/3 \(\d+%\) \| [\d.]+ steps/s \| elapsed \d+:\d\d \| ETA \d+:\d\d \| "
+        r"train/loss [\d.]+ \| train/accuracy [\d.]+$",
+        output,
+        flags=re.M,
+    )
     assert steps.count("3") == 2 and steps.count("1") == 2, output[-3000:]
     assert re.search(r"^validation at step 3: val/accuracy [\d.]+ \| val/bits_per_token", output, flags=re.M)
     assert "…" not in output and "\r" not in output and "\x1b[" not in output
@@ -85,8 +106,17 @@ def test_eval_and_generate_read_well(sweep: tuple[str, Path]) -> None:
     assert "test/accuracy" in evaluated and "final metrics" in evaluated
     for noise in NOISE:
         assert noise not in evaluated
-    generated = _run(["src/generate.py", f"ckpt_path={ckpt}", "num_samples=1", "prompt_len=6", "max_new_tokens=4",
-                      "show_ids=true"], root)
+    generated = _run(
+        [
+            "src/generate.py",
+            f"ckpt_path={ckpt}",
+            "num_samples=1",
+            "prompt_len=6",
+            "max_new_tokens=4",
+            "show_ids=true",
+        ],
+        root,
+    )
     assert re.search(r"^  prompt +\(6 tokens\): (\S+ ){5}\S+$", generated, flags=re.M), generated
     assert re.search(r"^  continuation \(4 tokens\): (\S+ ){3}\S+$", generated, flags=re.M), generated
     assert re.search(r"^  continuation ids: (\d+ ){3}\d+$", generated, flags=re.M), generated

@@ -17,8 +17,16 @@ from mambabench.utils.errors import ConfigError
 from mambabench.utils.run import evaluate, train
 from tests.conftest import ROOT, compose_config
 
-TINY = ["data.seq_len=32", "data.num_tokens_memorize=4", "data.batch_size=4", "data.num_val_samples=8",
-        "data.num_test_samples=8", "model.d_model=16", "trainer.val_check_interval=3", "logger=csv"]
+TINY = [
+    "data.seq_len=32",
+    "data.num_tokens_memorize=4",
+    "data.batch_size=4",
+    "data.num_val_samples=8",
+    "data.num_test_samples=8",
+    "model.d_model=16",
+    "trainer.val_check_interval=3",
+    "logger=csv",
+]
 
 
 def _weights(ckpt: Path) -> dict[str, torch.Tensor]:
@@ -35,7 +43,9 @@ def test_run_directory_contents(make_config) -> None:
     assert summary["global_step"] == 6 and summary["params"]["total"] > 0
     assert summary["tokens_per_s"] > 0 and summary["wall_time_s"] > 0
     assert summary["choices"]["model"] == "mamba" and summary["choices"]["data"] == "selective_copying"
-    assert {"test/loss", "test/accuracy", "test/perplexity", "test/bits_per_token", "val/loss"} <= set(metrics)
+    assert {"test/loss", "test/accuracy", "test/perplexity", "test/bits_per_token", "val/loss"} <= set(
+        metrics
+    )
     assert summary["metrics"]["test/loss"] == pytest.approx(metrics["test/loss"])
     saved = OmegaConf.load(run / "config.yaml")
     assert saved.model.d_model == 16 and saved.data.seq_len == 32
@@ -79,7 +89,9 @@ def test_resume_dir_continues_a_run_in_place(make_config) -> None:
     with open_dict(again):
         again.paths.output_dir = run
     train(again)
-    step = torch.load(Path(run) / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["global_step"]
+    step = torch.load(Path(run) / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)[
+        "global_step"
+    ]
     assert step == 6
 
 
@@ -102,8 +114,9 @@ def test_global_batch_size_becomes_accumulation(make_config) -> None:
 
 
 def test_nonfinite_loss_stops_the_run(make_config) -> None:
-    cfg = make_config([*TINY, "trainer.max_steps=5", "optimizer.lr=1e30", "trainer.gradient_clip_val=null",
-                       "test=false"])
+    cfg = make_config(
+        [*TINY, "trainer.max_steps=5", "optimizer.lr=1e30", "trainer.gradient_clip_val=null", "test=false"]
+    )
     with pytest.raises(FloatingPointError, match="training loss became"):
         train(cfg)
 
@@ -120,8 +133,16 @@ def test_wandb_logger_runs_offline_without_login(make_config, monkeypatch) -> No
     run_id = (run / "wandb_id.txt").read_text().strip()
     assert run_id
     # a resume into a new directory continues the same W&B run
-    resumed = make_config([*TINY, "trainer.max_steps=3", "logger=wandb", "test=false",
-                           f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}"], subdir="wb2")
+    resumed = make_config(
+        [
+            *TINY,
+            "trainer.max_steps=3",
+            "logger=wandb",
+            "test=false",
+            f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}",
+        ],
+        subdir="wb2",
+    )
     train(resumed)
     assert (Path(resumed.paths.output_dir) / "wandb_id.txt").read_text().strip() == run_id
 
@@ -131,8 +152,16 @@ def test_generate_from_a_checkpoint(make_config, tmp_path) -> None:
 
     cfg = make_config([*TINY, "trainer.max_steps=2", "test=false"])
     train(cfg)
-    gen = compose_config([f"ckpt_path={Path(cfg.paths.output_dir) / 'checkpoints' / 'last.ckpt'}",
-                          "max_new_tokens=5", "num_samples=3", "prompt_len=4"], tmp_path / "gen", "generate.yaml")
+    gen = compose_config(
+        [
+            f"ckpt_path={Path(cfg.paths.output_dir) / 'checkpoints' / 'last.ckpt'}",
+            "max_new_tokens=5",
+            "num_samples=3",
+            "prompt_len=4",
+        ],
+        tmp_path / "gen",
+        "generate.yaml",
+    )
     out = sample_from_checkpoint(gen)
     assert out.shape == (3, 9)
     samples = json.loads((tmp_path / "gen" / "samples.json").read_text())["samples"]
@@ -142,8 +171,14 @@ def test_generate_from_a_checkpoint(make_config, tmp_path) -> None:
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PROJECT_ROOT": str(cwd), "WANDB_MODE": "offline"}
-    return subprocess.run([sys.executable, str(ROOT / "src" / "train.py"), *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "src" / "train.py"), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def test_cli_unknown_model_lists_choices(tmp_path) -> None:
@@ -153,8 +188,15 @@ def test_cli_unknown_model_lists_choices(tmp_path) -> None:
 
 
 def test_cli_multirun_sweeps_overrides(tmp_path) -> None:
-    result = _cli("-m", "model.d_model=16,24", "debug=fdr", "logger=[]", "paths.log_dir=" + str(tmp_path),
-                  "data.batch_size=2", cwd=ROOT)
+    result = _cli(
+        "-m",
+        "model.d_model=16,24",
+        "debug=fdr",
+        "logger=[]",
+        "paths.log_dir=" + str(tmp_path),
+        "data.batch_size=2",
+        cwd=ROOT,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     sweep = next((tmp_path / "debug" / "multiruns").iterdir())
     runs = sorted(p.name for p in sweep.iterdir() if p.is_dir() and (p / "config.yaml").exists())

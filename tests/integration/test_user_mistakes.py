@@ -16,11 +16,23 @@ from tests.conftest import ROOT
 
 # (entry point, arguments, what the one line must say)
 MISTAKES = [
-    ("train", ["model.d_model=abc"], "model.d_model=abc does not fit: d_model of LMHeadModel takes an integer"),
-    ("train", ["trainer.max_steps=ten"], "trainer.max_steps=ten does not fit: max_steps of Trainer takes an integer"),
+    (
+        "train",
+        ["model.d_model=abc"],
+        "model.d_model=abc does not fit: d_model of LMHeadModel takes an integer",
+    ),
+    (
+        "train",
+        ["trainer.max_steps=ten"],
+        "trainer.max_steps=ten does not fit: max_steps of Trainer takes an integer",
+    ),
     ("train", ["model.mixer.d_state=1.5"], "d_state of Mamba takes an integer"),
     ("train", ["seed=abc"], "seed=abc does not fit"),
-    ("train", ["trainer.devices=abc", "print_config=false"], "cannot build trainer (lightning.pytorch.trainer"),
+    (
+        "train",
+        ["trainer.devices=abc", "print_config=false"],
+        "cannot build trainer (lightning.pytorch.trainer",
+    ),
     ("train", ["d_model=32"], "it lives at model.d_model: write model.d_model=32"),
     ("train", ["max_steps=5"], "it lives at trainer.max_steps: write trainer.max_steps=5"),
     ("train", ["mixer=attention"], "model.mixer is a config group: write model/mixer=attention"),
@@ -28,15 +40,22 @@ MISTAKES = [
     ("train", ["data=nope"], "data=nope: no such config; options for data: "),
     ("train", ["ckpt_path=missing/last.ckpt"], "checkpoint 'missing/last.ckpt' does not exist"),
     ("train", ["resume_dir=missing_run"], "resume_dir 'missing_run' has no config.yaml"),
-    ("train", ["data=hg38", "data.fasta=nowhere/genome.fa", "print_config=false"],
-     "data file 'nowhere/genome.fa' does not exist; prepare it with: python scripts/prepare_data.py hg38"),
+    (
+        "train",
+        ["data=hg38", "data.fasta=nowhere/genome.fa", "print_config=false"],
+        "data file 'nowhere/genome.fa' does not exist; prepare it with: python scripts/prepare_data.py hg38",
+    ),
     ("eval", [], "eval needs ckpt_path="),
     ("eval", ["ckpt_path=missing.ckpt"], "checkpoint 'missing.ckpt' does not exist"),
     ("eval", ["ckpt_path=missing.ckpt", "trainer.precision=bf17"], "precision of Trainer takes"),
     ("eval", ["max_steps=3"], "it lives at trainer.max_steps"),
     ("generate", [], "python src/generate.py needs ckpt_path: add ckpt_path="),
     ("generate", ["ckpt_path=missing.ckpt"], "checkpoint 'missing.ckpt' does not exist"),
-    ("generate", ["temperature=hot"], "temperature=hot does not fit: temperature (default 1.0) takes a number"),
+    (
+        "generate",
+        ["temperature=hot"],
+        "temperature=hot does not fit: temperature (default 1.0) takes a number",
+    ),
     ("generate", ["d_model=3"], "'d_model' is not a key of this config"),
 ]
 
@@ -48,13 +67,21 @@ def answers(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[dict], Path]
     root = tmp_path_factory.mktemp("user")
     cases = [[str(ROOT / "src" / f"{entry}.py"), args] for entry, args, _ in MISTAKES]
     env = {**os.environ, "PROJECT_ROOT": str(root), "HYDRA_FULL_ERROR": "0"}
-    proc = subprocess.run([sys.executable, str(ROOT / "tests" / "integration" / "run_entry_points.py"),
-                           json.dumps(cases)], cwd=root, env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "tests" / "integration" / "run_entry_points.py"), json.dumps(cases)],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1]), root
 
 
-@pytest.mark.parametrize("index", range(len(MISTAKES)), ids=[f"{e}:{' '.join(a) or '(nothing)'}" for e, a, _ in MISTAKES])
+@pytest.mark.parametrize(
+    "index", range(len(MISTAKES)), ids=[f"{e}:{' '.join(a) or '(nothing)'}" for e, a, _ in MISTAKES]
+)
 def test_one_line_names_the_key_and_the_fix(answers: tuple[list[dict], Path], index: int) -> None:
     result = answers[0][index]
     expected = MISTAKES[index][2]

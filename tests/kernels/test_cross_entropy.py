@@ -13,8 +13,16 @@ from mambabench.kernels.cross_entropy import cross_entropy_triton
 IGNORE = -100
 
 
-def _case(n_tokens: int, vocab: int, dtype: torch.dtype, device: str, seed: int = 0, scale: float = 3.0,
-          pad: int = 0, n_ignored: int = 2) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _case(
+    n_tokens: int,
+    vocab: int,
+    dtype: torch.dtype,
+    device: str,
+    seed: int = 0,
+    scale: float = 3.0,
+    pad: int = 0,
+    n_ignored: int = 2,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(logits (n_tokens, vocab) leaf, the padded buffer it views (or itself), targets (n_tokens,))."""
     g = torch.Generator().manual_seed(seed)
     buf = (scale * torch.randn(n_tokens, vocab + pad, generator=g)).to(dtype).to(device)
@@ -25,8 +33,14 @@ def _case(n_tokens: int, vocab: int, dtype: torch.dtype, device: str, seed: int 
     return logits, buf, targets.to(device)
 
 
-def _check(logits: torch.Tensor, targets: torch.Tensor, reduction: str, dloss: torch.Tensor | None = None,
-           rtol: float = 1e-5, atol: float = 1e-5) -> None:
+def _check(
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    reduction: str,
+    dloss: torch.Tensor | None = None,
+    rtol: float = 1e-5,
+    atol: float = 1e-5,
+) -> None:
     """Loss and logits gradient of cross_entropy_triton vs F.cross_entropy(logits.float())."""
     ours_in = logits.detach().requires_grad_()
     ref_in = logits.detach().cpu().requires_grad_()
@@ -46,8 +60,14 @@ def _check(logits: torch.Tensor, targets: torch.Tensor, reduction: str, dloss: t
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize(("vocab", "block"), [(1000, 256), (1000, None), (50277, None)])
-def test_matches_torch(device: str, monkeypatch: pytest.MonkeyPatch, reduction: str, dtype: torch.dtype,
-                       vocab: int, block: int | None) -> None:
+def test_matches_torch(
+    device: str,
+    monkeypatch: pytest.MonkeyPatch,
+    reduction: str,
+    dtype: torch.dtype,
+    vocab: int,
+    block: int | None,
+) -> None:
     """Vocab not a multiple of the block: several loop steps / backward programs with a ragged tail
     (block 256) and the GPU defaults (8192 / 4096: 1 block at vocab 1000, 7 / 13 at 50277)."""
     if block is not None:
@@ -58,8 +78,9 @@ def test_matches_torch(device: str, monkeypatch: pytest.MonkeyPatch, reduction: 
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
-def test_padded_column_view_read_in_place(device: str, monkeypatch: pytest.MonkeyPatch,
-                                          dtype: torch.dtype) -> None:
+def test_padded_column_view_read_in_place(
+    device: str, monkeypatch: pytest.MonkeyPatch, dtype: torch.dtype
+) -> None:
     """The head's logits: a [:, :vocab] view of a (tokens, vocab + 3) buffer (row stride > vocab). The
     kernel reads it without a copy: a pad column set to +inf would turn any read of it into NaN/inf."""
     monkeypatch.setattr(ce, "FWD_BLOCK", 128)
@@ -69,14 +90,19 @@ def test_padded_column_view_read_in_place(device: str, monkeypatch: pytest.Monke
     buf[:, 333:] = float("inf")
     seen = []
     original = ce.CrossEntropyTriton.forward
-    monkeypatch.setattr(ce.CrossEntropyTriton, "forward",
-                        staticmethod(lambda ctx, x, *a: seen.append(x.data_ptr()) or original(ctx, x, *a)))
+    monkeypatch.setattr(
+        ce.CrossEntropyTriton,
+        "forward",
+        staticmethod(lambda ctx, x, *a: seen.append(x.data_ptr()) or original(ctx, x, *a)),
+    )
     for reduction in ("sum", "none"):
         _check(logits, targets, reduction)
     assert seen == [buf.data_ptr()] * 2  # the view itself reached the kernel, not a contiguous copy
 
 
-def test_padded_view_gets_its_gradient_in_the_padded_layout(device: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_padded_view_gets_its_gradient_in_the_padded_layout(
+    device: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The gradient of a [:, :vocab] view of a slightly wider buffer is the same view of a marked
     gradient buffer of that width, with zeros in the pad columns (the head then uses it as is); a view
     of a much wider buffer still gets a contiguous gradient."""

@@ -42,8 +42,19 @@ def test_decode_steps_equal_scan(device: str) -> None:
     out, last = selective_scan_triton(u, delta, A, B, C, D, z, bias, True, True)
     state = torch.zeros(batch, dim, dstate, device=device)
     steps = [
-        selective_state_update(state, u[..., t], delta[..., t], A, B[..., t], C[..., t], D, z[..., t], bias,
-                               True, backend="triton")
+        selective_state_update(
+            state,
+            u[..., t],
+            delta[..., t],
+            A,
+            B[..., t],
+            C[..., t],
+            D,
+            z[..., t],
+            bias,
+            True,
+            backend="triton",
+        )
         for t in range(seqlen)
     ]
     torch.testing.assert_close(torch.stack(steps, -1), out, rtol=6e-4, atol=2e-3)
@@ -96,7 +107,9 @@ def test_causal_conv1d_bwd_tiles_and_dx_buffer(device: str, seqlen: int, width: 
     out = causal_conv1d_fwd(x.to(device), w.to(device), b.to(device), True)
     torch.testing.assert_close(out.cpu(), ref.detach(), rtol=6e-4, atol=2e-3)
     buf = torch.full((batch, 2 * dim, seqlen), 7.0, device=device)
-    dx, dw, db = causal_conv1d_bwd(x.to(device), w.to(device), b.to(device), gout.to(device), True, dx=buf[:, :dim])
+    dx, dw, db = causal_conv1d_bwd(
+        x.to(device), w.to(device), b.to(device), gout.to(device), True, dx=buf[:, :dim]
+    )
     assert dx.data_ptr() == buf.data_ptr() and bool((buf[:, dim:] == 7.0).all())
     for a, r in zip((dx, dw, db), ref_grads):
         torch.testing.assert_close(a.cpu(), r, rtol=6e-4, atol=2e-3)

@@ -18,7 +18,9 @@ _interpret_compat.patch()
 
 
 @triton.jit
-def _reverse_scan_kernel(a_ptr, b_ptr, out_ptr, ROWS: tl.constexpr, COLS: tl.constexpr, REVERSE: tl.constexpr):
+def _reverse_scan_kernel(
+    a_ptr, b_ptr, out_ptr, ROWS: tl.constexpr, COLS: tl.constexpr, REVERSE: tl.constexpr
+):
     offs = tl.arange(0, ROWS)[:, None] * COLS + tl.arange(0, COLS)[None, :]
     a = tl.load(a_ptr + offs)
     b = tl.load(b_ptr + offs)

@@ -9,13 +9,25 @@ from mambabench.kernels.rms_norm import add_rms_norm_triton
 from mambabench.models.norms import RMSNorm
 
 
-@pytest.mark.parametrize(("has_res", "h_dtype", "out_dtype", "batch", "seqlen", "d"), [
-    (True, torch.bfloat16, torch.bfloat16, 2, 5, 48), (True, torch.float32, torch.float32, 2, 5, 48),
-    (False, torch.float32, torch.bfloat16, 2, 5, 48),
-    (True, torch.bfloat16, torch.bfloat16, 1, 1031, 8),  # 2 rows per backward program, ragged tail
-])
-def test_add_rms_norm_matches_pytorch(device: str, has_res: bool, h_dtype: torch.dtype, out_dtype: torch.dtype,
-                                      batch: int, seqlen: int, d: int, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    ("has_res", "h_dtype", "out_dtype", "batch", "seqlen", "d"),
+    [
+        (True, torch.bfloat16, torch.bfloat16, 2, 5, 48),
+        (True, torch.float32, torch.float32, 2, 5, 48),
+        (False, torch.float32, torch.bfloat16, 2, 5, 48),
+        (True, torch.bfloat16, torch.bfloat16, 1, 1031, 8),  # 2 rows per backward program, ragged tail
+    ],
+)
+def test_add_rms_norm_matches_pytorch(
+    device: str,
+    has_res: bool,
+    h_dtype: torch.dtype,
+    out_dtype: torch.dtype,
+    batch: int,
+    seqlen: int,
+    d: int,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """Values and gradients (hidden, residual, weight) for d not a power of two (masked columns)."""
     from mambabench.kernels import rms_norm
 
@@ -40,8 +52,12 @@ def test_add_rms_norm_matches_pytorch(device: str, has_res: bool, h_dtype: torch
     out, res = add_rms_norm_triton(ins[0], ins[1], ins[2], 1e-5, True, out_dtype)
     assert out.dtype == out_dtype and res.dtype == torch.float32
     torch.testing.assert_close(res.cpu(), res_ref.detach())
-    torch.testing.assert_close(out.cpu().float(), out_ref.detach().float(), rtol=1e-2 if out_dtype != torch.float32 else 1e-5,
-                               atol=1e-2 if out_dtype != torch.float32 else 1e-5)
+    torch.testing.assert_close(
+        out.cpu().float(),
+        out_ref.detach().float(),
+        rtol=1e-2 if out_dtype != torch.float32 else 1e-5,
+        atol=1e-2 if out_dtype != torch.float32 else 1e-5,
+    )
     want = [t for t in ref_in if t is not None]
     got = [t for t in ins if t is not None]
     ref_grads = torch.autograd.grad([out_ref, res_ref], want, [dout.to(out_dtype), dres])
@@ -68,7 +84,9 @@ def test_lm_with_fused_add_norm_matches_pytorch_path(device: str, monkeypatch: p
     calls, remade = [], []
     original, original_remake = rms_norm.add_rms_norm_triton, rms_norm.rms_norm_recompute
     monkeypatch.setattr(rms_norm, "add_rms_norm_triton", lambda *a, **k: calls.append(1) or original(*a, **k))
-    monkeypatch.setattr(rms_norm, "rms_norm_recompute", lambda *a, **k: remade.append(1) or original_remake(*a, **k))
+    monkeypatch.setattr(
+        rms_norm, "rms_norm_recompute", lambda *a, **k: remade.append(1) or original_remake(*a, **k)
+    )
     from mambabench.kernels import head
 
     heads, original_head = [], head.sliced_head_triton
@@ -112,8 +130,9 @@ def test_sliced_head_matches_linear_then_slice(device: str) -> None:
         torch.testing.assert_close(a, r)
 
 
-def test_sliced_head_takes_the_cross_entropy_gradient_without_a_copy(device: str,
-                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sliced_head_takes_the_cross_entropy_gradient_without_a_copy(
+    device: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Triton cross-entropy on the sliced head: its padded, zero-filled gradient goes straight into the
     head's backward GEMMs (pad_rows is never called), and the gradients equal nn.Linear + slice +
     F.cross_entropy."""

@@ -22,8 +22,17 @@ from mambabench.kernels.scan_launch import ScanLaunch, current_launch, scan_laun
 
 PLAN = Path(__file__).parent / "data" / "scan_launch_plan.json"
 CASES = [  # (name, (batch, dim, seqlen), dstate, dtype, B/C groups)
-    *[(f"train_{b}x{d}x{L}", (b, d, L), 16, torch.bfloat16, 1) for b, d, L in
-      ((16, 1536, 2048), (8, 4096, 2048), (8, 2048, 2048), (32, 1536, 512), (32, 2048, 512), (2, 2048, 8192))],
+    *[
+        (f"train_{b}x{d}x{L}", (b, d, L), 16, torch.bfloat16, 1)
+        for b, d, L in (
+            (16, 1536, 2048),
+            (8, 4096, 2048),
+            (8, 2048, 2048),
+            (32, 1536, 512),
+            (32, 2048, 512),
+            (2, 2048, 8192),
+        )
+    ],
     ("fp32_8x2048x2048", (8, 2048, 2048), 16, torch.float32, 1),
     ("b1_4096x4096", (1, 4096, 4096), 16, torch.bfloat16, 1),
     ("b3_2048x4096", (3, 2048, 4096), 16, torch.bfloat16, 1),
@@ -32,10 +41,13 @@ CASES = [  # (name, (batch, dim, seqlen), dstate, dtype, B/C groups)
     ("n32_2x256x300", (2, 256, 300), 32, torch.bfloat16, 1),
     ("n8_groups_2x256x300", (2, 256, 300), 8, torch.float32, 2),
 ]
-KERNELS = ((scan_tiled, "tiled_scan_fwd_kernel", "tiled_fwd"), (scan_tiled, "tiled_scan_bwd_kernel", "tiled_bwd"),
-           (scan_sequential, "seq_scan_fwd_kernel", "sequential_fwd"),
-           (scan_sequential, "seq_scan_bwd_kernel", "sequential_bwd"),
-           (scan_sequential, "seq_scan_carry_kernel", "sequential_carry"))
+KERNELS = (
+    (scan_tiled, "tiled_scan_fwd_kernel", "tiled_fwd"),
+    (scan_tiled, "tiled_scan_bwd_kernel", "tiled_bwd"),
+    (scan_sequential, "seq_scan_fwd_kernel", "sequential_fwd"),
+    (scan_sequential, "seq_scan_bwd_kernel", "sequential_bwd"),
+    (scan_sequential, "seq_scan_carry_kernel", "sequential_carry"),
+)
 
 
 class _RecordingKernel:
@@ -46,18 +58,34 @@ class _RecordingKernel:
 
     def __getitem__(self, grid: tuple[int, ...]):  # noqa: ANN204
         def launch(*args: object, **kw: object) -> None:
-            self.log.append({"kernel": self.label, "grid": list(grid),
-                             "args": [list(a.shape) if isinstance(a, torch.Tensor) else a for a in args],
-                             "kw": {k: int(v) if isinstance(v, bool) else v for k, v in sorted(kw.items())}})
+            self.log.append(
+                {
+                    "kernel": self.label,
+                    "grid": list(grid),
+                    "args": [list(a.shape) if isinstance(a, torch.Tensor) else a for a in args],
+                    "kw": {k: int(v) if isinstance(v, bool) else v for k, v in sorted(kw.items())},
+                }
+            )
+
         return launch
 
 
-def _inputs(batch: int, dim: int, seqlen: int, dstate: int, dtype: torch.dtype, groups: int) -> list[torch.Tensor]:
+def _inputs(
+    batch: int, dim: int, seqlen: int, dstate: int, dtype: torch.dtype, groups: int
+) -> list[torch.Tensor]:
     """Uninitialised inputs in the Mamba block's layout (u and z halves of one xz tensor)."""
     xz = torch.empty(batch, 2 * dim, seqlen, dtype=dtype)
     bc = (batch, groups, dstate, seqlen)
-    return [xz[:, :dim], torch.empty(batch, dim, seqlen, dtype=dtype), -torch.ones(dim, dstate),
-            torch.empty(bc, dtype=dtype), torch.empty(bc, dtype=dtype), torch.ones(dim), xz[:, dim:], torch.zeros(dim)]
+    return [
+        xz[:, :dim],
+        torch.empty(batch, dim, seqlen, dtype=dtype),
+        -torch.ones(dim, dstate),
+        torch.empty(bc, dtype=dtype),
+        torch.empty(bc, dtype=dtype),
+        torch.ones(dim),
+        xz[:, dim:],
+        torch.zeros(dim),
+    ]
 
 
 def record_plan(monkeypatch: pytest.MonkeyPatch) -> dict[str, list]:
@@ -84,8 +112,9 @@ def record_plan(monkeypatch: pytest.MonkeyPatch) -> dict[str, list]:
             log.append({"waves": list(picks)})
             if phase != "nograd":
                 picks.clear()
-                selective_scan.selective_scan_backward(*args, True, residual, torch.empty_like(args[0]),
-                                                       phase == "train_det")
+                selective_scan.selective_scan_backward(
+                    *args, True, residual, torch.empty_like(args[0]), phase == "train_det"
+                )
                 log.append({"waves": list(picks)})
             plan[f"{name}|{phase}"] = json.loads(json.dumps(log))
     return plan
@@ -100,9 +129,16 @@ def test_launch_plan_is_pinned(monkeypatch: pytest.MonkeyPatch) -> None:
         assert plan[key] == pinned[key], f"{key}: the launches changed"
 
 
-@pytest.mark.parametrize(("batch", "dim", "prefetch", "maxnreg"),
-                         [(16, 1536, True, 160), (8, 2048, False, 128), (32, 1536, True, 160),
-                          (8, 4096, True, 128), (4, 2048, True, 160)])
+@pytest.mark.parametrize(
+    ("batch", "dim", "prefetch", "maxnreg"),
+    [
+        (16, 1536, True, 160),
+        (8, 2048, False, 128),
+        (32, 1536, True, 160),
+        (8, 4096, True, 128),
+        (4, 2048, True, 160),
+    ],
+)
 def test_wave_model_choices(batch: int, dim: int, prefetch: bool, maxnreg: int) -> None:
     # the "auto" prefetch / register cap on an H100 (132 SMs), at L = 2048 (one-warp programs of 8
     # channels): (16, 1536, 2048), 3072 programs, takes both, while (8, 2048, 2048), 2048 programs
@@ -168,6 +204,11 @@ def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 if __name__ == "__main__" and sys.argv[1:] == ["--write"]:
     with pytest.MonkeyPatch.context() as mp, scan_launch(**vars(ScanLaunch())):
         recorded = record_plan(mp)
-    PLAN.write_text("{\n" + ",\n".join(f"{json.dumps(k)}: {json.dumps(v, separators=(',', ':'))}"
-                                      for k, v in sorted(recorded.items())) + "\n}\n")
+    PLAN.write_text(
+        "{\n"
+        + ",\n".join(
+            f"{json.dumps(k)}: {json.dumps(v, separators=(',', ':'))}" for k, v in sorted(recorded.items())
+        )
+        + "\n}\n"
+    )
     print(f"wrote {PLAN}")

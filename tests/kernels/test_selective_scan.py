@@ -59,15 +59,17 @@ def make_inputs(
     return {"u": u, "delta": delta, "A": A, "B": B, "C": C, "D": D, "z": z, "delta_bias": bias}
 
 
-def check_scan(inputs: dict, softplus: bool, return_last: bool, dtype: torch.dtype,
-               deterministic: bool = False) -> None:
+def check_scan(
+    inputs: dict, softplus: bool, return_last: bool, dtype: torch.dtype, deterministic: bool = False
+) -> None:
     names = [k for k, v in inputs.items() if v is not None]
     leaves = {k: v.detach().clone().requires_grad_() for k, v in inputs.items() if v is not None}
     leaves_ref = {k: v.detach().clone().requires_grad_() for k, v in inputs.items() if v is not None}
     args = [leaves.get(k) for k in inputs]
     args_ref = [leaves_ref.get(k) for k in inputs]
-    res = selective_scan_triton(*args, delta_softplus=softplus, return_last_state=return_last,
-                                deterministic=deterministic)
+    res = selective_scan_triton(
+        *args, delta_softplus=softplus, return_last_state=return_last, deterministic=deterministic
+    )
     ref = selective_scan_ref(*args_ref, delta_softplus=softplus, return_last_state=return_last)
     out, out_ref = (res[0], ref[0]) if return_last else (res, ref)
     rtol, atol = TOL[dtype]
@@ -85,7 +87,9 @@ def check_scan(inputs: dict, softplus: bool, return_last: bool, dtype: torch.dty
         if weight:  # weight grads sum over batch and time: compare relative to their scale
             at = at * max(1.0, gr_ref.abs().max().item())
         assert gr.shape == gr_ref.shape and gr.dtype == gr_ref.dtype, name
-        torch.testing.assert_close(gr.float(), gr_ref.float(), rtol=rt, atol=at, msg=lambda m, n=name: f"d{n}: {m}")
+        torch.testing.assert_close(
+            gr.float(), gr_ref.float(), rtol=rt, atol=at, msg=lambda m, n=name: f"d{n}: {m}"
+        )
 
 
 @pytest.mark.parametrize("seqlen", [1, 7, 128, 130])
@@ -101,8 +105,9 @@ def test_scan_shapes_fp32(device: str, seqlen: int, dstate: int, bc: str) -> Non
 @pytest.mark.parametrize("has_bias", [False, True])
 @pytest.mark.parametrize("softplus", [False, True])
 def test_scan_options(device: str, has_z: bool, has_D: bool, has_bias: bool, softplus: bool) -> None:
-    inputs = make_inputs(device, seqlen=23, dstate=4, bc="var", has_z=has_z, has_D=has_D,
-                         has_bias=has_bias, seed=1)
+    inputs = make_inputs(
+        device, seqlen=23, dstate=4, bc="var", has_z=has_z, has_D=has_D, has_bias=has_bias, seed=1
+    )
     check_scan(inputs, softplus=softplus, return_last=False, dtype=torch.float32)
 
 
@@ -116,8 +121,9 @@ def test_scan_half(device: str, bc: str, dtype: torch.dtype) -> None:
 @pytest.mark.parametrize("deterministic", [False, True])
 def test_scan_strided_z_and_odd_dim(device: str, deterministic: bool) -> None:
     # dim 6 with 3 groups: BLOCK_D must shrink so a program never spans two groups
-    inputs = make_inputs(device, batch=2, dim=6, groups=3, seqlen=45, dstate=5, bc="grouped",
-                         z_strided=True, seed=3)
+    inputs = make_inputs(
+        device, batch=2, dim=6, groups=3, seqlen=45, dstate=5, bc="grouped", z_strided=True, seed=3
+    )
     assert not inputs["z"].is_contiguous()
     check_scan(inputs, softplus=True, return_last=True, dtype=torch.float32, deterministic=deterministic)
 
@@ -133,8 +139,7 @@ def test_scan_delta_hbl_layout(device: str) -> None:
 @pytest.mark.parametrize(("bc", "dtype"), [("var", torch.float32), ("grouped", torch.bfloat16)])
 def test_scan_long_sequence(device: str, bc: str, dtype: torch.dtype) -> None:
     # 2049 steps: crosses the 2048-step chunk of the official kernel and many of our tiles
-    inputs = make_inputs(device, batch=1, dim=2, groups=2, seqlen=2049, dstate=4, bc=bc, dtype=dtype,
-                         seed=5)
+    inputs = make_inputs(device, batch=1, dim=2, groups=2, seqlen=2049, dstate=4, bc=bc, dtype=dtype, seed=5)
     check_scan(inputs, softplus=True, return_last=True, dtype=dtype)
 
 
@@ -143,8 +148,7 @@ def test_deterministic_matches_atomic(device: str) -> None:
     outs = []
     for det in (False, True):
         leaves = {k: v.detach().clone().requires_grad_() for k, v in inputs.items() if v is not None}
-        out = selective_scan_triton(*[leaves.get(k) for k in inputs], delta_softplus=True,
-                                    deterministic=det)
+        out = selective_scan_triton(*[leaves.get(k) for k in inputs], delta_softplus=True, deterministic=det)
         out.sum().backward()
         outs.append([leaves["B"].grad, leaves["C"].grad])
     for a, b in zip(*outs):
@@ -186,11 +190,16 @@ def test_scan_large_dstate(device: str, dstate: int, bc: str) -> None:
 
 @pytest.mark.parametrize(
     ("bc", "dtype", "seqlen", "dstate", "deterministic"),
-    [("var", torch.float32, 130, 16, False), ("const", torch.float32, 37, 3, False),
-     ("grouped", torch.bfloat16, 64, 4, False), ("var", torch.float32, 300, 4, True)],
+    [
+        ("var", torch.float32, 130, 16, False),
+        ("const", torch.float32, 37, 3, False),
+        ("grouped", torch.bfloat16, 64, 4, False),
+        ("var", torch.float32, 300, 4, True),
+    ],
 )
-def test_sequential_family(device: str, bc: str, dtype: torch.dtype, seqlen: int, dstate: int,
-                           deterministic: bool) -> None:
+def test_sequential_family(
+    device: str, bc: str, dtype: torch.dtype, seqlen: int, dstate: int, deterministic: bool
+) -> None:
     # family=sequential: a channel's states on a few lanes (kernels/scan_sequential.py); seqlen 130/37
     # leave a partial time tile, 300 spans three 128-step chunks of saved states
     inputs = make_inputs(device, seqlen=seqlen, dstate=dstate, bc=bc, dtype=dtype, seed=7)
@@ -198,12 +207,22 @@ def test_sequential_family(device: str, bc: str, dtype: torch.dtype, seqlen: int
         check_scan(inputs, softplus=True, return_last=True, dtype=dtype, deterministic=deterministic)
 
 
-@pytest.mark.parametrize(("lanes", "warps", "dstate", "bc", "split", "det"),
-                         [(1, 1, 4, "var", 0, False), (2, 2, 16, "grouped", 0, False), (8, 4, 12, "var", 0, False),
-                          (4, 2, 5, "const", 0, False), (4, 1, 16, "var", 64, False), (2, 1, 3, "const", 32, False),
-                          (4, 1, 16, "var", 0, False), (4, 1, 13, "var", 0, True)])
-def test_sequential_backward_lanes(device: str, lanes: int, warps: int, dstate: int, bc: str, split: int,
-                                   det: bool) -> None:
+@pytest.mark.parametrize(
+    ("lanes", "warps", "dstate", "bc", "split", "det"),
+    [
+        (1, 1, 4, "var", 0, False),
+        (2, 2, 16, "grouped", 0, False),
+        (8, 4, 12, "var", 0, False),
+        (4, 2, 5, "const", 0, False),
+        (4, 1, 16, "var", 64, False),
+        (2, 1, 3, "const", 32, False),
+        (4, 1, 16, "var", 0, False),
+        (4, 1, 13, "var", 0, True),
+    ],
+)
+def test_sequential_backward_lanes(
+    device: str, lanes: int, warps: int, dstate: int, bc: str, split: int, det: bool
+) -> None:
     # the sequential backward with the states of a channel spread over 1-8 lanes, several warps per
     # program (cross-warp dB/dC sums), dstate not a multiple of the lanes, two 32-step chunks plus a
     # remainder; split > 0: time cut into segments (16 rows here: 3 segments, the last a partial
@@ -214,12 +233,19 @@ def test_sequential_backward_lanes(device: str, lanes: int, warps: int, dstate: 
         check_scan(inputs, softplus=True, return_last=False, dtype=torch.float32, deterministic=det)
 
 
-@pytest.mark.parametrize(("lanes", "dstate", "bc", "seqlen", "split", "dtype"),
-                         [(4, 16, "var", 70, 0, torch.float32), (8, 12, "grouped", 64, 0, torch.bfloat16),
-                          (2, 5, "const", 37, 0, torch.float32), (4, 16, "var", 130, 64, torch.bfloat16),
-                          (4, 3, "var", 7, 0, torch.float32)])
-def test_forward_prefetch(device: str, lanes: int, dstate: int, bc: str, seqlen: int, split: int,
-                          dtype: torch.dtype) -> None:
+@pytest.mark.parametrize(
+    ("lanes", "dstate", "bc", "seqlen", "split", "dtype"),
+    [
+        (4, 16, "var", 70, 0, torch.float32),
+        (8, 12, "grouped", 64, 0, torch.bfloat16),
+        (2, 5, "const", 37, 0, torch.float32),
+        (4, 16, "var", 130, 64, torch.bfloat16),
+        (4, 3, "var", 7, 0, torch.float32),
+    ],
+)
+def test_forward_prefetch(
+    device: str, lanes: int, dstate: int, bc: str, seqlen: int, split: int, dtype: torch.dtype
+) -> None:
     # the sequential forward that loads the next time tile before running this one (PREFETCH): partial
     # last tiles (70, 37, 7 steps), constant / grouped B and C, dstate not a multiple of the lanes, and
     # time segments (split: 16 rows -> 3 segments of 32-step chunks) whose last tile reloads
@@ -229,11 +255,24 @@ def test_forward_prefetch(device: str, lanes: int, dstate: int, bc: str, seqlen:
         check_scan(inputs, softplus=True, return_last=True, dtype=dtype)
 
 
-@pytest.mark.parametrize(("min_rows", "nograd_min_rows", "bc", "seqlen", "nograd_sequential"),
-                         [(0, 0, "var", 130, True), (0, 0, "grouped", 64, True), (None, 0, "var", 130, False),
-                          (None, None, "var", 130, True)])
-def test_default_family_split(device: str, monkeypatch: pytest.MonkeyPatch, min_rows: int | None,
-                              nograd_min_rows: int | None, bc: str, seqlen: int, nograd_sequential: bool) -> None:
+@pytest.mark.parametrize(
+    ("min_rows", "nograd_min_rows", "bc", "seqlen", "nograd_sequential"),
+    [
+        (0, 0, "var", 130, True),
+        (0, 0, "grouped", 64, True),
+        (None, 0, "var", 130, False),
+        (None, None, "var", 130, True),
+    ],
+)
+def test_default_family_split(
+    device: str,
+    monkeypatch: pytest.MonkeyPatch,
+    min_rows: int | None,
+    nograd_min_rows: int | None,
+    bc: str,
+    seqlen: int,
+    nograd_sequential: bool,
+) -> None:
     # the default ("auto") for dstate <= 16: sequential backward after the sequential forward (many
     # rows; NOGRAD_SEQUENTIAL_MIN_ROWS lowered so the small shape takes it) or after the tiled forward
     # (no-grad between NOGRAD_TILED_MIN_ROWS, lowered here, and NOGRAD_SEQUENTIAL_MIN_ROWS); very few

@@ -106,16 +106,21 @@ def test_swept_values_reach_the_module(make_config, preset: str) -> None:
 
 
 def test_table10_switches_b_and_c_together(make_config) -> None:
-    model = _build(make_config, ["experiment=ablations/table10", "model.mixer.selective_B=false",
-                                 "model.mixer.d_state=4"])
+    model = _build(
+        make_config,
+        ["experiment=ablations/table10", "model.mixer.selective_B=false", "model.mixer.d_state=4"],
+    )
     mixer = model.backbone.layers[0].mixer
     assert mixer.B.shape == mixer.C.shape == (mixer.d_inner, 4) and mixer.x_proj.weight.shape[0] == 64
 
 
 def test_a_init_values() -> None:
     """Table 8's initialisations, on real tensors."""
-    for A_init, expected_real in [("s4d_real", -(torch.arange(4) + 1.0)), ("s4d_lin_real", -0.5 * torch.ones(4)),
-                                  ("s4d_lin", -0.5 * torch.ones(4))]:
+    for A_init, expected_real in [
+        ("s4d_real", -(torch.arange(4) + 1.0)),
+        ("s4d_lin_real", -0.5 * torch.ones(4)),
+        ("s4d_lin", -0.5 * torch.ones(4)),
+    ]:
         m = Mamba(8, d_state=4, A_init=A_init)
         torch.testing.assert_close(m._a_matrix().real[0] if m.is_complex else m._a_matrix()[0], expected_real)
     assert torch.allclose(Mamba(8, d_state=4, A_init="s4d_lin").A_imag[0], math.pi * torch.arange(4.0))

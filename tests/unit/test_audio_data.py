@@ -49,11 +49,14 @@ def test_read_audio_mixes_stereo_and_resamples_with_a_note(tmp_path: Path) -> No
     assert abs(np.abs(wave).max() - 0.25) < 0.01  # mean of the two channels
 
 
-@pytest.mark.parametrize(("make", "message"), [
-    (lambda p: sf.write(p, np.zeros(0), 16000), "is empty"),
-    (lambda p: p.write_bytes(b"RIFF....WAVEnot really"), "cannot read audio file"),
-    (lambda p: sf.write(p, np.sign(np.sin(np.arange(16000))), 16000), "is clipped"),
-])
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda p: sf.write(p, np.zeros(0), 16000), "is empty"),
+        (lambda p: p.write_bytes(b"RIFF....WAVEnot really"), "cannot read audio file"),
+        (lambda p: sf.write(p, np.sign(np.sin(np.arange(16000))), 16000), "is clipped"),
+    ],
+)
 def test_bad_files_are_named(tmp_path: Path, make, message: str) -> None:
     path = tmp_path / "bad.wav"
     make(path)
@@ -72,8 +75,9 @@ def test_split_by_file_is_deterministic_and_disjoint() -> None:
 
 
 def test_youtubemix_windows_are_next_sample_pairs() -> None:
-    dm = YouTubeMixDataModule(str(_data("youtubemix")), seq_len=1024, batch_size=2, train_fraction=0.34,
-                              max_eval_windows=4)
+    dm = YouTubeMixDataModule(
+        str(_data("youtubemix")), seq_len=1024, batch_size=2, train_fraction=0.34, max_eval_windows=4
+    )
     dm.setup("fit")
     batch = next(iter(dm.train_dataloader()))
     assert batch["input_ids"].shape == (2, 1024) and batch["input_ids"].max() < 256

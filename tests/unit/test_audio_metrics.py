@@ -53,6 +53,8 @@ def test_frechet_distance() -> None:
     x = torch.randn(500, 8)
     assert frechet_distance(x, x) == pytest.approx(0.0, abs=1e-8)
     shift = torch.tensor([3.0] + [0.0] * 7)
-    assert frechet_distance(x, x + shift) == pytest.approx(9.0, rel=1e-6)  # same covariance: ||mu_a - mu_b||^2
+    assert frechet_distance(x, x + shift) == pytest.approx(
+        9.0, rel=1e-6
+    )  # same covariance: ||mu_a - mu_b||^2
     scaled = frechet_distance(x, 2 * x)  # Tr(S + 4S - 2 * 2S) = Tr(S) for (mu ~ 0)
     assert scaled == pytest.approx(float(torch.cov(x.T).trace()) + float((x.mean(0)).pow(2).sum()), rel=1e-4)

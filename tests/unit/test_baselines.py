@@ -55,7 +55,9 @@ def _count(make_config, overrides: list[str], vocab: int) -> int:
 
 @pytest.mark.parametrize(("model", "size", "vocab", "paper", "source"), PARAM_COUNTS)
 def test_parameter_counts_match_paper(make_config, model, size, vocab, paper, source) -> None:
-    overrides = [f"model={model}"] + ([f"+model/size={size}"] if size else ["model.d_model=768", "model.n_layer=24"])
+    overrides = [f"model={model}"] + (
+        [f"+model/size={size}"] if size else ["model.d_model=768", "model.n_layer=24"]
+    )
     n = _count(make_config, overrides, vocab)
     assert abs(n - paper) / paper < 0.03, f"{model} {size}: {n / 1e6:.1f}M vs {paper / 1e6:.0f}M ({source})"
 
@@ -83,7 +85,12 @@ ARCHITECTURES = [
     ["model=hyena"],
     ["model=hybrid", "model.mixer.every=2"],
     ["model=mamba", "model.mixer.A_init=s4d_lin"],
-    ["model=mamba", "model.mixer.A_init=s4d_lin", "model.mixer.selective_B=false", "model.mixer.selective_C=false"],
+    [
+        "model=mamba",
+        "model.mixer.A_init=s4d_lin",
+        "model.mixer.selective_B=false",
+        "model.mixer.selective_C=false",
+    ],
     ["model=mamba", "model.mixer.selective_delta=false", "model.mixer.selective_B=false"],
     ["model=mamba", "model.mixer.gate=false"],
     ["model=mamba", "model.mixer.inner_layer=s4_complex"],
@@ -117,7 +124,9 @@ def test_causal_and_step_equals_forward(make_config, overrides) -> None:
         logits = model(ids)
         changed = ids.clone()
         changed[:, 7:] = (changed[:, 7:] + 1) % 16
-        assert torch.allclose(model(changed)[:, :7], logits[:, :7], atol=1e-5), "future tokens changed the past"
+        assert torch.allclose(model(changed)[:, :7], logits[:, :7], atol=1e-5), (
+            "future tokens changed the past"
+        )
         caches = model.allocate_cache(2)
         stepped = [model(ids[:, :5], caches=caches)]
         for t in range(5, 12):

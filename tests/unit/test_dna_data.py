@@ -29,7 +29,7 @@ SPECIES = ["human", "chimpanzee", "gorilla", "orangutan"]
 
 def _real_bases(n: int, offset: int = 0) -> str:
     seq = "".join(line.strip() for line in (HG38 / "genome.fa").read_text().splitlines()[1:])
-    return seq[offset:offset + n]
+    return seq[offset : offset + n]
 
 
 def _write_fasta(path: Path, records: dict[str, str]) -> Path:
@@ -67,7 +67,9 @@ def test_reverse_complement() -> None:
 
 def test_non_acgtn_is_an_error_naming_where_and_the_fix() -> None:
     tok = CharacterTokenizer()
-    with pytest.raises(InvalidBaseError, match=r"chr1:0-6 has 2 character\(s\).*\['R', 'Y'\].*unknown_bases=n"):
+    with pytest.raises(
+        InvalidBaseError, match=r"chr1:0-6 has 2 character\(s\).*\['R', 'Y'\].*unknown_bases=n"
+    ):
         tok.encode("ACRTYA", where="chr1:0-6")
     lenient = CharacterTokenizer(unknown="n")
     assert lenient.decode(lenient.encode("ACRT")) == "ACNT"
@@ -111,7 +113,9 @@ def test_bed_interval_outside_the_chromosome(hg38_copy: Path) -> None:
     genome = FastaGenome(hg38_copy / "genome.fa")
     bed = hg38_copy / "bad.bed"
     bed.write_text("chr17\t24000\t25000\tvalid\n")
-    with pytest.raises(GenomeDataError, match=r"line 1: interval chr17:24000-25000 is outside the sequence \(length 24576\)"):
+    with pytest.raises(
+        GenomeDataError, match=r"line 1: interval chr17:24000-25000 is outside the sequence \(length 24576\)"
+    ):
         read_bed(bed, genome, "prep")
 
 
@@ -194,14 +198,17 @@ def test_hg38_non_acgtn_in_the_genome_is_an_error(tmp_path: Path) -> None:
     dm = HG38DataModule(fasta=str(tmp_path / "genome.fa"), bed=str(tmp_path / "sequences.bed"), seq_len=512)
     with pytest.raises(InvalidBaseError, match=r"genome.fa' chr17:0-513.*'R'"):
         dm._dataset("val", 512)[0]
-    lenient = HG38DataModule(fasta=str(tmp_path / "genome.fa"), bed=str(tmp_path / "sequences.bed"),
-                             seq_len=512, unknown_bases="n")
+    lenient = HG38DataModule(
+        fasta=str(tmp_path / "genome.fa"), bed=str(tmp_path / "sequences.bed"), seq_len=512, unknown_bases="n"
+    )
     assert lenient._dataset("val", 512)[0]["input_ids"][300] == lenient.tokenizer.vocab["N"]
 
 
 def test_hg38_window_longer_than_the_genome(hg38_copy: Path) -> None:
     dm = _hg38(hg38_copy, seq_len=1 << 16)
-    with pytest.raises(GenomeDataError, match=r"no window of length 65536 fits the 2 'train' interval.*lower data.seq_len"):
+    with pytest.raises(
+        GenomeDataError, match=r"no window of length 65536 fits the 2 'train' interval.*lower data.seq_len"
+    ):
         dm.train_dataloader()
     with pytest.warns(UserWarning, match="1 of 2 'train' intervals skipped"):
         dm.windows("train", 20000)  # the second interval cannot hold a 20000-base window
@@ -209,12 +216,16 @@ def test_hg38_window_longer_than_the_genome(hg38_copy: Path) -> None:
 
 def test_hg38_missing_split(hg38_copy: Path) -> None:
     dm = _hg38(hg38_copy, val_split="validation")
-    with pytest.raises(GenomeDataError, match=r"no 'validation' rows \(splits found: \['test', 'train', 'valid'\]\)"):
+    with pytest.raises(
+        GenomeDataError, match=r"no 'validation' rows \(splits found: \['test', 'train', 'valid'\]\)"
+    ):
         dm.val_dataloader()
 
 
 def test_hg38_missing_files_point_at_prepare(tmp_path: Path) -> None:
-    dm = HG38DataModule(fasta=str(tmp_path / "hg38" / "genome.fa"), bed=str(tmp_path / "hg38" / "sequences.bed"))
+    dm = HG38DataModule(
+        fasta=str(tmp_path / "hg38" / "genome.fa"), bed=str(tmp_path / "hg38" / "sequences.bed")
+    )
     with pytest.raises(DataNotFoundError, match="prepare_data.py hg38"):
         dm.setup("fit")
 
@@ -227,7 +238,9 @@ def apes_copy(tmp_path: Path) -> Path:
 
 
 def _apes(folder: Path, **kwargs) -> SpeciesDataModule:
-    kwargs.setdefault("split_contigs", {"train": ["chr22_train"], "valid": ["chr22_valid"], "test": ["chr22_test"]})
+    kwargs.setdefault(
+        "split_contigs", {"train": ["chr22_train"], "valid": ["chr22_valid"], "test": ["chr22_test"]}
+    )
     dm = SpeciesDataModule(species_dir=str(folder), species=SPECIES, **kwargs)
     dm.setup("fit")
     return dm
@@ -249,7 +262,11 @@ def test_species_windows_come_from_their_species_and_split(apes_copy: Path) -> N
 
 
 def test_species_train_contigs_default_to_the_rest(apes_copy: Path) -> None:
-    dm = _apes(apes_copy, seq_len=512, split_contigs={"train": None, "valid": ["chr22_valid"], "test": ["chr22_test"]})
+    dm = _apes(
+        apes_copy,
+        seq_len=512,
+        split_contigs={"train": None, "valid": ["chr22_valid"], "test": ["chr22_test"]},
+    )
     assert dm.contigs_for("train", 512) == [["chr22_train"]] * 4
 
 
@@ -268,14 +285,21 @@ def test_species_missing_file(apes_copy: Path) -> None:
 def test_species_sequences_shorter_than_the_window(apes_copy: Path) -> None:
     dm = _apes(apes_copy, seq_len=4096)
     assert dm.contigs_for("train", 4096)  # 4096 bases: exactly one window per species
-    with pytest.raises(GenomeDataError, match=r"species 'human' has no 'valid' region of at least 4096 bases "
-                                              r"\(longest: 2048.*lower data.seq_len"):
+    with pytest.raises(
+        GenomeDataError,
+        match=r"species 'human' has no 'valid' region of at least 4096 bases "
+        r"\(longest: 2048.*lower data.seq_len",
+    ):
         dm.val_dataloader()
 
 
 def test_species_split_contig_missing(apes_copy: Path) -> None:
-    dm = _apes(apes_copy, split_contigs={"train": ["chr22_train"], "valid": ["chr21"], "test": ["chr22_test"]})
-    with pytest.raises(GenomeDataError, match=r"no sequence 'chr21'.*known: chr22_train, chr22_valid, chr22_test"):
+    dm = _apes(
+        apes_copy, split_contigs={"train": ["chr22_train"], "valid": ["chr21"], "test": ["chr22_test"]}
+    )
+    with pytest.raises(
+        GenomeDataError, match=r"no sequence 'chr21'.*known: chr22_train, chr22_valid, chr22_test"
+    ):
         dm.val_dataloader()
 
 
@@ -289,10 +313,20 @@ def test_species_windows_are_reproducible(apes_copy: Path) -> None:
 # ------------------------------------------------------------- species: fractions, folders, bad input
 def test_species_fraction_regions_are_disjoint_and_windows_stay_inside(tmp_path: Path) -> None:
     shutil.copytree(BACTERIA, tmp_path / "species")
-    dm = SpeciesDataModule(str(tmp_path / "species"), CLASSES, split_fractions=FRACTIONS, seq_len=256, batch_size=10,
-                           num_eval_samples=10, rc_aug=True)
+    dm = SpeciesDataModule(
+        str(tmp_path / "species"),
+        CLASSES,
+        split_fractions=FRACTIONS,
+        seq_len=256,
+        batch_size=10,
+        num_eval_samples=10,
+        rc_aug=True,
+    )
     dm.setup()
-    spans = {split: [(r.start, r.end) for r in dm.regions_for(split, 256)[1]] for split in ("train", "valid", "test")}
+    spans = {
+        split: [(r.start, r.end) for r in dm.regions_for(split, 256)[1]]
+        for split in ("train", "valid", "test")
+    }
     assert spans == {"train": [(0, 4800)], "valid": [(4800, 5400)], "test": [(5400, 6000)]}
     batch = next(iter(dm.test_dataloader()))
     assert batch["labels"].tolist() == [0, 1, 2, 3, 4] * 2
@@ -318,8 +352,12 @@ def test_species_folder_per_class_and_explicit_paths(tmp_path: Path) -> None:
     shutil.copy(BACTERIA / "e_coli.fa", folder / "e_coli" / "k12.fa")
     shutil.copy(BACTERIA / "v_cholerae.fa", folder / "e_coli" / "other.fasta")  # two files, one class
     shutil.copy(BACTERIA / "s_aureus.fa", tmp_path / "staph.fa")
-    dm = SpeciesDataModule(str(folder), {"e_coli": "e_coli", "s_aureus": str(tmp_path / "staph.fa")},
-                           split_fractions=FRACTIONS, seq_len=128)
+    dm = SpeciesDataModule(
+        str(folder),
+        {"e_coli": "e_coli", "s_aureus": str(tmp_path / "staph.fa")},
+        split_fractions=FRACTIONS,
+        seq_len=128,
+    )
     dm.setup()
     assert [len(g) for g in dm.genomes] == [2, 1] and dm.class_names == ["e_coli", "s_aureus"]
     assert dm.contigs_for("valid", 128) == [["K-12-MG1655", "AE003852.1"], ["NC_002745.2"]]
@@ -336,15 +374,22 @@ def test_species_bad_input_is_named(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="needs at least two classes"):
         SpeciesDataModule(where, ["e_coli"], split_fractions=FRACTIONS)
     overlapping = {"train": [0.0, 0.85], "valid": [0.8, 0.9], "test": [0.9, 1.0]}
-    with pytest.raises(ConfigError, match=r"train \[0.0, 0.85\] overlaps valid \[0.8, 0.9\]; .* must be disjoint"):
+    with pytest.raises(
+        ConfigError, match=r"train \[0.0, 0.85\] overlaps valid \[0.8, 0.9\]; .* must be disjoint"
+    ):
         SpeciesDataModule(where, CLASSES, split_fractions=overlapping)
     with pytest.raises(ConfigError, match=r"split_fractions.test=\[0.9, 1.2\] must satisfy"):
         SpeciesDataModule(where, CLASSES, split_fractions={**FRACTIONS, "test": [0.9, 1.2]})
     with pytest.raises(ConfigError, match=r"lists sequence 'chr1' under both train and test"):
         SpeciesDataModule(where, CLASSES, split_contigs={"train": ["chr1"], "valid": [], "test": ["chr1"]})
     # a species with fewer bases in a split than one window
-    (tmp_path / "species" / "h_pylori.fa").write_text(">tiny\n" + "ACGT" * 500 + "\n")  # 2,000 bases: test = 200
+    (tmp_path / "species" / "h_pylori.fa").write_text(
+        ">tiny\n" + "ACGT" * 500 + "\n"
+    )  # 2,000 bases: test = 200
     dm = SpeciesDataModule(where, CLASSES, split_fractions=FRACTIONS, seq_len=256)
-    with pytest.raises(GenomeDataError, match=r"species 'h_pylori' has no 'test' region of at least 256 bases "
-                                              r"\(longest: 200 of 200 bases in 1 region.*supply more sequence"):
+    with pytest.raises(
+        GenomeDataError,
+        match=r"species 'h_pylori' has no 'test' region of at least 256 bases "
+        r"\(longest: 200 of 200 bases in 1 region.*supply more sequence",
+    ):
         dm.test_dataloader()

@@ -28,7 +28,7 @@ DATA = ROOT / "tests" / "data" / "datasets"
 def _real(n: int, offset: int = 0) -> str:
     """Real soft-masked human bases (hg19 chr17 slice shipped with the tests)."""
     seq = "".join(dict(read_fasta(DATA / "hg38" / "genome.fa")).values())
-    return seq[offset:offset + n]
+    return seq[offset : offset + n]
 
 
 def _ape(name: str, n: int) -> str:
@@ -47,13 +47,19 @@ def write_2bit(records: list[tuple[str, str]]) -> bytes:
     for name, seq in records:
         n_blocks, m_blocks = blocks(seq, "[Nn]+"), blocks(seq, "[a-z]+")
         body = struct.pack("<II", len(seq), len(n_blocks))
-        body += b"".join(struct.pack("<I", s) for s, _ in n_blocks) + b"".join(struct.pack("<I", n) for _, n in n_blocks)
+        body += b"".join(struct.pack("<I", s) for s, _ in n_blocks) + b"".join(
+            struct.pack("<I", n) for _, n in n_blocks
+        )
         body += struct.pack("<I", len(m_blocks))
-        body += b"".join(struct.pack("<I", s) for s, _ in m_blocks) + b"".join(struct.pack("<I", n) for _, n in m_blocks)
+        body += b"".join(struct.pack("<I", s) for s, _ in m_blocks) + b"".join(
+            struct.pack("<I", n) for _, n in m_blocks
+        )
         body += struct.pack("<I", 0)
         upper = seq.upper() + "T" * (-len(seq) % 4)
-        body += bytes((code[upper[i]] << 6) | (code[upper[i + 1]] << 4) | (code[upper[i + 2]] << 2) | code[upper[i + 3]]
-                      for i in range(0, len(upper), 4))
+        body += bytes(
+            (code[upper[i]] << 6) | (code[upper[i + 1]] << 4) | (code[upper[i + 2]] << 2) | code[upper[i + 3]]
+            for i in range(0, len(upper), 4)
+        )
         index += bytes([len(name.encode())]) + name.encode() + struct.pack("<I", offset)
         bodies.append(body)
         offset += len(body)
@@ -118,10 +124,19 @@ def server():
     srv.httpd.server_close()
 
 
-HUMAN = [("chr1", _real(3000)), ("chr3", _real(2500, 3000)), ("chr5", _real(2500, 6000)),
-         ("chrUn_KI270302v1", _real(600, 9000)), ("chrM", _real(500, 10000))]
-CHIMP = [("chr1", _ape("chimpanzee", 3000)), ("chr2A", "N" * 150 + _ape("chimpanzee", 2000)[150:]),
-         ("chr3", _ape("chimpanzee", 2500)), ("chr5", _ape("chimpanzee", 2600))]
+HUMAN = [
+    ("chr1", _real(3000)),
+    ("chr3", _real(2500, 3000)),
+    ("chr5", _real(2500, 6000)),
+    ("chrUn_KI270302v1", _real(600, 9000)),
+    ("chrM", _real(500, 10000)),
+]
+CHIMP = [
+    ("chr1", _ape("chimpanzee", 3000)),
+    ("chr2A", "N" * 150 + _ape("chimpanzee", 2000)[150:]),
+    ("chr3", _ape("chimpanzee", 2500)),
+    ("chr5", _ape("chimpanzee", 2600)),
+]
 
 
 def _publish(srv: FileServer, db: str, records: list[tuple[str, str]], corrupt: bool = False) -> bytes:
@@ -158,10 +173,23 @@ def test_download_resumes_verifies_and_converts(tmp_path: Path, server: FileServ
     _publish(server, "panTro6", CHIMP)
     server.cut["/goldenPath/hg38/bigZips/hg38.2bit"] = len(human_2bit) // 3  # the connection drops mid-file
     bonobo = [("1", _ape("chimpanzee", 2400)), ("3", _ape("human", 2400)), ("MT", "ACGT" * 100)]
-    server.files["/ensembl/bonobo.fa.gz"] = gzip.compress("".join(f">{n} x\n{s}\n" for n, s in bonobo).encode())
+    server.files["/ensembl/bonobo.fa.gz"] = gzip.compress(
+        "".join(f">{n} x\n{s}\n" for n, s in bonobo).encode()
+    )
     mirror = f"{server.url}/goldenPath"
-    argv = ["great_apes", "--download", "--species", "human", "chimpanzee", "--mirror", mirror,
-            "--url", f"bonobo={server.url}/ensembl/bonobo.fa.gz", "--data-dir", str(tmp_path)]
+    argv = [
+        "great_apes",
+        "--download",
+        "--species",
+        "human",
+        "chimpanzee",
+        "--mirror",
+        mirror,
+        "--url",
+        f"bonobo={server.url}/ensembl/bonobo.fa.gz",
+        "--data-dir",
+        str(tmp_path),
+    ]
     assert _prepare(argv) == 0
     out = capsys.readouterr().out
     assert "transfer interrupted" in out and "verified hg38.2bit (md5)" in out
@@ -175,8 +203,14 @@ def test_download_resumes_verifies_and_converts(tmp_path: Path, server: FileServ
     assert "cannot be verified" in out  # the .fa.gz source has no md5sum.txt beside it: said, not hidden
 
     # the converted genomes feed data=species with chromosome splits
-    dm = SpeciesDataModule(str(genomes), ["human", "chimpanzee", "bonobo"], seq_len=256, batch_size=6,
-                           num_eval_samples=6, split_contigs={"train": None, "valid": ["chr3"], "test": ["chr5"]})
+    dm = SpeciesDataModule(
+        str(genomes),
+        ["human", "chimpanzee", "bonobo"],
+        seq_len=256,
+        batch_size=6,
+        num_eval_samples=6,
+        split_contigs={"train": None, "valid": ["chr3"], "test": ["chr5"]},
+    )
     with pytest.raises(Exception, match=r"species 'bonobo'.*no sequence 'chr5'"):
         dm.test_dataloader()
     batch = next(iter(dm.val_dataloader()))
@@ -199,18 +233,34 @@ def test_rerun_continues_a_part_file(tmp_path: Path, server: FileServer) -> None
 
 def test_corrupt_download_fails_its_checksum(tmp_path: Path, server: FileServer, capsys) -> None:
     _publish(server, "ponAbe3", HUMAN, corrupt=True)
-    argv = ["great_apes", "--download", "--species", "orangutan", "--mirror", f"{server.url}/goldenPath",
-            "--data-dir", str(tmp_path)]
+    argv = [
+        "great_apes",
+        "--download",
+        "--species",
+        "orangutan",
+        "--mirror",
+        f"{server.url}/goldenPath",
+        "--data-dir",
+        str(tmp_path),
+    ]
     assert _prepare(argv) == 1
     err = capsys.readouterr().err
-    assert re.search(r"checksum mismatch for http://127\.0\.0\.1:\d+/goldenPath/ponAbe3/bigZips/ponAbe3\.2bit: "
-                     r"expected md5 [0-9a-f]{32}, got [0-9a-f]{32}\. The corrupt download was deleted; run the "
-                     r"command again", err), err
-    assert list((tmp_path / "great_apes_genomes" / "_downloads").glob("ponAbe3.2bit*")) == [tmp_path / "great_apes_genomes" / "_downloads" / "ponAbe3.2bit.md5sum.txt"]
+    assert re.search(
+        r"checksum mismatch for http://127\.0\.0\.1:\d+/goldenPath/ponAbe3/bigZips/ponAbe3\.2bit: "
+        r"expected md5 [0-9a-f]{32}, got [0-9a-f]{32}\. The corrupt download was deleted; run the "
+        r"command again",
+        err,
+    ), err
+    assert list((tmp_path / "great_apes_genomes" / "_downloads").glob("ponAbe3.2bit*")) == [
+        tmp_path / "great_apes_genomes" / "_downloads" / "ponAbe3.2bit.md5sum.txt"
+    ]
     assert not (tmp_path / "great_apes_genomes" / "orangutan.fa").exists()
     argv[3] = "gibbon"
     assert _prepare(argv) == 1 and "no assembly known for ['gibbon']" in capsys.readouterr().err
-    assert _prepare(["great_apes", "--url", "gorilla=http://127.0.0.1:9/none.2bit", "--data-dir", str(tmp_path)]) == 1
+    assert (
+        _prepare(["great_apes", "--url", "gorilla=http://127.0.0.1:9/none.2bit", "--data-dir", str(tmp_path)])
+        == 1
+    )
     assert "Run the same command again to resume" in capsys.readouterr().err
 
 
@@ -218,9 +268,15 @@ def test_fasta_files_the_user_has(tmp_path: Path, capsys) -> None:
     twobit, fagz = tmp_path / "human.2bit", tmp_path / "gorilla.fa.gz"
     twobit.write_bytes(write_2bit(HUMAN))
     fagz.write_bytes(gzip.compress("".join(f">{n}\n{s}\n" for n, s in CHIMP).encode()))
-    assert _prepare(["great_apes", "--fasta", f"human={twobit}", f"gorilla={fagz}", "--data-dir", str(tmp_path)]) == 0
+    assert (
+        _prepare(["great_apes", "--fasta", f"human={twobit}", f"gorilla={fagz}", "--data-dir", str(tmp_path)])
+        == 0
+    )
     genomes = tmp_path / "great_apes_genomes"
     assert [n for n, _ in read_fasta(genomes / "human.fa")] == ["chr1", "chr3", "chr5"]
     assert list(read_fasta(genomes / "gorilla.fa")) == CHIMP
-    assert _prepare(["great_apes", "--fasta", f"human={tmp_path / 'nope.2bit'}", "--data-dir", str(tmp_path)]) == 1
+    assert (
+        _prepare(["great_apes", "--fasta", f"human={tmp_path / 'nope.2bit'}", "--data-dir", str(tmp_path)])
+        == 1
+    )
     assert "the file does not exist" in capsys.readouterr().err

@@ -12,8 +12,13 @@ from mambabench.utils.build import build_network
 
 # mamba-paper.md §4.2: (Transformer/Hyena blocks, width, approx. params); Mamba doubles the blocks
 PAPER_SIZES = {
-    "250K": (4, 64, 250e3), "700K": (5, 96, 700e3), "1_4M": (6, 128, 1.4e6), "3_5M": (7, 192, 3.5e6),
-    "7M": (8, 256, 7.0e6), "19M": (10, 384, 19.3e6), "40M": (12, 512, 40.7e6),
+    "250K": (4, 64, 250e3),
+    "700K": (5, 96, 700e3),
+    "1_4M": (6, 128, 1.4e6),
+    "3_5M": (7, 192, 3.5e6),
+    "7M": (8, 256, 7.0e6),
+    "19M": (10, 384, 19.3e6),
+    "40M": (12, 512, 40.7e6),
 }
 
 
@@ -45,8 +50,10 @@ def test_model_size_paper_recipe(make_config) -> None:
     assert cfg.trainer.max_steps == 10_000  # 10B tokens
     assert cfg.scheduler.warmup_fraction == pytest.approx(0.1)
     _recipe(cfg, 8e-3)  # Mamba's best; Transformer++/HyenaDNA 2e-3
-    other = make_config(["experiment=dna/model_size/paper", "model=hyena", "dna.layer_multiplier=1",
-                         "optimizer.lr=2e-3"], subdir="hyena")
+    other = make_config(
+        ["experiment=dna/model_size/paper", "model=hyena", "dna.layer_multiplier=1", "optimizer.lr=2e-3"],
+        subdir="hyena",
+    )
     assert (other.model.n_layer, other.model.d_model, other.optimizer.lr) == (6, 128, 2e-3)
 
 
@@ -65,18 +72,26 @@ def test_context_length_paper(make_config) -> None:
     for length in callback.lengths:
         micro, accumulation = callback.plan(length)
         assert micro * accumulation * length == 1 << 24
-    assert [callback.length_for_epoch(e) for e in (0, 1, 2, 19, 20, 30)] == [1 << 10] * 2 + [1 << 11] + [1 << 19] + [1 << 20] * 2
+    assert [callback.length_for_epoch(e) for e in (0, 1, 2, 19, 20, 30)] == [1 << 10] * 2 + [1 << 11] + [
+        1 << 19
+    ] + [1 << 20] * 2
     seven = make_config(["experiment=dna/context_length/paper", "dna.size=7M"], subdir="7m")
     assert (seven.model.n_layer, seven.model.d_model) == (16, 256)
 
 
 def test_great_apes_paper(make_config) -> None:
     cfg = make_config(["experiment=dna/great_apes/paper"])
-    assert cfg.data._target_.endswith("SpeciesDataModule") and cfg.task._target_.endswith("ClassificationTask")
+    assert cfg.data._target_.endswith("SpeciesDataModule") and cfg.task._target_.endswith(
+        "ClassificationTask"
+    )
     assert list(cfg.data.species) == ["human", "chimpanzee", "gorilla", "orangutan"]
     assert (cfg.model.n_layer, cfg.model.d_model) == (12, 128) and cfg.task.pooling == "last"
     # 10 epochs x 1024 steps at batch 64; 5 epochs linear warmup then cosine to 1e-6
-    assert (cfg.data.batch_size, cfg.data.train_batches_per_epoch, cfg.trainer.max_steps) == (64, 1024, 10_240)
+    assert (cfg.data.batch_size, cfg.data.train_batches_per_epoch, cfg.trainer.max_steps) == (
+        64,
+        1024,
+        10_240,
+    )
     assert cfg.scheduler.warmup_fraction == pytest.approx(0.5) and cfg.scheduler.min_lr == pytest.approx(1e-6)
     _recipe(cfg, 1e-4)  # Mamba; Hyena 4e-5
     warm = cfg.callbacks.seqlen_warmup
@@ -84,16 +99,23 @@ def test_great_apes_paper(make_config) -> None:
     # 2^20: 6 warmup epochs (2^14 .. 2^19), then 4 at full length; no warmup at or below 2^14
     callback = instantiate(warm)
     callback.lengths = warmup_lengths(1 << 20, warm.min_seq_len)
-    assert [callback.length_for_epoch(e) for e in range(10)] == [1 << k for k in range(14, 20)] + [1 << 20] * 4
+    assert [callback.length_for_epoch(e) for e in range(10)] == [1 << k for k in range(14, 20)] + [
+        1 << 20
+    ] * 4
     assert warmup_lengths(1 << 10, warm.min_seq_len) == [1 << 10]
 
 
 def test_species_mini_selects_classification_on_the_offline_set(make_config) -> None:
     cfg = make_config(["experiment=dna/species/mini"])
-    assert cfg.data._target_.endswith("SpeciesDataModule") and cfg.task._target_.endswith("ClassificationTask")
+    assert cfg.data._target_.endswith("SpeciesDataModule") and cfg.task._target_.endswith(
+        "ClassificationTask"
+    )
     assert list(cfg.data.species) == ["human", "e_coli", "h_pylori", "s_aureus", "v_cholerae"]
     assert cfg.data.split_contigs is None and dict(cfg.data.split_fractions) == {
-        "train": [0.0, 0.8], "valid": [0.8, 0.9], "test": [0.9, 1.0]}
+        "train": [0.0, 0.8],
+        "valid": [0.8, 0.9],
+        "test": [0.9, 1.0],
+    }
     assert cfg.data.rc_aug and cfg.data.seq_len == 128 and cfg.trainer.max_steps == 150
     plain = make_config(["data=species"], subdir="plain")
     assert plain.task._target_.endswith("ClassificationTask") and plain.data.seq_len == 256

@@ -64,17 +64,33 @@ def test_wordnet_antonym_pointers(tmp_path: Path) -> None:
         "00002312 00 a 02 abaxial 0 dorsal(a) 4 001 ! 00002527 a 0101 | facing away\n"
         "00002527 00 a 02 adaxial 0 ventral 4 001 ! 00002312 a 0101 | nearest to\n"
     )
-    assert wordnet_antonyms(data_adj) == [("able", "unable"), ("unable", "able"), ("abaxial", "adaxial"),
-                                          ("adaxial", "abaxial")]
+    assert wordnet_antonyms(data_adj) == [
+        ("able", "unable"),
+        ("unable", "able"),
+        ("abaxial", "adaxial"),
+        ("adaxial", "abaxial"),
+    ]
 
 
 def test_fewshot_task_runs_on_an_lm(make_config, tmp_path: Path) -> None:
     tasks = tmp_path / "tasks"
     tasks.mkdir()
     (tasks / "copy.json").write_text(json.dumps([[w, w] for w in ["ab", "cd", "ef", "gh", "ij", "kl"]]))
-    cfg = make_config(["train=false", "task=fewshot_icl", "data=fewshot_words", "model=mamba", "logger=[]",
-                       "callbacks=none", "model.d_model=16", "model.n_layer=1", f"data.task_dir={tasks}",
-                       "data.shots=[0,2]", "data.num_queries=3"])
+    cfg = make_config(
+        [
+            "train=false",
+            "task=fewshot_icl",
+            "data=fewshot_words",
+            "model=mamba",
+            "logger=[]",
+            "callbacks=none",
+            "model.d_model=16",
+            "model.n_layer=1",
+            f"data.task_dir={tasks}",
+            "data.shots=[0,2]",
+            "data.num_queries=3",
+        ]
+    )
     metrics = train(cfg)
     assert 0.0 <= metrics["test/copy_k2/accuracy"] <= 1.0
     summary = json.loads((Path(cfg.paths.output_dir) / "summary.json").read_text())

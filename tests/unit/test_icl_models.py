@@ -21,7 +21,9 @@ ARCHS = ("mamba", "transformer", "s4", "rwkv")
 
 @pytest.mark.parametrize("arch", ARCHS)
 def test_models_are_causal_and_expose_layers(make_config, arch: str) -> None:
-    cfg = make_config(["experiment=icl/linear/mini", f"model=icl/mini/{arch}", "model.d_model=16", "model.n_layer=2"])
+    cfg = make_config(
+        ["experiment=icl/linear/mini", f"model=icl/mini/{arch}", "model.d_model=16", "model.n_layer=2"]
+    )
     dm = build_datamodule(cfg)
     net = build_network(cfg, dm).eval()
     inputs = dm.eval_dataset("test", "in_dist", 3)[0]["inputs"][None].repeat(2, 1, 1)
@@ -44,8 +46,11 @@ def test_presets_carry_paper_values_and_matched_sizes(make_config) -> None:
     assert 9.4e6 < sizes["transformer"] < 9.7e6  # Garg et al.'s GPT-2 (12 layers, 256 wide): 9.5M
     for arch, size in sizes.items():
         assert abs(size / sizes["transformer"] - 1) < 0.12, (arch, sizes)
-    mini = {arch: count_parameters(build_network(cfg, build_datamodule(cfg)))["total"]
-            for arch in ARCHS for cfg in [make_config(["experiment=icl/linear/mini", f"model=icl/mini/{arch}"])]}
+    mini = {
+        arch: count_parameters(build_network(cfg, build_datamodule(cfg)))["total"]
+        for arch in ARCHS
+        for cfg in [make_config(["experiment=icl/linear/mini", f"model=icl/mini/{arch}"])]
+    }
     assert all(abs(size / mini["mamba"] - 1) < 0.25 for size in mini.values()), mini
     tree = make_config(["experiment=icl/tree/paper"])
     assert (tree.data.family, tree.data.n_points, tree.data.tree_depth) == ("tree", 101, 4)
@@ -54,9 +59,19 @@ def test_presets_carry_paper_values_and_matched_sizes(make_config) -> None:
 
 
 def test_training_run_writes_curves_and_the_report_reads_it(make_config, tmp_path: Path) -> None:
-    cfg = make_config(["experiment=icl/sparse_linear/mini", "model=icl/mini/transformer", "logger=[]",
-                       "callbacks=default", "callbacks.progress_bar=null", "data.num_eval_samples=8",
-                       "data.batch_size=8", "trainer.max_steps=2", "trainer.val_check_interval=2"])
+    cfg = make_config(
+        [
+            "experiment=icl/sparse_linear/mini",
+            "model=icl/mini/transformer",
+            "logger=[]",
+            "callbacks=default",
+            "callbacks.progress_bar=null",
+            "data.num_eval_samples=8",
+            "data.batch_size=8",
+            "trainer.max_steps=2",
+            "trainer.val_check_interval=2",
+        ]
+    )
     with open_dict(cfg):
         cfg.model.d_model, cfg.model.n_layer = 16, 1
     train(cfg)
@@ -68,7 +83,9 @@ def test_training_run_writes_curves_and_the_report_reads_it(make_config, tmp_pat
     assert (run / "icl" / "test_curves.csv").exists()
     rows, probes = evaluate_runs([run], num_prompts=8, probe_prompts=32)
     names = {(r.kind, r.name) for r in rows}
-    assert {("baseline", "lasso"), ("baseline", "least_squares")} <= names and "model" in {k for k, _ in names}
+    assert {("baseline", "lasso"), ("baseline", "least_squares")} <= names and "model" in {
+        k for k, _ in names
+    }
     model_in_dist = [r.error for r in rows if r.kind == "model" and r.loader == "in_dist"]
     assert model_in_dist == pytest.approx(curves["in_dist"], rel=1e-3)  # the report and the run agree
     assert {p["layer"] for p in probes} == {0, 1}
@@ -86,7 +103,9 @@ def test_mamba_learns_linear_regression_in_context() -> None:
     from tests.conftest import compose_config
 
     torch.manual_seed(0)
-    cfg = compose_config(["experiment=icl/linear/mini", "data.n_dims=3", "data.n_points=7"], Path("/tmp/unused"))
+    cfg = compose_config(
+        ["experiment=icl/linear/mini", "data.n_dims=3", "data.n_points=7"], Path("/tmp/unused")
+    )
     dm: ICLRegressionDataModule = instantiate(cfg.data, _convert_="all")
     net = build_network(cfg, dm)
     opt = torch.optim.Adam(net.parameters(), lr=3e-3)
@@ -99,6 +118,6 @@ def test_mamba_learns_linear_regression_in_context() -> None:
             break
     inputs, targets = stack_prompts(dm, "in_dist", 256)
     curve = model_curve(net.eval(), inputs, targets, 3)
-    ls = ((least_squares(inputs[:, 0::2], targets) - targets).square().mean(0) / 3)
+    ls = (least_squares(inputs[:, 0::2], targets) - targets).square().mean(0) / 3
     assert curve[-1] < 0.5 * curve[0]  # error falls with the number of examples
     assert curve[-1] < 0.35 and ls[-1] < 1e-6  # towards least squares, exact from k = d

@@ -26,7 +26,9 @@ from mambabench.eval.icl_baselines import (
 from mambabench.eval.icl_probe import apply_linear_probe, fit_linear_probe
 
 
-def _prompts(family: FunctionFamily, n: int, count: int = 64, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def _prompts(
+    family: FunctionFamily, n: int, count: int = 64, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     skew = skewed_covariance_sqrt(family.n_dims, 0)
     items = [regression_prompt(family, n, g, skew=skew) for _ in range(count)]
@@ -110,11 +112,21 @@ def test_families_and_input_distributions() -> None:
 
 
 def test_curriculum_grows_dimensions_and_points_in_training_batches() -> None:
-    dm = ICLRegressionDataModule(n_dims=6, n_points=9, batch_size=2, train_batches_per_epoch=10,
-                                 curriculum_dims={"start": 2, "end": 6, "inc": 2, "interval": 3},
-                                 curriculum_points={"start": 3, "end": 9, "inc": 3, "interval": 3},
-                                 ood_inputs=["orthant"], extrapolation_points=12)
-    assert Curriculum(2, 6, 2, 3).at(0) == 2 and Curriculum(2, 6, 2, 3).at(3) == 4 and Curriculum(2, 6, 2, 3).at(99) == 6
+    dm = ICLRegressionDataModule(
+        n_dims=6,
+        n_points=9,
+        batch_size=2,
+        train_batches_per_epoch=10,
+        curriculum_dims={"start": 2, "end": 6, "inc": 2, "interval": 3},
+        curriculum_points={"start": 3, "end": 9, "inc": 3, "interval": 3},
+        ood_inputs=["orthant"],
+        extrapolation_points=12,
+    )
+    assert (
+        Curriculum(2, 6, 2, 3).at(0) == 2
+        and Curriculum(2, 6, 2, 3).at(3) == 4
+        and Curriculum(2, 6, 2, 3).at(99) == 6
+    )
     batches = list(dm.train_dataloader())
     first, later = batches[0], batches[6]
     assert first["inputs"].shape == (2, 6, 6) and not first["inputs"][:, 0::2, 2:].any()
@@ -123,7 +135,9 @@ def test_curriculum_grows_dimensions_and_points_in_training_batches() -> None:
     shapes = [next(iter(loader))["inputs"].shape[1] for loader in dm.test_dataloader()]
     assert shapes == [18, 24, 18]
     again = ICLRegressionDataModule(n_dims=6, n_points=9, ood_inputs=["orthant"], extrapolation_points=12)
-    assert torch.equal(dm.eval_dataset("test", "in_dist")[3]["inputs"], again.eval_dataset("test", "in_dist")[3]["inputs"])
+    assert torch.equal(
+        dm.eval_dataset("test", "in_dist")[3]["inputs"], again.eval_dataset("test", "in_dist")[3]["inputs"]
+    )
     with pytest.raises(ValueError, match="extrapolation_points"):
         ICLRegressionDataModule(n_points=9, extrapolation_points=5)
 

@@ -3,7 +3,8 @@ too) has no cycles and never points from a lower layer to a higher one.
 
 Layers, top to bottom (a module may import its own layer or any layer below it):
 
-    orchestration   utils.run, utils.build, utils.sampling, report   (compose a run, read many runs)
+    orchestration   utils.run, utils.build, utils.sampling, report,  (compose a run, read many runs)
+                    eval.icl, eval.zeroshot                           (evaluate saved runs)
     tasks / data    tasks, data, eval                                 (loss, metrics, datasets)
     models          models (blocks, backbones, heads, generation)
     mixers          models.mixers                                     (the sequence layers)
@@ -25,7 +26,14 @@ PACKAGE_ROOTS = {"mambabench": ROOT / "src" / "mambabench", "mambabench.kernels"
 
 # top to bottom; a module belongs to the layer of its longest matching prefix
 LAYERS: list[tuple[str, ...]] = [
-    ("mambabench.utils.run", "mambabench.utils.build", "mambabench.utils.sampling", "mambabench.report"),
+    (
+        "mambabench.utils.run",
+        "mambabench.utils.build",
+        "mambabench.utils.sampling",
+        "mambabench.report",
+        "mambabench.eval.icl",
+        "mambabench.eval.zeroshot",
+    ),
     ("mambabench.tasks", "mambabench.data", "mambabench.eval"),
     ("mambabench.models",),
     ("mambabench.models.mixers",),

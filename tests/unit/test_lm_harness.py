@@ -36,9 +36,11 @@ def test_loglikelihood_equals_direct_sum(lm: HarnessLM) -> None:
     requests = [("The cat sat on the", " mat"), ("Two plus", " two"), ("", "hello")]
     got = lm.loglikelihood(requests)
     tok = lm.tokenizer
-    want = [_direct_logprob(lm, tok.encode("The cat sat on the"), tok.encode(" mat")),
-            _direct_logprob(lm, tok.encode("Two plus"), tok.encode(" two")),
-            _direct_logprob(lm, [tok.eos_id], tok.encode("hello"))]
+    want = [
+        _direct_logprob(lm, tok.encode("The cat sat on the"), tok.encode(" mat")),
+        _direct_logprob(lm, tok.encode("Two plus"), tok.encode(" two")),
+        _direct_logprob(lm, [tok.eos_id], tok.encode("hello")),
+    ]
     assert [round(g[0], 4) for g in got] == pytest.approx([round(w, 4) for w in want], abs=1e-3)
 
 
@@ -63,19 +65,29 @@ def test_generate_until_is_greedy_with_the_recurrent_state(lm: HarnessLM) -> Non
     stop = greedy[2:3]
     if stop:
         cut = lm.generate_until([(context, {"until": [stop], "max_gen_toks": 6})])[0]
-        assert cut == greedy[:greedy.index(stop)]
+        assert cut == greedy[: greedy.index(stop)]
 
 
 def test_local_task_accuracy_matches_hand_computation(lm: HarnessLM, tmp_path: Path) -> None:
     pytest.importorskip("lm_eval", reason='needs lm-evaluation-harness: pip install -e ".[eval]"')
     data = TASK_DIR / "tiny_choice.jsonl"
     (tmp_path / "tiny_choice.yaml").write_text(
-        (TASK_DIR / "tiny_choice.yaml.in").read_text().replace("@DATA@", str(data)))
+        (TASK_DIR / "tiny_choice.yaml.in").read_text().replace("@DATA@", str(data))
+    )
     docs = [json.loads(line) for line in data.read_text().splitlines() if line.strip()]
     tok, correct = lm.tokenizer, 0
     for doc in docs:
-        scores = [_direct_logprob(lm, tok.encode(doc["question"]), tok.encode(" " + c)) for c in doc["choices"]]
+        scores = [
+            _direct_logprob(lm, tok.encode(doc["question"]), tok.encode(" " + c)) for c in doc["choices"]
+        ]
         correct += int(max(range(len(scores)), key=scores.__getitem__) == doc["answer"])
-    results = run_zeroshot(lm.network, tok, ["mambabench_tiny_choice"], batch_size=4, max_length=64,
-                           include_path=str(tmp_path), device="cpu")
+    results = run_zeroshot(
+        lm.network,
+        tok,
+        ["mambabench_tiny_choice"],
+        batch_size=4,
+        max_length=64,
+        include_path=str(tmp_path),
+        device="cpu",
+    )
     assert results["mambabench_tiny_choice"]["acc"] == pytest.approx(correct / len(docs))

@@ -7,9 +7,15 @@ import pytest
 from tests.conftest import compose_config
 
 
-@pytest.mark.parametrize("size, layers, width, steps, lr", [
-    ("125m", 24, 768, 4800, 3e-3), ("350m", 48, 1024, 13500, 1.5e-3),
-    ("760m", 48, 1536, 29000, 1.25e-3), ("1b3", 48, 2048, 50000, 1e-3)])
+@pytest.mark.parametrize(
+    "size, layers, width, steps, lr",
+    [
+        ("125m", 24, 768, 4800, 3e-3),
+        ("350m", 48, 1024, 13500, 1.5e-3),
+        ("760m", 48, 1536, 29000, 1.25e-3),
+        ("1b3", 48, 2048, 50000, 1e-3),
+    ],
+)
 def test_mamba_scaling_sizes_improved_recipe(tmp_path, size, layers, width, steps, lr) -> None:
     cfg = compose_config([f"experiment=lm/scaling/{size}", "model=mamba"], tmp_path)
     assert (cfg.model.n_layer, cfg.model.d_model, cfg.trainer.max_steps) == (layers, width, steps)

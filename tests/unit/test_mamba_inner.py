@@ -50,8 +50,16 @@ def _assert_same(unfused: Mamba, fused: Mamba, hidden: torch.Tensor, **tol) -> N
 
 
 @pytest.mark.parametrize("backend", ["reference", "chunked"])
-@pytest.mark.parametrize("variant", [{}, {"bias": True}, {"conv_bias": False}, {"bias": True, "conv_bias": False},
-                                     {"d_conv": 2, "expand": 1}])
+@pytest.mark.parametrize(
+    "variant",
+    [
+        {},
+        {"bias": True},
+        {"conv_bias": False},
+        {"bias": True, "conv_bias": False},
+        {"d_conv": 2, "expand": 1},
+    ],
+)
 def test_fused_matches_unfused_fp32(backend: str, variant: dict) -> None:
     """Forward and every parameter/input gradient equal the unfused mixer's (fp32)."""
     unfused, fused = _pair(backend, **variant)
@@ -146,8 +154,16 @@ def test_fused_saves_less_than_unfused() -> None:
     assert _saved_bytes(fused, hidden)[0] < _saved_bytes(unfused, hidden)[0]
 
 
-@pytest.mark.parametrize("kw", [{"A_init": "s4d_lin"}, {"selective_B": False}, {"selective_delta": False},
-                                {"gate": False}, {"inner_layer": "s4_real"}])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"A_init": "s4d_lin"},
+        {"selective_B": False},
+        {"selective_delta": False},
+        {"gate": False},
+        {"inner_layer": "s4_real"},
+    ],
+)
 def test_fused_refuses_variants_it_does_not_support(kw: dict) -> None:
     with pytest.raises(ValueError, match="fused=True"):
         Mamba(32, d_state=8, fused=True, **kw)
@@ -169,9 +185,30 @@ def test_block_memory_script_smoke(tmp_path: Path) -> None:
     sys.modules[spec.name] = module  # its dataclasses look their module up
     spec.loader.exec_module(module)
     out = tmp_path / "bm.csv"
-    rows = module.main(["--d-model", "32", "--d-state", "8", "--dt-rank", "4", "--batch", "2", "--seqlen", "40",
-                        "--state-chunk", "8",
-                        "--target-batch", "4", "--target-seqlen", "64", "--layers", "2", "--out", str(out)])
+    rows = module.main(
+        [
+            "--d-model",
+            "32",
+            "--d-state",
+            "8",
+            "--dt-rank",
+            "4",
+            "--batch",
+            "2",
+            "--seqlen",
+            "40",
+            "--state-chunk",
+            "8",
+            "--target-batch",
+            "4",
+            "--target-seqlen",
+            "64",
+            "--layers",
+            "2",
+            "--out",
+            str(out),
+        ]
+    )
     with out.open() as f:
         assert len(list(csv.DictReader(f))) == len(rows)
 
@@ -183,7 +220,11 @@ def test_block_memory_script_smoke(tmp_path: Path) -> None:
     assert not any("conv" in r["site"] for r in fused)
     # what the scan keeps in the fused path: z (a view of xz), B/C (views of x_dbl), its states; not u, delta
     scan_tensors = {r["tensor"] for r in fused if "scan" in r["site"]}
-    assert scan_tensors == {"bfloat16 (B, E, L) in 2x", "bfloat16 (B, N, L) in 2.5x", "float32 (B, E, L/c, N)"}
+    assert scan_tensors == {
+        "bfloat16 (B, E, L) in 2x",
+        "bfloat16 (B, N, L) in 2.5x",
+        "float32 (B, E, L/c, N)",
+    }
 
 
 def test_rms_norm_matches_autograd_and_keeps_input_and_rstd_only() -> None:

@@ -21,11 +21,21 @@ import torch
 from mambabench.models.generation import generate
 from mambabench.models.pretrained import load_pretrained
 
-INSTALL = ("mamba-ssm not installed: MAMBA_FORCE_BUILD=TRUE MAMBA_SKIP_CUDA_BUILD=TRUE pip install --no-deps "
-           "--no-build-isolation mamba-ssm einops")
+INSTALL = (
+    "mamba-ssm not installed: MAMBA_FORCE_BUILD=TRUE MAMBA_SKIP_CUDA_BUILD=TRUE pip install --no-deps "
+    "--no-build-isolation mamba-ssm einops"
+)
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("mamba_ssm") is None, reason=INSTALL)
-CONFIG = {"d_model": 32, "n_layer": 2, "vocab_size": 50, "ssm_cfg": {}, "rms_norm": True,
-          "residual_in_fp32": True, "fused_add_norm": False, "pad_vocab_size_multiple": 8}
+CONFIG = {
+    "d_model": 32,
+    "n_layer": 2,
+    "vocab_size": 50,
+    "ssm_cfg": {},
+    "rms_norm": True,
+    "residual_in_fp32": True,
+    "fused_add_norm": False,
+    "pad_vocab_size_multiple": 8,
+}
 
 
 def _stub(monkeypatch: pytest.MonkeyPatch, name: str, **attrs) -> None:
@@ -52,8 +62,13 @@ def official(monkeypatch: pytest.MonkeyPatch):
 
     monkeypatch.setattr(mamba_simple, "selective_scan_fn", selective_scan_ref)
     monkeypatch.setattr(mamba_simple, "causal_conv1d_fn", None)
-    monkeypatch.setattr(layer_norm.RMSNorm, "forward", lambda self, x, residual=None, prenorm=False,
-                        residual_in_fp32=False: layer_norm.rms_norm_ref(x, self.weight, self.bias, eps=self.eps))
+    monkeypatch.setattr(
+        layer_norm.RMSNorm,
+        "forward",
+        lambda self, x, residual=None, prenorm=False, residual_in_fp32=False: layer_norm.rms_norm_ref(
+            x, self.weight, self.bias, eps=self.eps
+        ),
+    )
     torch.manual_seed(0)
     ssm_cfg = {"layer": "Mamba1", "use_fast_path": False}
     return MambaLMHeadModel(MambaConfig(**{**CONFIG, "ssm_cfg": ssm_cfg})).eval()

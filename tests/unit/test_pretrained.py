@@ -16,8 +16,16 @@ from mambabench.models.pretrained import (
     save_released,
 )
 
-CONFIG = {"d_model": 16, "n_layer": 2, "vocab_size": 50, "ssm_cfg": {}, "rms_norm": True,
-          "residual_in_fp32": True, "fused_add_norm": False, "pad_vocab_size_multiple": 8}
+CONFIG = {
+    "d_model": 16,
+    "n_layer": 2,
+    "vocab_size": 50,
+    "ssm_cfg": {},
+    "rms_norm": True,
+    "residual_in_fp32": True,
+    "fused_add_norm": False,
+    "pad_vocab_size_multiple": 8,
+}
 
 
 @pytest.fixture()
@@ -44,8 +52,11 @@ def test_missing_and_unexpected_keys_are_listed(released) -> None:
     del state["backbone.layers.0.mixer.D"]
     state["backbone.layers.0.mixer.extra"] = torch.zeros(1)
     torch.save(state, folder / WEIGHTS_FILE)
-    with pytest.raises(CheckpointFormatError, match=r"1 missing key\(s\) \['backbone.layers.0.mixer.D'\], "
-                                                    r"1 unexpected key\(s\) \['backbone.layers.0.mixer.extra'\]"):
+    with pytest.raises(
+        CheckpointFormatError,
+        match=r"1 missing key\(s\) \['backbone.layers.0.mixer.D'\], "
+        r"1 unexpected key\(s\) \['backbone.layers.0.mixer.extra'\]",
+    ):
         load_pretrained(str(folder))
 
 
@@ -62,6 +73,8 @@ def test_vocabulary_and_format_errors(released, tmp_path: Path, monkeypatch) -> 
 
 
 def test_name_map_is_one_to_one() -> None:
-    assert released_to_ours("backbone.layers.23.mixer.dt_proj.bias") == "backbone.layers.23.mixer.dt_proj.bias"
+    assert (
+        released_to_ours("backbone.layers.23.mixer.dt_proj.bias") == "backbone.layers.23.mixer.dt_proj.bias"
+    )
     with pytest.raises(CheckpointFormatError, match="unexpected key"):
         released_to_ours("backbone.layers.0.mixer.norm.weight")

@@ -25,8 +25,16 @@ def test_step_matches_forward(layers: str) -> None:
     if layers == "mamba":
         model = SaShiMi(256, 8, 1, MAMBA, MAMBA, pool=[2, 2])
     else:
-        model = SaShiMi(256, 8, 1, partial(S4D, d_state=4), partial(MHA, n_heads=2), pool=[2, 2],
-                        outer_mlp=partial(MLP, expand=2), center_mlp=partial(MLP, expand=1))
+        model = SaShiMi(
+            256,
+            8,
+            1,
+            partial(S4D, d_state=4),
+            partial(MHA, n_heads=2),
+            pool=[2, 2],
+            outer_mlp=partial(MLP, expand=2),
+            center_mlp=partial(MLP, expand=1),
+        )
     model.eval()
     tokens = torch.randint(0, 256, (2, 12))
     with torch.no_grad():
@@ -75,6 +83,8 @@ def test_paper_presets_sizes(make_config, tmp_path: Path) -> None:
     assert len(model.body.down) == 8 and model.pool == [4, 4]
     cfg = make_config(["experiment=audio/youtubemix/paper", "logger=[]", "data.seq_len=120832"])
     assert (cfg.data.seq_len, cfg.data.batch_size) == (120832, 8)  # Table 14
-    batches = [OmegaConf.create({"n": n, "b": "${mb.pow2_batch:1048576,${n}}"}).b for n in (958464, 61440, 8192)]
+    batches = [
+        OmegaConf.create({"n": n, "b": "${mb.pow2_batch:1048576,${n}}"}).b for n in (958464, 61440, 8192)
+    ]
     assert batches == [1, 16, 128]
     assert cfg.model.pool == [16, 16] and cfg.model.outer_mixer.A_init == "s4d_lin"

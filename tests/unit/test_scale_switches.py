@@ -20,14 +20,18 @@ def _loss_and_grads(make_config, overrides: list[str]) -> tuple[torch.Tensor, di
     batch = next(iter(datamodule.train_dataloader()))
     loss = task.compute(batch)["loss"][0]
     loss.backward()
-    grads = {n.replace("_orig_mod.", ""): p.grad.clone() for n, p in task.named_parameters() if p.grad is not None}
+    grads = {
+        n.replace("_orig_mod.", ""): p.grad.clone() for n, p in task.named_parameters() if p.grad is not None
+    }
     return loss.detach(), grads
 
 
 @pytest.mark.parametrize("model", ["mamba", "transformerpp"])
 def test_activation_checkpointing_gives_the_same_loss_and_gradients(make_config, model) -> None:
     loss, grads = _loss_and_grads(make_config, [f"model={model}"])
-    loss_ckpt, grads_ckpt = _loss_and_grads(make_config, [f"model={model}", "model.gradient_checkpointing=true"])
+    loss_ckpt, grads_ckpt = _loss_and_grads(
+        make_config, [f"model={model}", "model.gradient_checkpointing=true"]
+    )
     torch.testing.assert_close(loss_ckpt, loss, rtol=0, atol=0)
     assert grads.keys() == grads_ckpt.keys()
     for name in grads:
@@ -35,8 +39,11 @@ def test_activation_checkpointing_gives_the_same_loss_and_gradients(make_config,
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="known bug: with task.compile=true on CPU the loss equals eager's but every "
-                   "gradient is zero (with and without TRITON_INTERPRET); remove this mark once fixed")
+@pytest.mark.xfail(
+    strict=True,
+    reason="known bug: with task.compile=true on CPU the loss equals eager's but every "
+    "gradient is zero (with and without TRITON_INTERPRET); remove this mark once fixed",
+)
 def test_compiled_network_gives_the_same_loss_as_eager(make_config) -> None:
     loss, grads = _loss_and_grads(make_config, [])
     loss_c, grads_c = _loss_and_grads(make_config, ["task.compile=true"])

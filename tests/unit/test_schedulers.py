@@ -29,4 +29,6 @@ def test_cosine_warmup_then_decay_to_min_lr() -> None:
 
 def test_constant_with_warmup() -> None:
     values = lrs(constant_with_warmup, 20, warmup_steps=4)
-    assert values[:4] == pytest.approx([2.5e-4, 5e-4, 7.5e-4, 1e-3]) and values[4:] == pytest.approx([1e-3] * 16)
+    assert values[:4] == pytest.approx([2.5e-4, 5e-4, 7.5e-4, 1e-3]) and values[4:] == pytest.approx(
+        [1e-3] * 16
+    )

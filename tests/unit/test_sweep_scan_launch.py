@@ -13,7 +13,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def load_script():  # noqa: ANN201
-    spec = importlib.util.spec_from_file_location("sweep_scan_launch", ROOT / "scripts" / "sweep_scan_launch.py")
+    spec = importlib.util.spec_from_file_location(
+        "sweep_scan_launch", ROOT / "scripts" / "sweep_scan_launch.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -30,6 +32,10 @@ def test_parse_set() -> None:
 
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the no-GPU message")
 def test_needs_a_gpu() -> None:
-    res = subprocess.run([sys.executable, str(ROOT / "scripts" / "sweep_scan_launch.py"), "--set", "CHUNK=64"],
-                         capture_output=True, text=True, cwd=ROOT)
+    res = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "sweep_scan_launch.py"), "--set", "CHUNK=64"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert res.returncode != 0 and "needs a CUDA GPU" in res.stderr

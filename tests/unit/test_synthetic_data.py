@@ -11,7 +11,9 @@ from mambabench.data.synthetic import induction_heads_example, selective_copying
 
 
 def test_selective_copying_layout() -> None:
-    ex = selective_copying_example(seq_len=64, num_tokens=8, vocab_size=16, generator=torch.Generator().manual_seed(3))
+    ex = selective_copying_example(
+        seq_len=64, num_tokens=8, vocab_size=16, generator=torch.Generator().manual_seed(3)
+    )
     x, y = ex["input_ids"], ex["targets"]
     assert x.shape == y.shape == (64,)
     body, markers = x[:56], x[56:]
@@ -38,8 +40,12 @@ def test_induction_heads_layout() -> None:
 
 
 def test_datamodule_determinism_and_fresh_epochs() -> None:
-    a = SelectiveCopyingDataModule(seq_len=32, num_tokens_memorize=4, batch_size=4, train_batches_per_epoch=3, seed=7)
-    b = SelectiveCopyingDataModule(seq_len=32, num_tokens_memorize=4, batch_size=4, train_batches_per_epoch=3, seed=7)
+    a = SelectiveCopyingDataModule(
+        seq_len=32, num_tokens_memorize=4, batch_size=4, train_batches_per_epoch=3, seed=7
+    )
+    b = SelectiveCopyingDataModule(
+        seq_len=32, num_tokens_memorize=4, batch_size=4, train_batches_per_epoch=3, seed=7
+    )
     first_a, first_b = next(iter(a.train_dataloader())), next(iter(b.train_dataloader()))
     assert torch.equal(first_a["input_ids"], first_b["input_ids"])
     loader = a.train_dataloader()
@@ -52,7 +58,9 @@ def test_datamodule_determinism_and_fresh_epochs() -> None:
 
 
 def test_resumable_loader_continues_mid_epoch() -> None:
-    dm = SelectiveCopyingDataModule(seq_len=32, num_tokens_memorize=4, batch_size=2, train_batches_per_epoch=5)
+    dm = SelectiveCopyingDataModule(
+        seq_len=32, num_tokens_memorize=4, batch_size=2, train_batches_per_epoch=5
+    )
     loader = dm.train_dataloader()
     iterator = iter(loader)
     seen = [next(iterator)["input_ids"] for _ in range(2)]
@@ -66,7 +74,9 @@ def test_resumable_loader_continues_mid_epoch() -> None:
 
 
 def test_induction_heads_eval_loaders_are_named_per_length() -> None:
-    dm = InductionHeadsDataModule(train_seq_len=16, test_seq_lens=[8, 16, 32], num_eval_samples=4, batch_size=2)
+    dm = InductionHeadsDataModule(
+        train_seq_len=16, test_seq_lens=[8, 16, 32], num_eval_samples=4, batch_size=2
+    )
     assert dm.val_names == ["L16", "L8", "L32"]
     loaders = dm.val_dataloader()
     assert [next(iter(dl))["input_ids"].shape[1] for dl in loaders] == [16, 8, 32]

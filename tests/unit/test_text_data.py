@@ -21,7 +21,9 @@ CASES = Path(__file__).resolve().parents[1] / "data" / "tokenizers"
 
 
 # --------------------------------------------------------------------------------------- tokenizers
-@pytest.mark.parametrize("name, cases", [("gpt-neox", "ggml-vocab-mpt.gguf"), ("gpt2", "ggml-vocab-gpt-2.gguf")])
+@pytest.mark.parametrize(
+    "name, cases", [("gpt-neox", "ggml-vocab-mpt.gguf"), ("gpt2", "ggml-vocab-gpt-2.gguf")]
+)
 def test_bpe_tokenizers_match_reference_encodings(name: str, cases: str) -> None:
     """The 46 cases llama.cpp ships with each vocabulary (made with Hugging Face's tokenizers)."""
     tok = load_text_tokenizer(name)
@@ -116,8 +118,9 @@ def _corpus(root: Path, n: int = 60) -> Path:
 
 def test_packed_corpus_holds_every_document_once_with_eos(tmp_path: Path) -> None:
     root = _corpus(tmp_path / "corpus")
-    corpus = build_packed_corpus(root, "bytes", tmp_path / "cache", val_fraction=0.2, test_fraction=0.2,
-                                 workers=0, progress=False)
+    corpus = build_packed_corpus(
+        root, "bytes", tmp_path / "cache", val_fraction=0.2, test_fraction=0.2, workers=0, progress=False
+    )
     assert corpus.meta["dtype"] == "uint16"
     texts = [d.text for d in iter_documents(root / "shard.jsonl")]
     docs = []
@@ -149,10 +152,12 @@ def test_cache_reused_and_invalidated(tmp_path: Path) -> None:
 
 def test_splits_are_deterministic_by_document(tmp_path: Path) -> None:
     root = _corpus(tmp_path / "corpus")
-    a = build_packed_corpus(root, "bytes", tmp_path / "a", val_fraction=0.2, test_fraction=0.2, workers=0,
-                            progress=False)
-    b = build_packed_corpus(root, "bytes", tmp_path / "b", val_fraction=0.2, test_fraction=0.2, workers=0,
-                            progress=False)
+    a = build_packed_corpus(
+        root, "bytes", tmp_path / "a", val_fraction=0.2, test_fraction=0.2, workers=0, progress=False
+    )
+    b = build_packed_corpus(
+        root, "bytes", tmp_path / "b", val_fraction=0.2, test_fraction=0.2, workers=0, progress=False
+    )
     for split in SPLITS:
         assert np.array_equal(np.asarray(a.tokens(split)), np.asarray(b.tokens(split)))
 
@@ -167,8 +172,15 @@ def test_parallel_tokenisation_equals_serial(tmp_path: Path) -> None:
 
 # -------------------------------------------------------------------------------------- data module
 def _module(root: Path, **kwargs) -> TextDataModule:
-    args = {"tokenizer": "bytes", "seq_len": 16, "batch_size": 4, "val_fraction": 0.2, "test_fraction": 0.2,
-            "tokenize_workers": 0, **kwargs}
+    args = {
+        "tokenizer": "bytes",
+        "seq_len": 16,
+        "batch_size": 4,
+        "val_fraction": 0.2,
+        "test_fraction": 0.2,
+        "tokenize_workers": 0,
+        **kwargs,
+    }
     dm = TextDataModule(str(root), **args)
     dm.prepare_data()
     dm.setup("fit")
@@ -196,11 +208,15 @@ def test_data_module_windows_and_exact_resume(tmp_path: Path) -> None:
 
 def test_sequence_longer_than_split_names_the_corpus(tmp_path: Path) -> None:
     root = _corpus(tmp_path / "corpus", n=10)
-    with pytest.raises(TextDataError, match=r"train split of '.*corpus' has \d+ tokens, fewer than one window"):
+    with pytest.raises(
+        TextDataError, match=r"train split of '.*corpus' has \d+ tokens, fewer than one window"
+    ):
         _module(root, seq_len=4096)
 
 
 def test_scaling_layers_rule() -> None:
     assert scaling_layers(12, "mambabench.models.mixers.mamba.Mamba", None) == 24
     assert scaling_layers(12, "mambabench.models.mixers.hyena.Hyena", "mambabench.models.mlp.MLP") == 18
-    assert scaling_layers(12, "mambabench.models.mixers.attention.MHA", "mambabench.models.mlp.GatedMLP") == 12
+    assert (
+        scaling_layers(12, "mambabench.models.mixers.attention.MHA", "mambabench.models.mlp.GatedMLP") == 12
+    )

@@ -17,6 +17,7 @@ Commands layout, ``<root>/<word>/<file>.wav`` with ``validation_list.txt`` and `
 
 from __future__ import annotations
 
+import logging
 import warnings
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,8 @@ from mambabench.data.audio_io import (
 from mambabench.data.base import ResumableLoader, SequenceDataModule
 from mambabench.utils.errors import ConfigError
 
+log = logging.getLogger(__name__)
+
 YOUTUBEMIX_PREPARE = "python scripts/prepare_data.py youtubemix"
 SC09_PREPARE = "python scripts/prepare_data.py sc09"
 SC09_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
@@ -55,8 +58,11 @@ def split_files(files: list[Path], train_fraction: float, seed: int) -> dict[str
     n = len(order)
     n_eval = max(2, round(n * (1 - train_fraction))) if n >= 3 else 0
     n_val = n_eval // 2
-    return {"train": sorted(order[n_eval:]), "validation": sorted(order[:n_val]),
-            "test": sorted(order[n_val:n_eval])}
+    return {
+        "train": sorted(order[n_eval:]),
+        "validation": sorted(order[:n_val]),
+        "test": sorted(order[n_val:n_eval]),
+    }
 
 
 class WaveformWindows(Dataset):
@@ -67,8 +73,14 @@ class WaveformWindows(Dataset):
     Items are {"input_ids": (seq_len,), "targets": (seq_len,)} int64.
     """
 
-    def __init__(self, tracks: list[np.ndarray], seq_len: int, random_starts: bool, seed: int = 0,
-                 max_windows: int | None = None) -> None:
+    def __init__(
+        self,
+        tracks: list[np.ndarray],
+        seq_len: int,
+        random_starts: bool,
+        seed: int = 0,
+        max_windows: int | None = None,
+    ) -> None:
         self.tracks = [t for t in tracks if len(t) >= seq_len + 1]
         self.seq_len = seq_len
         self.random_starts = random_starts
@@ -89,7 +101,7 @@ class WaveformWindows(Dataset):
             start = int(rng.integers(0, self.span[track]))
         else:
             track, start = self.tiles[index]
-        window = torch.from_numpy(self.tracks[track][start:start + self.seq_len + 1].astype(np.int64))
+        window = torch.from_numpy(self.tracks[track][start : start + self.seq_len + 1].astype(np.int64))
         return {"input_ids": window[:-1], "targets": window[1:]}
 
 
@@ -109,10 +121,21 @@ class YouTubeMixDataModule(SequenceDataModule):
 
     vocab_size = MU_LAW_CHANNELS
 
-    def __init__(self, root: str, seq_len: int, batch_size: int, sample_rate: int = 16000,
-                 train_fraction: float = 0.88, split_seed: int = 0, train_windows_per_epoch: int | None = None,
-                 max_eval_windows: int | None = 64, seed: int = 0, eval_batch_size: int | None = None,
-                 num_workers: int = 0, pin_memory: bool = False) -> None:
+    def __init__(
+        self,
+        root: str,
+        seq_len: int,
+        batch_size: int,
+        sample_rate: int = 16000,
+        train_fraction: float = 0.88,
+        split_seed: int = 0,
+        train_windows_per_epoch: int | None = None,
+        max_eval_windows: int | None = 64,
+        seed: int = 0,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+    ) -> None:
         super().__init__(batch_size, num_workers, pin_memory, eval_batch_size)
         if seq_len < 1:
             raise ConfigError(f"data.seq_len must be >= 1, got {seq_len}")
@@ -138,24 +161,35 @@ class YouTubeMixDataModule(SequenceDataModule):
             wave = read_audio(path, self.sample_rate, quiet=True)
             tracks.append(mu_law_encode(wave).numpy().astype(np.uint8))
         if resampled:
-            warnings.warn(f"{resampled} file(s) under {self.root} were not {self.sample_rate} Hz and were resampled",
-                          stacklevel=2)
+            warnings.warn(
+                f"{resampled} file(s) under {self.root} were not {self.sample_rate} Hz and were resampled",
+                stacklevel=2,
+            )
         return tracks
 
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:
             return
         if not self.root.is_dir():
-            raise ConfigError(f"YouTubeMix folder '{self.root}' does not exist; build it with {YOUTUBEMIX_PREPARE} "
-                              f"or point data.root at a folder of music files")
+            raise ConfigError(
+                f"YouTubeMix folder '{self.root}' does not exist; build it with {YOUTUBEMIX_PREPARE} "
+                f"or point data.root at a folder of music files"
+            )
         files = list_audio_files(self.root)
         if len(files) < 3:
-            raise ConfigError(f"'{self.root}' has {len(files)} audio file(s); train/validation/test are split by "
-                              f"file, so at least 3 are needed ({YOUTUBEMIX_PREPARE} cuts music into clips)")
+            raise ConfigError(
+                f"'{self.root}' has {len(files)} audio file(s); train/validation/test are split by "
+                f"file, so at least 3 are needed ({YOUTUBEMIX_PREPARE} cuts music into clips)"
+            )
         for split, chosen in split_files(files, self.train_fraction, self.split_seed).items():
             tracks = self._load_split(chosen)
-            dataset = WaveformWindows(tracks, self.seq_len, random_starts=split == "train", seed=self.seed,
-                                      max_windows=None if split == "train" else self.max_eval_windows)
+            dataset = WaveformWindows(
+                tracks,
+                self.seq_len,
+                random_starts=split == "train",
+                seed=self.seed,
+                max_windows=None if split == "train" else self.max_eval_windows,
+            )
             if not dataset.tracks:
                 longest = max((len(t) for t in tracks), default=0)
                 raise ConfigError(
@@ -163,13 +197,17 @@ class YouTubeMixDataModule(SequenceDataModule):
                     f"(longest {longest}); lower data.seq_len or prepare longer clips"
                 )
             if len(dataset.tracks) < len(tracks):
-                print(f"youtubemix {split}: {len(tracks) - len(dataset.tracks)} of {len(tracks)} files are shorter "
-                      f"than {self.seq_len + 1} samples and give no window")
+                log.info(
+                    f"youtubemix {split}: {len(tracks) - len(dataset.tracks)} of {len(tracks)} files are shorter "
+                    f"than {self.seq_len + 1} samples and give no window"
+                )
             self.datasets[split] = dataset
 
     def train_dataloader(self) -> DataLoader:
         train = self.datasets["train"]
-        per_epoch = self.train_windows_per_epoch or max(self.batch_size, int(train.span.sum() // self.seq_len))
+        per_epoch = self.train_windows_per_epoch or max(
+            self.batch_size, int(train.span.sum() // self.seq_len)
+        )
         return ResumableLoader(train, self.batch_size, per_epoch, **self._loader_kwargs())
 
     def val_dataloader(self) -> DataLoader:
@@ -185,8 +223,10 @@ def read_split_lists(root: Path) -> dict[str, set[str]]:
     for split, name in (("validation", "validation_list.txt"), ("test", "testing_list.txt")):
         listing = root / name
         if not listing.exists():
-            raise ConfigError(f"SC09 folder '{root}' has no {name}; it must follow the Speech Commands layout "
-                              f"(build one with {SC09_PREPARE})")
+            raise ConfigError(
+                f"SC09 folder '{root}' has no {name}; it must follow the Speech Commands layout "
+                f"(build one with {SC09_PREPARE})"
+            )
         out[split] = {line.strip() for line in listing.read_text().splitlines() if line.strip()}
     return out
 
@@ -197,8 +237,10 @@ def sc09_files(root: str | Path, split: str, words: tuple[str, ...] = SC09_WORDS
     if split not in SPLITS:
         raise ConfigError(f"split must be one of {SPLITS}, got {split!r}")
     if not root.is_dir():
-        raise ConfigError(f"SC09 folder '{root}' does not exist; build it with {SC09_PREPARE} or point "
-                          f"data.root at the real SC09 / Speech Commands folder")
+        raise ConfigError(
+            f"SC09 folder '{root}' does not exist; build it with {SC09_PREPARE} or point "
+            f"data.root at the real SC09 / Speech Commands folder"
+        )
     lists = read_split_lists(root)
     held_out = lists["validation"] | lists["test"]
     items = []
@@ -252,9 +294,18 @@ class SC09DataModule(SequenceDataModule):
 
     MODES = ("lm", "classify")
 
-    def __init__(self, root: str, batch_size: int, mode: str = "lm", sample_rate: int = 16000, seq_len: int = 16000,
-                 max_eval_clips: int | None = None, eval_batch_size: int | None = None, num_workers: int = 0,
-                 pin_memory: bool = False) -> None:
+    def __init__(
+        self,
+        root: str,
+        batch_size: int,
+        mode: str = "lm",
+        sample_rate: int = 16000,
+        seq_len: int = 16000,
+        max_eval_clips: int | None = None,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+    ) -> None:
         super().__init__(batch_size, num_workers, pin_memory, eval_batch_size)
         if mode not in self.MODES:
             raise ConfigError(f"data.mode must be one of {self.MODES}, got {mode!r}")
@@ -273,8 +324,12 @@ class SC09DataModule(SequenceDataModule):
         for split in SPLITS:
             items = sc09_files(self.root, split)
             if split != "train" and self.max_eval_clips:
-                items = [items[i] for i in np.linspace(0, len(items) - 1, min(len(items), self.max_eval_clips))
-                         .round().astype(int)]
+                items = [
+                    items[i]
+                    for i in np.linspace(0, len(items) - 1, min(len(items), self.max_eval_clips))
+                    .round()
+                    .astype(int)
+                ]
             self.datasets[split] = SpokenDigits(items, self.mode, self.sample_rate, self.length)
         self._check_first_clip()
 
@@ -288,12 +343,20 @@ class SC09DataModule(SequenceDataModule):
         except Exception as err:
             raise AudioFileError(f"cannot read audio file '{path}': {err}") from None
         if rate != self.sample_rate:
-            warnings.warn(f"SC09 clips under {self.root} are {rate} Hz; they are resampled to {self.sample_rate} Hz "
-                          f"on the fly", stacklevel=2)
+            warnings.warn(
+                f"SC09 clips under {self.root} are {rate} Hz; they are resampled to {self.sample_rate} Hz "
+                f"on the fly",
+                stacklevel=2,
+            )
 
     def train_dataloader(self) -> DataLoader:
-        return DataLoader(self.datasets["train"], batch_size=self.batch_size, shuffle=True, drop_last=len(self.datasets["train"]) > self.batch_size,
-                          **self._loader_kwargs())
+        return DataLoader(
+            self.datasets["train"],
+            batch_size=self.batch_size,
+            shuffle=True,
+            drop_last=len(self.datasets["train"]) > self.batch_size,
+            **self._loader_kwargs(),
+        )
 
     def val_dataloader(self) -> DataLoader:
         return self._eval_loader(self.datasets["validation"])

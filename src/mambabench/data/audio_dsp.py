@@ -72,8 +72,9 @@ def _mel_to_hz(mel: Tensor) -> Tensor:
 
 
 @lru_cache(maxsize=8)
-def mel_filterbank(n_freqs: int, n_mels: int, sample_rate: int, f_min: float = 0.0,
-                   f_max: float | None = None) -> Tensor:
+def mel_filterbank(
+    n_freqs: int, n_mels: int, sample_rate: int, f_min: float = 0.0, f_max: float | None = None
+) -> Tensor:
     """Triangular HTK mel filters (n_freqs, n_mels) for a one-sided spectrum of ``n_freqs`` bins."""
     f_max = f_max or sample_rate / 2
     freqs = torch.linspace(0, sample_rate / 2, n_freqs)
@@ -90,7 +91,17 @@ def log_mel(wave: Tensor, sample_rate: int, n_fft: int = 480, hop: int = 160, n_
     if wave.shape[-1] <= n_fft // 2:  # too short for the reflect padding of a centred STFT
         wave = F.pad(wave, (0, n_fft // 2 + 1 - wave.shape[-1]))
     shape = wave.shape
-    spec = torch.stft(wave.reshape(-1, shape[-1]).float(), n_fft, hop, window=torch.hann_window(n_fft,
-                      device=wave.device), return_complex=True).abs() ** 2
-    mel = torch.einsum("bft,fm->bmt", spec, mel_filterbank(n_fft // 2 + 1, n_mels, sample_rate).to(wave.device))
+    spec = (
+        torch.stft(
+            wave.reshape(-1, shape[-1]).float(),
+            n_fft,
+            hop,
+            window=torch.hann_window(n_fft, device=wave.device),
+            return_complex=True,
+        ).abs()
+        ** 2
+    )
+    mel = torch.einsum(
+        "bft,fm->bmt", spec, mel_filterbank(n_fft // 2 + 1, n_mels, sample_rate).to(wave.device)
+    )
     return torch.log(mel + 1e-6).reshape(*shape[:-1], n_mels, -1)

@@ -9,6 +9,7 @@ Waveforms are float32 in [-1, 1]; tokens are 8-bit mu-law codes 0..255 (SaShiMi 
 
 from __future__ import annotations
 
+import logging
 import warnings
 from pathlib import Path
 
@@ -17,6 +18,8 @@ import torch
 from torch import Tensor
 
 from mambabench.data.audio_dsp import log_mel, mu_law_decoding, mu_law_encoding, resample
+
+log = logging.getLogger(__name__)
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
 MU_LAW_CHANNELS = 256
@@ -81,7 +84,7 @@ def fit_length(wave: np.ndarray, length: int) -> np.ndarray:
     """Centre-pad with zeros or centre-crop ``wave`` to exactly ``length`` samples."""
     if len(wave) >= length:
         start = (len(wave) - length) // 2
-        return wave[start:start + length]
+        return wave[start : start + length]
     pad = length - len(wave)
     return np.pad(wave, (pad // 2, pad - pad // 2))
 
@@ -103,15 +106,19 @@ def save_spectrogram(path: Path, wave: np.ndarray | Tensor, sample_rate: int, ti
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     wave = torch.as_tensor(wave).float().cpu()
     spectrum = log_mel(wave, sample_rate, n_fft=1024, hop=max(1, sample_rate // 100), n_mels=64).numpy()
     seconds = len(wave) / sample_rate
-    fig, (ax_wave, ax_spec) = plt.subplots(2, 1, figsize=(8, 4.5), sharex=True,
-                                           gridspec_kw={"height_ratios": [1, 3]})
+    fig, (ax_wave, ax_spec) = plt.subplots(
+        2, 1, figsize=(8, 4.5), sharex=True, gridspec_kw={"height_ratios": [1, 3]}
+    )
     ax_wave.plot(np.arange(len(wave)) / sample_rate, wave.numpy(), lw=0.4)
     ax_wave.set_ylim(-1, 1)
     ax_wave.set_ylabel("amplitude")
-    ax_spec.imshow(spectrum, origin="lower", aspect="auto", extent=(0, seconds, 0, spectrum.shape[0]), cmap="magma")
+    ax_spec.imshow(
+        spectrum, origin="lower", aspect="auto", extent=(0, seconds, 0, spectrum.shape[0]), cmap="magma"
+    )
     ax_spec.set_xlabel("time (s)")
     ax_spec.set_ylabel("mel bin")
     if title:
@@ -124,8 +131,9 @@ def save_spectrogram(path: Path, wave: np.ndarray | Tensor, sample_rate: int, ti
     return path
 
 
-def write_audio_samples(tokens: Tensor, out_dir: Path, sample_rate: int, spectrograms: int = 4,
-                        wandb_log: bool = False) -> list[Path]:
+def write_audio_samples(
+    tokens: Tensor, out_dir: Path, sample_rate: int, spectrograms: int = 4, wandb_log: bool = False
+) -> list[Path]:
     """Decode generated mu-law tokens (samples, length) to ``out_dir/sample_XXX.wav``, draw the
     spectrograms of the first ``spectrograms`` as PNGs, and (optionally) log the clips to W&B."""
     out_dir = Path(out_dir)
@@ -134,16 +142,26 @@ def write_audio_samples(tokens: Tensor, out_dir: Path, sample_rate: int, spectro
     for i, wave in enumerate(waves):
         paths.append(write_wav(out_dir / f"sample_{i:03d}.wav", wave, sample_rate))
         if i < spectrograms:
-            save_spectrogram(out_dir / f"sample_{i:03d}.png", wave, sample_rate, title=f"generated sample {i}")
+            save_spectrogram(
+                out_dir / f"sample_{i:03d}.png", wave, sample_rate, title=f"generated sample {i}"
+            )
     if wandb_log:
         import wandb
 
         started = wandb.run is None
         run = wandb.run or wandb.init(project="mambabench", job_type="generate", dir=str(out_dir))
-        run.log({"samples": [wandb.Audio(w.numpy(), sample_rate=sample_rate, caption=p.name)
-                             for w, p in zip(waves, paths)]})
+        run.log(
+            {
+                "samples": [
+                    wandb.Audio(w.numpy(), sample_rate=sample_rate, caption=p.name)
+                    for w, p in zip(waves, paths)
+                ]
+            }
+        )
         if started:
             run.finish()
-    print(f"wrote {len(paths)} WAV files ({waves.shape[1] / sample_rate:.2f} s each) and "
-          f"{min(spectrograms, len(paths))} spectrograms to {out_dir}")
+    log.info(
+        f"wrote {len(paths)} WAV files ({waves.shape[1] / sample_rate:.2f} s each) and "
+        f"{min(spectrograms, len(paths))} spectrograms to {out_dir}"
+    )
     return paths

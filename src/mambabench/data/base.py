@@ -99,8 +99,13 @@ class SequenceDataModule(L.LightningDataModule):
     vocab_size: int | None = None
     num_classes: int | None = None
 
-    def __init__(self, batch_size: int, num_workers: int = 0, pin_memory: bool = False,
-                 eval_batch_size: int | None = None) -> None:
+    def __init__(
+        self,
+        batch_size: int,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        eval_batch_size: int | None = None,
+    ) -> None:
         super().__init__()
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -118,8 +123,11 @@ class SequenceDataModule(L.LightningDataModule):
         return self.val_names
 
     def _loader_kwargs(self) -> dict[str, Any]:
-        return {"num_workers": self.num_workers, "pin_memory": self.pin_memory,
-                "persistent_workers": self.num_workers > 0}
+        return {
+            "num_workers": self.num_workers,
+            "pin_memory": self.pin_memory,
+            "persistent_workers": self.num_workers > 0,
+        }
 
     def _eval_loader(self, dataset: Dataset) -> DataLoader:
         return DataLoader(dataset, batch_size=self.eval_batch_size, shuffle=False, **self._loader_kwargs())

@@ -128,8 +128,9 @@ class GenomeLMDataset(Dataset):
         contig = self.contigs[self.contig_index[w]]
         start = int(self.starts[w])
         end = min(start + self.seq_len + 1, self.genome.lengths[contig])
-        ids = self.tokenizer.encode(self.genome.fetch(contig, start, end),
-                                    where=f"FASTA '{self.genome.path}' {contig}:{start}-{end}")
+        ids = self.tokenizer.encode(
+            self.genome.fetch(contig, start, end), where=f"FASTA '{self.genome.path}' {contig}:{start}-{end}"
+        )
         if self.rc_aug and _coin(self.seed, int(index)):
             ids = self.tokenizer.reverse_complement(ids)
         targets = torch.full((self.seq_len,), IGNORE_INDEX, dtype=torch.long)
@@ -142,8 +143,9 @@ class GenomeLMDataset(Dataset):
 class _StagedDataModule(SequenceDataModule):
     """Training length and batch size that a sequence-length-warmup callback may change per epoch."""
 
-    def __init__(self, seq_len: int, batch_size: int, num_workers: int, pin_memory: bool,
-                 eval_batch_size: int | None) -> None:
+    def __init__(
+        self, seq_len: int, batch_size: int, num_workers: int, pin_memory: bool, eval_batch_size: int | None
+    ) -> None:
         super().__init__(batch_size, num_workers, pin_memory, eval_batch_size)
         if seq_len < 2:
             raise ValueError(f"seq_len must be >= 2, got {seq_len}")
@@ -236,8 +238,11 @@ class HG38DataModule(_StagedDataModule):
                     f"{self.genome.lengths[longest.contig]}); lower data.seq_len or use a larger genome"
                 )
             if skipped:
-                warnings.warn(f"{skipped} of {len(intervals)} '{name}' intervals skipped: the sequence around them "
-                              f"is shorter than {seq_len} bases", stacklevel=2)
+                warnings.warn(
+                    f"{skipped} of {len(intervals)} '{name}' intervals skipped: the sequence around them "
+                    f"is shorter than {seq_len} bases",
+                    stacklevel=2,
+                )
             if role != "train" and self.max_eval_windows and starts.size > self.max_eval_windows:
                 keep = np.linspace(0, starts.size - 1, self.max_eval_windows).round().astype(np.int64)
                 index, starts = index[keep], starts[keep]
@@ -247,9 +252,18 @@ class HG38DataModule(_StagedDataModule):
     def _dataset(self, role: str, seq_len: int) -> GenomeLMDataset:
         index, starts = self.windows(role, seq_len)
         train = role == "train"
-        return GenomeLMDataset(self.genome, self.genome.names, index, starts, seq_len, self.tokenizer,
-                               shuffle=train, rc_aug=self.rc_aug and train,
-                               ignore_n_targets=self.ignore_n_targets, seed=self.seed)
+        return GenomeLMDataset(
+            self.genome,
+            self.genome.names,
+            index,
+            starts,
+            seq_len,
+            self.tokenizer,
+            shuffle=train,
+            rc_aug=self.rc_aug and train,
+            ignore_n_targets=self.ignore_n_targets,
+            seed=self.seed,
+        )
 
     def train_dataloader(self) -> DataLoader:
         seq_len, batch_size = self.train_stage()
@@ -298,8 +312,10 @@ def check_split_fractions(fractions: dict[str, Sequence[float]]) -> dict[str, tu
     ranked = sorted(out.items(), key=lambda item: item[1])
     for (a, (_, a_hi)), (b, (b_lo, _)) in zip(ranked, ranked[1:]):
         if b_lo < a_hi:
-            raise ConfigError(f"data.split_fractions: {a} {list(out[a])} overlaps {b} {list(out[b])}; the regions "
-                              f"of train/valid/test must be disjoint so that no evaluation window overlaps training")
+            raise ConfigError(
+                f"data.split_fractions: {a} {list(out[a])} overlaps {b} {list(out[b])}; the regions "
+                f"of train/valid/test must be disjoint so that no evaluation window overlaps training"
+            )
     return out
 
 
@@ -311,8 +327,10 @@ def check_split_contigs(split_contigs: dict[str, list[str] | None]) -> dict[str,
             raise ConfigError(f"data.split_contigs has key {split!r}; use train, valid and test")
         for contig in contigs or []:
             if contig in owner and owner[contig] != split:
-                raise ConfigError(f"data.split_contigs lists sequence {contig!r} under both {owner[contig]} and "
-                                  f"{split}; the splits must be disjoint")
+                raise ConfigError(
+                    f"data.split_contigs lists sequence {contig!r} under both {owner[contig]} and "
+                    f"{split}; the splits must be disjoint"
+                )
             owner[contig] = split
     return dict(split_contigs)
 
@@ -343,7 +361,13 @@ class SpeciesWindowDataset(Dataset):
         rc_aug: bool = False,
     ) -> None:
         self.genomes, self.regions, self.seq_len, self.tokenizer = genomes, regions, seq_len, tokenizer
-        self.num_samples, self.salt, self.seed, self.balanced, self.rc_aug = num_samples, salt, seed, balanced, rc_aug
+        self.num_samples, self.salt, self.seed, self.balanced, self.rc_aug = (
+            num_samples,
+            salt,
+            seed,
+            balanced,
+            rc_aug,
+        )
         # per species: cumulative count of window starts over its regions
         self.cumulative = [np.cumsum([len(r) - seq_len + 1 for r in rs]) for rs in regions]
 
@@ -359,8 +383,10 @@ class SpeciesWindowDataset(Dataset):
         region = self.regions[label][which]
         start = region.start + pick - (int(cumulative[which - 1]) if which else 0)
         genome = self.genomes[label][region.genome]
-        ids = self.tokenizer.encode(genome.fetch(region.contig, start, start + self.seq_len),
-                                    where=f"FASTA '{genome.path}' {region.contig}:{start}-{start + self.seq_len}")
+        ids = self.tokenizer.encode(
+            genome.fetch(region.contig, start, start + self.seq_len),
+            where=f"FASTA '{genome.path}' {region.contig}:{start}-{start + self.seq_len}",
+        )
         if self.rc_aug and rng.random() < 0.5:
             ids = self.tokenizer.reverse_complement(ids)
         targets = torch.full_like(ids, IGNORE_INDEX)
@@ -449,8 +475,9 @@ class SpeciesDataModule(_StagedDataModule):
                 paths.append(folder if folder.is_dir() else self.species_dir / f"{name}{self.suffix}")
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
-            raise ConfigError(f"data.species names {duplicates} more than once; class names must be distinct "
-                              f"(got {names})")
+            raise ConfigError(
+                f"data.species names {duplicates} more than once; class names must be distinct (got {names})"
+            )
         if len(names) < 2:
             raise ConfigError(f"data.species needs at least two classes, got {names}")
         return dict(zip(names, paths))
@@ -459,15 +486,19 @@ class SpeciesDataModule(_StagedDataModule):
         if path.is_dir():
             files = sorted(p for p in path.iterdir() if p.suffix in FASTA_SUFFIXES)
             if not files:
-                raise GenomeDataError(f"species folder '{path}' for '{name}' has no FASTA file "
-                                      f"({', '.join('*' + s for s in FASTA_SUFFIXES)}); add one or fix data.species")
+                raise GenomeDataError(
+                    f"species folder '{path}' for '{name}' has no FASTA file "
+                    f"({', '.join('*' + s for s in FASTA_SUFFIXES)}); add one or fix data.species"
+                )
         else:
             files = [path]
         genomes = []
         for file in files:
             if file.exists() and file.stat().st_size == 0:
-                raise GenomeDataError(f"species file '{file}' for '{name}' is empty; re-create it "
-                                      f"({self.prepare_command}) or drop '{name}' from data.species")
+                raise GenomeDataError(
+                    f"species file '{file}' for '{name}' is empty; re-create it "
+                    f"({self.prepare_command}) or drop '{name}' from data.species"
+                )
             try:
                 genomes.append(FastaGenome(file, self.prepare_command))
             except GenomeDataError as err:
@@ -475,8 +506,11 @@ class SpeciesDataModule(_StagedDataModule):
         return genomes
 
     def setup(self, stage: str | None = None) -> None:
-        if (self.trainer is not None and not self.lm_targets
-                and getattr(self.trainer.lightning_module, "num_classes", None) is None):
+        if (
+            self.trainer is not None
+            and not self.lm_targets
+            and getattr(self.trainer.lightning_module, "num_classes", None) is None
+        ):
             raise ConfigError(SPECIES_NEEDS_CLASSIFICATION)
         if not self.genomes:
             self.genomes = [self._open_class(name, path) for name, path in self.sources.items()]
@@ -487,8 +521,11 @@ class SpeciesDataModule(_StagedDataModule):
             if split not in self.split_fractions:
                 raise ConfigError(f"data.split_fractions has no '{split}' entry; give [from, to] for it")
             lo, hi = self.split_fractions[split]
-            return [Region(g, contig, int(lo * size), int(hi * size))
-                    for g, genome in enumerate(genomes) for contig, size in genome.lengths.items()]
+            return [
+                Region(g, contig, int(lo * size), int(hi * size))
+                for g, genome in enumerate(genomes)
+                for contig, size in genome.lengths.items()
+            ]
         listed = self.split_contigs.get(split)
         held_out = {c for key in SPLITS if key != split for c in (self.split_contigs.get(key) or [])}
         regions = []
@@ -523,19 +560,33 @@ class SpeciesDataModule(_StagedDataModule):
                     f"{[r.contig for r in regions[:4]]}); lower data.seq_len or supply more sequence for '{name}'"
                 )
             if len(usable) < len(regions):
-                warnings.warn(f"species '{name}', split '{split}': {len(regions) - len(usable)} of {len(regions)} "
-                              f"regions are shorter than {seq_len} bases and were skipped", stacklevel=2)
+                warnings.warn(
+                    f"species '{name}', split '{split}': {len(regions) - len(usable)} of {len(regions)} "
+                    f"regions are shorter than {seq_len} bases and were skipped",
+                    stacklevel=2,
+                )
             out.append(usable)
         return out
 
     def contigs_for(self, split: str, seq_len: int) -> list[list[str]]:
         """Per species, the names of the sequences that ``split`` draws windows from at ``seq_len``."""
-        return [list(dict.fromkeys(r.contig for r in regions)) for regions in self.regions_for(split, seq_len)]
+        return [
+            list(dict.fromkeys(r.contig for r in regions)) for regions in self.regions_for(split, seq_len)
+        ]
 
     def _dataset(self, split: str, seq_len: int, num_samples: int, train: bool) -> SpeciesWindowDataset:
         salt = {"train": 0, "valid": 1, "test": 2}[split]
-        return SpeciesWindowDataset(self.genomes, self.regions_for(split, seq_len), seq_len, num_samples,
-                                    self.tokenizer, salt, self.seed, balanced=not train, rc_aug=self.rc_aug and train)
+        return SpeciesWindowDataset(
+            self.genomes,
+            self.regions_for(split, seq_len),
+            seq_len,
+            num_samples,
+            self.tokenizer,
+            salt,
+            self.seed,
+            balanced=not train,
+            rc_aug=self.rc_aug and train,
+        )
 
     def train_dataloader(self) -> DataLoader:
         seq_len, batch_size = self.train_stage()
@@ -544,7 +595,9 @@ class SpeciesDataModule(_StagedDataModule):
         return ResumableLoader(dataset, batch_size, num_samples, **self._loader_kwargs())
 
     def val_dataloader(self) -> DataLoader:
-        return self._eval_loader(self._dataset("valid", self.eval_seq_len, self.num_eval_samples, train=False))
+        return self._eval_loader(
+            self._dataset("valid", self.eval_seq_len, self.num_eval_samples, train=False)
+        )
 
     def test_dataloader(self) -> DataLoader:
         return self._eval_loader(self._dataset("test", self.eval_seq_len, self.num_eval_samples, train=False))

@@ -44,7 +44,9 @@ class FileTokenizer:
         try:
             from tokenizers import Tokenizer
         except ImportError as err:
-            raise ImportError("tokenizer_file needs the 'tokenizers' package: pip install tokenizers") from err
+            raise ImportError(
+                "tokenizer_file needs the 'tokenizers' package: pip install tokenizers"
+            ) from err
         if not Path(path).exists():
             raise ConfigError(f"tokenizer file '{path}' does not exist")
         self._tokenizer = Tokenizer.from_file(str(path))
@@ -70,15 +72,18 @@ def load_word_task(path: Path) -> list[tuple[str, str]]:
         elif isinstance(item, (list, tuple)) and len(item) == 2:
             pairs.append((str(item[0]), str(item[1])))
         else:
-            raise ConfigError(f"task file '{path}' holds {item!r}; expected [input, output] pairs or "
-                              "{'input': ..., 'output': ...} objects")
+            raise ConfigError(
+                f"task file '{path}' holds {item!r}; expected [input, output] pairs or "
+                "{'input': ..., 'output': ...} objects"
+            )
     if len(pairs) < 2:
         raise ConfigError(f"task file '{path}' needs at least 2 pairs, found {len(pairs)}")
     return pairs
 
 
-def build_prompt(demos: list[tuple[str, str]], query: str, separator: str = " ->",
-                 delimiter: str = "\n") -> str:
+def build_prompt(
+    demos: list[tuple[str, str]], query: str, separator: str = " ->", delimiter: str = "\n"
+) -> str:
     """``"x1 -> y1\\nx2 -> y2\\nquery ->"``; the answer follows as ``" y"``."""
     return "".join(f"{x}{separator} {y}{delimiter}" for x, y in demos) + f"{query}{separator}"
 
@@ -86,8 +91,16 @@ def build_prompt(demos: list[tuple[str, str]], query: str, separator: str = " ->
 class _FewShotDataset(Dataset):
     """Prompts of one (task, k): query ``i`` with ``k`` demonstrations drawn from the other pairs."""
 
-    def __init__(self, pairs: list[tuple[str, str]], shots: int, num_queries: int, tokenizer,
-                 seed: int, separator: str, delimiter: str) -> None:
+    def __init__(
+        self,
+        pairs: list[tuple[str, str]],
+        shots: int,
+        num_queries: int,
+        tokenizer,
+        seed: int,
+        separator: str,
+        delimiter: str,
+    ) -> None:
         rng = random.Random(seed)
         order = list(range(len(pairs)))
         rng.shuffle(order)
@@ -149,10 +162,14 @@ class FewShotWordsDataModule(SequenceDataModule):
     ) -> None:
         super().__init__(batch_size, num_workers, pin_memory)
         root = Path(task_dir)
-        files = {p.stem: p for p in sorted(root.glob("*.json")) if p.stem != "manifest"} if root.is_dir() else {}
+        files = (
+            {p.stem: p for p in sorted(root.glob("*.json")) if p.stem != "manifest"} if root.is_dir() else {}
+        )
         if not files:
-            raise ConfigError(f"no task files (*.json) in data.task_dir '{root}'; build them with "
-                              f"python scripts/prepare_data.py icl_tasks or point task_dir at such a folder")
+            raise ConfigError(
+                f"no task files (*.json) in data.task_dir '{root}'; build them with "
+                f"python scripts/prepare_data.py icl_tasks or point task_dir at such a folder"
+            )
         unknown = [t for t in tasks or [] if t not in files]
         if unknown:
             raise ConfigError(f"tasks {unknown} not in '{root}'; known: {', '.join(files)}")
@@ -171,14 +188,30 @@ class FewShotWordsDataModule(SequenceDataModule):
         loaders = []
         for t, pairs in enumerate(self.tasks.values()):
             for k in self.shots:
-                dataset = _FewShotDataset(pairs, k, self.num_queries, self.tokenizer, self.seed + 1000 * t + k,
-                                          self.separator, self.delimiter)
-                loaders.append(DataLoader(dataset, batch_size=self.eval_batch_size, shuffle=False,
-                                          collate_fn=collate_fewshot, **self._loader_kwargs()))
+                dataset = _FewShotDataset(
+                    pairs,
+                    k,
+                    self.num_queries,
+                    self.tokenizer,
+                    self.seed + 1000 * t + k,
+                    self.separator,
+                    self.delimiter,
+                )
+                loaders.append(
+                    DataLoader(
+                        dataset,
+                        batch_size=self.eval_batch_size,
+                        shuffle=False,
+                        collate_fn=collate_fewshot,
+                        **self._loader_kwargs(),
+                    )
+                )
         return loaders
 
     def train_dataloader(self) -> DataLoader:
-        raise ConfigError("data=fewshot_words only evaluates: run with train=false (and task.pretrained_ckpt)")
+        raise ConfigError(
+            "data=fewshot_words only evaluates: run with train=false (and task.pretrained_ckpt)"
+        )
 
     def val_dataloader(self) -> list[DataLoader]:
         return self._loaders()

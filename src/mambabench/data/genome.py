@@ -48,7 +48,9 @@ class FastaGenome:
         prepare_command: the command that creates the file, quoted when it is missing.
     """
 
-    def __init__(self, path: str | Path, prepare_command: str = "python scripts/prepare_data.py hg38") -> None:
+    def __init__(
+        self, path: str | Path, prepare_command: str = "python scripts/prepare_data.py hg38"
+    ) -> None:
         self.path = check_fasta_file(path, prepare_command)
         self._fasta = None
         self._pid = -1
@@ -95,7 +97,9 @@ class FastaGenome:
         """Bases ``[start, end)`` of ``contig`` as a string (soft-masking kept)."""
         length = self.lengths[contig]
         if not 0 <= start <= end <= length:
-            raise GenomeDataError(f"{contig}:{start}-{end} is outside the sequence (length {length}) in '{self.path}'")
+            raise GenomeDataError(
+                f"{contig}:{start}-{end} is outside the sequence (length {length}) in '{self.path}'"
+            )
         return self._open()[contig][start:end]
 
 
@@ -130,11 +134,15 @@ def read_bed(path: str | Path, genome: FastaGenome, prepare_command: str) -> dic
             fields = line.split()
             where = f"BED '{path}' line {number}"
             if len(fields) < 3:
-                raise GenomeDataError(f"{where} has {len(fields)} column(s); expected 'chrom start end split'")
+                raise GenomeDataError(
+                    f"{where} has {len(fields)} column(s); expected 'chrom start end split'"
+                )
             try:
                 start, end = int(fields[1]), int(fields[2])
             except ValueError:
-                raise GenomeDataError(f"{where}: start/end must be integers, got {fields[1]!r} {fields[2]!r}") from None
+                raise GenomeDataError(
+                    f"{where}: start/end must be integers, got {fields[1]!r} {fields[2]!r}"
+                ) from None
             length = genome.require(fields[0], where)
             if not 0 <= start < end <= length:
                 raise GenomeDataError(

@@ -68,7 +68,9 @@ class FunctionFamily:
         if self.name not in FAMILIES:
             raise ValueError(f"unknown function family {self.name!r}; known: {', '.join(FAMILIES)}")
         if self.inputs not in INPUT_DISTRIBUTIONS:
-            raise ValueError(f"unknown input distribution {self.inputs!r}; known: {', '.join(INPUT_DISTRIBUTIONS)}")
+            raise ValueError(
+                f"unknown input distribution {self.inputs!r}; known: {', '.join(INPUT_DISTRIBUTIONS)}"
+            )
         if self.n_dims < 1:
             raise ValueError(f"n_dims must be >= 1, got {self.n_dims}")
         if self.name == "sparse_linear" and not 1 <= self.sparsity <= self.n_dims:
@@ -91,8 +93,14 @@ def skewed_covariance_sqrt(n_dims: int, seed: int) -> Tensor:
     return (basis * eig.sqrt()).float()
 
 
-def sample_inputs(n_points: int, n_dims: int, active_dims: int, distribution: str, generator: torch.Generator,
-                  skew: Tensor | None = None) -> Tensor:
+def sample_inputs(
+    n_points: int,
+    n_dims: int,
+    active_dims: int,
+    distribution: str,
+    generator: torch.Generator,
+    skew: Tensor | None = None,
+) -> Tensor:
     """Inputs (n_points, n_dims); dimensions past ``active_dims`` are zero (curriculum)."""
     xs = torch.randn(n_points, n_dims, generator=generator)
     if distribution == "skewed":
@@ -107,7 +115,9 @@ def sample_inputs(n_points: int, n_dims: int, active_dims: int, distribution: st
     return xs
 
 
-def sample_function(family: FunctionFamily, active_dims: int, generator: torch.Generator) -> dict[str, Tensor]:
+def sample_function(
+    family: FunctionFamily, active_dims: int, generator: torch.Generator
+) -> dict[str, Tensor]:
     """Parameters of one function of ``family`` acting on the first ``active_dims`` coordinates."""
     d = active_dims
     if family.name in ("linear", "noisy_linear"):
@@ -119,11 +129,15 @@ def sample_function(family: FunctionFamily, active_dims: int, generator: torch.G
         return {"w": w}
     if family.name == "relu2nn":
         hidden = family.hidden_size
-        return {"W": torch.randn(hidden, d, generator=generator),
-                "a": torch.randn(hidden, generator=generator) * math.sqrt(2.0 / hidden)}
+        return {
+            "W": torch.randn(hidden, d, generator=generator),
+            "a": torch.randn(hidden, generator=generator) * math.sqrt(2.0 / hidden),
+        }
     nodes = 2**family.tree_depth - 1
-    return {"coords": torch.randint(0, d, (nodes,), generator=generator),
-            "leaves": torch.randn(2**family.tree_depth, generator=generator)}
+    return {
+        "coords": torch.randint(0, d, (nodes,), generator=generator),
+        "leaves": torch.randn(2**family.tree_depth, generator=generator),
+    }
 
 
 def evaluate_function(family: FunctionFamily, params: dict[str, Tensor], xs: Tensor) -> Tensor:
@@ -147,8 +161,13 @@ def interleave(xs: Tensor, ys: Tensor) -> Tensor:
     return torch.stack([xs, y_tokens], dim=-2).flatten(-3, -2)
 
 
-def regression_prompt(family: FunctionFamily, n_points: int, generator: torch.Generator,
-                      active_dims: int | None = None, skew: Tensor | None = None) -> dict[str, Tensor]:
+def regression_prompt(
+    family: FunctionFamily,
+    n_points: int,
+    generator: torch.Generator,
+    active_dims: int | None = None,
+    skew: Tensor | None = None,
+) -> dict[str, Tensor]:
     """One prompt: inputs (2n, n_dims), targets (n,) (the noisy values the model sees), xs (n, n_dims)."""
     active = family.n_dims if active_dims is None else active_dims
     xs = sample_inputs(n_points, family.n_dims, active, family.inputs, generator, skew)
@@ -163,9 +182,19 @@ class _PromptDataset(Dataset):
     """Item ``i`` is a prompt drawn from ``generator(seed, split, i)``; in training the curricula read
     the step from the sample id (consecutive ids of a batch share a step, so a batch has one shape)."""
 
-    def __init__(self, family: FunctionFamily, n_points: int, num_samples: int, seed: int, split: str,
-                 extra: int = 0, skew: Tensor | None = None, batch_size: int = 1,
-                 dims: Curriculum | None = None, points: Curriculum | None = None) -> None:
+    def __init__(
+        self,
+        family: FunctionFamily,
+        n_points: int,
+        num_samples: int,
+        seed: int,
+        split: str,
+        extra: int = 0,
+        skew: Tensor | None = None,
+        batch_size: int = 1,
+        dims: Curriculum | None = None,
+        points: Curriculum | None = None,
+    ) -> None:
         self.family, self.n_points, self.num_samples = family, n_points, num_samples
         self.seed, self.split, self.extra, self.skew = seed, split, extra, skew
         self.batch_size, self.dims, self.points = batch_size, dims, points
@@ -229,13 +258,19 @@ class ICLRegressionDataModule(SequenceDataModule):
         self.n_dims, self.n_points = n_dims, n_points
         self.dims_curriculum = Curriculum(**curriculum_dims) if curriculum_dims else None
         self.points_curriculum = Curriculum(**curriculum_points) if curriculum_points else None
-        for name, cur, cap in (("dims", self.dims_curriculum, n_dims), ("points", self.points_curriculum, n_points)):
+        for name, cur, cap in (
+            ("dims", self.dims_curriculum, n_dims),
+            ("points", self.points_curriculum, n_points),
+        ):
             if cur is not None and not 1 <= cur.start <= cur.end <= cap:
-                raise ValueError(f"curriculum_{name} must satisfy 1 <= start <= end <= {cap} "
-                                 f"(data.n_{name}), got start={cur.start}, end={cur.end}")
+                raise ValueError(
+                    f"curriculum_{name} must satisfy 1 <= start <= end <= {cap} "
+                    f"(data.n_{name}), got start={cur.start}, end={cur.end}"
+                )
         if extrapolation_points is not None and extrapolation_points <= n_points:
-            raise ValueError(f"extrapolation_points={extrapolation_points} must exceed n_points={n_points} "
-                             "(or be null)")
+            raise ValueError(
+                f"extrapolation_points={extrapolation_points} must exceed n_points={n_points} (or be null)"
+            )
         bad = [o for o in ood_inputs if o not in INPUT_DISTRIBUTIONS]
         if bad:
             raise ValueError(f"ood_inputs {bad} unknown; known: {', '.join(INPUT_DISTRIBUTIONS)}")
@@ -267,14 +302,29 @@ class ICLRegressionDataModule(SequenceDataModule):
         """The fixed prompts of one evaluation loader (also read by the baselines and the probes)."""
         for index, (loader, family, points) in enumerate(self.eval_settings()):
             if loader == name:
-                return _PromptDataset(family, points, num_samples or self.num_eval_samples, self.seed, split,
-                                      extra=index, skew=self.skew)
+                return _PromptDataset(
+                    family,
+                    points,
+                    num_samples or self.num_eval_samples,
+                    self.seed,
+                    split,
+                    extra=index,
+                    skew=self.skew,
+                )
         raise KeyError(f"no evaluation set {name!r}; known: {', '.join(self.val_names)}")
 
     def train_dataloader(self) -> DataLoader:
-        dataset = _PromptDataset(self.family, self.n_points, self.train_samples, self.seed, "train", skew=self.skew,
-                                 batch_size=self.batch_size, dims=self.dims_curriculum,
-                                 points=self.points_curriculum)
+        dataset = _PromptDataset(
+            self.family,
+            self.n_points,
+            self.train_samples,
+            self.seed,
+            "train",
+            skew=self.skew,
+            batch_size=self.batch_size,
+            dims=self.dims_curriculum,
+            points=self.points_curriculum,
+        )
         return ResumableLoader(dataset, self.batch_size, self.train_samples, **self._loader_kwargs())
 
     def _eval_loaders(self, split: str) -> list[DataLoader]:

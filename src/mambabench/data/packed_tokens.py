@@ -53,14 +53,32 @@ def _file_digest(path: Path) -> str:
     return h.hexdigest()
 
 
-def corpus_key(root: Path, files: list[Path], tokenizer: TextTokenizer, text_field: str,
-               val_fraction: float, test_fraction: float, seed: int) -> str:
+def corpus_key(
+    root: Path,
+    files: list[Path],
+    tokenizer: TextTokenizer,
+    text_field: str,
+    val_fraction: float,
+    test_fraction: float,
+    seed: int,
+) -> str:
     """Cache key over everything that changes the packed tokens (see the module docstring)."""
-    h = hashlib.sha256(json.dumps({
-        "format": CACHE_FORMAT, "tokenizer": tokenizer.fingerprint, "text_field": text_field,
-        "val": val_fraction, "test": test_fraction, "seed": seed,
-        "files": [[str(f.relative_to(root)) if f != root else f.name, _file_digest(f)] for f in files],
-    }, sort_keys=True).encode())
+    h = hashlib.sha256(
+        json.dumps(
+            {
+                "format": CACHE_FORMAT,
+                "tokenizer": tokenizer.fingerprint,
+                "text_field": text_field,
+                "val": val_fraction,
+                "test": test_fraction,
+                "seed": seed,
+                "files": [
+                    [str(f.relative_to(root)) if f != root else f.name, _file_digest(f)] for f in files
+                ],
+            },
+            sort_keys=True,
+        ).encode()
+    )
     return h.hexdigest()[:20]
 
 
@@ -123,8 +141,15 @@ class PackedCorpus:
         return np.load(self.folder / f"{split}.docs.npy", mmap_mode="r")
 
 
-def _batches(files: list[Path], root: Path, text_field: str, stats: ReadStats, seed: int,
-             val_fraction: float, test_fraction: float) -> Iterator[tuple[list[str], list[int], list[str]]]:
+def _batches(
+    files: list[Path],
+    root: Path,
+    text_field: str,
+    stats: ReadStats,
+    seed: int,
+    val_fraction: float,
+    test_fraction: float,
+) -> Iterator[tuple[list[str], list[int], list[str]]]:
     """(texts, split ids, source names) in batches of ``_BATCH_DOCS`` documents, in corpus order."""
     texts, splits, sources = [], [], []
     for path in files:
@@ -155,8 +180,10 @@ def build_packed_corpus(
     it is missing or stale. ``workers``: tokeniser processes (None: CPU count - 1; 0: in this process)."""
     root = Path(root)
     if not 0 <= val_fraction < 1 or not 0 <= test_fraction < 1 or val_fraction + test_fraction >= 1:
-        raise ValueError(f"val_fraction={val_fraction} and test_fraction={test_fraction} must be in [0, 1) "
-                         f"and leave documents for training")
+        raise ValueError(
+            f"val_fraction={val_fraction} and test_fraction={test_fraction} must be in [0, 1) "
+            f"and leave documents for training"
+        )
     files = list_text_files(root)
     tok = load_text_tokenizer(tokenizer)
     key = corpus_key(root, files, tok, text_field, val_fraction, test_fraction, seed)
@@ -182,7 +209,9 @@ def build_packed_corpus(
     pool = mp.get_context("spawn").Pool(workers, _init_worker, (tokenizer,)) if workers > 0 else None
     bar = _progress(progress, f"tokenising {root} ({tok.name})")
 
-    def write(ids_list: list[list[int]], splits: list[int], sources: list[str], texts_bytes: list[int]) -> None:
+    def write(
+        ids_list: list[list[int]], splits: list[int], sources: list[str], texts_bytes: list[int]
+    ) -> None:
         for ids, split, source, nbytes in zip(ids_list, splits, sources, texts_bytes):
             arr = np.asarray([*ids, eos_id], dtype=dtype)
             starts[split].append(counts[split])
@@ -198,7 +227,9 @@ def build_packed_corpus(
 
     try:
         pending: deque = deque()
-        for texts, splits, sources in _batches(files, root, text_field, stats, seed, val_fraction, test_fraction):
+        for texts, splits, sources in _batches(
+            files, root, text_field, stats, seed, val_fraction, test_fraction
+        ):
             nbytes = [len(t.encode("utf-8")) for t in texts]
             if pool is None:
                 write(tok.encode_batch(texts), splits, sources, nbytes)
@@ -223,18 +254,31 @@ def build_packed_corpus(
         skipped = sum(stats.skipped_lines.values())
         raise TextDataError(
             f"text corpus '{root}' gave no training documents ({len(files)} file(s); {stats.empty_documents} empty "
-            f"document(s), {skipped} undecodable line(s) skipped); check data.root and data.text_field")
+            f"document(s), {skipped} undecodable line(s) skipped); check data.root and data.text_field"
+        )
     for i, split in enumerate(SPLITS):
         np.save(tmp / f"{split}.docs.npy", np.asarray(starts[i], dtype=np.int64))
     meta = {
-        "format": CACHE_FORMAT, "key": key, "root": str(root), "tokenizer": tok.name,
-        "tokenizer_fingerprint": tok.fingerprint, "vocab_size": vocab_size, "eos_id": eos_id,
-        "dtype": np.dtype(dtype).name, "text_field": text_field, "seed": seed,
-        "val_fraction": val_fraction, "test_fraction": test_fraction, "files": len(files),
+        "format": CACHE_FORMAT,
+        "key": key,
+        "root": str(root),
+        "tokenizer": tok.name,
+        "tokenizer_fingerprint": tok.fingerprint,
+        "vocab_size": vocab_size,
+        "eos_id": eos_id,
+        "dtype": np.dtype(dtype).name,
+        "text_field": text_field,
+        "seed": seed,
+        "val_fraction": val_fraction,
+        "test_fraction": test_fraction,
+        "files": len(files),
         "splits": {s: {"documents": len(starts[i]), "tokens": counts[i]} for i, s in enumerate(SPLITS)},
         "sources": per_source,
-        "skipped": {"undecodable_lines": stats.skipped_lines, "undecodable_bytes": stats.dropped_bytes,
-                    "empty_documents": stats.empty_documents},
+        "skipped": {
+            "undecodable_lines": stats.skipped_lines,
+            "undecodable_bytes": stats.dropped_bytes,
+            "empty_documents": stats.empty_documents,
+        },
     }
     (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
     tmp.rename(folder)

@@ -31,19 +31,26 @@ def warmup_lengths(target: int, min_seq_len: int) -> list[int]:
 
 class SequenceLengthWarmup(L.Callback):
     """Args:
-        min_seq_len: first stage's window length (paper: 2^10 for HG38, 2^14 for great apes).
-        epochs_per_stage: epochs at each length before the final one (paper: 2 for HG38, 1 for great apes).
-        tokens_per_step: tokens per optimizer step at every stage, over all devices (paper: 2^24); None
-            keeps ``data.batch_size`` sequences per device at every stage.
-        max_tokens_per_batch: tokens in one per-device forward pass (memory); None means
-            ``data.batch_size * data.seq_len`` (the batch size is the one at the final length).
+    min_seq_len: first stage's window length (paper: 2^10 for HG38, 2^14 for great apes).
+    epochs_per_stage: epochs at each length before the final one (paper: 2 for HG38, 1 for great apes).
+    tokens_per_step: tokens per optimizer step at every stage, over all devices (paper: 2^24); None
+        keeps ``data.batch_size`` sequences per device at every stage.
+    max_tokens_per_batch: tokens in one per-device forward pass (memory); None means
+        ``data.batch_size * data.seq_len`` (the batch size is the one at the final length).
     """
 
-    def __init__(self, min_seq_len: int = 1024, epochs_per_stage: int = 2, tokens_per_step: int | None = None,
-                 max_tokens_per_batch: int | None = None) -> None:
+    def __init__(
+        self,
+        min_seq_len: int = 1024,
+        epochs_per_stage: int = 2,
+        tokens_per_step: int | None = None,
+        max_tokens_per_batch: int | None = None,
+    ) -> None:
         if min_seq_len < 2 or epochs_per_stage < 1:
-            raise ConfigError(f"sequence-length warmup needs min_seq_len >= 2 and epochs_per_stage >= 1, got "
-                              f"{min_seq_len}, {epochs_per_stage}")
+            raise ConfigError(
+                f"sequence-length warmup needs min_seq_len >= 2 and epochs_per_stage >= 1, got "
+                f"{min_seq_len}, {epochs_per_stage}"
+            )
         self.min_seq_len, self.epochs_per_stage = int(min_seq_len), int(epochs_per_stage)
         self.tokens_per_step, self.max_tokens_per_batch = tokens_per_step, max_tokens_per_batch
         self.lengths: list[int] = []
@@ -54,11 +61,15 @@ class SequenceLengthWarmup(L.Callback):
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         datamodule = trainer.datamodule
         if datamodule is None or not hasattr(datamodule, "stage_for_epoch"):
-            raise ConfigError(f"callbacks.seqlen_warmup needs a data module with sequence-length stages "
-                              f"(data=hg38 or data=great_apes), got {type(datamodule).__name__}")
+            raise ConfigError(
+                f"callbacks.seqlen_warmup needs a data module with sequence-length stages "
+                f"(data=hg38 or data=great_apes), got {type(datamodule).__name__}"
+            )
         if self.tokens_per_step and trainer.accumulate_grad_batches != 1:
-            raise ConfigError("callbacks.seqlen_warmup.tokens_per_step sets gradient accumulation itself; drop "
-                              "global_batch_size / trainer.accumulate_grad_batches")
+            raise ConfigError(
+                "callbacks.seqlen_warmup.tokens_per_step sets gradient accumulation itself; drop "
+                "global_batch_size / trainer.accumulate_grad_batches"
+            )
         self.lengths = warmup_lengths(datamodule.seq_len, self.min_seq_len)
         self.world_size = trainer.world_size
         self.base_batch_size = datamodule.batch_size
@@ -77,8 +88,10 @@ class SequenceLengthWarmup(L.Callback):
             return self.base_batch_size, 1
         per_step, rest = divmod(int(self.tokens_per_step), seq_len * self.world_size)
         if per_step < 1 or rest:
-            raise ConfigError(f"tokens_per_step={self.tokens_per_step} is not a multiple of seq_len {seq_len} x "
-                              f"{self.world_size} device(s); use powers of two")
+            raise ConfigError(
+                f"tokens_per_step={self.tokens_per_step} is not a multiple of seq_len {seq_len} x "
+                f"{self.world_size} device(s); use powers of two"
+            )
         micro = max(1, min(per_step, self.max_tokens // seq_len))
         while per_step % micro:
             micro -= 1
@@ -93,5 +106,7 @@ class SequenceLengthWarmup(L.Callback):
         if self.tokens_per_step:
             trainer.accumulate_grad_batches = self.plan(length)[1]
         if length != self._announced:
-            rank_zero_info(f"sequence-length warmup: epoch {trainer.current_epoch} trains on windows of {length}")
+            rank_zero_info(
+                f"sequence-length warmup: epoch {trainer.current_epoch} trains on windows of {length}"
+            )
             self._announced = length

@@ -112,7 +112,9 @@ class SelectiveCopyingDataModule(SequenceDataModule):
     ) -> None:
         super().__init__(batch_size, num_workers, pin_memory, eval_batch_size)
         if vocab_size < 3:
-            raise ValueError(f"selective copying needs vocab_size >= 3 (noise, marker, data), got {vocab_size}")
+            raise ValueError(
+                f"selective copying needs vocab_size >= 3 (noise, marker, data), got {vocab_size}"
+            )
         if num_tokens_memorize < 1 or seq_len < 2 * num_tokens_memorize:
             raise ValueError(
                 f"seq_len={seq_len} cannot hold {num_tokens_memorize} tokens plus as many markers; "
@@ -193,7 +195,9 @@ class InductionHeadsDataModule(SequenceDataModule):
 
     def _eval_loaders(self, split: str) -> list[DataLoader]:
         return [
-            self._eval_loader(_GeneratedDataset(self._maker(n), self.num_eval_samples, self.seed, split, extra=n))
+            self._eval_loader(
+                _GeneratedDataset(self._maker(n), self.num_eval_samples, self.seed, split, extra=n)
+            )
             for n in self.eval_lengths
         ]
 

@@ -41,8 +41,14 @@ class PackedWindows(Dataset):
         windows: optional subset of window ids (evenly spaced evaluation windows).
     """
 
-    def __init__(self, tokens: np.ndarray, seq_len: int, shuffle: bool = False, seed: int = 0,
-                 windows: np.ndarray | None = None) -> None:
+    def __init__(
+        self,
+        tokens: np.ndarray,
+        seq_len: int,
+        shuffle: bool = False,
+        seed: int = 0,
+        windows: np.ndarray | None = None,
+    ) -> None:
         self.tokens, self.seq_len, self.shuffle, self.seed = tokens, seq_len, shuffle, seed
         total = (len(tokens) - 1) // seq_len
         self.windows = np.arange(total) if windows is None else windows
@@ -62,7 +68,7 @@ class PackedWindows(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Tensor]:
         start = self._window(int(index)) * self.seq_len
-        chunk = torch.from_numpy(np.asarray(self.tokens[start:start + self.seq_len + 1], dtype=np.int64))
+        chunk = torch.from_numpy(np.asarray(self.tokens[start : start + self.seq_len + 1], dtype=np.int64))
         return {"input_ids": chunk[:-1], "targets": chunk[1:]}
 
 
@@ -133,16 +139,26 @@ class TextDataModule(SequenceDataModule):
 
     def prepare_data(self) -> None:
         if self.corpus is None:
-            self.corpus = build_packed_corpus(self.root, self.tokenizer_spec, self.cache_dir, self.text_field,
-                                              self.val_fraction, self.test_fraction, self.seed,
-                                              self.tokenize_workers)
+            self.corpus = build_packed_corpus(
+                self.root,
+                self.tokenizer_spec,
+                self.cache_dir,
+                self.text_field,
+                self.val_fraction,
+                self.test_fraction,
+                self.seed,
+                self.tokenize_workers,
+            )
 
     def setup(self, stage: str | None = None) -> None:
         if self.corpus is None:
             self.prepare_data()  # other ranks: the cache that rank 0 built
         trainer = self.trainer
-        checks = {"fit": [("train", self.seq_len)], "validate": [], "test": [("test", self.eval_seq_len)]}.get(
-            stage or "", [("train", self.seq_len), ("test", self.eval_seq_len)])
+        checks = {
+            "fit": [("train", self.seq_len)],
+            "validate": [],
+            "test": [("test", self.eval_seq_len)],
+        }.get(stage or "", [("train", self.seq_len), ("test", self.eval_seq_len)])
         if stage in ("fit", "validate", None) and (trainer is None or trainer.limit_val_batches != 0):
             checks.append(("validation", self.eval_seq_len))
         for split, length in checks:
@@ -151,7 +167,8 @@ class TextDataModule(SequenceDataModule):
                 raise TextDataError(
                     f"the {split} split of '{self.root}' has {have} tokens, fewer than one window of "
                     f"{length + 1} (data.seq_len + 1); lower data.seq_len, raise data.val_fraction / "
-                    f"data.test_fraction, or add text")
+                    f"data.test_fraction, or add text"
+                )
 
     # ------------------------------------------------------------------------------------ loaders
     def _eval_windows(self, split: str) -> PackedWindows:
@@ -164,7 +181,9 @@ class TextDataModule(SequenceDataModule):
 
     def train_dataloader(self) -> DataLoader:
         dataset = PackedWindows(self.corpus.tokens("train"), self.seq_len, shuffle=True, seed=self.seed)
-        return ResumableLoader(dataset, self.batch_size, len(dataset), drop_last=True, **self._loader_kwargs())
+        return ResumableLoader(
+            dataset, self.batch_size, len(dataset), drop_last=True, **self._loader_kwargs()
+        )
 
     def val_dataloader(self) -> DataLoader:
         return self._eval_loader(self._eval_windows("validation"))

@@ -49,8 +49,10 @@ class ReadStats:
     empty_documents: int = 0
 
     def warn(self) -> None:
-        for counts, what in ((self.skipped_lines, "undecodable (non-UTF-8) JSON lines skipped"),
-                             (self.dropped_bytes, "undecodable bytes dropped")):
+        for counts, what in (
+            (self.skipped_lines, "undecodable (non-UTF-8) JSON lines skipped"),
+            (self.dropped_bytes, "undecodable bytes dropped"),
+        ):
             if counts:
                 detail = ", ".join(f"'{f}': {n}" for f, n in sorted(counts.items()))
                 warnings.warn(f"{sum(counts.values())} {what} ({detail})", stacklevel=2)
@@ -64,17 +66,26 @@ def list_text_files(root: str | Path) -> list[Path]:
     """The corpus files under ``root`` (a file or a folder, searched recursively), sorted by path."""
     root = Path(root)
     if not root.exists():
-        raise TextDataError(f"text corpus '{root}' does not exist; prepare one with "
-                            f"'python scripts/prepare_data.py pile' or set data.root=<folder of text files>")
+        raise TextDataError(
+            f"text corpus '{root}' does not exist; prepare one with "
+            f"'python scripts/prepare_data.py pile' or set data.root=<folder of text files>"
+        )
     if root.is_file():
         if not root.name.endswith(ALL_SUFFIXES):
-            raise TextDataError(f"'{root}' is not a text corpus file; known formats: {', '.join(ALL_SUFFIXES)}")
+            raise TextDataError(
+                f"'{root}' is not a text corpus file; known formats: {', '.join(ALL_SUFFIXES)}"
+            )
         return [root]
-    files = sorted(p for p in root.rglob("*") if is_text_file(p) and not any(
-        part.startswith(".") for part in p.relative_to(root).parts))
+    files = sorted(
+        p
+        for p in root.rglob("*")
+        if is_text_file(p) and not any(part.startswith(".") for part in p.relative_to(root).parts)
+    )
     if not files:
-        raise TextDataError(f"no text files ({', '.join(ALL_SUFFIXES)}) under '{root}'; prepare a corpus with "
-                            f"'python scripts/prepare_data.py pile' or point data.root at one")
+        raise TextDataError(
+            f"no text files ({', '.join(ALL_SUFFIXES)}) under '{root}'; prepare a corpus with "
+            f"'python scripts/prepare_data.py pile' or point data.root at one"
+        )
     return files
 
 
@@ -83,7 +94,9 @@ def _open_binary(path: Path) -> IO[bytes]:
         try:
             import zstandard
         except ImportError:
-            raise TextDataError(f"'{path}' is zstd-compressed; install zstandard (pip install zstandard)") from None
+            raise TextDataError(
+                f"'{path}' is zstd-compressed; install zstandard (pip install zstandard)"
+            ) from None
         return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(open(path, "rb"), closefd=True))
     if path.name.endswith(".gz"):
         return gzip.open(path, "rb")
@@ -105,16 +118,21 @@ def _iter_jsonl(path: Path, text_field: str, stats: ReadStats) -> Iterator[Docum
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as err:
-                raise TextDataError(f"line {line_no} of '{path}' is not valid JSON ({err.msg}); "
-                                    f"each line of a .jsonl file must be one JSON object") from None
+                raise TextDataError(
+                    f"line {line_no} of '{path}' is not valid JSON ({err.msg}); "
+                    f"each line of a .jsonl file must be one JSON object"
+                ) from None
             if not isinstance(record, dict) or text_field not in record:
                 keys = ", ".join(record) if isinstance(record, dict) else type(record).__name__
-                raise TextDataError(f"line {line_no} of '{path}' has no '{text_field}' field (keys: {keys}); "
-                                    f"set data.text_field to the field that holds the text")
+                raise TextDataError(
+                    f"line {line_no} of '{path}' has no '{text_field}' field (keys: {keys}); "
+                    f"set data.text_field to the field that holds the text"
+                )
             text = record[text_field]
             if not isinstance(text, str):
-                raise TextDataError(f"line {line_no} of '{path}': '{text_field}' is a {type(text).__name__}, "
-                                    f"not a string")
+                raise TextDataError(
+                    f"line {line_no} of '{path}': '{text_field}' is a {type(text).__name__}, not a string"
+                )
             meta = record.get("meta")
             source = meta.get("pile_set_name", default_source) if isinstance(meta, dict) else default_source
             if not text:
@@ -137,7 +155,9 @@ def _iter_plain(path: Path, stats: ReadStats) -> Iterator[Document]:
     yield Document(text, path.parent.name or path.name.split(".")[0], str(path), 0)
 
 
-def iter_documents(path: str | Path, text_field: str = "text", stats: ReadStats | None = None) -> Iterator[Document]:
+def iter_documents(
+    path: str | Path, text_field: str = "text", stats: ReadStats | None = None
+) -> Iterator[Document]:
     """Stream the documents of one corpus file (see the module docstring for formats and bad input)."""
     path = Path(path)
     stats = stats if stats is not None else ReadStats()

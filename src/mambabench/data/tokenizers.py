@@ -48,7 +48,9 @@ class CharacterTokenizer:
         unknown: ``"error"`` raises on any other character; ``"n"`` maps it to ``N`` (IUPAC codes).
     """
 
-    def __init__(self, characters: str = "ACGTN", keep_soft_mask: bool = False, unknown: str = "error") -> None:
+    def __init__(
+        self, characters: str = "ACGTN", keep_soft_mask: bool = False, unknown: str = "error"
+    ) -> None:
         characters = "".join(characters)
         if characters != characters.upper() or len(set(characters)) != len(characters) or not characters:
             raise ValueError(f"characters must be distinct upper-case letters, got {characters!r}")
@@ -161,8 +163,10 @@ class BPETokenizer:
     def __init__(self, path: str | Path, name: str | None = None) -> None:
         self.path = Path(path)
         if not self.path.is_file():
-            raise TokenizerError(f"tokenizer file '{self.path}' does not exist; use one of "
-                                 f"{', '.join([*NAMED_TOKENIZERS, BYTES])} or a path to a tokenizer.json")
+            raise TokenizerError(
+                f"tokenizer file '{self.path}' does not exist; use one of "
+                f"{', '.join([*NAMED_TOKENIZERS, BYTES])} or a path to a tokenizer.json"
+            )
         self.name = name or self.path.name
         self.fingerprint = hashlib.sha256(self.path.read_bytes()).hexdigest()
         self._tokenizer = None
@@ -174,7 +178,9 @@ class BPETokenizer:
             try:
                 from tokenizers import Tokenizer
             except ImportError:
-                raise TokenizerError("BPE tokenizers need the 'tokenizers' package: pip install tokenizers") from None
+                raise TokenizerError(
+                    "BPE tokenizers need the 'tokenizers' package: pip install tokenizers"
+                ) from None
             raw = self.path.read_bytes()
             if raw[:2] == b"\x1f\x8b":
                 raw = gzip.decompress(raw)
@@ -191,7 +197,9 @@ class BPETokenizer:
             found = self.tokenizer.token_to_id(token)
             if found is not None:
                 return found
-        raise TokenizerError(f"tokenizer '{self.path}' has no end-of-text token (<|endoftext|>, </s> or <eos>)")
+        raise TokenizerError(
+            f"tokenizer '{self.path}' has no end-of-text token (<|endoftext|>, </s> or <eos>)"
+        )
 
     def encode(self, text: str) -> list[int]:
         return self.tokenizer.encode(text).ids
@@ -213,6 +221,8 @@ def load_text_tokenizer(spec: str) -> TextTokenizer:
     if spec in NAMED_TOKENIZERS:
         return BPETokenizer(TOKENIZER_FILES / NAMED_TOKENIZERS[spec], name=spec)
     if not Path(spec).exists():
-        raise TokenizerError(f"unknown tokenizer {spec!r}: use one of {', '.join([*NAMED_TOKENIZERS, BYTES])} "
-                             f"or a path to a tokenizer.json")
+        raise TokenizerError(
+            f"unknown tokenizer {spec!r}: use one of {', '.join([*NAMED_TOKENIZERS, BYTES])} "
+            f"or a path to a tokenizer.json"
+        )
     return BPETokenizer(spec)

@@ -25,7 +25,9 @@ EPS = 1e-12
 def _as_probs(probs: Tensor) -> Tensor:
     probs = torch.as_tensor(probs, dtype=torch.float64)
     if probs.dim() != 2 or probs.shape[0] < 1:
-        raise ValueError(f"probs must be (samples, classes) with samples >= 1, got shape {tuple(probs.shape)}")
+        raise ValueError(
+            f"probs must be (samples, classes) with samples >= 1, got shape {tuple(probs.shape)}"
+        )
     return probs.clamp_min(EPS) / probs.clamp_min(EPS).sum(-1, keepdim=True)
 
 
@@ -83,7 +85,9 @@ def frechet_distance(features_a: Tensor, features_b: Tensor) -> float:
     a = torch.as_tensor(features_a, dtype=torch.float64)
     b = torch.as_tensor(features_b, dtype=torch.float64)
     if a.dim() != 2 or b.dim() != 2 or a.shape[1] != b.shape[1]:
-        raise ValueError(f"features must be (n, dim) with the same dim, got {tuple(a.shape)} and {tuple(b.shape)}")
+        raise ValueError(
+            f"features must be (n, dim) with the same dim, got {tuple(a.shape)} and {tuple(b.shape)}"
+        )
     if a.shape[0] < 2 or b.shape[0] < 2:
         raise ValueError("the Fréchet distance needs at least 2 feature vectors per set")
     mu_a, mu_b = a.mean(0), b.mean(0)
@@ -94,7 +98,13 @@ def frechet_distance(features_a: Tensor, features_b: Tensor) -> float:
     return max(float(value), 0.0)
 
 
-def sample_metrics(probs: Tensor, features: Tensor, train_probs: Tensor, train_features: Tensor) -> dict[str, float]:
+def sample_metrics(
+    probs: Tensor, features: Tensor, train_probs: Tensor, train_features: Tensor
+) -> dict[str, float]:
     """FID, IS, mIS and AM of one set of clips against the training set's classifier outputs."""
-    return {"fid": frechet_distance(train_features, features), "is": inception_score(probs),
-            "mis": modified_inception_score(probs), "am": am_score(train_probs, probs)}
+    return {
+        "fid": frechet_distance(train_features, features),
+        "is": inception_score(probs),
+        "mis": modified_inception_score(probs),
+        "am": am_score(train_probs, probs),
+    }

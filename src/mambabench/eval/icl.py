@@ -79,8 +79,11 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> ICLRun:
     if not Path(ckpt).exists():
         raise ConfigError(f"run '{run_dir}' has no checkpoint ({ckpt}); train it first")
     state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
-    weights = {k.split("network.", 1)[1].replace("_orig_mod.", ""): v for k, v in state.items()
-               if k.startswith("network.")}
+    weights = {
+        k.split("network.", 1)[1].replace("_orig_mod.", ""): v
+        for k, v in state.items()
+        if k.startswith("network.")
+    }
     network.load_state_dict(weights)
     network.to(device).eval()
     tags = [str(t) for t in cfg.get("tags") or []]
@@ -88,8 +91,9 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> ICLRun:
     return ICLRun(run_dir, cfg, datamodule, network, _architecture(summary, cfg), preset)
 
 
-def stack_prompts(datamodule: ICLRegressionDataModule, loader: str, num_prompts: int,
-                  split: str = "test") -> tuple[Tensor, Tensor]:
+def stack_prompts(
+    datamodule: ICLRegressionDataModule, loader: str, num_prompts: int, split: str = "test"
+) -> tuple[Tensor, Tensor]:
     """inputs (P, 2n, d) and targets (P, n) of the first ``num_prompts`` prompts of an evaluation set."""
     dataset = datamodule.eval_dataset(split, loader, num_prompts)
     items = [dataset[i] for i in range(len(dataset))]
@@ -97,7 +101,9 @@ def stack_prompts(datamodule: ICLRegressionDataModule, loader: str, num_prompts:
 
 
 @torch.no_grad()
-def model_curve(network: nn.Module, inputs: Tensor, targets: Tensor, n_dims: int, batch_size: int = 256) -> Tensor:
+def model_curve(
+    network: nn.Module, inputs: Tensor, targets: Tensor, n_dims: int, batch_size: int = 256
+) -> Tensor:
     """Mean normalised squared error per position (n,) of a VectorSequenceModel on the prompts."""
     device = next(network.parameters()).device
     total = torch.zeros(targets.shape[1], dtype=torch.float64)
@@ -114,9 +120,15 @@ def baseline_curve(name: str, inputs: Tensor, targets: Tensor, n_dims: int) -> T
     return ((predictions - targets).square().mean(0) / n_dims).float()
 
 
-def evaluate_runs(run_dirs: Iterable[str | Path], baselines: Sequence[str] | None = None, num_prompts: int = 512,
-                  per_prompt_limit: int = 64, probe: bool = True, probe_prompts: int = 1024,
-                  device: str = "cpu") -> tuple[list[CurveRow], list[dict]]:
+def evaluate_runs(
+    run_dirs: Iterable[str | Path],
+    baselines: Sequence[str] | None = None,
+    num_prompts: int = 512,
+    per_prompt_limit: int = 64,
+    probe: bool = True,
+    probe_prompts: int = 1024,
+    device: str = "cpu",
+) -> tuple[list[CurveRow], list[dict]]:
     """Curves of every run and of the baselines (each baseline once per distinct evaluation set) and,
     with ``probe``, the probe errors on the in-distribution prompts. ``baselines=None`` takes the
     family's defaults (``FAMILY_BASELINES``); slow per-prompt baselines see ``per_prompt_limit`` prompts."""
@@ -130,8 +142,12 @@ def evaluate_runs(run_dirs: Iterable[str | Path], baselines: Sequence[str] | Non
         for loader in dm.val_names:
             inputs, targets = stack_prompts(dm, loader, num_prompts)
             curve = model_curve(run.network, inputs, targets, dm.n_dims)
-            rows += [CurveRow("model", run.name, family, run.preset, loader, k, dm.n_points, float(e), str(run_dir))
-                     for k, e in enumerate(curve)]
+            rows += [
+                CurveRow(
+                    "model", run.name, family, run.preset, loader, k, dm.n_points, float(e), str(run_dir)
+                )
+                for k, e in enumerate(curve)
+            ]
             data_key = (family, loader, dm.n_dims, inputs.shape[1], dm.seed, num_prompts)
             for name in baselines if baselines is not None else FAMILY_BASELINES[dm.family.name]:
                 if (name, *data_key) in done:
@@ -139,17 +155,35 @@ def evaluate_runs(run_dirs: Iterable[str | Path], baselines: Sequence[str] | Non
                 done.add((name, *data_key))
                 limit = per_prompt_limit if name in PER_PROMPT_BASELINES else num_prompts
                 curve = baseline_curve(name, inputs[:limit], targets[:limit], dm.n_dims)
-                rows += [CurveRow("baseline", name, family, run.preset, loader, k, dm.n_points, float(e))
-                         for k, e in enumerate(curve)]
+                rows += [
+                    CurveRow("baseline", name, family, run.preset, loader, k, dm.n_points, float(e))
+                    for k, e in enumerate(curve)
+                ]
         if probe:
             fit_inputs, fit_targets = stack_prompts(dm, "in_dist", probe_prompts, split="probe")
             test_inputs, test_targets = stack_prompts(dm, "in_dist", num_prompts)
-            errors = probe_errors(run.network, fit_inputs.to(device), fit_targets, test_inputs.to(device),
-                                  test_targets, dm.n_dims)
+            errors = probe_errors(
+                run.network,
+                fit_inputs.to(device),
+                fit_targets,
+                test_inputs.to(device),
+                test_targets,
+                dm.n_dims,
+            )
             for layer in range(errors.shape[0]):
-                probes += [{"name": run.name, "family": family, "preset": run.preset, "layer": layer,
-                            "n_layer": errors.shape[0] - 1, "examples": k, "error": float(e),
-                            "run_dir": str(run_dir)} for k, e in enumerate(errors[layer])]
+                probes += [
+                    {
+                        "name": run.name,
+                        "family": family,
+                        "preset": run.preset,
+                        "layer": layer,
+                        "n_layer": errors.shape[0] - 1,
+                        "examples": k,
+                        "error": float(e),
+                        "run_dir": str(run_dir),
+                    }
+                    for k, e in enumerate(errors[layer])
+                ]
     return rows, probes
 
 

@@ -113,13 +113,18 @@ def decision_tree(xs: Tensor, ys: Tensor, max_depth: int | None = 4) -> Tensor:
     return _sklearn_baseline(lambda: sk.tree.DecisionTreeRegressor(max_depth=max_depth), xs, ys)
 
 
-def gradient_boosting(xs: Tensor, ys: Tensor, n_estimators: int = 50, max_depth: int = 4,
-                      learning_rate: float = 0.1) -> Tensor:
+def gradient_boosting(
+    xs: Tensor, ys: Tensor, n_estimators: int = 50, max_depth: int = 4, learning_rate: float = 0.1
+) -> Tensor:
     """Gradient-boosted trees fitted on each prefix (scikit-learn's, in place of XGBoost)."""
     sk = _sklearn()
     return _sklearn_baseline(
-        lambda: sk.ensemble.GradientBoostingRegressor(n_estimators=n_estimators, max_depth=max_depth,
-                                                      learning_rate=learning_rate), xs, ys)
+        lambda: sk.ensemble.GradientBoostingRegressor(
+            n_estimators=n_estimators, max_depth=max_depth, learning_rate=learning_rate
+        ),
+        xs,
+        ys,
+    )
 
 
 BASELINES: dict[str, Baseline] = {

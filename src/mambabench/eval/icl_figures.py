@@ -40,11 +40,14 @@ def plot_error_curves(rows: Sequence[dict], out_dir: str | Path, log_scale: bool
     returns the written PNG and SVG paths."""
     plt = _pyplot()
     by_family: dict[str, dict[str, dict[tuple[str, str], list[tuple[int, float]]]]] = defaultdict(
-        lambda: defaultdict(lambda: defaultdict(list)))
+        lambda: defaultdict(lambda: defaultdict(list))
+    )
     train_points: dict[str, int] = {}
     for row in rows:
         family, loader = row["family"], row["loader"]
-        by_family[family][loader][(row["kind"], row["name"])].append((int(row["examples"]), float(row["error"])))
+        by_family[family][loader][(row["kind"], row["name"])].append(
+            (int(row["examples"]), float(row["error"]))
+        )
         train_points[family] = int(row.get("train_points") or 0)
     written = []
     for family, loaders in by_family.items():
@@ -63,8 +66,10 @@ def plot_error_curves(rows: Sequence[dict], out_dir: str | Path, log_scale: bool
             if log_scale:
                 ax.set_yscale("log")
             else:  # baselines such as averaging can be far off: keep the models' range readable
-                model_max = max((e for (kind, _), pts in loaders[loader].items() if kind == "model" for _, e in pts),
-                                default=1.0)
+                model_max = max(
+                    (e for (kind, _), pts in loaders[loader].items() if kind == "model" for _, e in pts),
+                    default=1.0,
+                )
                 ax.set_ylim(0, max(1.5, 1.3 * model_max))
             ax.grid(alpha=0.3)
         axes[0][-1].legend(fontsize=8, loc="upper right")
@@ -74,11 +79,14 @@ def plot_error_curves(rows: Sequence[dict], out_dir: str | Path, log_scale: bool
     return written
 
 
-def plot_probe_errors(rows: Sequence[dict], out_dir: str | Path, examples: Sequence[int] | None = None) -> list[Path]:
+def plot_probe_errors(
+    rows: Sequence[dict], out_dir: str | Path, examples: Sequence[int] | None = None
+) -> list[Path]:
     """One figure per family: probe error vs relative layer depth (0 = read-in, 1 = last layer) per model."""
     plt = _pyplot()
     by_family: dict[str, dict[str, dict[int, list[tuple[float, float]]]]] = defaultdict(
-        lambda: defaultdict(lambda: defaultdict(list)))
+        lambda: defaultdict(lambda: defaultdict(list))
+    )
     for row in rows:
         depth = int(row["layer"]) / max(1, int(row["n_layer"]))
         by_family[row["family"]][row["name"]][int(row["examples"])].append((depth, float(row["error"])))
@@ -87,10 +95,18 @@ def plot_probe_errors(rows: Sequence[dict], out_dir: str | Path, examples: Seque
         fig, axes = plt.subplots(1, len(models), figsize=(4.2 * len(models), 3.6), squeeze=False, sharey=True)
         for ax, (model, per_k) in zip(axes[0], sorted(models.items())):
             ks = sorted(per_k)
-            chosen = list(examples) if examples else sorted({ks[0], ks[len(ks) // 4], ks[len(ks) // 2], ks[-1]})
+            chosen = (
+                list(examples) if examples else sorted({ks[0], ks[len(ks) // 4], ks[len(ks) // 2], ks[-1]})
+            )
             for k in [k for k in chosen if k in per_k]:
                 points = sorted(per_k[k])
-                ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", markersize=3, label=f"{k} examples")
+                ax.plot(
+                    [p[0] for p in points],
+                    [p[1] for p in points],
+                    marker="o",
+                    markersize=3,
+                    label=f"{k} examples",
+                )
             ax.set_title(f"{family}: {model}")
             ax.set_xlabel("relative layer depth")
             ax.set_ylabel("probe squared error / d")

@@ -39,8 +39,15 @@ def layer_states(network: nn.Module, inputs: Tensor, batch_size: int = 256) -> T
     return torch.cat(chunks, dim=1)
 
 
-def probe_errors(network: nn.Module, fit_inputs: Tensor, fit_targets: Tensor, test_inputs: Tensor,
-                 test_targets: Tensor, n_dims: int, ridge: float = 1e-3) -> Tensor:
+def probe_errors(
+    network: nn.Module,
+    fit_inputs: Tensor,
+    fit_targets: Tensor,
+    test_inputs: Tensor,
+    test_targets: Tensor,
+    n_dims: int,
+    ridge: float = 1e-3,
+) -> Tensor:
     """Normalised squared error (n_layer + 1, n) of a probe per layer and position, fitted on the
     ``fit`` prompts (inputs (P, 2n, d), targets (P, n)) and scored on the ``test`` prompts."""
     fit_states = layer_states(network, fit_inputs).transpose(1, 2)  # (layers, n, P, d_model)

@@ -38,8 +38,14 @@ except ImportError:  # the adapter's logic still works (and is tested) without t
 
 EVAL_INSTALL = 'pip install -e ".[eval]"  (lm-evaluation-harness)'
 #: Table 3's metric per task (mamba-paper.md §3.2)
-PAPER_METRICS = {"lambada_openai": ("acc", "perplexity"), "hellaswag": ("acc_norm",), "piqa": ("acc",),
-                 "arc_easy": ("acc",), "arc_challenge": ("acc_norm",), "winogrande": ("acc",)}
+PAPER_METRICS = {
+    "lambada_openai": ("acc", "perplexity"),
+    "hellaswag": ("acc_norm",),
+    "piqa": ("acc",),
+    "arc_easy": ("acc",),
+    "arc_challenge": ("acc_norm",),
+    "winogrande": ("acc",),
+}
 
 
 def _args(request: Any) -> tuple:
@@ -57,8 +63,14 @@ class HarnessLM(_HarnessBase):
         device: where the network runs.
     """
 
-    def __init__(self, network: nn.Module, tokenizer: TextTokenizer, batch_size: int = 16,
-                 max_length: int = 2048, device: str | torch.device | None = None) -> None:
+    def __init__(
+        self,
+        network: nn.Module,
+        tokenizer: TextTokenizer,
+        batch_size: int = 16,
+        max_length: int = 2048,
+        device: str | torch.device | None = None,
+    ) -> None:
         if _HarnessBase is not object:
             super().__init__()
         self.network = network.eval()
@@ -75,9 +87,9 @@ class HarnessLM(_HarnessBase):
             context, continuation = context[:-spaces], context[-spaces:] + continuation
         whole = self.tokenizer.encode(context + continuation)
         ctx = self.tokenizer.encode(context) if context else []
-        if whole[:len(ctx)] != ctx:  # BPE merged across the boundary: encode the parts separately
+        if whole[: len(ctx)] != ctx:  # BPE merged across the boundary: encode the parts separately
             return ctx or [self.tokenizer.eos_id], self.tokenizer.encode(continuation)
-        return ctx or [self.tokenizer.eos_id], whole[len(ctx):]
+        return ctx or [self.tokenizer.eos_id], whole[len(ctx) :]
 
     @torch.inference_mode()
     def score(self, pairs: list[tuple[list[int], list[int]]]) -> list[tuple[float, bool]]:
@@ -85,12 +97,12 @@ class HarnessLM(_HarnessBase):
         results: list[tuple[float, bool] | None] = [None] * len(pairs)
         order = sorted(range(len(pairs)), key=lambda i: -(len(pairs[i][0]) + len(pairs[i][1])))
         for start in range(0, len(order), self.batch_size):
-            chunk = order[start:start + self.batch_size]
-            rows = [(pairs[i][0] + pairs[i][1])[-(self.max_length + 1):] for i in chunk]
+            chunk = order[start : start + self.batch_size]
+            rows = [(pairs[i][0] + pairs[i][1])[-(self.max_length + 1) :] for i in chunk]
             width = max(len(r) - 1 for r in rows)
             inputs = torch.zeros(len(rows), width, dtype=torch.long)
             for j, row in enumerate(rows):
-                inputs[j, :len(row) - 1] = torch.tensor(row[:-1])
+                inputs[j, : len(row) - 1] = torch.tensor(row[:-1])
             logprobs = F.log_softmax(self.network(inputs.to(self._device)).float(), dim=-1).cpu()
             for j, i in enumerate(chunk):
                 cont = pairs[i][1]
@@ -110,8 +122,10 @@ class HarnessLM(_HarnessBase):
         for request in requests:
             tokens = [self.tokenizer.eos_id, *self.tokenizer.encode(_args(request)[0])]
             # disjoint windows: each predicts up to max_length tokens from the token before it on
-            windows = [(tokens[s:s + 1], tokens[s + 1:s + 1 + self.max_length])
-                       for s in range(0, len(tokens) - 1, self.max_length)]
+            windows = [
+                (tokens[s : s + 1], tokens[s + 1 : s + 1 + self.max_length])
+                for s in range(0, len(tokens) - 1, self.max_length)
+            ]
             out.append(sum(ll for ll, _ in self.score(windows)))
         return out
 
@@ -123,22 +137,34 @@ class HarnessLM(_HarnessBase):
             until = kwargs.get("until") or []
             until = [until] if isinstance(until, str) else list(until)
             max_new = int(kwargs.get("max_gen_toks", 256))
-            ids = ([self.tokenizer.eos_id] + self.tokenizer.encode(context))[-self.max_length:]
-            tokens = generate(self.network, torch.tensor([ids], device=self._device), max_new, temperature=0.0,
-                              eos_token_id=self.tokenizer.eos_id)[0, len(ids):].tolist()
+            ids = ([self.tokenizer.eos_id] + self.tokenizer.encode(context))[-self.max_length :]
+            tokens = generate(
+                self.network,
+                torch.tensor([ids], device=self._device),
+                max_new,
+                temperature=0.0,
+                eos_token_id=self.tokenizer.eos_id,
+            )[0, len(ids) :].tolist()
             if self.tokenizer.eos_id in tokens:
-                tokens = tokens[:tokens.index(self.tokenizer.eos_id)]
+                tokens = tokens[: tokens.index(self.tokenizer.eos_id)]
             text = self.tokenizer.decode(tokens)
             for stop in until:
                 if stop and stop in text:
-                    text = text[:text.index(stop)]
+                    text = text[: text.index(stop)]
             out.append(text)
         return out
 
 
-def run_zeroshot(network: nn.Module, tokenizer: TextTokenizer, tasks: list[str], batch_size: int = 16,
-                 max_length: int = 2048, limit: int | None = None, include_path: str | None = None,
-                 device: str | None = None) -> dict[str, dict[str, float]]:
+def run_zeroshot(
+    network: nn.Module,
+    tokenizer: TextTokenizer,
+    tasks: list[str],
+    batch_size: int = 16,
+    max_length: int = 2048,
+    limit: int | None = None,
+    include_path: str | None = None,
+    device: str | None = None,
+) -> dict[str, dict[str, float]]:
     """Evaluate ``tasks`` with lm-evaluation-harness; returns {task: {metric: value}}."""
     try:
         import lm_eval
@@ -146,10 +172,18 @@ def run_zeroshot(network: nn.Module, tokenizer: TextTokenizer, tasks: list[str],
     except ImportError:
         raise ImportError(f"zero-shot evaluation needs lm-evaluation-harness: {EVAL_INSTALL}") from None
     model = HarnessLM(network, tokenizer, batch_size, max_length, device)
-    results = lm_eval.simple_evaluate(model=model, tasks=list(tasks), limit=limit, num_fewshot=0,
-                                      task_manager=TaskManager(include_path=include_path))
+    results = lm_eval.simple_evaluate(
+        model=model,
+        tasks=list(tasks),
+        limit=limit,
+        num_fewshot=0,
+        task_manager=TaskManager(include_path=include_path),
+    )
     out = {}
     for task, metrics in results["results"].items():
-        out[task] = {k.split(",")[0]: float(v) for k, v in metrics.items()
-                     if isinstance(v, int | float) and "stderr" not in k}
+        out[task] = {
+            k.split(",")[0]: float(v)
+            for k, v in metrics.items()
+            if isinstance(v, int | float) and "stderr" not in k
+        }
     return out

@@ -9,6 +9,7 @@ the "Train data" row (FID 0 by construction).
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,8 @@ from mambabench.data.audio import sc09_files
 from mambabench.data.audio_io import AudioFileError, fit_length, list_audio_files, read_audio
 from mambabench.eval.audio_metrics import sample_metrics
 from mambabench.eval.sc09_classifier import classify, load_classifier
+
+log = logging.getLogger(__name__)
 
 #: Table 4 of the Mamba paper (NLL in bits; None where the model has no likelihood)
 PAPER_TABLE4 = [
@@ -43,7 +46,7 @@ def read_clips(paths: list[Path], sample_rate: int, length: int) -> tuple[torch.
             waves.append(fit_length(read_audio(path, sample_rate, check_clipping=False, quiet=True), length))
         except AudioFileError as err:
             skipped += 1
-            print(f"  skipped: {err}")
+            log.info(f"  skipped: {err}")
     if not waves:
         raise AudioFileError(f"none of the {len(paths)} files could be read")
     return torch.from_numpy(np.stack(waves)), skipped
@@ -55,26 +58,45 @@ def _fmt(value: Any, digits: int = 2) -> str:
 
 def table4_markdown(ours: list[tuple[str, str, float | None, dict[str, float]]]) -> str:
     """Markdown Table 4: the paper's rows, then ours (name, params, nll bits, metrics)."""
-    lines = ["| Model | Params | NLL↓ | FID↓ | IS↑ | mIS↑ | AM↓ | source |", "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| Model | Params | NLL↓ | FID↓ | IS↑ | mIS↑ | AM↓ | source |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for name, params, nll, fid, is_, mis, am in PAPER_TABLE4:
-        lines.append(f"| {name} | {params} | {_fmt(nll, 3)} | {fid:.2f} | {is_:.2f} | {mis:.2f} | {am:.2f} | paper |")
+        lines.append(
+            f"| {name} | {params} | {_fmt(nll, 3)} | {fid:.2f} | {is_:.2f} | {mis:.2f} | {am:.2f} | paper |"
+        )
     for name, params, nll, m in ours:
-        lines.append(f"| {name} | {params} | {_fmt(nll, 3)} | {m['fid']:.2f} | {m['is']:.2f} | {m['mis']:.2f} | "
-                     f"{m['am']:.2f} | ours |")
+        lines.append(
+            f"| {name} | {params} | {_fmt(nll, 3)} | {m['fid']:.2f} | {m['is']:.2f} | {m['mis']:.2f} | "
+            f"{m['am']:.2f} | ours |"
+        )
     return "\n".join(lines)
 
 
-def score_samples(samples_dir: str | Path, classifier_ckpt: str | Path, sc09_root: str | Path, out_dir: str | Path,
-                  max_real_clips: int | None = 2048, nll_bits: float | None = None, model_name: str = "samples",
-                  params: str = "-", sample_rate: int = 16000, length: int = 16000, device: str = "cpu",
-                  seed: int = 0) -> dict[str, Any]:
+def score_samples(
+    samples_dir: str | Path,
+    classifier_ckpt: str | Path,
+    sc09_root: str | Path,
+    out_dir: str | Path,
+    max_real_clips: int | None = 2048,
+    nll_bits: float | None = None,
+    model_name: str = "samples",
+    params: str = "-",
+    sample_rate: int = 16000,
+    length: int = 16000,
+    device: str = "cpu",
+    seed: int = 0,
+) -> dict[str, Any]:
     """Metrics of the clips under ``samples_dir`` and of real train/test clips; writes
     ``sc09_metrics.md`` and ``sc09_metrics.json`` to ``out_dir`` and prints the table."""
     samples_dir = Path(samples_dir)
     files = list_audio_files(samples_dir) if samples_dir.is_dir() else []
     if len(files) < 2:
-        raise AudioFileError(f"samples_dir '{samples_dir}' has {len(files)} audio files; the metrics need at least 2 "
-                             f"(write them with src/generate.py)")
+        raise AudioFileError(
+            f"samples_dir '{samples_dir}' has {len(files)} audio files; the metrics need at least 2 "
+            f"(write them with src/generate.py)"
+        )
     model = load_classifier(classifier_ckpt, device)
     rng = np.random.default_rng(seed)
 
@@ -93,23 +115,36 @@ def score_samples(samples_dir: str | Path, classifier_ckpt: str | Path, sc09_roo
         "Train data": sample_metrics(train_probs, train_feats, train_probs, train_feats),
         "Test data": sample_metrics(test_probs, test_feats, train_probs, train_feats),
     }
-    table = table4_markdown([(model_name, params, nll_bits, rows[model_name]),
-                             ("Train data", "-", None, rows["Train data"]),
-                             ("Test data", "-", None, rows["Test data"])])
+    table = table4_markdown(
+        [
+            (model_name, params, nll_bits, rows[model_name]),
+            ("Train data", "-", None, rows["Train data"]),
+            ("Test data", "-", None, rows["Test data"]),
+        ]
+    )
     counts = np.bincount(probs.argmax(-1).numpy(), minlength=probs.shape[1]).tolist()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "sc09_metrics.md").write_text(table + "\n")
-    result = {"samples_dir": str(samples_dir), "samples": len(files) - skipped, "skipped": skipped,
-              "nll_bits": nll_bits, "metrics": rows, "predicted_digit_counts": counts,
-              "classifier": str(classifier_ckpt)}
+    result = {
+        "samples_dir": str(samples_dir),
+        "samples": len(files) - skipped,
+        "skipped": skipped,
+        "nll_bits": nll_bits,
+        "metrics": rows,
+        "predicted_digit_counts": counts,
+        "classifier": str(classifier_ckpt),
+    }
     (out_dir / "sc09_metrics.json").write_text(json.dumps(result, indent=2))
     flat = {f"sc09/{row}/{name}": value for row, values in rows.items() for name, value in values.items()}
     if nll_bits is not None:
         flat[f"sc09/{model_name}/nll_bits"] = nll_bits
-    (out_dir / "summary.json").write_text(json.dumps({"task": "sc09_samples", "samples_dir": str(samples_dir),
-                                                      "metrics": flat}, indent=2))
-    print(table)
-    print(f"\n{len(files) - skipped} samples scored ({skipped} skipped); predicted digits: {counts}; "
-          f"written to {out_dir}/sc09_metrics.md")
+    (out_dir / "summary.json").write_text(
+        json.dumps({"task": "sc09_samples", "samples_dir": str(samples_dir), "metrics": flat}, indent=2)
+    )
+    log.info(table)
+    log.info(
+        f"\n{len(files) - skipped} samples scored ({skipped} skipped); predicted digits: {counts}; "
+        f"written to {out_dir}/sc09_metrics.md"
+    )
     return result

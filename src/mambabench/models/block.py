@@ -51,7 +51,11 @@ class Block(nn.Module):
         self, hidden: Tensor, residual: Tensor | None = None, cache: Any = None
     ) -> tuple[Tensor, Tensor]:
         """hidden, residual: (batch, seqlen, d_model) -> (mixer output, new residual)."""
-        fused = fused_add_rms_norm(hidden, residual, self.norm, self.residual_in_fp32) if self.fused_add_norm else None
+        fused = (
+            fused_add_rms_norm(hidden, residual, self.norm, self.residual_in_fp32)
+            if self.fused_add_norm
+            else None
+        )
         if fused is not None:
             normed, residual = fused
         else:
@@ -62,7 +66,9 @@ class Block(nn.Module):
             residual = self._add(hidden, residual)
             normed = self.norm2(residual.to(self.norm2.weight.dtype))
             # a stateful MLP (RWKV's channel-mix, token shift) shares the layer's cache
-            hidden = self.mlp(normed, cache=cache) if getattr(self.mlp, "stateful", False) else self.mlp(normed)
+            hidden = (
+                self.mlp(normed, cache=cache) if getattr(self.mlp, "stateful", False) else self.mlp(normed)
+            )
         return hidden, residual
 
     def step(self, hidden: Tensor, residual: Tensor | None, cache: Any) -> tuple[Tensor, Tensor]:
@@ -72,5 +78,7 @@ class Block(nn.Module):
         if self.mlp is not None:
             residual = self._add(hidden, residual)
             normed = self.norm2(residual.to(self.norm2.weight.dtype))
-            hidden = self.mlp.step(normed, cache) if getattr(self.mlp, "stateful", False) else self.mlp(normed)
+            hidden = (
+                self.mlp.step(normed, cache) if getattr(self.mlp, "stateful", False) else self.mlp(normed)
+            )
         return hidden, residual

@@ -19,7 +19,14 @@ import torch
 from torch import nn
 
 #: dense bf16 peak FLOP/s by device name fragment (without sparsity)
-PEAK_BF16_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10G": 125e12, "4090": 165e12}
+PEAK_BF16_FLOPS = {
+    "H200": 989e12,
+    "H100": 989e12,
+    "A100": 312e12,
+    "L40S": 362e12,
+    "A10G": 125e12,
+    "4090": 165e12,
+}
 
 
 def _weight_flops(network: nn.Module) -> int:

@@ -113,14 +113,20 @@ class LMBackbone(nn.Module):
 
     def forward(self, input_ids: Tensor, caches: list[Any] | None = None) -> Tensor:
         hidden, residual = self._embed(input_ids, caches), None
-        recompute = self.gradient_checkpointing and self.training and caches is None and torch.is_grad_enabled()
+        recompute = (
+            self.gradient_checkpointing and self.training and caches is None and torch.is_grad_enabled()
+        )
         for i, layer in enumerate(self.layers):
             if recompute:  # keep only block inputs; recompute each block's activations in the backward
-                hidden, residual = torch.utils.checkpoint.checkpoint(layer, hidden, residual, use_reentrant=False)
+                hidden, residual = torch.utils.checkpoint.checkpoint(
+                    layer, hidden, residual, use_reentrant=False
+                )
             else:
                 hidden, residual = layer(hidden, residual, cache=None if caches is None else caches[i])
         if self.fused_add_norm:
-            fused = fused_add_rms_norm(hidden, residual, self.norm_f, self.residual_in_fp32, autocast_out=False)
+            fused = fused_add_rms_norm(
+                hidden, residual, self.norm_f, self.residual_in_fp32, autocast_out=False
+            )
             if fused is not None:
                 return fused[0]
         residual = hidden if residual is None else residual + hidden
@@ -180,8 +186,11 @@ class LMHeadModel(nn.Module):
                 "LMHeadModel needs vocab_size; it normally comes from the data module "
                 "(build the network with mambabench.utils.build.build_network)"
             )
-        for name, value in (("d_model", d_model), ("n_layer", n_layer),
-                            ("pad_vocab_size_multiple", pad_vocab_size_multiple)):
+        for name, value in (
+            ("d_model", d_model),
+            ("n_layer", n_layer),
+            ("pad_vocab_size_multiple", pad_vocab_size_multiple),
+        ):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"model.{name}={value} must be a positive integer")
         self.vocab_size = vocab_size
@@ -190,20 +199,39 @@ class LMHeadModel(nn.Module):
         self._ids_checked_on_gpu = False
         padded = math.ceil(vocab_size / pad_vocab_size_multiple) * pad_vocab_size_multiple
         self.padded_vocab_size = padded
-        self.backbone = LMBackbone(padded, d_model, n_layer, mixer, mlp, norm, residual_in_fp32, layer_mixers,
-                                      max_seq_len, fused_add_norm, gradient_checkpointing)
+        self.backbone = LMBackbone(
+            padded,
+            d_model,
+            n_layer,
+            mixer,
+            mlp,
+            norm,
+            residual_in_fp32,
+            layer_mixers,
+            max_seq_len,
+            fused_add_norm,
+            gradient_checkpointing,
+        )
         self.lm_head = nn.Linear(d_model, padded, bias=False)
         for module in self.modules():
             if hasattr(module, "out_proj"):
                 module.out_proj._is_residual_out = True
             if hasattr(module, "fc2"):
                 module.fc2._is_residual_out = True
-        self.apply(partial(init_weights, n_layer=n_layer, initializer_range=initializer_range,
-                           n_residuals_per_layer=1 if mlp is None else 2))
+        self.apply(
+            partial(
+                init_weights,
+                n_layer=n_layer,
+                initializer_range=initializer_range,
+                n_residuals_per_layer=1 if mlp is None else 2,
+            )
+        )
         if tie_embeddings:
             self.lm_head.weight = self.backbone.embedding.weight
 
-    def forward(self, input_ids: Tensor, caches: list[Any] | None = None, return_hidden: bool = False) -> Tensor:
+    def forward(
+        self, input_ids: Tensor, caches: list[Any] | None = None, return_hidden: bool = False
+    ) -> Tensor:
         """input_ids (batch, seqlen) -> logits (batch, seqlen, vocab_size), or hidden states
         (batch, seqlen, d_model) with ``return_hidden``. With ``caches`` the recurrent state is filled."""
         self._check_token_ids(input_ids)
@@ -240,8 +268,13 @@ class LMHeadModel(nn.Module):
         strided reads of the sliced view. With gradients on CUDA, :class:`mambabench.kernels.head.SlicedHead`
         writes the padded gradient in one pass instead of slice_backward's memset + strided copy."""
         weight = self.lm_head.weight
-        if (self.vocab_size < weight.shape[0] and self.lm_head.bias is None and torch.is_grad_enabled()
-                and (hidden.is_cuda or _SLICED_HEAD_ON_CPU) and (hidden.requires_grad or weight.requires_grad)):
+        if (
+            self.vocab_size < weight.shape[0]
+            and self.lm_head.bias is None
+            and torch.is_grad_enabled()
+            and (hidden.is_cuda or _SLICED_HEAD_ON_CPU)
+            and (hidden.requires_grad or weight.requires_grad)
+        ):
             try:
                 from mambabench.kernels.head import sliced_head_triton
             except ImportError:  # no triton
@@ -254,7 +287,9 @@ class LMHeadModel(nn.Module):
         """One recurrent-state object per layer (see :mod:`mambabench.models.mixers`)."""
         param = next(self.parameters())
         dtype = dtype or param.dtype
-        caches = [layer.mixer.allocate_cache(batch_size, dtype, param.device) for layer in self.backbone.layers]
+        caches = [
+            layer.mixer.allocate_cache(batch_size, dtype, param.device) for layer in self.backbone.layers
+        ]
         if self.backbone.position_embedding is not None:
             caches.append(PositionCounter())  # read by the backbone's learned positions
         return caches

@@ -13,8 +13,9 @@ class GatedMLP(nn.Module):
     rounded up to a multiple of ``multiple_of``).
     """
 
-    def __init__(self, d_model: int, d_intermediate: int | None = None, bias: bool = False,
-                 multiple_of: int = 128) -> None:
+    def __init__(
+        self, d_model: int, d_intermediate: int | None = None, bias: bool = False, multiple_of: int = 128
+    ) -> None:
         super().__init__()
         hidden = d_intermediate or int(8 * d_model / 3)
         hidden = (hidden + multiple_of - 1) // multiple_of * multiple_of
@@ -26,7 +27,12 @@ class GatedMLP(nn.Module):
         return self.fc2(value * F.silu(gate))
 
 
-ACTIVATIONS = {"gelu": nn.GELU, "gelu_tanh": lambda: nn.GELU(approximate="tanh"), "relu": nn.ReLU, "silu": nn.SiLU}
+ACTIVATIONS = {
+    "gelu": nn.GELU,
+    "gelu_tanh": lambda: nn.GELU(approximate="tanh"),
+    "relu": nn.ReLU,
+    "silu": nn.SiLU,
+}
 
 
 class MLP(nn.Module):
@@ -36,8 +42,14 @@ class MLP(nn.Module):
     GPT-3: 4, the paper's Hyena/H3++ "thin" models: 2).
     """
 
-    def __init__(self, d_model: int, d_intermediate: int | None = None, expand: float = 4.0,
-                 activation: str = "gelu", bias: bool = True) -> None:
+    def __init__(
+        self,
+        d_model: int,
+        d_intermediate: int | None = None,
+        expand: float = 4.0,
+        activation: str = "gelu",
+        bias: bool = True,
+    ) -> None:
         super().__init__()
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")

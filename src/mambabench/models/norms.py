@@ -62,7 +62,11 @@ _FUSED_ON_CPU = False
 
 
 def fused_add_rms_norm(
-    hidden: Tensor, residual: Tensor | None, norm: nn.Module, residual_in_fp32: bool, autocast_out: bool = True
+    hidden: Tensor,
+    residual: Tensor | None,
+    norm: nn.Module,
+    residual_in_fp32: bool,
+    autocast_out: bool = True,
 ) -> tuple[Tensor, Tensor] | None:
     """Residual add + RMSNorm in one Triton kernel (:mod:`mambabench.kernels.rms_norm`), or None when
     it does not apply (CPU tensors, no Triton, another norm, a non-fp32 norm weight or residual stream).
@@ -72,7 +76,12 @@ def fused_add_rms_norm(
     dtype the next matmul casts it to anyway; same values) if ``autocast_out``, else fp32. It replaces
     ``residual = residual + hidden`` (fp32), ``norm(residual)``.
     """
-    if not ((hidden.is_cuda or _FUSED_ON_CPU) and residual_in_fp32 and isinstance(norm, RMSNorm) and norm.weight.dtype == torch.float32):
+    if not (
+        (hidden.is_cuda or _FUSED_ON_CPU)
+        and residual_in_fp32
+        and isinstance(norm, RMSNorm)
+        and norm.weight.dtype == torch.float32
+    ):
         return None
     try:
         from mambabench.kernels.rms_norm import add_rms_norm_triton

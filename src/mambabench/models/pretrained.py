@@ -28,9 +28,11 @@ from mambabench.models.norms import RMSNorm
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "pytorch_model.bin"
-FORMAT_HELP = (f"a released-format checkpoint is a folder with {CONFIG_FILE} (d_model, n_layer, vocab_size, "
-               f"ssm_cfg, rms_norm, residual_in_fp32, pad_vocab_size_multiple) and {WEIGHTS_FILE} (the state "
-               f"dict of mamba-ssm's MambaLMHeadModel), as in huggingface.co/state-spaces/mamba-130m")
+FORMAT_HELP = (
+    f"a released-format checkpoint is a folder with {CONFIG_FILE} (d_model, n_layer, vocab_size, "
+    f"ssm_cfg, rms_norm, residual_in_fp32, pad_vocab_size_multiple) and {WEIGHTS_FILE} (the state "
+    f"dict of mamba-ssm's MambaLMHeadModel), as in huggingface.co/state-spaces/mamba-130m"
+)
 
 #: (released name pattern, our name pattern): one row per parameter of the state-spaces/mamba-* layout
 NAME_MAP: tuple[tuple[str, str], ...] = (
@@ -53,8 +55,9 @@ NAME_MAP: tuple[tuple[str, str], ...] = (
     (r"lm_head\.weight", "lm_head.weight"),
 )
 _COMPILED = tuple((re.compile(f"^{src}$"), dst) for src, dst in NAME_MAP)
-_INVERSE = tuple((re.compile("^" + re.escape(dst).replace(re.escape(r"\1"), r"(\d+)") + "$"), src)
-                 for src, dst in NAME_MAP)
+_INVERSE = tuple(
+    (re.compile("^" + re.escape(dst).replace(re.escape(r"\1"), r"(\d+)") + "$"), src) for src, dst in NAME_MAP
+)
 
 
 class CheckpointFormatError(ValueError):
@@ -87,27 +90,33 @@ def resolve_checkpoint_dir(name_or_dir: str | Path) -> Path:
             raise CheckpointFormatError(f"'{path}' lacks {', '.join(missing)}; {FORMAT_HELP}")
         return path
     if path.exists() or str(name_or_dir).count("/") != 1:
-        raise CheckpointFormatError(f"'{name_or_dir}' is neither a checkpoint folder nor a Hub name "
-                                    f"(owner/model); {FORMAT_HELP}")
+        raise CheckpointFormatError(
+            f"'{name_or_dir}' is neither a checkpoint folder nor a Hub name (owner/model); {FORMAT_HELP}"
+        )
     try:
         from huggingface_hub import snapshot_download
     except ImportError:
-        raise CheckpointFormatError(f"'{name_or_dir}' is not a local folder, and downloading it needs "
-                                    f"huggingface_hub (pip install huggingface_hub); {FORMAT_HELP}") from None
+        raise CheckpointFormatError(
+            f"'{name_or_dir}' is not a local folder, and downloading it needs "
+            f"huggingface_hub (pip install huggingface_hub); {FORMAT_HELP}"
+        ) from None
     try:
         return Path(snapshot_download(str(name_or_dir), allow_patterns=[CONFIG_FILE, WEIGHTS_FILE]))
     except Exception as err:  # offline, unknown repo, no access: one clear message
         raise CheckpointFormatError(
             f"could not fetch '{name_or_dir}' from the Hugging Face Hub ({type(err).__name__}: "
             f"{str(err).splitlines()[0][:200] if str(err) else ''}). Offline, download the folder elsewhere "
-            f"and pass its path; {FORMAT_HELP}") from None
+            f"and pass its path; {FORMAT_HELP}"
+        ) from None
 
 
 def read_released_config(folder: str | Path) -> dict[str, Any]:
     config = json.loads((Path(folder) / CONFIG_FILE).read_text())
     missing = [k for k in ("d_model", "n_layer", "vocab_size") if k not in config]
     if missing:
-        raise CheckpointFormatError(f"'{Path(folder) / CONFIG_FILE}' lacks {', '.join(missing)}; {FORMAT_HELP}")
+        raise CheckpointFormatError(
+            f"'{Path(folder) / CONFIG_FILE}' lacks {', '.join(missing)}; {FORMAT_HELP}"
+        )
     return config
 
 
@@ -116,16 +125,24 @@ def network_from_released_config(config: dict[str, Any], fused_add_norm: bool | 
     ssm_cfg = dict(config.get("ssm_cfg") or {})
     norm = partial(RMSNorm, eps=1e-5) if config.get("rms_norm", True) else partial(nn.LayerNorm, eps=1e-5)
     return LMHeadModel(
-        vocab_size=int(config["vocab_size"]), d_model=int(config["d_model"]), n_layer=int(config["n_layer"]),
-        mixer=partial(Mamba, **ssm_cfg), mlp=None, norm=norm,
+        vocab_size=int(config["vocab_size"]),
+        d_model=int(config["d_model"]),
+        n_layer=int(config["n_layer"]),
+        mixer=partial(Mamba, **ssm_cfg),
+        mlp=None,
+        norm=norm,
         residual_in_fp32=bool(config.get("residual_in_fp32", True)),
         tie_embeddings=bool(config.get("tie_embeddings", True)),
         pad_vocab_size_multiple=int(config.get("pad_vocab_size_multiple", 8)),
-        fused_add_norm=bool(config.get("fused_add_norm", False)) if fused_add_norm is None else fused_add_norm,
+        fused_add_norm=bool(config.get("fused_add_norm", False))
+        if fused_add_norm is None
+        else fused_add_norm,
     )
 
 
-def load_released_state_dict(model: nn.Module, state: dict[str, torch.Tensor], where: str = "checkpoint") -> None:
+def load_released_state_dict(
+    model: nn.Module, state: dict[str, torch.Tensor], where: str = "checkpoint"
+) -> None:
     """Copy a released-layout state dict into ``model``: every key maps one-to-one, nothing missing."""
     ours = model.state_dict()
     mapped, unexpected = {}, []
@@ -134,7 +151,10 @@ def load_released_state_dict(model: nn.Module, state: dict[str, torch.Tensor], w
             mapped[released_to_ours(name)] = tensor
         except CheckpointFormatError:
             unexpected.append(name)
-    tied = getattr(model, "lm_head", None) is not None and model.lm_head.weight is model.backbone.embedding.weight
+    tied = (
+        getattr(model, "lm_head", None) is not None
+        and model.lm_head.weight is model.backbone.embedding.weight
+    )
     if tied and "lm_head.weight" not in mapped and "backbone.embedding.weight" in mapped:
         mapped["lm_head.weight"] = mapped["backbone.embedding.weight"]
     unexpected += [k for k in mapped if k not in ours]
@@ -142,16 +162,21 @@ def load_released_state_dict(model: nn.Module, state: dict[str, torch.Tensor], w
     if missing or unexpected:
         raise CheckpointFormatError(
             f"{where} does not match the model: {len(missing)} missing key(s) {missing[:8]}, "
-            f"{len(unexpected)} unexpected key(s) {unexpected[:8]}; check config.json against the weights")
-    bad = [f"{k}: {tuple(mapped[k].shape)} vs ours {tuple(ours[k].shape)}" for k in ours
-           if tuple(mapped[k].shape) != tuple(ours[k].shape)]
+            f"{len(unexpected)} unexpected key(s) {unexpected[:8]}; check config.json against the weights"
+        )
+    bad = [
+        f"{k}: {tuple(mapped[k].shape)} vs ours {tuple(ours[k].shape)}"
+        for k in ours
+        if tuple(mapped[k].shape) != tuple(ours[k].shape)
+    ]
     if bad:
         raise CheckpointFormatError(f"{where} has {len(bad)} shape mismatch(es): {bad[:4]}")
     model.load_state_dict(mapped, strict=True)
 
 
-def load_pretrained(pretrained: str, vocab_size: int | None = None, fused_add_norm: bool | None = None,
-                    **_: Any) -> LMHeadModel:
+def load_pretrained(
+    pretrained: str, vocab_size: int | None = None, fused_add_norm: bool | None = None, **_: Any
+) -> LMHeadModel:
     """``model=pretrained model.pretrained=<dir or Hub name>``: our LM with a released checkpoint's weights.
 
     ``vocab_size`` (from the data module) must not exceed the checkpoint's vocabulary: pair the released
@@ -161,7 +186,8 @@ def load_pretrained(pretrained: str, vocab_size: int | None = None, fused_add_no
     if vocab_size is not None and int(vocab_size) > int(config["vocab_size"]):
         raise CheckpointFormatError(
             f"the data's vocabulary ({vocab_size}) is larger than the checkpoint's ({config['vocab_size']}) in "
-            f"'{folder}'; released Mamba models use the GPT-NeoX tokenizer: set data.tokenizer=gpt-neox")
+            f"'{folder}'; released Mamba models use the GPT-NeoX tokenizer: set data.tokenizer=gpt-neox"
+        )
     model = network_from_released_config(config, fused_add_norm)
     state = torch.load(folder / WEIGHTS_FILE, map_location="cpu", weights_only=True)
     load_released_state_dict(model, state, where=f"'{folder / WEIGHTS_FILE}'")

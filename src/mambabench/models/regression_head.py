@@ -45,11 +45,23 @@ class VectorSequenceModel(nn.Module):
     ) -> None:
         super().__init__()
         if not n_dims or n_dims < 1:
-            raise ValueError("VectorSequenceModel needs n_dims (the input width); it normally comes from the "
-                             "data module (data=icl_regression sets it)")
+            raise ValueError(
+                "VectorSequenceModel needs n_dims (the input width); it normally comes from the "
+                "data module (data=icl_regression sets it)"
+            )
         self.n_dims, self.d_model, self.n_layer = n_dims, d_model, n_layer
-        self.backbone = LMBackbone(1, d_model, n_layer, mixer, mlp, norm, residual_in_fp32, layer_mixers,
-                                   max_seq_len, fused_add_norm=False)
+        self.backbone = LMBackbone(
+            1,
+            d_model,
+            n_layer,
+            mixer,
+            mlp,
+            norm,
+            residual_in_fp32,
+            layer_mixers,
+            max_seq_len,
+            fused_add_norm=False,
+        )
         self.backbone.embedding = nn.Linear(n_dims, d_model)  # the read-in replaces the token embedding
         self.read_out = nn.Linear(d_model, n_outputs)
         for module in self.modules():
@@ -57,8 +69,14 @@ class VectorSequenceModel(nn.Module):
                 module.out_proj._is_residual_out = True
             if hasattr(module, "fc2"):
                 module.fc2._is_residual_out = True
-        self.apply(partial(init_weights, n_layer=n_layer, initializer_range=initializer_range,
-                           n_residuals_per_layer=1 if mlp is None else 2))
+        self.apply(
+            partial(
+                init_weights,
+                n_layer=n_layer,
+                initializer_range=initializer_range,
+                n_residuals_per_layer=1 if mlp is None else 2,
+            )
+        )
 
     @property
     def max_seq_len(self) -> int | None:
@@ -71,8 +89,10 @@ class VectorSequenceModel(nn.Module):
         if positions is None:
             return hidden
         if inputs.shape[1] > positions.num_embeddings:
-            raise ValueError(f"sequence of {inputs.shape[1]} vectors exceeds the learned positions "
-                             f"(model.max_seq_len={positions.num_embeddings}); raise model.max_seq_len")
+            raise ValueError(
+                f"sequence of {inputs.shape[1]} vectors exceeds the learned positions "
+                f"(model.max_seq_len={positions.num_embeddings}); raise model.max_seq_len"
+            )
         return hidden + positions(torch.arange(inputs.shape[1], device=inputs.device))
 
     def forward(self, inputs: Tensor, return_layers: bool = False) -> Tensor | tuple[Tensor, list[Tensor]]:

@@ -48,7 +48,9 @@ class ResidualLayer(nn.Module):
     x: (batch, seqlen, d_model) in ``forward``, (batch, d_model) in ``step``.
     """
 
-    def __init__(self, d_model: int, mixer: nn.Module, mlp: nn.Module | None = None, dropout: float = 0.0) -> None:
+    def __init__(
+        self, d_model: int, mixer: nn.Module, mlp: nn.Module | None = None, dropout: float = 0.0
+    ) -> None:
         super().__init__()
         self.norm = nn.LayerNorm(d_model)
         self.mixer = mixer
@@ -127,9 +129,9 @@ class LevelState:
     down: list[Any]
     up: list[Any]
     inner: Any
-    inputs: Tensor      # (batch, pool, d): this block's inputs to the down-pool so far
-    outputs: Tensor     # (batch, pool, d): up-pool outputs for this block (from the previous block)
-    position: int = 0   # index inside the current block
+    inputs: Tensor  # (batch, pool, d): this block's inputs to the down-pool so far
+    outputs: Tensor  # (batch, pool, d): up-pool outputs for this block (from the previous block)
+    position: int = 0  # index inside the current block
 
 
 class Center(nn.Module):
@@ -152,8 +154,9 @@ class Center(nn.Module):
 class UNetLevel(nn.Module):
     """Down layers -> down-pool -> inner level -> up-pool (+ skip) -> up layers (+ their input)."""
 
-    def __init__(self, d_model: int, pool: int, expand: int, down: LayerStack, up: LayerStack,
-                 inner: nn.Module) -> None:
+    def __init__(
+        self, d_model: int, pool: int, expand: int, down: LayerStack, up: LayerStack, inner: nn.Module
+    ) -> None:
         super().__init__()
         self.d_model = d_model
         self.pool = pool
@@ -182,9 +185,13 @@ class UNetLevel(nn.Module):
 
     def allocate_cache(self, batch_size: int, dtype: torch.dtype, device: torch.device) -> LevelState:
         zeros = torch.zeros(batch_size, self.pool, self.d_model, dtype=dtype, device=device)
-        return LevelState(self.down.allocate_cache(batch_size, dtype, device),
-                          self.up.allocate_cache(batch_size, dtype, device),
-                          self.inner.allocate_cache(batch_size, dtype, device), zeros, zeros.clone())
+        return LevelState(
+            self.down.allocate_cache(batch_size, dtype, device),
+            self.up.allocate_cache(batch_size, dtype, device),
+            self.inner.allocate_cache(batch_size, dtype, device),
+            zeros,
+            zeros.clone(),
+        )
 
 
 class SaShiMi(nn.Module):
@@ -204,13 +211,25 @@ class SaShiMi(nn.Module):
         dropout: residual dropout.
     """
 
-    def __init__(self, vocab_size: int | None, d_model: int, n_layer: int, outer_mixer: MixerFactory,
-                 center_mixer: MixerFactory, pool: list[int] | tuple[int, ...] = (4, 4), expand: int = 2,
-                 outer_mlp: Callable[..., nn.Module] | None = None, center_mlp: Callable[..., nn.Module] | None = None,
-                 down_layer: bool = True, dropout: float = 0.0) -> None:
+    def __init__(
+        self,
+        vocab_size: int | None,
+        d_model: int,
+        n_layer: int,
+        outer_mixer: MixerFactory,
+        center_mixer: MixerFactory,
+        pool: list[int] | tuple[int, ...] = (4, 4),
+        expand: int = 2,
+        outer_mlp: Callable[..., nn.Module] | None = None,
+        center_mlp: Callable[..., nn.Module] | None = None,
+        down_layer: bool = True,
+        dropout: float = 0.0,
+    ) -> None:
         super().__init__()
         if vocab_size is None or vocab_size < 1:
-            raise ValueError("SaShiMi needs vocab_size; it normally comes from the data module (256 for mu-law audio)")
+            raise ValueError(
+                "SaShiMi needs vocab_size; it normally comes from the data module (256 for mu-law audio)"
+            )
         if not pool or any(int(p) < 1 for p in pool):
             raise ValueError(f"pool must be a non-empty list of factors >= 1, got {pool}")
         self.vocab_size = vocab_size
@@ -220,17 +239,31 @@ class SaShiMi(nn.Module):
         self.multiple = math.prod(self.pool)
         counter = iter(range(10**6))
 
-        def stack(d: int, mixer: MixerFactory, mlp: Callable[..., nn.Module] | None, count: int) -> LayerStack:
-            return LayerStack(ResidualLayer(d, mixer(d_model=d, layer_idx=next(counter)),
-                                            mlp(d_model=d) if mlp is not None else None, dropout)
-                              for _ in range(count))
+        def stack(
+            d: int, mixer: MixerFactory, mlp: Callable[..., nn.Module] | None, count: int
+        ) -> LayerStack:
+            return LayerStack(
+                ResidualLayer(
+                    d,
+                    mixer(d_model=d, layer_idx=next(counter)),
+                    mlp(d_model=d) if mlp is not None else None,
+                    dropout,
+                )
+                for _ in range(count)
+            )
 
         widths = [d_model * expand**i for i in range(len(self.pool) + 1)]
         downs = [stack(w, outer_mixer, outer_mlp, n_layer if down_layer else 0) for w in widths[:-1]]
         level: nn.Module = Center(stack(widths[-1], center_mixer, center_mlp, n_layer))
         for i in reversed(range(len(self.pool))):
-            level = UNetLevel(widths[i], self.pool[i], expand, downs[i], stack(widths[i], outer_mixer, outer_mlp,
-                                                                               n_layer), level)
+            level = UNetLevel(
+                widths[i],
+                self.pool[i],
+                expand,
+                downs[i],
+                stack(widths[i], outer_mixer, outer_mlp, n_layer),
+                level,
+            )
         self.embedding = nn.Embedding(vocab_size, d_model)
         self.body = level
         self.norm_f = nn.LayerNorm(d_model)

@@ -29,8 +29,13 @@ def causal_conv1d_ref(
     if activation not in (None, "silu", "swish"):
         raise ValueError(f"activation must be None or 'silu', got {activation!r}")
     dim, width = weight.shape
-    out = F.conv1d(x, weight.unsqueeze(1).to(x.dtype), None if bias is None else bias.to(x.dtype),
-                   padding=width - 1, groups=dim)[..., : x.shape[-1]]
+    out = F.conv1d(
+        x,
+        weight.unsqueeze(1).to(x.dtype),
+        None if bias is None else bias.to(x.dtype),
+        padding=width - 1,
+        groups=dim,
+    )[..., : x.shape[-1]]
     return F.silu(out) if activation is not None else out
 
 

@@ -142,11 +142,7 @@ def selective_scan_ref(
         u, delta, A, B, C, delta_bias, delta_softplus
     )
     batch, dim, seqlen, dstate = deltaA.shape
-    h = (
-        initial_state.to(deltaA.dtype)
-        if initial_state is not None
-        else deltaA.new_zeros(batch, dim, dstate)
-    )
+    h = initial_state.to(deltaA.dtype) if initial_state is not None else deltaA.new_zeros(batch, dim, dstate)
     states = []
     # unbind once: indexing deltaA[:, :, t] in the loop would make each step's backward allocate a
     # full (batch, dim, seqlen, dstate) gradient, i.e. O(seqlen^2) work.

@@ -66,7 +66,9 @@ class SequenceTask(L.LightningModule):
         values = self.compute(batch)
         self.tokens_seen += int(batch["input_ids"].numel())
         for name, (value, _) in values.items():
-            self.log(f"train/{name}", value, on_step=True, on_epoch=False, prog_bar=name in ("loss", "accuracy"))
+            self.log(
+                f"train/{name}", value, on_step=True, on_epoch=False, prog_bar=name in ("loss", "accuracy")
+            )
         return values["loss"][0]
 
     def _loader_name(self, stage: str, dataloader_idx: int) -> str:
@@ -78,7 +80,9 @@ class SequenceTask(L.LightningModule):
     def _eval_step(self, stage: str, batch: dict[str, Tensor], dataloader_idx: int) -> None:
         key = f"{stage}|{self._loader_name(stage, dataloader_idx)}"
         if key not in self.eval_metrics:
-            self.eval_metrics[key] = nn.ModuleDict({m: MeanMetric() for m in self.mean_metrics}).to(self.device)
+            self.eval_metrics[key] = nn.ModuleDict({m: MeanMetric() for m in self.mean_metrics}).to(
+                self.device
+            )
         for name, (value, weight) in self.compute(batch).items():
             if name in self.eval_metrics[key]:
                 self.eval_metrics[key][name].update(value.detach().float(), weight)
@@ -101,8 +105,12 @@ class SequenceTask(L.LightningModule):
                 if len(names) > 1:
                     self.log(f"{stage}/{loader}/{name}", value, add_dataloader_idx=False)
                 if loader == primary:
-                    self.log(f"{stage}/{name}", value, prog_bar=name in ("loss", "accuracy"),
-                             add_dataloader_idx=False)
+                    self.log(
+                        f"{stage}/{name}",
+                        value,
+                        prog_bar=name in ("loss", "accuracy"),
+                        add_dataloader_idx=False,
+                    )
             for metric in metrics.values():
                 metric.reset()
 
@@ -120,16 +128,21 @@ class SequenceTask(L.LightningModule):
             return optimizer
         total = self.trainer.estimated_stepping_batches
         if not math.isfinite(total):
-            raise ValueError("the LR schedule needs a finite run: set trainer.max_steps or trainer.max_epochs")
+            raise ValueError(
+                "the LR schedule needs a finite run: set trainer.max_steps or trainer.max_epochs"
+            )
         scheduler = self.scheduler_factory(optimizer, total_steps=int(total))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step",
-                                                          "name": "trainer/lr"}}
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step", "name": "trainer/lr"},
+        }
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["tokens_seen"] = self.tokens_seen
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Refuse a checkpoint of a differently configured model with the differing keys and shapes."""
+
         def plain(state: dict[str, Any]) -> dict[str, Any]:
             return {k.replace("_orig_mod.", ""): v for k, v in state.items()}
 

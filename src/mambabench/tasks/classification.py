@@ -52,7 +52,9 @@ class ClassificationTask(SequenceTask):
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
         if not num_classes or num_classes < 2:
-            raise ValueError("ClassificationTask needs num_classes >= 2 (it normally comes from the data module)")
+            raise ValueError(
+                "ClassificationTask needs num_classes >= 2 (it normally comes from the data module)"
+            )
         self.pooling = pooling
         self.num_classes = num_classes
         self.head = nn.Linear(network.d_model, num_classes)
@@ -98,7 +100,11 @@ class ClassificationTask(SequenceTask):
 
     def class_names(self) -> list[str]:
         names = getattr(self.trainer.datamodule, "class_names", None) if self._trainer else None
-        return list(names) if names and len(names) == self.num_classes else [str(i) for i in range(self.num_classes)]
+        return (
+            list(names)
+            if names and len(names) == self.num_classes
+            else [str(i) for i in range(self.num_classes)]
+        )
 
     def _log_eval(self, stage: str) -> None:
         names = getattr(self.trainer.datamodule, f"{stage}_names", None) or []
@@ -121,8 +127,12 @@ class ClassificationTask(SequenceTask):
 
     def _save_confusion(self, matrix: Tensor, classes: list[str], tag: str) -> None:
         root = Path(self.trainer.default_root_dir) / "confusion"
-        path = save_confusion_png(matrix, classes, root / f"{tag}_step{self.global_step:07d}.png",
-                                  title=f"{tag} step {self.global_step}")
+        path = save_confusion_png(
+            matrix,
+            classes,
+            root / f"{tag}_step{self.global_step:07d}.png",
+            title=f"{tag} step {self.global_step}",
+        )
         for logger in self.loggers:
             if hasattr(logger, "log_image"):  # W&B
                 logger.log_image(key=f"confusion/{tag}", images=[str(path)], step=self.global_step)
@@ -145,8 +155,15 @@ def save_confusion_png(matrix: Tensor, classes: list[str], path: Path, title: st
     ax.set_ylabel("true")
     for i in range(len(classes)):
         for j in range(len(classes)):
-            ax.text(j, i, int(counts[i, j]), ha="center", va="center", fontsize=8,
-                    color="white" if counts[i, j] > counts.max() / 2 else "black")
+            ax.text(
+                j,
+                i,
+                int(counts[i, j]),
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="white" if counts[i, j] > counts.max() / 2 else "black",
+            )
     ax.set_title(title)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -161,8 +178,10 @@ def load_pretrained_backbone(network: nn.Module, path: str | Path) -> None:
     """
     path = Path(path)
     if not path.exists():
-        raise ConfigError(f"task.pretrained_ckpt '{path}' does not exist; pretrain first (e.g. python src/train.py "
-                          f"experiment=dna/model_size/mini) and pass its checkpoints/last.ckpt")
+        raise ConfigError(
+            f"task.pretrained_ckpt '{path}' does not exist; pretrain first (e.g. python src/train.py "
+            f"experiment=dna/model_size/mini) and pass its checkpoints/last.ckpt"
+        )
     checkpoint = torch.load(path, map_location="cpu", weights_only=False)
     state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else None
     if not isinstance(state, dict):
@@ -172,15 +191,21 @@ def load_pretrained_backbone(network: nn.Module, path: str | Path) -> None:
     for key, value in state.items():
         for prefix in prefixes:
             if key.startswith(prefix):
-                weights[key[len(prefix):]] = value
+                weights[key[len(prefix) :]] = value
                 break
     if not weights:
-        weights = {k: v for k, v in state.items() if not k.startswith(("head.", "eval_metrics.", "confusion."))}
+        weights = {
+            k: v for k, v in state.items() if not k.startswith(("head.", "eval_metrics.", "confusion."))
+        }
     try:
         missing, unexpected = network.load_state_dict(weights, strict=False)
     except RuntimeError as err:
-        raise ConfigError(f"task.pretrained_ckpt '{path}' does not fit the network (use the pretraining run's "
-                          f"model config): {str(err).splitlines()[0]} {str(err).splitlines()[1:2]}") from err
+        raise ConfigError(
+            f"task.pretrained_ckpt '{path}' does not fit the network (use the pretraining run's "
+            f"model config): {str(err).splitlines()[0]} {str(err).splitlines()[1:2]}"
+        ) from err
     if missing or unexpected:
-        raise ConfigError(f"task.pretrained_ckpt '{path}' does not fit the network (use the pretraining run's model "
-                          f"config): missing {list(missing)[:4]}, unexpected {list(unexpected)[:4]}")
+        raise ConfigError(
+            f"task.pretrained_ckpt '{path}' does not fit the network (use the pretraining run's model "
+            f"config): missing {list(missing)[:4]}, unexpected {list(unexpected)[:4]}"
+        )

@@ -45,9 +45,14 @@ class FewShotICLTask(SequenceTask):
 
     mean_metrics = ("loss", "accuracy")
 
-    def __init__(self, network: nn.Module, optimizer: Callable[..., torch.optim.Optimizer],
-                 scheduler: Callable[..., Any] | None = None, compile: bool = False,
-                 pretrained_ckpt: str | None = None) -> None:
+    def __init__(
+        self,
+        network: nn.Module,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., Any] | None = None,
+        compile: bool = False,
+        pretrained_ckpt: str | None = None,
+    ) -> None:
         super().__init__(network, optimizer, scheduler, compile)
         if pretrained_ckpt:
             load_pretrained_backbone(network, pretrained_ckpt)
@@ -59,8 +64,10 @@ class FewShotICLTask(SequenceTask):
         targets = batch["targets"]
         loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=IGNORE_INDEX)
         accuracy = answer_accuracy(logits, targets)
-        return {"loss": (loss, int((targets != IGNORE_INDEX).sum())),
-                "accuracy": (accuracy.mean(), accuracy.numel())}
+        return {
+            "loss": (loss, int((targets != IGNORE_INDEX).sum())),
+            "accuracy": (accuracy.mean(), accuracy.numel()),
+        }
 
     def _log_eval(self, stage: str) -> None:
         results: dict[str, dict[int, float]] = {}

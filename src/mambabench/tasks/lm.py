@@ -49,7 +49,9 @@ class LanguageModelingTask(SequenceTask):
         log_throughput_every: int = 10,
     ) -> None:
         if loss_backend not in self.LOSS_BACKENDS:
-            raise ValueError(f"task.loss_backend={loss_backend!r}; choose one of {', '.join(self.LOSS_BACKENDS)}")
+            raise ValueError(
+                f"task.loss_backend={loss_backend!r}; choose one of {', '.join(self.LOSS_BACKENDS)}"
+            )
         super().__init__(network, optimizer, scheduler, compile)
         self.bytes_per_token = bytes_per_token
         self.loss_backend = loss_backend
@@ -66,8 +68,16 @@ class LanguageModelingTask(SequenceTask):
         targets = batch["targets"]
         mask = targets != IGNORE_INDEX
         count = mask.sum().clamp(min=1)
-        loss = cross_entropy_fn(logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE_INDEX,
-                                reduction="sum", backend=self.loss_backend) / count
+        loss = (
+            cross_entropy_fn(
+                logits.flatten(0, 1),
+                targets.flatten(),
+                ignore_index=IGNORE_INDEX,
+                reduction="sum",
+                backend=self.loss_backend,
+            )
+            / count
+        )
         correct = ((logits.argmax(-1) == targets) & mask).sum()
         return {"loss": (loss, count), "accuracy": (correct.float() / count, count)}
 
@@ -86,7 +96,9 @@ class LanguageModelingTask(SequenceTask):
             return
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
-            self.log("trainer/peak_memory_gb", torch.cuda.max_memory_allocated(self.device) / 2**30, on_step=True)
+            self.log(
+                "trainer/peak_memory_gb", torch.cuda.max_memory_allocated(self.device) / 2**30, on_step=True
+            )
         elapsed = time.perf_counter() - start
         if self.peak_flops and elapsed > 0:
             mfu = self.flops_per_token * tokens / elapsed / (self.peak_flops * self.trainer.world_size)
@@ -103,8 +115,13 @@ class LanguageModelingTask(SequenceTask):
         return out
 
 
-def scaling_summary(network: nn.Module, seq_len: int | None, train_tokens: int | None, tokens_per_s: float | None,
-                    metrics: dict[str, float]) -> dict[str, Any]:
+def scaling_summary(
+    network: nn.Module,
+    seq_len: int | None,
+    train_tokens: int | None,
+    tokens_per_s: float | None,
+    metrics: dict[str, float],
+) -> dict[str, Any]:
     """The fields a scaling-law plot reads from a run's summary.json: non-embedding parameters, training
     FLOPs (per token and in total), tokens, MFU and the final validation loss / perplexity."""
     embedding = sum(m.weight.numel() for m in network.modules() if isinstance(m, nn.Embedding))

@@ -85,7 +85,9 @@ class RegressionTask(SequenceTask):
         for key in [k for k in self._curve_sums if k.startswith(f"{stage}|")]:
             sums, count = self._curve_sums.pop(key)
             sums = self.trainer.strategy.reduce(sums.to(self.device), reduce_op="sum")
-            count = self.trainer.strategy.reduce(torch.tensor(float(count), device=self.device), reduce_op="sum")
+            count = self.trainer.strategy.reduce(
+                torch.tensor(float(count), device=self.device), reduce_op="sum"
+            )
             curves[key.split("|", 1)[1]] = (sums / count).cpu().tolist()
         if curves and not self.trainer.sanity_checking:
             self.curves[stage] = curves

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-from hydra.errors import InstantiationException
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.loggers import Logger
@@ -47,7 +47,9 @@ def check_config(cfg: DictConfig) -> None:
     mixer = cfg.model.get("mixer") or {}
     d_state = mixer.get("d_state") if hasattr(mixer, "get") else None
     if d_state is not None and not 1 <= int(d_state) <= MAX_D_STATE:
-        raise ConfigError(f"model.mixer.d_state={d_state} is not supported: the selective scan takes 1..{MAX_D_STATE}")
+        raise ConfigError(
+            f"model.mixer.d_state={d_state} is not supported: the selective scan takes 1..{MAX_D_STATE}"
+        )
     max_len = cfg.model.get("max_seq_len")
     data_len = cfg.data.get("seq_len") or cfg.data.get("train_seq_len")
     if max_len is not None and data_len is not None and int(data_len) > int(max_len):
@@ -56,12 +58,19 @@ def check_config(cfg: DictConfig) -> None:
             f"raise model.max_seq_len or shorten the data"
         )
     task_target = str(cfg.task.get("_target_", ""))
-    if (str(cfg.data.get("_target_", "")).endswith("SpeciesDataModule") and not cfg.data.get("lm_targets")
-            and "num_classes" not in cfg.task):
+    if (
+        str(cfg.data.get("_target_", "")).endswith("SpeciesDataModule")
+        and not cfg.data.get("lm_targets")
+        and "num_classes" not in cfg.task
+    ):
         from mambabench.data.dna import SPECIES_NEEDS_CLASSIFICATION
 
         raise ConfigError(SPECIES_NEEDS_CLASSIFICATION)
-    if task_target.endswith("ClassificationTask") and cfg.data.get("_target_") and "num_classes" not in cfg.task:
+    if (
+        task_target.endswith("ClassificationTask")
+        and cfg.data.get("_target_")
+        and "num_classes" not in cfg.task
+    ):
         raise ConfigError("task=classification needs task.num_classes (null = from the data module)")
 
 
@@ -85,13 +94,17 @@ def build_network(cfg: DictConfig, datamodule: L.LightningDataModule) -> nn.Modu
     return _instantiate_plainly(_fill_from_data(cfg.model, datamodule, "model"))
 
 
-def build_task(cfg: DictConfig, datamodule: L.LightningDataModule, network: nn.Module | None = None) -> L.LightningModule:
+def build_task(
+    cfg: DictConfig, datamodule: L.LightningDataModule, network: nn.Module | None = None
+) -> L.LightningModule:
     """The LightningModule: network + loss/metrics + optimizer/scheduler partials."""
     network = network if network is not None else build_network(cfg, datamodule)
     task_cfg = _fill_from_data(cfg.task, datamodule, "task")
     scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
     try:
-        return instantiate(task_cfg, network=network, optimizer=instantiate(cfg.optimizer), scheduler=scheduler)
+        return instantiate(
+            task_cfg, network=network, optimizer=instantiate(cfg.optimizer), scheduler=scheduler
+        )
     except Exception as err:  # hydra wraps constructor errors; surface the cause in one line
         cause = err.__cause__ or err
         raise ConfigError(f"cannot build task {task_cfg.get('_target_')}: {cause}") from err
@@ -117,7 +130,9 @@ def build_loggers(cfg: DictConfig) -> list[Logger]:
             from mambabench.utils.wandb import comparison_fields, prepare_wandb
 
             choices = dict(HydraConfig.get().runtime.choices) if HydraConfig.initialized() else {}
-            node = prepare_wandb(node, run_dir_of_checkpoint(cfg.get("ckpt_path")), comparison_fields(cfg, choices))
+            node = prepare_wandb(
+                node, run_dir_of_checkpoint(cfg.get("ckpt_path")), comparison_fields(cfg, choices)
+            )
             bound_wandb_waits()
         loggers.append(guard_logger(instantiate(node)))
     return loggers
@@ -152,7 +167,9 @@ def build_trainer(cfg: DictConfig, callbacks: list[L.Callback], loggers: list[Lo
     integer ``trainer.val_check_interval`` then counts optimizer steps (the same on any device count)."""
     extra: dict[str, Any] = {}
     if cfg.get("global_batch_size"):
-        accumulation = accumulation_for(int(cfg.global_batch_size), int(cfg.data.batch_size), _world_size(cfg.trainer))
+        accumulation = accumulation_for(
+            int(cfg.global_batch_size), int(cfg.data.batch_size), _world_size(cfg.trainer)
+        )
         extra["accumulate_grad_batches"] = accumulation
         interval = cfg.trainer.get("val_check_interval")
         if isinstance(interval, int) and not isinstance(interval, bool):
@@ -167,4 +184,7 @@ def build_trainer(cfg: DictConfig, callbacks: list[L.Callback], loggers: list[Lo
 def count_parameters(module: nn.Module) -> dict[str, int]:
     """Total and trainable parameters, tied weights counted once."""
     unique = {id(p): p for p in module.parameters()}.values()
-    return {"total": sum(p.numel() for p in unique), "trainable": sum(p.numel() for p in unique if p.requires_grad)}
+    return {
+        "total": sum(p.numel() for p in unique),
+        "trainable": sum(p.numel() for p in unique if p.requires_grad),
+    }

@@ -37,11 +37,14 @@ class TokensPerSecond(L.Callback):
         self._window_time = 0.0
         self._t0: float | None = None
 
-    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
         self._t0 = time.perf_counter()
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         if self._t0 is None:
             return
         if torch.cuda.is_available() and pl_module.device.type == "cuda":
@@ -53,8 +56,12 @@ class TokensPerSecond(L.Callback):
         self._window_time += elapsed
         self._window_tokens += tokens
         if (batch_idx + 1) % self.log_every_n_steps == 0 and self._window_time > 0:
-            pl_module.log("trainer/tokens_per_sec", self._window_tokens / self._window_time, on_step=True,
-                          on_epoch=False)
+            pl_module.log(
+                "trainer/tokens_per_sec",
+                self._window_tokens / self._window_time,
+                on_step=True,
+                on_epoch=False,
+            )
             self._window_tokens, self._window_time = 0, 0.0
 
     @property
@@ -104,7 +111,9 @@ class NonFiniteLossGuard(L.Callback):
             "checkpoints/last.ckpt."
         )
 
-    def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Any) -> None:
+    def on_before_optimizer_step(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Any
+    ) -> None:
         finite = self._grads_finite(pl_module)
         if trainer.world_size > 1:
             finite = trainer.strategy.reduce_boolean_decision(finite, all=True)
@@ -117,16 +126,23 @@ class NonFiniteLossGuard(L.Callback):
             self._stop(trainer, loss_text, "non-finite gradients")
         self._consecutive += 1
         if self._consecutive > self.max_consecutive_skips:
-            self._stop(trainer, loss_text, f"{self._consecutive} non-finite steps in a row, "
-                                           f"more than max_consecutive_skips={self.max_consecutive_skips}")
+            self._stop(
+                trainer,
+                loss_text,
+                f"{self._consecutive} non-finite steps in a row, "
+                f"more than max_consecutive_skips={self.max_consecutive_skips}",
+            )
         self.skipped_steps += 1
         for param in pl_module.parameters():
             param.grad = None
-        rank_zero_warn(f"non-finite loss/gradients at global step {trainer.global_step} (loss {loss_text}): "
-                       f"step skipped ({self.skipped_steps} so far)")
+        rank_zero_warn(
+            f"non-finite loss/gradients at global step {trainer.global_step} (loss {loss_text}): "
+            f"step skipped ({self.skipped_steps} so far)"
+        )
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         if self.skipped_steps:
             pl_module.log("train/skipped_steps", float(self.skipped_steps), on_step=True, on_epoch=False)
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
@@ -152,10 +168,14 @@ class RandomState(L.Callback):
     def __init__(self, seed: int = 0) -> None:
         self.seed = seed
 
-    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
+    def on_save_checkpoint(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
         checkpoint[self.KEY] = _collect_rng_states(include_cuda=torch.cuda.is_available())
 
-    def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
+    def on_load_checkpoint(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
         states = checkpoint.get(self.KEY)
         if states is None:
             return
@@ -164,8 +184,10 @@ class RandomState(L.Callback):
                 states = {k: v for k, v in states.items() if k != "torch.cuda"}
             _set_rng_states(states)
         else:
-            L.seed_everything(hash((self.seed, trainer.global_rank, int(checkpoint.get("global_step", 0)))) % 2**31,
-                              verbose=False)
+            L.seed_everything(
+                hash((self.seed, trainer.global_rank, int(checkpoint.get("global_step", 0)))) % 2**31,
+                verbose=False,
+            )
 
 
 class PreemptionCheckpoint(L.Callback):
@@ -176,7 +198,9 @@ class PreemptionCheckpoint(L.Callback):
 
     ``stopped_by`` holds the signal's name after such a stop (the entry point then skips testing)."""
 
-    def __init__(self, signals: tuple[str, ...] | list[str] = ("SIGTERM", "SIGUSR1"), filename: str = "last.ckpt") -> None:
+    def __init__(
+        self, signals: tuple[str, ...] | list[str] = ("SIGTERM", "SIGUSR1"), filename: str = "last.ckpt"
+    ) -> None:
         unknown = [name for name in signals if not hasattr(signal, name)]
         if unknown:
             raise ValueError(f"unknown signal names {unknown}; use names such as SIGTERM, SIGUSR1, SIGINT")
@@ -201,8 +225,9 @@ class PreemptionCheckpoint(L.Callback):
             signal.signal(signum, previous)
         self._previous = {}
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         received = self.received is not None
         if trainer.world_size > 1:
             received = trainer.strategy.reduce_boolean_decision(received, all=False)
@@ -210,19 +235,26 @@ class PreemptionCheckpoint(L.Callback):
             return
         name = signal.Signals(self.received).name if self.received is not None else "a signal on another rank"
         callback = trainer.checkpoint_callback
-        folder = Path(callback.dirpath) if callback is not None and callback.dirpath else Path(
-            trainer.default_root_dir) / "checkpoints"
+        folder = (
+            Path(callback.dirpath)
+            if callback is not None and callback.dirpath
+            else Path(trainer.default_root_dir) / "checkpoints"
+        )
         path = folder / self.filename
         trainer.save_checkpoint(path)
         self.stopped_by, self.saved_path = name, str(path)
-        rank_zero_warn(f"received {name}: saved {path} at global step {trainer.global_step} and stopping; "
-                       "run the same command again (resume=auto) to continue")
+        rank_zero_warn(
+            f"received {name}: saved {path} at global step {trainer.global_step} and stopping; "
+            "run the same command again (resume=auto) to continue"
+        )
         trainer.should_stop = True
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._restore_handlers()
 
-    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+    def on_exception(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
+    ) -> None:
         self._restore_handlers()
 
 

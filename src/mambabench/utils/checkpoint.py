@@ -59,7 +59,10 @@ def read_checkpoint(path: str | Path, mmap: bool = False, lightning: bool = True
     ``lightning=False`` accepts any saved dict (Lightning also passes bare weights through files)."""
     path = Path(path)
     if path.is_dir():
-        found = sorted(p.name for p in (path / CHECKPOINT_DIR if (path / CHECKPOINT_DIR).is_dir() else path).glob("*.ckpt"))
+        found = sorted(
+            p.name
+            for p in (path / CHECKPOINT_DIR if (path / CHECKPOINT_DIR).is_dir() else path).glob("*.ckpt")
+        )
         hint = f"; it holds {', '.join(found)}" if found else ""
         raise CheckpointError(
             f"'{path}' is a directory, not a checkpoint file: pass ckpt_path=<run dir>/{CHECKPOINT_DIR}/last.ckpt{hint}"
@@ -67,8 +70,10 @@ def read_checkpoint(path: str | Path, mmap: bool = False, lightning: bool = True
     if not path.exists():
         raise CheckpointError(f"checkpoint '{path}' does not exist")
     if path.stat().st_size == 0:
-        raise CheckpointError(f"checkpoint '{path}' is empty (0 bytes): the write was interrupted; "
-                              "delete it and resume from an earlier checkpoint")
+        raise CheckpointError(
+            f"checkpoint '{path}' is empty (0 bytes): the write was interrupted; "
+            "delete it and resume from an earlier checkpoint"
+        )
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=False, mmap=mmap)
     except Exception as err:  # torch raises RuntimeError, EOFError, UnpicklingError, ... for damaged files
@@ -77,8 +82,9 @@ def read_checkpoint(path: str | Path, mmap: bool = False, lightning: bool = True
             "delete it and resume from an earlier checkpoint (resume=auto picks the newest good one)"
         ) from err
     if lightning and (not isinstance(checkpoint, dict) or "state_dict" not in checkpoint):
-        raise CheckpointError(f"'{path}' is not a Lightning checkpoint (no 'state_dict'); "
-                              "pass a .ckpt written by training")
+        raise CheckpointError(
+            f"'{path}' is not a Lightning checkpoint (no 'state_dict'); pass a .ckpt written by training"
+        )
     return checkpoint
 
 
@@ -86,12 +92,16 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     """Lightning's checkpoint I/O with :func:`atomic_save` for writes and :func:`read_checkpoint` for
     reads, so a damaged file is reported by name instead of as a pickle traceback."""
 
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any | None = None) -> None:
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any | None = None
+    ) -> None:
         if storage_options is not None:
             raise TypeError(f"{type(self).__name__} takes no storage_options, got {storage_options!r}")
         atomic_save(checkpoint, path)
 
-    def load_checkpoint(self, path: str | Path, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
+    def load_checkpoint(
+        self, path: str | Path, map_location: Any = None, weights_only: bool | None = None
+    ) -> dict[str, Any]:
         return read_checkpoint(path, lightning=False)
 
 
@@ -99,7 +109,11 @@ def newest_good_checkpoint(run_dir: str | Path) -> Path | None:
     """The readable checkpoint of ``<run_dir>/checkpoints`` with the highest global step (newest file on a
     tie); damaged ones are skipped with a warning naming them. None if there is no checkpoint."""
     folder = Path(run_dir) / CHECKPOINT_DIR
-    candidates = sorted(folder.glob("*.ckpt"), key=lambda p: p.stat().st_mtime, reverse=True) if folder.is_dir() else []
+    candidates = (
+        sorted(folder.glob("*.ckpt"), key=lambda p: p.stat().st_mtime, reverse=True)
+        if folder.is_dir()
+        else []
+    )
     best: tuple[int, Path] | None = None
     for path in candidates:
         try:
@@ -116,11 +130,16 @@ def state_dict_mismatch(saved: dict[str, Tensor], expected: dict[str, Tensor], l
     """Human-readable differences between a checkpoint's state dict and a model's: keys only in one,
     and keys whose shapes differ (at most ``limit`` lines per kind). Empty when they match."""
     lines = []
-    shapes = [f"{k}: checkpoint {tuple(saved[k].shape)} vs model {tuple(expected[k].shape)}"
-              for k in saved if k in expected and hasattr(saved[k], "shape") and saved[k].shape != expected[k].shape]
-    for title, items in (("shapes differ", shapes),
-                         ("only in the checkpoint", [k for k in saved if k not in expected]),
-                         ("only in the model", [k for k in expected if k not in saved])):
+    shapes = [
+        f"{k}: checkpoint {tuple(saved[k].shape)} vs model {tuple(expected[k].shape)}"
+        for k in saved
+        if k in expected and hasattr(saved[k], "shape") and saved[k].shape != expected[k].shape
+    ]
+    for title, items in (
+        ("shapes differ", shapes),
+        ("only in the checkpoint", [k for k in saved if k not in expected]),
+        ("only in the model", [k for k in expected if k not in saved]),
+    ):
         if items:
             more = f" (+{len(items) - limit} more)" if len(items) > limit else ""
             lines.append(f"{title}: " + "; ".join(items[:limit]) + more)
@@ -134,11 +153,15 @@ def checkpoint_file(path: str | Path) -> Path:
     if path.is_file():
         return path
     if not path.exists():
-        raise CheckpointError(f"checkpoint '{path}' does not exist; pass ckpt_path=<run dir>/{CHECKPOINT_DIR}/last.ckpt")
+        raise CheckpointError(
+            f"checkpoint '{path}' does not exist; pass ckpt_path=<run dir>/{CHECKPOINT_DIR}/last.ckpt"
+        )
     run_dir = path.parent if path.name == CHECKPOINT_DIR else path
     last = run_dir / CHECKPOINT_DIR / "last.ckpt"
     found = last if last.is_file() else newest_good_checkpoint(run_dir)
     if found is None:
-        raise CheckpointError(f"'{path}' is a directory without checkpoints; pass ckpt_path=<run dir>/"
-                              f"{CHECKPOINT_DIR}/<file>.ckpt of a run that has saved one")
+        raise CheckpointError(
+            f"'{path}' is a directory without checkpoints; pass ckpt_path=<run dir>/"
+            f"{CHECKPOINT_DIR}/<file>.ckpt of a run that has saved one"
+        )
     return found

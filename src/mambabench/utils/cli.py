@@ -80,8 +80,10 @@ def _job_mistake(err: BaseException, entry: str) -> str | None:
         target = re.search(r"call to target '([^']+)'", str(err))
         if isinstance(cause, (TypeError, ValueError, MisconfigurationException)):
             key = where.group(1) if where else "the config"
-            return (f"cannot build {key} ({target.group(1) if target else '?'}): {str(cause).rstrip('.')}; "
-                    f"check the {key}.* values on the command line")
+            return (
+                f"cannot build {key} ({target.group(1) if target else '?'}): {str(cause).rstrip('.')}; "
+                f"check the {key}.* values on the command line"
+            )
         return None
     if isinstance(err, OmegaConfBaseException):
         return f"{_one_line(str(err))}; check the value of {getattr(err, 'full_key', 'this key')}"
@@ -92,8 +94,10 @@ def _check_files(cfg: DictConfig) -> None:
     """A checkpoint named on the command line must exist before anything is built."""
     ckpt = cfg.get("ckpt_path") if "ckpt_path" in cfg and not OmegaConf.is_missing(cfg, "ckpt_path") else None
     if ckpt and str(ckpt) not in _LIGHTNING_CKPT_WORDS and not Path(str(ckpt)).exists():
-        raise ConfigError(f"checkpoint '{ckpt}' does not exist; give ckpt_path=<run dir>/checkpoints/last.ckpt "
-                          "of an existing run (runs are under outputs/<task_name>/runs/)")
+        raise ConfigError(
+            f"checkpoint '{ckpt}' does not exist; give ckpt_path=<run dir>/checkpoints/last.ckpt "
+            "of an existing run (runs are under outputs/<task_name>/runs/)"
+        )
 
 
 def _remove_unfinished_run_dir(cfg: DictConfig) -> None:
@@ -116,7 +120,9 @@ def _remove_unfinished_run_dir(cfg: DictConfig) -> None:
             handler.close()
     shutil.rmtree(run_dir, ignore_errors=True)
     sweep_dir = run_dir.parent
-    if HydraConfig.get().mode.name == "MULTIRUN" and {p.name for p in sweep_dir.iterdir()} <= {"multirun.yaml"}:
+    if HydraConfig.get().mode.name == "MULTIRUN" and {p.name for p in sweep_dir.iterdir()} <= {
+        "multirun.yaml"
+    }:
         shutil.rmtree(sweep_dir, ignore_errors=True)
 
 
@@ -133,8 +139,9 @@ def _defaults_for(overrides: list[str], config_dir: Path, config_name: str) -> D
             GlobalHydra.instance().initialize(hydra_state)
 
 
-def _answering_mistakes(task: Callable[[DictConfig], Any], entry: str, config_dir: Path,
-                        config_name: str) -> Callable[[DictConfig], Any]:
+def _answering_mistakes(
+    task: Callable[[DictConfig], Any], entry: str, config_dir: Path, config_name: str
+) -> Callable[[DictConfig], Any]:
     @functools.wraps(task)
     def job(cfg: DictConfig) -> Any:
         route_library_logs_to_root()
@@ -190,8 +197,10 @@ def _misplaced_key(key: str, override: str, others: list[str], config_dir: Path,
             return f"'{key}' is not a key here; {same_name[0]} is a config group: write {group}={value}"
         places = " or ".join(same_name)
         fixes = " or ".join(f"{k}={value}" for k in same_name)
-        return (f"'{key}' is not a key at this depth; it lives at {places}: write {fixes} "
-                f"(a '+{key}=...' would only add a key that nothing reads)")
+        return (
+            f"'{key}' is not a key at this depth; it lives at {places}: write {fixes} "
+            f"(a '+{key}=...' would only add a key that nothing reads)"
+        )
     if close:
         return f"'{key}' is not a key of this config; did you mean {' or '.join(close)}?"
     parent = key.rsplit(".", 1)[0] if "." in key else ""
@@ -199,11 +208,16 @@ def _misplaced_key(key: str, override: str, others: list[str], config_dir: Path,
     if isinstance(node, DictConfig) and "_target_" in node:
         target = str(node._target_)
         if key.rsplit(".", 1)[-1] in _parameters(target):
-            return (f"'{key}' is a parameter of {target} that the config does not set; "
-                    f"add it with +{key}={value}")
-        return f"{target} takes no '{key.rsplit('.', 1)[-1]}'; the keys of {parent}: {', '.join(map(str, node))}"
-    return (f"'{key}' is not a key of this config{f' (nothing under {parent} has that name)' if parent else ''}; "
-            f"`python src/<entry>.py --cfg job` prints every key")
+            return (
+                f"'{key}' is a parameter of {target} that the config does not set; add it with +{key}={value}"
+            )
+        return (
+            f"{target} takes no '{key.rsplit('.', 1)[-1]}'; the keys of {parent}: {', '.join(map(str, node))}"
+        )
+    return (
+        f"'{key}' is not a key of this config{f' (nothing under {parent} has that name)' if parent else ''}; "
+        f"`python src/<entry>.py --cfg job` prints every key"
+    )
 
 
 def _parameters(target: str) -> list[str]:
@@ -226,8 +240,9 @@ def _composition_mistake(err: Exception, argv: list[str], config_dir: Path, conf
     if not isinstance(err, ConfigCompositionException):
         return None
     text = str(err)
-    found = re.search(r"Could not (?:override|append to config|delete from config)\W+'?([^'\s.]+(?:\.[^'\s]+)*)'",
-                      text)
+    found = re.search(
+        r"Could not (?:override|append to config|delete from config)\W+'?([^'\s.]+(?:\.[^'\s]+)*)'", text
+    )
     if found:
         key = found.group(1).rstrip(".")
         overrides = _user_overrides(argv)
@@ -240,15 +255,17 @@ def _composition_mistake(err: Exception, argv: list[str], config_dir: Path, conf
     return _one_line(f"{text}{f': {cause}' if cause else ''}".split("Config search path")[0])
 
 
-def entry_point(config_name: str, config_path: str = "../configs") -> Callable[[Callable[[DictConfig], Any]],
-                                                                             Callable[[], Any]]:
+def entry_point(
+    config_name: str, config_path: str = "../configs"
+) -> Callable[[Callable[[DictConfig], Any]], Callable[[], Any]]:
     """``@entry_point("train.yaml")`` on ``main(cfg)``: Hydra's ``@hydra.main`` plus the layer above."""
 
     def decorate(task: Callable[[DictConfig], Any]) -> Callable[[], Any]:
         entry = Path(sys.modules[task.__module__].__file__ or "entry").stem
         config_dir = (Path(sys.modules[task.__module__].__file__ or ".").parent / config_path).resolve()
         hydra_main = hydra.main(version_base="1.3", config_path=config_path, config_name=config_name)(
-            _answering_mistakes(task, entry, config_dir, config_name))
+            _answering_mistakes(task, entry, config_dir, config_name)
+        )
 
         @functools.wraps(task)
         def main() -> Any:
@@ -261,8 +278,11 @@ def entry_point(config_name: str, config_path: str = "../configs") -> Callable[[
             try:
                 return hydra_main()
             except Exception as err:
-                message = None if wants_traceback else _composition_mistake(err, sys.argv[1:], config_dir,
-                                                                            config_name)
+                message = (
+                    None
+                    if wants_traceback
+                    else _composition_mistake(err, sys.argv[1:], config_dir, config_name)
+                )
                 if message is None:
                     raise
                 _say(message)

@@ -69,7 +69,9 @@ def route_library_logs_to_root() -> None:
     """
     if not logging.getLogger().handlers:
         return
-    names = [n for n in logging.root.manager.loggerDict if n.split(".")[0] in ("lightning", "lightning_fabric")]
+    names = [
+        n for n in logging.root.manager.loggerDict if n.split(".")[0] in ("lightning", "lightning_fabric")
+    ]
     for name in names:
         library_log = logging.getLogger(name)
         for handler in list(library_log.handlers):

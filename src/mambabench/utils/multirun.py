@@ -27,15 +27,18 @@ _METRIC_PREFIXES = ("val/", "test/")
 def _run_rows(sweep_dir: Path) -> list[dict[str, Any]]:
     """One dict per job folder of ``sweep_dir``: its overrides, summary metrics (or its status)."""
     rows = []
-    for job_dir in sorted((p for p in sweep_dir.iterdir() if (p / ".hydra" / "overrides.yaml").exists()),
-                          key=lambda p: (int(p.name.split("_", 1)[0]) if p.name.split("_", 1)[0].isdigit() else 0,
-                                         p.name)):
+    for job_dir in sorted(
+        (p for p in sweep_dir.iterdir() if (p / ".hydra" / "overrides.yaml").exists()),
+        key=lambda p: (int(p.name.split("_", 1)[0]) if p.name.split("_", 1)[0].isdigit() else 0, p.name),
+    ):
         overrides = yaml.safe_load((job_dir / ".hydra" / "overrides.yaml").read_text()) or []
         row: dict[str, Any] = {"run": job_dir.name, "overrides": [str(o) for o in overrides]}
         summary_path = job_dir / SUMMARY_FILE
         if summary_path.exists():
             summary = json.loads(summary_path.read_text())
-            row["metrics"] = {k: v for k, v in (summary.get("metrics") or {}).items() if k.startswith(_METRIC_PREFIXES)}
+            row["metrics"] = {
+                k: v for k, v in (summary.get("metrics") or {}).items() if k.startswith(_METRIC_PREFIXES)
+            }
             row["steps"] = summary.get("global_step")
             row["wall_time_s"] = summary.get("wall_time_s")
             row["status"] = "done"
@@ -57,8 +60,16 @@ def runs_table(sweep_dir: Path) -> tuple[list[str], list[list[str]], list[str]]:
     for r in rows:
         differing = " ".join(o for o in r["overrides"] if o not in shared) or "(none)"
         metrics = [f"{r['metrics'][m]:.4f}" if m in r["metrics"] else "" for m in metric_names]
-        body.append([r["run"].split("_", 1)[0], differing, *metrics, str(r.get("steps", "")),
-                     str(r.get("wall_time_s", "")), r["status"]])
+        body.append(
+            [
+                r["run"].split("_", 1)[0],
+                differing,
+                *metrics,
+                str(r.get("steps", "")),
+                str(r.get("wall_time_s", "")),
+                r["status"],
+            ]
+        )
     shared_in_order = [o for o in rows[0]["overrides"] if o in shared] if rows else []
     return header, body, shared_in_order
 
@@ -103,6 +114,8 @@ if __name__ == "__main__":
 
     configure_console()
     if len(sys.argv) != 2 or not Path(sys.argv[1]).is_dir():
-        sys.exit("usage: python -m mambabench.utils.multirun <multirun folder, e.g. outputs/train/multiruns/<time>>")
+        sys.exit(
+            "usage: python -m mambabench.utils.multirun <multirun folder, e.g. outputs/train/multiruns/<time>>"
+        )
     if write_runs_table(Path(sys.argv[1])) is None:
         sys.exit(f"'{sys.argv[1]}' holds no runs (no <n>_<overrides>/.hydra/overrides.yaml folders)")

@@ -69,7 +69,13 @@ def describe(hint: Any) -> str:
     args = tuple(a for a in args if a is not type(None))
     literals = [v for a in args if typing.get_origin(a) is typing.Literal for v in typing.get_args(a)]
     others = [a for a in args if typing.get_origin(a) is not typing.Literal]
-    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string", torch.Tensor: "a number"}
+    names = {
+        bool: "true or false",
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        torch.Tensor: "a number",
+    }
     parts = []
     for arg in others:
         if arg in names:

@@ -94,8 +94,9 @@ class ProgressLog(ProgressBar):
         self._fit_start = self._last_line = time.monotonic()
         self._start_step = self._last_step = trainer.global_step
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         step = trainer.global_step
         if not self._enabled or not trainer.is_global_zero or step == self._last_step:
             return
@@ -107,28 +108,42 @@ class ProgressLog(ProgressBar):
             return
         self._write_step_line(trainer, pl_module, step, total, now)
 
-    def _write_step_line(self, trainer: L.Trainer, pl_module: L.LightningModule, step: int, total: int | None,
-                         now: float) -> None:
+    def _write_step_line(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, step: int, total: int | None, now: float
+    ) -> None:
         done = step - self._start_step
         elapsed = now - self._fit_start
         rate = done / elapsed if elapsed > 0 else float("nan")
-        parts = [f"step {step}/{total} ({100 * step / total:.0f}%)" if total else f"step {step}",
-                 f"{rate:.3g} steps/s", f"elapsed {format_duration(elapsed)}"]
+        parts = [
+            f"step {step}/{total} ({100 * step / total:.0f}%)" if total else f"step {step}",
+            f"{rate:.3g} steps/s",
+            f"elapsed {format_duration(elapsed)}",
+        ]
         if total:
             parts.append(f"ETA {format_duration((total - step) / rate if rate > 0 else float('nan'))}")
-        metrics = {k: v for k, v in self.get_metrics(trainer, pl_module).items()
-                   if k != "v_num" and not k.startswith("val/")}
+        metrics = {
+            k: v
+            for k, v in self.get_metrics(trainer, pl_module).items()
+            if k != "v_num" and not k.startswith("val/")
+        }
         if metrics:
             parts.append(format_metrics(metrics))
         log.info(" | ".join(parts))
         self._last_line, self._last_step = now, step
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not self._enabled or not trainer.is_global_zero or trainer.sanity_checking or trainer.state.fn != "fit":
+        if (
+            not self._enabled
+            or not trainer.is_global_zero
+            or trainer.sanity_checking
+            or trainer.state.fn != "fit"
+        ):
             return
         metrics = {k: v for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
         if metrics:
-            log.info(f"validation at step {trainer.global_step}: {format_metrics(dict(sorted(metrics.items())))}")
+            log.info(
+                f"validation at step {trainer.global_step}: {format_metrics(dict(sorted(metrics.items())))}"
+            )
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not self._enabled or not trainer.is_global_zero:
@@ -139,8 +154,9 @@ class ProgressLog(ProgressBar):
         log.info(f"training stopped at step {trainer.global_step} after {format_duration(elapsed)}{rate}")
 
 
-def progress_for_stdout(leave: bool = True, every_n_steps: int | None = None,
-                        min_interval_s: float = 5.0) -> ProgressBar:
+def progress_for_stdout(
+    leave: bool = True, every_n_steps: int | None = None, min_interval_s: float = 5.0
+) -> ProgressBar:
     """A live rich bar when stdout is a terminal, else :class:`ProgressLog` lines (``leave`` keeps the
     finished bar on screen; the two other arguments are :class:`ProgressLog`'s)."""
     if stdout_is_terminal():
@@ -151,4 +167,6 @@ def progress_for_stdout(leave: bool = True, every_n_steps: int | None = None,
 def model_summary_for_stdout(max_depth: int = 1) -> ModelSummary:
     """Lightning's table of the model's layers and parameters: drawn with rich on a terminal, as plain
     log lines (which also reach the run's log file) otherwise."""
-    return RichModelSummary(max_depth=max_depth) if stdout_is_terminal() else ModelSummary(max_depth=max_depth)
+    return (
+        RichModelSummary(max_depth=max_depth) if stdout_is_terminal() else ModelSummary(max_depth=max_depth)
+    )

@@ -24,8 +24,11 @@ log = logging.getLogger("mambabench")
 
 def _config_sections(cfg: DictConfig) -> list[tuple[str, str]]:
     """(heading, resolved YAML) for each group that defines the run, other top-level keys as ``run``."""
-    sections = [(group, OmegaConf.to_yaml(cfg[group], resolve=True).rstrip())
-                for group in _TOP_GROUPS if group in cfg and cfg[group] is not None]
+    sections = [
+        (group, OmegaConf.to_yaml(cfg[group], resolve=True).rstrip())
+        for group in _TOP_GROUPS
+        if group in cfg and cfg[group] is not None
+    ]
     rest = {k: v for k, v in cfg.items() if k not in (*_TOP_GROUPS, "callbacks", "logger", "paths", "hydra")}
     if rest:
         sections.append(("run", OmegaConf.to_yaml(OmegaConf.create(rest), resolve=True).rstrip()))
@@ -35,7 +38,9 @@ def _config_sections(cfg: DictConfig) -> list[tuple[str, str]]:
 def print_config(cfg: DictConfig) -> None:
     """Print the groups that define the run: a tree on a terminal, plain YAML in a log file."""
     sections = _config_sections(cfg)
-    plain = "\n".join(f"{name}:\n" + "\n".join(f"  {line}" for line in text.splitlines()) for name, text in sections)
+    plain = "\n".join(
+        f"{name}:\n" + "\n".join(f"  {line}" for line in text.splitlines()) for name, text in sections
+    )
     log.debug("resolved config:\n%s", plain)
     if not stdout_is_terminal():
         print(f"config\n{plain}", flush=True)

@@ -27,7 +27,9 @@ def register_resolvers() -> None:
         "mb.if_null": lambda value, fallback: fallback if value in (None, "None", "null", "") else value,
         "mb.div_up": lambda a, b: int(math.ceil(int(a) / int(b))),
         "mb.mul": lambda a, b: a * b,
-        "mb.pow2_batch": lambda tokens, seq_len: 2 ** max(0, int(math.floor(math.log2(int(tokens) / int(seq_len))))),
+        "mb.pow2_batch": lambda tokens, seq_len: (
+            2 ** max(0, int(math.floor(math.log2(int(tokens) / int(seq_len)))))
+        ),
         "mb.scaling_layers": scaling_layers,
     }
     for name, fn in resolvers.items():

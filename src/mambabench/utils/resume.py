@@ -61,7 +61,9 @@ def _flat(node: Any, prefix: str) -> dict[str, Any]:
     return {prefix: node}
 
 
-def config_differences(saved: DictConfig, current: DictConfig, sections: tuple[str, ...] = _FIXED_SECTIONS) -> list[str]:
+def config_differences(
+    saved: DictConfig, current: DictConfig, sections: tuple[str, ...] = _FIXED_SECTIONS
+) -> list[str]:
     """``key: saved -> current`` for every leaf of ``sections`` that differs between two configs."""
     lines = []
     for section in sections:
@@ -77,7 +79,9 @@ def _resume_dir(cfg: DictConfig) -> DictConfig:
     run_dir = Path(cfg.resume_dir)
     saved = run_dir / CONFIG_FILE
     if not saved.exists():
-        raise ConfigError(f"resume_dir '{run_dir}' has no {CONFIG_FILE}; point it at a mambabench run directory")
+        raise ConfigError(
+            f"resume_dir '{run_dir}' has no {CONFIG_FILE}; point it at a mambabench run directory"
+        )
     base = OmegaConf.load(saved)
     overrides = _dotted(cli_overrides(), skip=("resume_dir",))
     base = OmegaConf.merge(base, OmegaConf.from_dotlist(overrides))
@@ -88,7 +92,9 @@ def _resume_dir(cfg: DictConfig) -> DictConfig:
             if last is not None:
                 base.ckpt_path = str(last)
             else:
-                warnings.warn(f"{run_dir} has no checkpoint yet; starting the run there from scratch", stacklevel=3)
+                warnings.warn(
+                    f"{run_dir} has no checkpoint yet; starting the run there from scratch", stacklevel=3
+                )
     return base
 
 
@@ -122,8 +128,9 @@ def _checked_run_dir(cfg: DictConfig, run_dir: Path, mode: str) -> DictConfig:
     if not saved.exists():
         return cfg
     if mode == "never":
-        raise ConfigError(f"run_dir '{run_dir}' already holds a run; continue it with resume=auto "
-                          "or choose another run_dir")
+        raise ConfigError(
+            f"run_dir '{run_dir}' already holds a run; continue it with resume=auto or choose another run_dir"
+        )
     differences = config_differences(OmegaConf.load(saved), cfg)
     if differences:
         raise ConfigError(

@@ -97,8 +97,14 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if rank_zero_only.rank == 0:
         OmegaConf.save(cfg, output_dir / CONFIG_FILE, resolve=True)
     for logger in loggers:
-        logger.log_hyperparams({**OmegaConf.to_container(cfg, resolve=True), "params/total": params["total"],
-                                "params/trainable": params["trainable"], "choices": _choices()})
+        logger.log_hyperparams(
+            {
+                **OmegaConf.to_container(cfg, resolve=True),
+                "params/total": params["total"],
+                "params/trainable": params["trainable"],
+                "choices": _choices(),
+            }
+        )
     rank_zero_only(remember_wandb_id)(loggers, str(output_dir))
     keep_csv_history(loggers, cfg.get("ckpt_path"), output_dir)
 
@@ -107,16 +113,23 @@ def train(cfg: DictConfig) -> dict[str, float]:
         trainer.fit(task, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
         preempted = next((c for c in callbacks if isinstance(c, PreemptionCheckpoint) and c.stopped_by), None)
         if preempted is not None:
-            rank_zero_info(f"stopped by {preempted.stopped_by} at step {trainer.global_step}; checkpoint "
-                           f"{preempted.saved_path}. Run the same command again to continue.")
+            rank_zero_info(
+                f"stopped by {preempted.stopped_by} at step {trainer.global_step}; checkpoint "
+                f"{preempted.saved_path}. Run the same command again to continue."
+            )
             return _final_metrics(trainer)
         _save_final_last(trainer, output_dir)
     metrics = _final_metrics(trainer)
     if cfg.get("test", True):
-        best = getattr(trainer.checkpoint_callback, "best_model_path", "") if trainer.checkpoint_callback else ""
+        best = (
+            getattr(trainer.checkpoint_callback, "best_model_path", "") if trainer.checkpoint_callback else ""
+        )
         if cfg.get("train", True) and not best and not trainer.fast_dev_run:
-            warnings.warn("no best checkpoint was saved (no validation ran, or checkpointing is off); "
-                          "testing the current weights", stacklevel=2)
+            warnings.warn(
+                "no best checkpoint was saved (no validation ran, or checkpointing is off); "
+                "testing the current weights",
+                stacklevel=2,
+            )
         trainer.test(task, datamodule=datamodule, ckpt_path=best or None, weights_only=False, verbose=False)
         metrics.update(_final_metrics(trainer))
     wall = time.time() - started
@@ -142,8 +155,15 @@ def train(cfg: DictConfig) -> dict[str, float]:
     summary.update(getattr(task, "summary_items", dict)())  # task-specific results (e.g. ICL curves)
     summary["preset"] = _choices().get("experiment")
     if isinstance(task, LanguageModelingTask):
-        summary.update(scaling_summary(task.network, cfg.data.get("seq_len"), summary["train_tokens"],
-                                       summary["tokens_per_s"], metrics))
+        summary.update(
+            scaling_summary(
+                task.network,
+                cfg.data.get("seq_len"),
+                summary["train_tokens"],
+                summary["tokens_per_s"],
+                metrics,
+            )
+        )
     write_summary(output_dir / SUMMARY_FILE, summary)
     rank_zero_only(print_metrics)(metrics, output_dir, wall)
     _finish_wandb()
@@ -186,7 +206,9 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         rank_zero_info(f"evaluating {ckpt}")
     saved = _saved_run_config(ckpt)
     if saved is not None:
-        data_overridden = any(o.split("=", 1)[0].lstrip("+~").split(".")[0] == "data" for o in _cli_overrides())
+        data_overridden = any(
+            o.split("=", 1)[0].lstrip("+~").split(".")[0] == "data" for o in _cli_overrides()
+        )
         merged = cfg.copy()
         with open_dict(merged):
             for key in ("model", "task", "optimizer", "scheduler"):
@@ -209,10 +231,17 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         warnings.filterwarnings("ignore", message=r"Be aware that when using `ckpt_path`, callbacks used")
         trainer.test(task, datamodule=datamodule, ckpt_path=str(ckpt), weights_only=False, verbose=False)
     metrics = _final_metrics(trainer)
-    write_summary(output_dir / SUMMARY_FILE, {"ckpt_path": str(ckpt), "choices": _choices(), "metrics": metrics,
-                                              "params": count_parameters(task.network),
-                                              "wall_time_s": round(time.time() - started, 2),
-                                              **getattr(task, "summary_items", dict)()})
+    write_summary(
+        output_dir / SUMMARY_FILE,
+        {
+            "ckpt_path": str(ckpt),
+            "choices": _choices(),
+            "metrics": metrics,
+            "params": count_parameters(task.network),
+            "wall_time_s": round(time.time() - started, 2),
+            **getattr(task, "summary_items", dict)(),
+        },
+    )
     print_metrics(metrics, output_dir, time.time() - started)
     _finish_wandb()
     return metrics

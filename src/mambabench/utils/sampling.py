@@ -23,7 +23,10 @@ log = logging.getLogger("mambabench.generate")
 def decode_tokens(datamodule: object, ids: list[int]) -> str:
     """Token ids as a user reads them: the data module's ``decode`` (the task's symbols), else its
     tokenizer's (text, DNA bases), else the ids themselves separated by spaces."""
-    for decoder in (getattr(datamodule, "decode", None), getattr(getattr(datamodule, "tokenizer", None), "decode", None)):
+    for decoder in (
+        getattr(datamodule, "decode", None),
+        getattr(getattr(datamodule, "tokenizer", None), "decode", None),
+    ):
         if callable(decoder):
             return str(decoder(ids))
     return " ".join(map(str, ids))
@@ -31,12 +34,16 @@ def decode_tokens(datamodule: object, ids: list[int]) -> str:
 
 def format_sample(index: int, sample: dict, show_ids: bool = False) -> str:
     """Lines of one sample: the prompt, then the continuation, labelled (and their ids if asked)."""
-    lines = [f"sample {index}",
-             f"  prompt       ({len(sample['prompt_ids'])} tokens): {sample['prompt']}",
-             f"  continuation ({len(sample['continuation_ids'])} tokens): {sample['continuation']}"]
+    lines = [
+        f"sample {index}",
+        f"  prompt       ({len(sample['prompt_ids'])} tokens): {sample['prompt']}",
+        f"  continuation ({len(sample['continuation_ids'])} tokens): {sample['continuation']}",
+    ]
     if show_ids:
-        lines += [f"  prompt ids:       {' '.join(map(str, sample['prompt_ids']))}",
-                  f"  continuation ids: {' '.join(map(str, sample['continuation_ids']))}"]
+        lines += [
+            f"  prompt ids:       {' '.join(map(str, sample['prompt_ids']))}",
+            f"  continuation ids: {' '.join(map(str, sample['continuation_ids']))}",
+        ]
     return "\n".join(lines)
 
 
@@ -44,13 +51,16 @@ def load_network(ckpt_path: Path, device: str = "cpu") -> tuple[torch.nn.Module,
     """The trained network of a checkpoint (and its run config and data module), in eval mode."""
     run_cfg = _saved_run_config(ckpt_path)
     if run_cfg is None:
-        raise ConfigError(f"no config.yaml found next to '{ckpt_path}'; is it a checkpoint of a mambabench run?")
+        raise ConfigError(
+            f"no config.yaml found next to '{ckpt_path}'; is it a checkpoint of a mambabench run?"
+        )
     datamodule = build_datamodule(run_cfg)
     network = build_network(run_cfg, datamodule)
     state = read_checkpoint(ckpt_path)["state_dict"]
     prefix = "network."
-    network.load_state_dict({k[len(prefix):].replace("_orig_mod.", ""): v for k, v in state.items()
-                             if k.startswith(prefix)})
+    network.load_state_dict(
+        {k[len(prefix) :].replace("_orig_mod.", ""): v for k, v in state.items() if k.startswith(prefix)}
+    )
     return network.to(device).eval(), run_cfg, datamodule
 
 
@@ -69,15 +79,29 @@ def sample_from_checkpoint(cfg: DictConfig) -> torch.Tensor:
         prompt = batch["input_ids"][: cfg.num_samples, : cfg.prompt_len]
     generator = torch.Generator(device=cfg.device).manual_seed(int(cfg.seed))
     sample_rate = getattr(datamodule, "sample_rate", None)  # audio data: tokens are mu-law samples
-    out = generate(network, prompt.to(cfg.device), cfg.max_new_tokens, cfg.temperature, cfg.top_k, cfg.top_p,
-                   generator=generator, progress=bool(sample_rate))
+    out = generate(
+        network,
+        prompt.to(cfg.device),
+        cfg.max_new_tokens,
+        cfg.temperature,
+        cfg.top_k,
+        cfg.top_p,
+        generator=generator,
+        progress=bool(sample_rate),
+    )
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     samples = []
     for index, row in enumerate(out.tolist()):
-        prompt_ids, new_ids = row[: prompt.shape[1]], row[prompt.shape[1]:]
-        samples.append({"prompt": decode_tokens(datamodule, prompt_ids), "continuation": decode_tokens(datamodule, new_ids),
-                        "prompt_ids": prompt_ids, "continuation_ids": new_ids})
+        prompt_ids, new_ids = row[: prompt.shape[1]], row[prompt.shape[1] :]
+        samples.append(
+            {
+                "prompt": decode_tokens(datamodule, prompt_ids),
+                "continuation": decode_tokens(datamodule, new_ids),
+                "prompt_ids": prompt_ids,
+                "continuation_ids": new_ids,
+            }
+        )
         if not sample_rate:  # audio samples are written as WAV files below, not printed
             text = format_sample(index, samples[-1], show_ids=bool(cfg.get("show_ids", False)))
             print(text, flush=True)
@@ -85,8 +109,15 @@ def sample_from_checkpoint(cfg: DictConfig) -> torch.Tensor:
     if sample_rate:
         from mambabench.data.audio_io import write_audio_samples
 
-        write_audio_samples(out[:, prompt.shape[1]:], output_dir / "audio", sample_rate,
-                            spectrograms=int(cfg.get("spectrograms", 4)), wandb_log=bool(cfg.get("wandb", False)))
-    (output_dir / "samples.json").write_text(json.dumps({"ckpt_path": str(ckpt), "samples": samples}, indent=1))
+        write_audio_samples(
+            out[:, prompt.shape[1] :],
+            output_dir / "audio",
+            sample_rate,
+            spectrograms=int(cfg.get("spectrograms", 4)),
+            wandb_log=bool(cfg.get("wandb", False)),
+        )
+    (output_dir / "samples.json").write_text(
+        json.dumps({"ckpt_path": str(ckpt), "samples": samples}, indent=1)
+    )
     print(f"samples saved to {output_dir / 'samples.json'}", flush=True)
     return out

@@ -71,8 +71,10 @@ def configure_cpu_threads(setting: int | str | None, trainer_cfg: Any = None) ->
     elif isinstance(setting, int) and not isinstance(setting, bool) and setting >= 1:
         threads = setting
     else:
-        raise ConfigError(f"cpu_threads={setting!r} is not valid: use auto, null (PyTorch's default) "
-                          "or a positive number of threads")
+        raise ConfigError(
+            f"cpu_threads={setting!r} is not valid: use auto, null (PyTorch's default) "
+            "or a positive number of threads"
+        )
     if threads != torch.get_num_threads():
         torch.set_num_threads(threads)
     rank_zero_info(f"using {threads} CPU thread(s) for tensor ops (cpu_threads={setting})")

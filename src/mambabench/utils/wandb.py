@@ -14,7 +14,15 @@ from omegaconf import DictConfig, open_dict
 
 WANDB_ID_FILE = "wandb_id.txt"
 # mixer settings that the paper's ablations sweep (Tables 6-10), tagged when a run's mixer has them
-ABLATION_KEYS = ("inner_layer", "d_state", "dt_rank", "A_init", "selective_delta", "selective_B", "selective_C")
+ABLATION_KEYS = (
+    "inner_layer",
+    "d_state",
+    "dt_rank",
+    "A_init",
+    "selective_delta",
+    "selective_B",
+    "selective_C",
+)
 
 
 def comparison_fields(cfg: DictConfig, choices: dict[str, Any]) -> dict[str, Any]:
@@ -30,11 +38,16 @@ def comparison_fields(cfg: DictConfig, choices: dict[str, Any]) -> dict[str, Any
     net = cfg.get("model") or {}
     tags += [f"{key}={net[key]}" for key in ("d_model", "n_layer") if net.get(key) is not None]
     mixer = net.get("mixer") or {}
-    tags += [f"{key}={mixer[key]}" for key in ABLATION_KEYS if isinstance(mixer, dict | DictConfig)
-             and mixer.get(key) is not None]
+    tags += [
+        f"{key}={mixer[key]}"
+        for key in ABLATION_KEYS
+        if isinstance(mixer, dict | DictConfig) and mixer.get(key) is not None
+    ]
     return {
         "group": experiment or f"{model}-{data}",
-        "job_type": experiment.rpartition("/")[0] or experiment if experiment else cfg.get("task_name", "train"),
+        "job_type": experiment.rpartition("/")[0] or experiment
+        if experiment
+        else cfg.get("task_name", "train"),
         "tags": list(dict.fromkeys(tags)),
     }
 
@@ -49,8 +62,9 @@ def has_wandb_credentials() -> bool:
         return False
 
 
-def prepare_wandb(node: DictConfig, previous_run_dir: str | Path | None = None,
-                  comparison: dict[str, Any] | None = None) -> DictConfig:
+def prepare_wandb(
+    node: DictConfig, previous_run_dir: str | Path | None = None, comparison: dict[str, Any] | None = None
+) -> DictConfig:
     """Copy of a WandbLogger config that runs offline without credentials and resumes the W&B run of
     the output directory, or of ``previous_run_dir`` (the run a resumed checkpoint came from).
     ``comparison`` (from :func:`comparison_fields`) fills group and job_type where the config leaves
@@ -66,7 +80,9 @@ def prepare_wandb(node: DictConfig, previous_run_dir: str | Path | None = None,
             node["tags"] = list(dict.fromkeys([*(node.get("tags") or []), *comparison["tags"]]))
         if os.environ.get("WANDB_MODE") == "offline":
             node["offline"] = True
-        candidates = [Path(node.get("save_dir") or ".")] + ([Path(previous_run_dir)] if previous_run_dir else [])
+        candidates = [Path(node.get("save_dir") or ".")] + (
+            [Path(previous_run_dir)] if previous_run_dir else []
+        )
         id_file = next((d / WANDB_ID_FILE for d in candidates if (d / WANDB_ID_FILE).exists()), None)
         if node.get("id") is None and id_file is not None:
             node["id"] = id_file.read_text().strip()

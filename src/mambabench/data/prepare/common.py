@@ -52,10 +52,10 @@ def _ar_members(data: bytes) -> Iterable[tuple[str, bytes]]:
         raise PrepareError("not a Debian package (ar archive)")
     pos = 8
     while pos + 60 <= len(data):
-        header = data[pos:pos + 60]
+        header = data[pos : pos + 60]
         name = header[:16].decode().strip().rstrip("/")
         size = int(header[48:58].decode().strip())
-        yield name, data[pos + 60:pos + 60 + size]
+        yield name, data[pos + 60 : pos + 60 + size]
         pos += 60 + size + (size % 2)
 
 
@@ -131,7 +131,7 @@ def write_fasta(path: Path, records: Iterable[tuple[str, str]]) -> None:
         for name, seq in records:
             out.write(f">{name}\n")
             for i in range(0, len(seq), DNA_LINE_WIDTH):
-                out.write(seq[i:i + DNA_LINE_WIDTH] + "\n")
+                out.write(seq[i : i + DNA_LINE_WIDTH] + "\n")
     fai = Path(str(path) + ".fai")
     fai.unlink(missing_ok=True)
     import pyfaidx

@@ -42,18 +42,30 @@ from mambabench.data.prepare.twobit import read_2bit
 
 log = logging.getLogger(__name__)
 
-DESCRIPTION = ("great-apes species classification for data=great_apes: <data-dir>/great_apes/{human,chimpanzee,"
-               "gorilla,orangutan}.fa with disjoint chr22_train/valid/test regions, from the Ensembl chr22 "
-               "alignment in Debian maffilter-examples")
+DESCRIPTION = (
+    "great-apes species classification for data=great_apes: <data-dir>/great_apes/{human,chimpanzee,"
+    "gorilla,orangutan}.fa with disjoint chr22_train/valid/test regions, from the Ensembl chr22 "
+    "alignment in Debian maffilter-examples"
+)
 PACKAGE = "maffilter-examples"
-PACKAGE_MEMBER = ("usr/share/doc/maffilter/examples/Gorilla/"
-                  "Compara.epo_5_catarrhini_hsap-projected.chr22.subset.nogap.cleaned_aln.maf.gz")
+PACKAGE_MEMBER = (
+    "usr/share/doc/maffilter/examples/Gorilla/"
+    "Compara.epo_5_catarrhini_hsap-projected.chr22.subset.nogap.cleaned_aln.maf.gz"
+)
 SPECIES = {"Hsap": "human", "Ptro": "chimpanzee", "Ggor": "gorilla", "Ppyg": "orangutan"}
 REGIONS = 20
 UCSC = "https://hgdownload.soe.ucsc.edu/goldenPath"
-ASSEMBLIES = {"human": "hg38", "chimpanzee": "panTro6", "bonobo": "panPan3", "gorilla": "gorGor6", "orangutan": "ponAbe3"}
+ASSEMBLIES = {
+    "human": "hg38",
+    "chimpanzee": "panTro6",
+    "bonobo": "panPan3",
+    "gorilla": "gorGor6",
+    "orangutan": "ponAbe3",
+}
 GENOMES_DIR = "great_apes_genomes"
-PRIMARY = re.compile(r"^chr([0-9]+[AB]?|X|Y)$")  # assembled chromosomes (apes: chr2A/chr2B); no chrM, _random, chrUn
+PRIMARY = re.compile(
+    r"^chr([0-9]+[AB]?|X|Y)$"
+)  # assembled chromosomes (apes: chr2A/chr2B); no chrM, _random, chrUn
 # HyenaDNA's species splits hold out whole chromosomes; chr2A/chr2B (apes) and chr2 (human) stay in training
 VALID_CHROMS = ["chr1", "chr3", "chr12", "chr13"]
 TEST_CHROMS = ["chr5", "chr7", "chr9", "chr10", "chr11"]
@@ -61,19 +73,42 @@ TEST_CHROMS = ["chr5", "chr7", "chr9", "chr10", "chr11"]
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--maf", type=Path, help="use this MAF(.gz) instead of the Debian package's")
-    parser.add_argument("--regions", type=int, default=REGIONS, help="contiguous regions to split (default 20)")
-    parser.add_argument("--download", action="store_true",
-                        help=f"download the five whole-genome assemblies from UCSC ({', '.join(ASSEMBLIES.values())}; "
-                             f"~0.8 GB each as .2bit) into <data-dir>/{GENOMES_DIR}/ (internet)")
-    parser.add_argument("--species", nargs="+", default=list(ASSEMBLIES), metavar="NAME",
-                        help=f"with --download: which of {', '.join(ASSEMBLIES)} (default all five)")
-    parser.add_argument("--fasta", nargs="+", default=[], metavar="SPECIES=PATH",
-                        help="assemblies you already have (.2bit, .fa or .fa.gz), instead of downloading them")
-    parser.add_argument("--url", nargs="+", default=[], metavar="SPECIES=URL",
-                        help="download this species from another URL (.2bit or .fa.gz, e.g. Ensembl)")
+    parser.add_argument(
+        "--regions", type=int, default=REGIONS, help="contiguous regions to split (default 20)"
+    )
+    parser.add_argument(
+        "--download",
+        action="store_true",
+        help=f"download the five whole-genome assemblies from UCSC ({', '.join(ASSEMBLIES.values())}; "
+        f"~0.8 GB each as .2bit) into <data-dir>/{GENOMES_DIR}/ (internet)",
+    )
+    parser.add_argument(
+        "--species",
+        nargs="+",
+        default=list(ASSEMBLIES),
+        metavar="NAME",
+        help=f"with --download: which of {', '.join(ASSEMBLIES)} (default all five)",
+    )
+    parser.add_argument(
+        "--fasta",
+        nargs="+",
+        default=[],
+        metavar="SPECIES=PATH",
+        help="assemblies you already have (.2bit, .fa or .fa.gz), instead of downloading them",
+    )
+    parser.add_argument(
+        "--url",
+        nargs="+",
+        default=[],
+        metavar="SPECIES=URL",
+        help="download this species from another URL (.2bit or .fa.gz, e.g. Ensembl)",
+    )
     parser.add_argument("--mirror", default=UCSC, help=f"UCSC goldenPath base URL (default {UCSC})")
-    parser.add_argument("--all-sequences", action="store_true",
-                        help="keep unplaced/unlocalised contigs and chrM (default: assembled chromosomes only)")
+    parser.add_argument(
+        "--all-sequences",
+        action="store_true",
+        help="keep unplaced/unlocalised contigs and chrM (default: assembled chromosomes only)",
+    )
 
 
 def read_maf_blocks(path: Path) -> list[dict[str, str]]:
@@ -123,7 +158,9 @@ def prepare(args: argparse.Namespace) -> Path:
     if not blocks:
         raise PrepareError(f"no alignment block in {source} has all of {sorted(SPECIES)}")
     total = sum(len(b["Hsap"]) for b in blocks)
-    parts: dict[str, dict[str, list[str]]] = {code: {"train": [], "valid": [], "test": []} for code in SPECIES}
+    parts: dict[str, dict[str, list[str]]] = {
+        code: {"train": [], "valid": [], "test": []} for code in SPECIES
+    }
     done = 0
     for block in blocks:
         split = split_of(min(args.regions - 1, done * args.regions // total))
@@ -153,9 +190,9 @@ def _download_assembly(species: str, url: str, folder: Path) -> Path:
         sums_path.unlink(missing_ok=True)
         md5 = read_checksum_list(fetch(sums_url, sums_path)).get(name)
     except PrepareError as err:
-        print(f"warning: no checksum list for {species} ({err}); the download cannot be verified")
+        log.info(f"warning: no checksum list for {species} ({err}); the download cannot be verified")
     if md5 is None:
-        print(f"warning: {sums_url} lists no checksum for {name}; the download cannot be verified")
+        log.info(f"warning: {sums_url} lists no checksum for {name}; the download cannot be verified")
     return fetch(url, folder / name, md5=md5)
 
 
@@ -183,7 +220,9 @@ def prepare_genomes(args: argparse.Namespace) -> Path:
     wanted = list(dict.fromkeys([*(args.species if args.download else []), *own, *urls]))
     unknown = [s for s in wanted if s not in ASSEMBLIES and s not in own and s not in urls]
     if unknown:
-        raise PrepareError(f"no assembly known for {unknown}; known: {', '.join(ASSEMBLIES)} (or give --fasta/--url)")
+        raise PrepareError(
+            f"no assembly known for {unknown}; known: {', '.join(ASSEMBLIES)} (or give --fasta/--url)"
+        )
     manifest = {}
     for species in wanted:
         if species in own:
@@ -192,7 +231,7 @@ def prepare_genomes(args: argparse.Namespace) -> Path:
             db = ASSEMBLIES.get(species)
             url = urls.get(species) or f"{args.mirror.rstrip('/')}/{db}/bigZips/{db}.2bit"
             path, source = _download_assembly(species, url, downloads), url
-        print(f"converting {path} -> {out / (species + '.fa')}")
+        log.info(f"converting {path} -> {out / (species + '.fa')}")
         sizes: dict[str, int] = {}
 
         def cleaned(path=path, species=species, sizes=sizes):  # one chromosome in memory at a time
@@ -203,14 +242,18 @@ def prepare_genomes(args: argparse.Namespace) -> Path:
         records = cleaned()
         first = next(records, None)
         if first is None:
-            raise PrepareError(f"{source} has no assembled chromosome (chr1, chr2A, ..., chrX); pass --all-sequences "
-                               f"to keep every sequence")
+            raise PrepareError(
+                f"{source} has no assembled chromosome (chr1, chr2A, ..., chrX); pass --all-sequences "
+                f"to keep every sequence"
+            )
         write_fasta(out / f"{species}.fa", itertools.chain([first], records))
         manifest[species] = {"source": source, "sequences": sizes}
-        print(f"wrote {out / (species + '.fa')}: {sum(sizes.values()):,} bases in {len(sizes)} sequences")
+        log.info(f"wrote {out / (species + '.fa')}: {sum(sizes.values()):,} bases in {len(sizes)} sequences")
     write_manifest(out, {"species": manifest})
     species_list = ",".join(wanted)
-    print("train on them with HyenaDNA's chromosome splits:\n  python src/train.py experiment=dna/great_apes/paper "
-          f"data.species_dir={out} data.species='[{species_list}]' data.split_contigs='{{train: null, valid: "
-          f"[{','.join(VALID_CHROMS)}], test: [{','.join(TEST_CHROMS)}]}}'")
+    log.info(
+        "train on them with HyenaDNA's chromosome splits:\n  python src/train.py experiment=dna/great_apes/paper "
+        f"data.species_dir={out} data.species='[{species_list}]' data.split_contigs='{{train: null, valid: "
+        f"[{','.join(VALID_CHROMS)}], test: [{','.join(TEST_CHROMS)}]}}'"
+    )
     return out

@@ -33,9 +33,11 @@ from mambabench.data.prepare.common import (
 
 log = logging.getLogger(__name__)
 
-DESCRIPTION = ("human DNA for data=hg38: <data-dir>/hg38/genome.fa (+.fai) and sequences.bed (chrom start end "
-               "split). Offline: 70 Mb of real human chrX from Debian smalt-examples; --download: UCSC hg38 "
-               "+ Basenji splits (HyenaDNA's files); --fasta/--bed: your own genome")
+DESCRIPTION = (
+    "human DNA for data=hg38: <data-dir>/hg38/genome.fa (+.fai) and sequences.bed (chrom start end "
+    "split). Offline: 70 Mb of real human chrX from Debian smalt-examples; --download: UCSC hg38 "
+    "+ Basenji splits (HyenaDNA's files); --fasta/--bed: your own genome"
+)
 PACKAGE = "smalt-examples"
 PACKAGE_MEMBER = "usr/share/doc/smalt/test/data/hs37chrXtrunc.fa.gz"
 BASENJI_FASTA_URL = "https://storage.googleapis.com/basenji_barnyard2/hg38.ml.fa.gz"
@@ -46,26 +48,40 @@ MAX_N_FRACTION = 0.10
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--download", action="store_true",
-                        help=f"download the full hg38 ({BASENJI_FASTA_URL}, ~1 GB) and its BED (internet)")
+    parser.add_argument(
+        "--download",
+        action="store_true",
+        help=f"download the full hg38 ({BASENJI_FASTA_URL}, ~1 GB) and its BED (internet)",
+    )
     parser.add_argument("--fasta", type=Path, help="use this genome FASTA (.fa or .fa.gz) instead")
     parser.add_argument("--bed", type=Path, help="with --fasta: its interval BED (chrom start end split)")
-    parser.add_argument("--segment", type=int, default=SEGMENT, help="segment length when tiling (default 2^17)")
-    parser.add_argument("--block", type=int, default=BLOCK,
-                        help=f"segments per train/valid/test block when tiling (default {BLOCK}; 1 for small genomes)")
-    parser.add_argument("--max-bases", type=int, default=0,
-                        help="keep only the first N bases of each sequence (0 = all), e.g. a small set to carry")
+    parser.add_argument(
+        "--segment", type=int, default=SEGMENT, help="segment length when tiling (default 2^17)"
+    )
+    parser.add_argument(
+        "--block",
+        type=int,
+        default=BLOCK,
+        help=f"segments per train/valid/test block when tiling (default {BLOCK}; 1 for small genomes)",
+    )
+    parser.add_argument(
+        "--max-bases",
+        type=int,
+        default=0,
+        help="keep only the first N bases of each sequence (0 = all), e.g. a small set to carry",
+    )
 
 
-def tile_bed(lengths_and_seqs: list[tuple[str, str]], segment: int, block_size: int = BLOCK
-             ) -> list[tuple[str, int, int, str]]:
+def tile_bed(
+    lengths_and_seqs: list[tuple[str, str]], segment: int, block_size: int = BLOCK
+) -> list[tuple[str, int, int, str]]:
     """Basenji-style rows (chrom, start, end, split) tiling each sequence into ``segment``-bp pieces; blocks of
     ``block_size`` kept segments go to train/valid/test (block % 10 == 4 -> valid, == 9 -> test)."""
     rows, block = [], 0
     for name, seq in lengths_and_seqs:
         kept = 0
         for start in range(0, len(seq) - segment + 1, segment):
-            piece = seq[start:start + segment]
+            piece = seq[start : start + segment]
             if (piece.count("N") + piece.count("n")) / segment > MAX_N_FRACTION:
                 continue
             group = block + kept // block_size
@@ -92,8 +108,13 @@ def prepare(args: argparse.Namespace) -> Path:
         _decompress(gz, fasta)
         download(BASENJI_BED_URL, bed)
         write_fasta_index(fasta)
-        write_manifest(out, {"source": "basenji hg38.ml.fa + sequences_human.bed", "urls": [BASENJI_FASTA_URL,
-                                                                                          BASENJI_BED_URL]})
+        write_manifest(
+            out,
+            {
+                "source": "basenji hg38.ml.fa + sequences_human.bed",
+                "urls": [BASENJI_FASTA_URL, BASENJI_BED_URL],
+            },
+        )
         return out
     if args.fasta:
         if not args.fasta.exists():
@@ -116,13 +137,22 @@ def prepare(args: argparse.Namespace) -> Path:
     else:
         rows = tile_bed(records, args.segment, getattr(args, "block", BLOCK))
         if not rows:
-            raise PrepareError(f"no {args.segment}-bp segment with <= {MAX_N_FRACTION:.0%} N in {source}; "
-                               f"use a smaller --segment")
+            raise PrepareError(
+                f"no {args.segment}-bp segment with <= {MAX_N_FRACTION:.0%} N in {source}; "
+                f"use a smaller --segment"
+            )
         bed.write_text("".join(f"{c}\t{s}\t{e}\t{split}\n" for c, s, e, split in rows))
         counts = {k: sum(r[3] == k for r in rows) for k in ("train", "valid", "test")}
         log.info(f"writing {bed}: {counts} segments of {args.segment} bp")
-    write_manifest(out, {"source": source, "fasta": fasta.name, "bed": bed.name,
-                         "sequences": {name: len(seq) for name, seq in records}})
+    write_manifest(
+        out,
+        {
+            "source": source,
+            "fasta": fasta.name,
+            "bed": bed.name,
+            "sequences": {name: len(seq) for name, seq in records},
+        },
+    )
     return out
 
 

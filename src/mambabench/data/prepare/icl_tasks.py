@@ -12,14 +12,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import random
 import re
 from pathlib import Path
 
 from mambabench.data.prepare.common import PrepareError, debian_package, extract_from_deb, write_manifest
 
-DESCRIPTION = ("few-shot word tasks for data=fewshot_words: <data-dir>/icl_tasks/*.json (antonyms from "
-               "Debian wordnet-base, country_capital from PyPI countryinfo, uppercase, first_letter)")
+log = logging.getLogger(__name__)
+
+DESCRIPTION = (
+    "few-shot word tasks for data=fewshot_words: <data-dir>/icl_tasks/*.json (antonyms from "
+    "Debian wordnet-base, country_capital from PyPI countryinfo, uppercase, first_letter)"
+)
 WORDNET_PACKAGE = "wordnet-base"
 WORDNET_ADJ = "usr/share/wordnet/data.adj"
 _WORD = re.compile(r"^[a-z]+$")
@@ -28,8 +33,12 @@ _WORD = re.compile(r"^[a-z]+$")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-pairs", type=int, default=None, help="keep at most this many pairs per task")
     parser.add_argument("--seed", type=int, default=0, help="which pairs --max-pairs keeps")
-    parser.add_argument("--wordnet-adj", type=Path, default=None,
-                        help="a WordNet data.adj to read instead of the Debian package's")
+    parser.add_argument(
+        "--wordnet-adj",
+        type=Path,
+        default=None,
+        help="a WordNet data.adj to read instead of the Debian package's",
+    )
 
 
 def wordnet_antonyms(data_adj: Path) -> list[tuple[str, str]]:
@@ -41,11 +50,11 @@ def wordnet_antonyms(data_adj: Path) -> list[tuple[str, str]]:
             continue
         fields = line.split(" | ", 1)[0].split()
         offset, count = fields[0], int(fields[3], 16)
-        words = [re.sub(r"\(.*\)$", "", w).lower() for w in fields[4:4 + 2 * count:2]]
+        words = [re.sub(r"\(.*\)$", "", w).lower() for w in fields[4 : 4 + 2 * count : 2]]
         synsets[offset] = words
-        rest = fields[4 + 2 * count:]
+        rest = fields[4 + 2 * count :]
         for i in range(int(rest[0])):
-            symbol, target, _, source_target = rest[1 + 4 * i: 5 + 4 * i]
+            symbol, target, _, source_target = rest[1 + 4 * i : 5 + 4 * i]
             if symbol == "!":
                 pointers.append((offset, int(source_target[:2], 16), target, int(source_target[2:], 16)))
     pairs, seen = [], set()
@@ -64,8 +73,10 @@ def country_capitals() -> list[tuple[str, str]]:
     try:
         import countryinfo
     except ImportError as err:
-        raise PrepareError("country_capital needs the PyPI package countryinfo: pip install countryinfo "
-                           '(or pip install "mambabench[icl]")') from err
+        raise PrepareError(
+            "country_capital needs the PyPI package countryinfo: pip install countryinfo "
+            '(or pip install "mambabench[icl]")'
+        ) from err
     pairs = []
     for country in countryinfo.all_countries():
         try:
@@ -106,7 +117,15 @@ def prepare(args: argparse.Namespace) -> Path:
         lines = ",\n".join(json.dumps(list(pair), ensure_ascii=False) for pair in pairs)
         (out / f"{name}.json").write_text(f"[\n{lines}\n]\n")
         counts[name] = len(pairs)
-    write_manifest(out, {"tasks": counts, "sources": {"antonyms": "Debian wordnet-base (WordNet 3.0 data.adj)",
-                                                      "country_capital": "PyPI countryinfo"}})
-    print("  " + ", ".join(f"{name}: {n} pairs" for name, n in counts.items()))
+    write_manifest(
+        out,
+        {
+            "tasks": counts,
+            "sources": {
+                "antonyms": "Debian wordnet-base (WordNet 3.0 data.adj)",
+                "country_capital": "PyPI countryinfo",
+            },
+        },
+    )
+    log.info("  " + ", ".join(f"{name}: {n} pairs" for name, n in counts.items()))
     return out

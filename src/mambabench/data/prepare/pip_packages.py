@@ -4,11 +4,14 @@ machine without a separate install step."""
 from __future__ import annotations
 
 import importlib
+import logging
 import subprocess
 import sys
 from types import ModuleType
 
 from mambabench.data.prepare.common import PrepareError
+
+log = logging.getLogger(__name__)
 
 
 def ensure_package(module: str, requirement: str, no_deps: bool = False) -> ModuleType:
@@ -22,11 +25,13 @@ def ensure_package(module: str, requirement: str, no_deps: bool = False) -> Modu
     except ImportError:
         pass
     command = [sys.executable, "-m", "pip", "install", *(["--no-deps"] if no_deps else []), requirement]
-    print(f"installing {requirement} (needed to prepare this dataset): {' '.join(command[2:])}")
+    log.info(f"installing {requirement} (needed to prepare this dataset): {' '.join(command[2:])}")
     try:
         subprocess.run(command, check=True, capture_output=True, text=True)
     except subprocess.CalledProcessError as err:
-        raise PrepareError(f"'pip {' '.join(command[3:])}' failed: {err.stderr.strip()[-400:]}. Install it by hand "
-                           f"(pip install 'mambabench[audio]') and retry") from None
+        raise PrepareError(
+            f"'pip {' '.join(command[3:])}' failed: {err.stderr.strip()[-400:]}. Install it by hand "
+            f"(pip install 'mambabench[audio]') and retry"
+        ) from None
     importlib.invalidate_caches()
     return importlib.import_module(module)

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import logging
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 from mambabench.data.prepare.common import PrepareError
+
+log = logging.getLogger(__name__)
 
 CHUNK = 1 << 20
 TIMEOUT_S = 60
@@ -34,8 +37,16 @@ def file_digest(path: Path, algorithm: str) -> str:
 def _progress(total: int | None, initial: int, name: str):
     from tqdm import tqdm
 
-    return tqdm(total=total, initial=initial, unit="B", unit_scale=True, unit_divisor=1024, desc=name,
-                mininterval=0.5, dynamic_ncols=True)
+    return tqdm(
+        total=total,
+        initial=initial,
+        unit="B",
+        unit_scale=True,
+        unit_divisor=1024,
+        desc=name,
+        mininterval=0.5,
+        dynamic_ncols=True,
+    )
 
 
 def _transfer(url: str, part: Path, name: str) -> None:
@@ -79,30 +90,38 @@ def fetch(url: str, dest: Path, md5: str | None = None, sha256: str | None = Non
     checks = [(alg, want.lower()) for alg, want in (("md5", md5), ("sha256", sha256)) if want]
     if dest.exists():
         if all(file_digest(dest, alg) == want for alg, want in checks):
-            print(f"{dest} is already downloaded{' and verified' if checks else ''}")
+            log.info(f"{dest} is already downloaded{' and verified' if checks else ''}")
             return dest
-        print(f"{dest} does not match its checksum; downloading it again")
+        log.info(f"{dest} does not match its checksum; downloading it again")
         dest.unlink()
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     if part.exists():
-        print(f"resuming {url} at {part.stat().st_size:,} bytes")
+        log.info(f"resuming {url} at {part.stat().st_size:,} bytes")
     else:
-        print(f"downloading {url} -> {dest}")
+        log.info(f"downloading {url} -> {dest}")
     for attempt in range(retries + 1):
         try:
             _transfer(url, part, dest.name)
             break
         except urllib.error.HTTPError as err:
-            raise PrepareError(f"{url}: HTTP {err.code} {err.reason}; check the URL (or --mirror) and retry") from None
-        except (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError, OSError) as err:
+            raise PrepareError(
+                f"{url}: HTTP {err.code} {err.reason}; check the URL (or --mirror) and retry"
+            ) from None
+        except (
+            urllib.error.URLError,
+            http.client.HTTPException,
+            ConnectionError,
+            TimeoutError,
+            OSError,
+        ) as err:
             refused = isinstance(getattr(err, "reason", err), ConnectionRefusedError)
             if attempt == retries or refused:
                 raise PrepareError(
                     f"{url}: the transfer failed {1 if refused else retries + 1} time(s) ({err!r}); {part.stat().st_size if part.exists() else 0:,} "
                     f"bytes are kept in '{part}'. Run the same command again to resume"
                 ) from None
-            print(f"transfer interrupted ({type(err).__name__}); resuming ({attempt + 1}/{retries})")
+            log.info(f"transfer interrupted ({type(err).__name__}); resuming ({attempt + 1}/{retries})")
             time.sleep(min(2.0**attempt, 30.0) * 0.1)
     for alg, want in checks:
         got = file_digest(part, alg)
@@ -115,7 +134,7 @@ def fetch(url: str, dest: Path, md5: str | None = None, sha256: str | None = Non
             )
     part.rename(dest)
     if checks:
-        print(f"verified {dest.name} ({', '.join(alg for alg, _ in checks)})")
+        log.info(f"verified {dest.name} ({', '.join(alg for alg, _ in checks)})")
     return dest
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -24,11 +25,23 @@ import numpy as np
 from mambabench.data.prepare.common import PrepareError, write_manifest
 from mambabench.data.prepare.pip_packages import ensure_package
 
-DESCRIPTION = ("SC09-like spoken digits for data=sc09: <data-dir>/sc09/<word>/*.wav + validation/testing lists, "
-               "synthesised offline by eSpeak NG (PyPI espeakng-loader) with many voices, speeds and pitches")
+log = logging.getLogger(__name__)
+
+DESCRIPTION = (
+    "SC09-like spoken digits for data=sc09: <data-dir>/sc09/<word>/*.wav + validation/testing lists, "
+    "synthesised offline by eSpeak NG (PyPI espeakng-loader) with many voices, speeds and pitches"
+)
 WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
-BASE_VOICES = ("en-us", "en", "en-gb-scotland", "en-gb-x-gbclan", "en-gb-x-rp", "en-gb-x-gbcwmd", "en-029",
-               "en-us-nyc")
+BASE_VOICES = (
+    "en-us",
+    "en",
+    "en-gb-scotland",
+    "en-gb-x-gbclan",
+    "en-gb-x-rp",
+    "en-gb-x-gbcwmd",
+    "en-029",
+    "en-us-nyc",
+)
 SAMPLE_RATE = 16000
 CLIP = 16000
 _ESPEAK_RATE, _ESPEAK_PITCH, _ESPEAK_RANGE = 1, 3, 4
@@ -36,12 +49,18 @@ _SYNCHRONOUS, _CHARS_UTF8, _POS_CHARACTER = 2, 1, 1
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--speakers", type=int, default=300, help="number of synthetic speakers (default 300)")
+    parser.add_argument(
+        "--speakers", type=int, default=300, help="number of synthetic speakers (default 300)"
+    )
     parser.add_argument("--takes", type=int, default=2, help="takes of each digit per speaker (default 2)")
     parser.add_argument("--val-fraction", type=float, default=0.1, help="share of speakers in validation")
     parser.add_argument("--test-fraction", type=float, default=0.1, help="share of speakers in test")
-    parser.add_argument("--format", choices=("wav", "flac"), default="wav",
-                        help="file format (flac: about half the size, e.g. to ship a small set)")
+    parser.add_argument(
+        "--format",
+        choices=("wav", "flac"),
+        default="wav",
+        help="file format (flac: about half the size, e.g. to ship a small set)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None, help="output folder (default <data-dir>/sc09)")
 
@@ -59,7 +78,9 @@ class ESpeak:
         if self.rate <= 0:
             raise PrepareError(f"eSpeak NG failed to initialise with its data at {self.voice_dir}")
         self._chunks: list[np.ndarray] = []
-        callback_type = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
+        callback_type = ctypes.CFUNCTYPE(
+            ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p
+        )
         self._callback = callback_type(self._collect)  # keep a reference: eSpeak calls it later
         self.lib.espeak_SetSynthCallback(self._callback)
 
@@ -95,7 +116,7 @@ def trim_silence(wave: np.ndarray, threshold: float = 0.02, frame: int = 160) ->
     loud = np.flatnonzero(np.abs(wave[: n * frame]).reshape(n, frame).max(1) >= threshold * peak)
     if loud.size == 0:
         return wave[:0]
-    return wave[loud[0] * frame:(loud[-1] + 1) * frame]
+    return wave[loud[0] * frame : (loud[-1] + 1) * frame]
 
 
 def augment(speech: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -104,8 +125,8 @@ def augment(speech: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     speech = speech[:CLIP]
     frame = np.zeros(CLIP, np.float32)
     offset = int(rng.integers(0, CLIP - len(speech) + 1))
-    frame[offset:offset + len(speech)] = speech * (rng.uniform(0.3, 0.9) / max(np.abs(speech).max(), 1e-6))
-    power = float(np.mean(frame[offset:offset + len(speech)] ** 2))
+    frame[offset : offset + len(speech)] = speech * (rng.uniform(0.3, 0.9) / max(np.abs(speech).max(), 1e-6))
+    power = float(np.mean(frame[offset : offset + len(speech)] ** 2))
     snr_db = rng.uniform(20.0, 45.0)
     frame += rng.normal(0.0, np.sqrt(power / 10 ** (snr_db / 10)), CLIP).astype(np.float32)
     return np.clip(frame, -1.0, 1.0)
@@ -124,8 +145,15 @@ def make_speakers(count: int, variants: list[str], rng: np.random.Generator) -> 
         if key in seen:
             continue
         seen.add(key)
-        speakers.append({"id": f"spk{len(speakers):04d}", "voice": voice + (f"+{variant}" if variant else ""),
-                         "pitch": pitch, "rate": rate, "range": int(rng.integers(20, 80))})
+        speakers.append(
+            {
+                "id": f"spk{len(speakers):04d}",
+                "voice": voice + (f"+{variant}" if variant else ""),
+                "pitch": pitch,
+                "rate": rate,
+                "range": int(rng.integers(20, 80)),
+            }
+        )
     return speakers
 
 
@@ -147,7 +175,9 @@ def prepare(args: argparse.Namespace) -> Path:
     n_test = max(1, round(len(speakers) * args.test_fraction))
     split_of = {}
     for rank, index in enumerate(order):
-        split_of[speakers[index]["id"]] = "validation" if rank < n_val else "test" if rank < n_val + n_test else "train"
+        split_of[speakers[index]["id"]] = (
+            "validation" if rank < n_val else "test" if rank < n_val + n_test else "train"
+        )
     lists: dict[str, list[str]] = {"validation": [], "test": []}
     skipped = 0
     counts = {"train": 0, "validation": 0, "test": 0}
@@ -180,9 +210,19 @@ def prepare(args: argparse.Namespace) -> Path:
     (out / "validation_list.txt").write_text("\n".join(sorted(lists["validation"])) + "\n")
     (out / "testing_list.txt").write_text("\n".join(sorted(lists["test"])) + "\n")
     if skipped:
-        print(f"skipped {skipped} clips that eSpeak NG rendered empty or too short")
-    write_manifest(out, {"source": "eSpeak NG via PyPI espeakng-loader", "sample_rate": SAMPLE_RATE,
-                         "clip_samples": CLIP, "clips": counts, "skipped": skipped, "speakers": speakers,
-                         "speaker_split": split_of, "seed": args.seed})
-    print(f"sc09: {sum(counts.values())} clips ({counts}) from {len(speakers)} speakers")
+        log.info(f"skipped {skipped} clips that eSpeak NG rendered empty or too short")
+    write_manifest(
+        out,
+        {
+            "source": "eSpeak NG via PyPI espeakng-loader",
+            "sample_rate": SAMPLE_RATE,
+            "clip_samples": CLIP,
+            "clips": counts,
+            "skipped": skipped,
+            "speakers": speakers,
+            "speaker_split": split_of,
+            "seed": args.seed,
+        },
+    )
+    log.info(f"sc09: {sum(counts.values())} clips ({counts}) from {len(speakers)} speakers")
     return out

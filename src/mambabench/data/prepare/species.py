@@ -25,6 +25,7 @@ FASTA you have. Human chrX is split at runs of >= 100 N into separate sequences 
 from __future__ import annotations
 
 import argparse
+import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,9 +40,13 @@ from mambabench.data.prepare.common import (
     write_manifest,
 )
 
-DESCRIPTION = ("offline species classification for data=species: <data-dir>/species/{human,e_coli,h_pylori,"
-               "s_aureus,v_cholerae}.fa, complete genomes (human: chrX slice) from Debian ragout-examples and "
-               "smalt-examples")
+log = logging.getLogger(__name__)
+
+DESCRIPTION = (
+    "offline species classification for data=species: <data-dir>/species/{human,e_coli,h_pylori,"
+    "s_aureus,v_cholerae}.fa, complete genomes (human: chrX slice) from Debian ragout-examples and "
+    "smalt-examples"
+)
 
 
 @dataclass(frozen=True)
@@ -55,18 +60,34 @@ class GenomeSource:
 
 RAGOUT = "usr/share/doc/ragout/examples"
 SOURCES = {
-    "human": GenomeSource("smalt-examples", "usr/share/doc/smalt/test/data/hs37chrXtrunc.fa.gz",
-                          "Homo sapiens chrX, GRCh37 NC_000023.10, first 70 Mb"),
-    "e_coli": GenomeSource("ragout-examples", f"{RAGOUT}/E.Coli/references/MG1655-K12.fasta.gz",
-                           "Escherichia coli K-12 MG1655"),
-    "h_pylori": GenomeSource("ragout-examples", f"{RAGOUT}/H.Pylori/references/G27.fasta.gz",
-                             "Helicobacter pylori G27, NC_011333.1"),
-    "s_aureus": GenomeSource("ragout-examples", f"{RAGOUT}/S.Aureus/references/N315.fasta.gz",
-                             "Staphylococcus aureus N315, NC_002745.2"),
-    "v_cholerae": GenomeSource("ragout-examples", f"{RAGOUT}/V.Cholerae/references/O1_biovar.fasta.gz",
-                               "Vibrio cholerae O1 biovar El Tor N16961, AE003852.1 + AE003853.1"),
-    "u_maydis": GenomeSource("maffilter-examples", "usr/share/doc/maffilter/examples/Umaydis/Umaydis.fasta.gz",
-                             "Ustilago maydis 521 (fungus)"),
+    "human": GenomeSource(
+        "smalt-examples",
+        "usr/share/doc/smalt/test/data/hs37chrXtrunc.fa.gz",
+        "Homo sapiens chrX, GRCh37 NC_000023.10, first 70 Mb",
+    ),
+    "e_coli": GenomeSource(
+        "ragout-examples", f"{RAGOUT}/E.Coli/references/MG1655-K12.fasta.gz", "Escherichia coli K-12 MG1655"
+    ),
+    "h_pylori": GenomeSource(
+        "ragout-examples",
+        f"{RAGOUT}/H.Pylori/references/G27.fasta.gz",
+        "Helicobacter pylori G27, NC_011333.1",
+    ),
+    "s_aureus": GenomeSource(
+        "ragout-examples",
+        f"{RAGOUT}/S.Aureus/references/N315.fasta.gz",
+        "Staphylococcus aureus N315, NC_002745.2",
+    ),
+    "v_cholerae": GenomeSource(
+        "ragout-examples",
+        f"{RAGOUT}/V.Cholerae/references/O1_biovar.fasta.gz",
+        "Vibrio cholerae O1 biovar El Tor N16961, AE003852.1 + AE003853.1",
+    ),
+    "u_maydis": GenomeSource(
+        "maffilter-examples",
+        "usr/share/doc/maffilter/examples/Umaydis/Umaydis.fasta.gz",
+        "Ustilago maydis 521 (fungus)",
+    ),
 }
 DEFAULT_CLASSES = ["human", "e_coli", "h_pylori", "s_aureus", "v_cholerae"]
 DEFAULT_MAX_BASES = 5_000_000
@@ -75,14 +96,32 @@ NCBI_ID = re.compile(r"\|(?:ref|gb|emb|dbj)\|([^|]+)\|")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--classes", nargs="+", default=DEFAULT_CLASSES, metavar="NAME",
-                        help=f"classes to write, from {', '.join(SOURCES)} (default: {' '.join(DEFAULT_CLASSES)})")
-    parser.add_argument("--fasta", nargs="+", default=[], metavar="NAME=PATH",
-                        help="add or replace a class with your own FASTA(.gz), e.g. --fasta mouse=/x/chr19.fa.gz")
-    parser.add_argument("--max-bases", type=int, default=DEFAULT_MAX_BASES,
-                        help=f"at most this many bases per class (default {DEFAULT_MAX_BASES:,}; 0 = all)")
-    parser.add_argument("--min-piece", type=int, default=20_000,
-                        help="drop sequences (or pieces between N runs) shorter than this (default 20,000)")
+    parser.add_argument(
+        "--classes",
+        nargs="+",
+        default=DEFAULT_CLASSES,
+        metavar="NAME",
+        help=f"classes to write, from {', '.join(SOURCES)} (default: {' '.join(DEFAULT_CLASSES)})",
+    )
+    parser.add_argument(
+        "--fasta",
+        nargs="+",
+        default=[],
+        metavar="NAME=PATH",
+        help="add or replace a class with your own FASTA(.gz), e.g. --fasta mouse=/x/chr19.fa.gz",
+    )
+    parser.add_argument(
+        "--max-bases",
+        type=int,
+        default=DEFAULT_MAX_BASES,
+        help=f"at most this many bases per class (default {DEFAULT_MAX_BASES:,}; 0 = all)",
+    )
+    parser.add_argument(
+        "--min-piece",
+        type=int,
+        default=20_000,
+        help="drop sequences (or pieces between N runs) shorter than this (default 20,000)",
+    )
 
 
 def parse_named_paths(items: list[str], flag: str) -> dict[str, Path]:
@@ -135,8 +174,10 @@ def _class_records(name: str, path: Path, args: argparse.Namespace) -> list[tupl
         records += split_at_n_runs(contig, seq, args.min_piece) if N_RUN.search(seq) else [(contig, seq)]
     records = take_bases(records, args.max_bases, args.min_piece)
     if not records:
-        raise PrepareError(f"class '{name}' ({path}) has no sequence of at least --min-piece {args.min_piece} "
-                           f"bases; lower --min-piece or give a longer FASTA")
+        raise PrepareError(
+            f"class '{name}' ({path}) has no sequence of at least --min-piece {args.min_piece} "
+            f"bases; lower --min-piece or give a longer FASTA"
+        )
     return records
 
 
@@ -145,7 +186,9 @@ def prepare(args: argparse.Namespace) -> Path:
     own = parse_named_paths(args.fasta, "--fasta")
     unknown = [c for c in args.classes if c not in SOURCES and c not in own]
     if unknown:
-        raise PrepareError(f"unknown class(es) {unknown}; known: {', '.join(SOURCES)} (or add one with --fasta NAME=PATH)")
+        raise PrepareError(
+            f"unknown class(es) {unknown}; known: {', '.join(SOURCES)} (or add one with --fasta NAME=PATH)"
+        )
     classes = list(dict.fromkeys([*args.classes, *own]))
     if len(classes) < 2:
         raise PrepareError(f"species classification needs at least two classes, got {classes}")
@@ -163,9 +206,16 @@ def prepare(args: argparse.Namespace) -> Path:
         bases = sum(len(s) for _, s in records)
         gc = sum(s.upper().count("G") + s.upper().count("C") for _, s in records) / bases
         manifest[name] = {"source": source, "bases": bases, "sequences": len(records), "gc": round(gc, 4)}
-        print(f"wrote {out / (name + '.fa')}: {bases:,} bases in {len(records)} sequence(s), GC {gc:.1%}")
-    write_manifest(out, {"classes": manifest, "max_bases": args.max_bases, "min_piece": args.min_piece,
-                         "config": f"data=species data.species='[{','.join(classes)}]'"})
+        log.info(f"wrote {out / (name + '.fa')}: {bases:,} bases in {len(records)} sequence(s), GC {gc:.1%}")
+    write_manifest(
+        out,
+        {
+            "classes": manifest,
+            "max_bases": args.max_bases,
+            "min_piece": args.min_piece,
+            "config": f"data=species data.species='[{','.join(classes)}]'",
+        },
+    )
     if classes != DEFAULT_CLASSES:
-        print(f"train on these classes with: data.species='[{','.join(classes)}]'")
+        log.info(f"train on these classes with: data.species='[{','.join(classes)}]'")
     return out

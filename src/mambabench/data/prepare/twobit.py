@@ -42,9 +42,9 @@ def read_2bit_index(path: Path) -> tuple[np.memmap, str, list[tuple[str, int]]]:
     try:
         for _ in range(count):
             size = int(data[pos])
-            name = bytes(data[pos + 1:pos + 1 + size]).decode()
+            name = bytes(data[pos + 1 : pos + 1 + size]).decode()
             pos += 1 + size
-            offset = int(np.frombuffer(bytes(data[pos:pos + width]), dtype=f"{order}u{width}")[0])
+            offset = int(np.frombuffer(bytes(data[pos : pos + width]), dtype=f"{order}u{width}")[0])
             pos += width
             index.append((name, offset))
     except (IndexError, ValueError, UnicodeDecodeError) as err:
@@ -72,13 +72,13 @@ def decode_record(data: np.memmap, order: str, offset: int) -> str:
     packed_len = (int(size) + 3) // 4
     if pos + packed_len > data.size:
         raise PrepareError("a .2bit record runs past the end of the file (truncated download?)")
-    packed = np.asarray(data[pos:pos + packed_len])
+    packed = np.asarray(data[pos : pos + packed_len])
     codes = np.stack([(packed >> shift) & 3 for shift in (6, 4, 2, 0)], axis=1).reshape(-1)[: int(size)]
     bases = _BASES[codes]
     for start, length in zip(n_starts, n_sizes):
-        bases[start:start + length] = ord("N")
+        bases[start : start + length] = ord("N")
     for start, length in zip(m_starts, m_sizes):
-        bases[start:start + length] |= 0x20  # ASCII lower case
+        bases[start : start + length] |= 0x20  # ASCII lower case
     return bases.tobytes().decode("ascii")
 
 

@@ -14,6 +14,7 @@ clips; unreadable, empty or clipped files are skipped and counted.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -23,21 +24,45 @@ import numpy as np
 from mambabench.data.prepare.common import PrepareError, write_manifest
 from mambabench.data.prepare.pip_packages import ensure_package
 
-DESCRIPTION = ("solo piano for data=youtubemix: <data-dir>/youtubemix/*.flac, 16 kHz mono clips <= 1 min; offline: "
-               "music21's bundled scores rendered with a sampled piano (tinysoundfont); --source: your recordings")
+log = logging.getLogger(__name__)
+
+DESCRIPTION = (
+    "solo piano for data=youtubemix: <data-dir>/youtubemix/*.flac, 16 kHz mono clips <= 1 min; offline: "
+    "music21's bundled scores rendered with a sampled piano (tinysoundfont); --source: your recordings"
+)
 SAMPLE_RATE = 16000
-COMPOSERS = ("bach", "beethoven", "mozart", "haydn", "joplin", "schumann", "chopin", "handel", "schubert",
-             "corelli", "monteverdi", "palestrina")
+COMPOSERS = (
+    "bach",
+    "beethoven",
+    "mozart",
+    "haydn",
+    "joplin",
+    "schumann",
+    "chopin",
+    "handel",
+    "schubert",
+    "corelli",
+    "monteverdi",
+    "palestrina",
+)
 MIN_CLIP_SECONDS = 5.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--minutes", type=float, default=70.0, help="minutes of audio to write (default 70)")
-    parser.add_argument("--clip-seconds", type=float, default=60.0, help="longest clip (default 60 s, the paper's)")
-    parser.add_argument("--source", type=Path, default=None,
-                        help="folder of your own music files (WAV/FLAC/OGG) instead of the rendered piano")
+    parser.add_argument(
+        "--clip-seconds", type=float, default=60.0, help="longest clip (default 60 s, the paper's)"
+    )
+    parser.add_argument(
+        "--source",
+        type=Path,
+        default=None,
+        help="folder of your own music files (WAV/FLAC/OGG) instead of the rendered piano",
+    )
     parser.add_argument("--seed", type=int, default=0, help="order in which corpus pieces are drawn")
-    parser.add_argument("--out", type=Path, default=None, help="output folder (default <data-dir>/youtubemix)")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="output folder (default <data-dir>/youtubemix)"
+    )
 
 
 def _piano_pieces(seed: int) -> list[Path]:
@@ -82,7 +107,7 @@ def render_piano(score_path: Path, soundfont: str) -> np.ndarray:
 def cut_clips(wave: np.ndarray, clip_seconds: float) -> list[np.ndarray]:
     """Consecutive clips of ``clip_seconds`` (the last may be shorter; those under 5 s are dropped)."""
     size = int(clip_seconds * SAMPLE_RATE)
-    clips = [wave[i:i + size] for i in range(0, len(wave), size)]
+    clips = [wave[i : i + size] for i in range(0, len(wave), size)]
     return [c for c in clips if len(c) >= MIN_CLIP_SECONDS * SAMPLE_RATE]
 
 
@@ -98,9 +123,9 @@ def _sources_from_folder(folder: Path):
             yield path.stem, read_audio(path, SAMPLE_RATE, quiet=True)
         except AudioFileError as err:
             bad += 1
-            print(f"  skipped: {err}")
+            log.info(f"  skipped: {err}")
     if bad:
-        print(f"skipped {bad} of {len(files)} source files (unreadable, empty or clipped)")
+        log.info(f"skipped {bad} of {len(files)} source files (unreadable, empty or clipped)")
 
 
 def _rendered_pieces(seed: int):
@@ -113,12 +138,12 @@ def _rendered_pieces(seed: int):
             wave = render_piano(path, soundfont)
         except Exception as err:  # music21 rejects some scores (repeats, odd encodings)
             failed += 1
-            print(f"  skipped score {path.name}: {type(err).__name__}")
+            log.info(f"  skipped score {path.name}: {type(err).__name__}")
             continue
         if wave.size:
             yield f"{path.parent.name}_{path.stem}".replace(".", "_"), wave
     if failed:
-        print(f"skipped {failed} scores music21 could not convert")
+        log.info(f"skipped {failed} scores music21 could not convert")
 
 
 def prepare(args: argparse.Namespace) -> Path:
@@ -146,10 +171,19 @@ def prepare(args: argparse.Namespace) -> Path:
             if written >= target:
                 break
     if len(names) < 3:
-        raise PrepareError(f"only {len(names)} clip(s) written to {out}; train/validation/test need at least 3 "
-                           f"(raise --minutes or give --source more music)")
-    write_manifest(out, {"source": str(args.source) if args.source else "music21 corpus + TimGM6mb piano",
-                         "sample_rate": SAMPLE_RATE, "clips": len(names), "minutes": round(written / SAMPLE_RATE / 60, 2),
-                         "files": names})
-    print(f"youtubemix: {len(names)} clips, {written / SAMPLE_RATE / 60:.1f} min in {out}")
+        raise PrepareError(
+            f"only {len(names)} clip(s) written to {out}; train/validation/test need at least 3 "
+            f"(raise --minutes or give --source more music)"
+        )
+    write_manifest(
+        out,
+        {
+            "source": str(args.source) if args.source else "music21 corpus + TimGM6mb piano",
+            "sample_rate": SAMPLE_RATE,
+            "clips": len(names),
+            "minutes": round(written / SAMPLE_RATE / 60, 2),
+            "files": names,
+        },
+    )
+    log.info(f"youtubemix: {len(names)} clips, {written / SAMPLE_RATE / 60:.1f} min in {out}")
     return out

@@ -51,8 +51,14 @@ class RotaryEmbedding(nn.Module):
     parallel forward.
     """
 
-    def __init__(self, head_dim: int, base: float = 10000.0, xpos: bool = False, xpos_gamma: float = 0.4,
-                 xpos_scale_base: float = 512.0) -> None:
+    def __init__(
+        self,
+        head_dim: int,
+        base: float = 10000.0,
+        xpos: bool = False,
+        xpos_gamma: float = 0.4,
+        xpos_scale_base: float = 512.0,
+    ) -> None:
         super().__init__()
         if head_dim % 2:
             raise ValueError(f"rotary embeddings need an even head_dim, got {head_dim}")
@@ -60,7 +66,9 @@ class RotaryEmbedding(nn.Module):
         self.xpos = xpos
         self.xpos_scale_base = xpos_scale_base
         half = head_dim // 2
-        self.register_buffer("inv_freq", base ** (-torch.arange(half, dtype=torch.float32) / half), persistent=False)
+        self.register_buffer(
+            "inv_freq", base ** (-torch.arange(half, dtype=torch.float32) / half), persistent=False
+        )
         zeta = (torch.arange(half, dtype=torch.float32) / half + xpos_gamma) / (1 + xpos_gamma)
         self.register_buffer("zeta", zeta, persistent=False)
 

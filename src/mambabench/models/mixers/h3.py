@@ -41,10 +41,20 @@ class H3(nn.Module):
         bias: biases on the projections (H3: True; H3++'s improved recipe: False).
     """
 
-    def __init__(self, d_model: int, d_state: int = 64, shift_d_state: int = 64, head_dim: int = 1,
-                 inner_layer: str = "s4_complex", dt_min: float = 0.001, dt_max: float = 0.1,
-                 hyena: dict[str, Any] | None = None, bias: bool = True, scan_backend: str = "auto",
-                 layer_idx: int | None = None) -> None:
+    def __init__(
+        self,
+        d_model: int,
+        d_state: int = 64,
+        shift_d_state: int = 64,
+        head_dim: int = 1,
+        inner_layer: str = "s4_complex",
+        dt_min: float = 0.001,
+        dt_max: float = 0.1,
+        hyena: dict[str, Any] | None = None,
+        bias: bool = True,
+        scan_backend: str = "auto",
+        layer_idx: int | None = None,
+    ) -> None:
         super().__init__()
         if d_model % head_dim:
             raise ValueError(f"d_model={d_model} is not divisible by head_dim={head_dim}")
@@ -55,8 +65,16 @@ class H3(nn.Module):
         self.k_proj = nn.Linear(d_model, d_model, bias=bias)
         self.v_proj = nn.Linear(d_model, d_model, bias=bias)
         self.shift_kernel = nn.Parameter(torch.randn(d_model, shift_d_state) / shift_d_state**0.5)
-        self.inner = make_inner(inner_layer, self.n_heads * head_dim**2, d_state, repeat=head_dim**2,
-                                dt_min=dt_min, dt_max=dt_max, scan_backend=scan_backend, hyena=hyena)
+        self.inner = make_inner(
+            inner_layer,
+            self.n_heads * head_dim**2,
+            d_state,
+            repeat=head_dim**2,
+            dt_min=dt_min,
+            dt_max=dt_max,
+            scan_backend=scan_backend,
+            hyena=hyena,
+        )
         self.out_proj = nn.Linear(d_model, d_model, bias=bias)
 
     def _outer(self, k: Tensor, v: Tensor) -> Tensor:

@@ -49,9 +49,19 @@ class HyenaFilter(nn.Module):
         shift: constant added to the window.
     """
 
-    def __init__(self, dim: int, emb_dim: int = 33, filter_order: int = 64, num_inner_mlps: int = 2,
-                 w: float = 1.0, l_max: int = 2048, fast_decay_pct: float = 0.3, slow_decay_pct: float = 1.5,
-                 target: float = 1e-2, shift: float = 0.0) -> None:
+    def __init__(
+        self,
+        dim: int,
+        emb_dim: int = 33,
+        filter_order: int = 64,
+        num_inner_mlps: int = 2,
+        w: float = 1.0,
+        l_max: int = 2048,
+        fast_decay_pct: float = 0.3,
+        slow_decay_pct: float = 1.5,
+        target: float = 1e-2,
+        shift: float = 0.0,
+    ) -> None:
         super().__init__()
         if emb_dim < 3 or emb_dim % 2 == 0:
             raise ValueError(f"emb_dim must be odd and >= 3, got {emb_dim}")
@@ -96,15 +106,37 @@ class HyenaInner(nn.Module):
         Other keys: :class:`HyenaFilter`.
     """
 
-    def __init__(self, dim: int, repeat: int = 1, use_D: bool = True, emb_dim: int = 33, filter_order: int = 64,
-                 num_inner_mlps: int = 2, w: float = 1.0, l_max: int = 2048, fast_decay_pct: float = 0.3,
-                 slow_decay_pct: float = 1.5, target: float = 1e-2, shift: float = 0.0) -> None:
+    def __init__(
+        self,
+        dim: int,
+        repeat: int = 1,
+        use_D: bool = True,
+        emb_dim: int = 33,
+        filter_order: int = 64,
+        num_inner_mlps: int = 2,
+        w: float = 1.0,
+        l_max: int = 2048,
+        fast_decay_pct: float = 0.3,
+        slow_decay_pct: float = 1.5,
+        target: float = 1e-2,
+        shift: float = 0.0,
+    ) -> None:
         super().__init__()
         if dim % repeat:
             raise ValueError(f"dim={dim} is not a multiple of repeat={repeat}")
         self.dim, self.repeat = dim, repeat
-        self.filter = HyenaFilter(dim // repeat, emb_dim, filter_order, num_inner_mlps, w, l_max,
-                                  fast_decay_pct, slow_decay_pct, target, shift)
+        self.filter = HyenaFilter(
+            dim // repeat,
+            emb_dim,
+            filter_order,
+            num_inner_mlps,
+            w,
+            l_max,
+            fast_decay_pct,
+            slow_decay_pct,
+            target,
+            shift,
+        )
         self.D = nn.Parameter(torch.randn(dim // repeat)) if use_D else None
 
     def _taps(self, seqlen: int) -> Tensor:
@@ -153,29 +185,54 @@ class Hyena(nn.Module):
         bias: biases on in_proj/out_proj (Hyena: True; H3++/improved recipe: False).
     """
 
-    def __init__(self, d_model: int, short_filter_order: int = 3, emb_dim: int = 33, filter_order: int = 64,
-                 num_inner_mlps: int = 2, w: float = 1.0, l_max: int = 2048, fast_decay_pct: float = 0.3,
-                 slow_decay_pct: float = 1.5, target: float = 1e-2, bias: bool = True,
-                 scan_backend: str = "auto", layer_idx: int | None = None) -> None:
+    def __init__(
+        self,
+        d_model: int,
+        short_filter_order: int = 3,
+        emb_dim: int = 33,
+        filter_order: int = 64,
+        num_inner_mlps: int = 2,
+        w: float = 1.0,
+        l_max: int = 2048,
+        fast_decay_pct: float = 0.3,
+        slow_decay_pct: float = 1.5,
+        target: float = 1e-2,
+        bias: bool = True,
+        scan_backend: str = "auto",
+        layer_idx: int | None = None,
+    ) -> None:
         super().__init__()
         self.d_model, self.short_filter_order, self.layer_idx = d_model, short_filter_order, layer_idx
         self.scan_backend = scan_backend
         self.in_proj = nn.Linear(d_model, 3 * d_model, bias=bias)
-        self.short_filter = nn.Conv1d(3 * d_model, 3 * d_model, short_filter_order, groups=3 * d_model,
-                                      padding=short_filter_order - 1)
-        self.long_conv = HyenaInner(d_model, emb_dim=emb_dim, filter_order=filter_order,
-                                    num_inner_mlps=num_inner_mlps, w=w, l_max=l_max,
-                                    fast_decay_pct=fast_decay_pct, slow_decay_pct=slow_decay_pct, target=target)
+        self.short_filter = nn.Conv1d(
+            3 * d_model, 3 * d_model, short_filter_order, groups=3 * d_model, padding=short_filter_order - 1
+        )
+        self.long_conv = HyenaInner(
+            d_model,
+            emb_dim=emb_dim,
+            filter_order=filter_order,
+            num_inner_mlps=num_inner_mlps,
+            w=w,
+            l_max=l_max,
+            fast_decay_pct=fast_decay_pct,
+            slow_decay_pct=slow_decay_pct,
+            target=target,
+        )
         self.out_proj = nn.Linear(d_model, d_model, bias=bias)
 
     def forward(self, hidden: Tensor, cache: LongConvCache | None = None) -> Tensor:
         """hidden: (batch, seqlen, d_model) -> (batch, seqlen, d_model)."""
         u = self.in_proj(hidden).transpose(1, 2)  # (batch, 3D, L)
         if cache is not None:
-            cache.conv_state.copy_(torch.nn.functional.pad(u, (self.short_filter_order - u.shape[-1], 0))[
-                ..., -self.short_filter_order:])
-        uc = causal_conv1d_fn(u, self.short_filter.weight.squeeze(1), self.short_filter.bias,
-                              backend=self.scan_backend)
+            cache.conv_state.copy_(
+                torch.nn.functional.pad(u, (self.short_filter_order - u.shape[-1], 0))[
+                    ..., -self.short_filter_order :
+                ]
+            )
+        uc = causal_conv1d_fn(
+            u, self.short_filter.weight.squeeze(1), self.short_filter.bias, backend=self.scan_backend
+        )
         x0, x1, v = uc.split(self.d_model, dim=1)
         y = self.long_conv(v * x1, cache=cache) * x0
         return self.out_proj(y.transpose(1, 2))
@@ -183,12 +240,15 @@ class Hyena(nn.Module):
     def step(self, hidden: Tensor, cache: LongConvCache) -> Tensor:
         """hidden: (batch, d_model) -> (batch, d_model)."""
         u = self.in_proj(hidden)
-        uc = causal_conv1d_update(u, cache.conv_state, self.short_filter.weight.squeeze(1), self.short_filter.bias)
+        uc = causal_conv1d_update(
+            u, cache.conv_state, self.short_filter.weight.squeeze(1), self.short_filter.bias
+        )
         x0, x1, v = uc.split(self.d_model, dim=-1)
         return self.out_proj(self.long_conv.step(v * x1, cache) * x0)
 
     def allocate_cache(self, batch_size: int, dtype: torch.dtype, device: torch.device) -> LongConvCache:
         cache = self.long_conv.allocate_cache(batch_size, dtype, device)
-        cache.conv_state = torch.zeros(batch_size, 3 * self.d_model, self.short_filter_order, dtype=dtype,
-                                       device=device)
+        cache.conv_state = torch.zeros(
+            batch_size, 3 * self.d_model, self.short_filter_order, dtype=dtype, device=device
+        )
         return cache

@@ -30,8 +30,15 @@ class S6Inner(nn.Module):
     (dt_rank -> dim, bias = softplus^-1 of log-uniform [dt_min, dt_max]); A is S4D-Real.
     """
 
-    def __init__(self, dim: int, d_state: int = 16, dt_rank: int | str = "auto", dt_min: float = 0.001,
-                 dt_max: float = 0.1, scan_backend: str = "auto") -> None:
+    def __init__(
+        self,
+        dim: int,
+        d_state: int = 16,
+        dt_rank: int | str = "auto",
+        dt_min: float = 0.001,
+        dt_max: float = 0.1,
+        scan_backend: str = "auto",
+    ) -> None:
         super().__init__()
         self.dim, self.d_state, self.scan_backend = dim, d_state, scan_backend
         self.dt_rank = math.ceil(dim / 16) if dt_rank == "auto" else int(dt_rank)
@@ -55,9 +62,16 @@ class S6Inner(nn.Module):
         """u: (batch, dim, seqlen) -> (batch, dim, seqlen)."""
         delta, B, C = self._params(u.transpose(1, 2))
         out = selective_scan_fn(
-            u, delta.transpose(1, 2), -torch.exp(self.A_log.float()), B.transpose(1, 2).contiguous(),
-            C.transpose(1, 2).contiguous(), self.D.float(), delta_bias=self.dt_proj.bias.float(),
-            delta_softplus=True, return_last_state=cache is not None, backend=self.scan_backend,
+            u,
+            delta.transpose(1, 2),
+            -torch.exp(self.A_log.float()),
+            B.transpose(1, 2).contiguous(),
+            C.transpose(1, 2).contiguous(),
+            self.D.float(),
+            delta_bias=self.dt_proj.bias.float(),
+            delta_softplus=True,
+            return_last_state=cache is not None,
+            backend=self.scan_backend,
         )
         if cache is None:
             return out
@@ -66,16 +80,34 @@ class S6Inner(nn.Module):
 
     def step(self, u: Tensor, cache: SSMCache) -> Tensor:
         delta, B, C = self._params(u)
-        return ssm_step(cache.ssm_state, u, delta, -torch.exp(self.A_log.float()), B, C, self.D.float(),
-                        delta_bias=self.dt_proj.bias.float(), delta_softplus=True, backend=self.scan_backend)
+        return ssm_step(
+            cache.ssm_state,
+            u,
+            delta,
+            -torch.exp(self.A_log.float()),
+            B,
+            C,
+            self.D.float(),
+            delta_bias=self.dt_proj.bias.float(),
+            delta_softplus=True,
+            backend=self.scan_backend,
+        )
 
     def allocate_cache(self, batch_size: int, dtype: torch.dtype, device: torch.device) -> SSMCache:
         return SSMCache(torch.zeros(batch_size, self.dim, self.d_state, device=device))
 
 
-def make_inner(kind: str, dim: int, d_state: int = 16, repeat: int = 1, dt_rank: int | str = "auto",
-               dt_min: float = 0.001, dt_max: float = 0.1, scan_backend: str = "auto",
-               hyena: dict[str, Any] | None = None) -> nn.Module:
+def make_inner(
+    kind: str,
+    dim: int,
+    d_state: int = 16,
+    repeat: int = 1,
+    dt_rank: int | str = "auto",
+    dt_min: float = 0.001,
+    dt_max: float = 0.1,
+    scan_backend: str = "auto",
+    hyena: dict[str, Any] | None = None,
+) -> nn.Module:
     """Build the inner layer ``kind`` over ``dim`` channels (see :data:`INNER_LAYERS`).
 
     ``repeat`` shares one set of parameters among that many consecutive channels (H3 heads); S6

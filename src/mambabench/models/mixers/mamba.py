@@ -103,7 +103,9 @@ class Mamba(nn.Module):
     ) -> None:
         super().__init__()
         if not 1 <= d_state <= MAX_D_STATE:
-            raise ValueError(f"d_state={d_state} is out of range: the scan supports 1 <= d_state <= {MAX_D_STATE}")
+            raise ValueError(
+                f"d_state={d_state} is out of range: the scan supports 1 <= d_state <= {MAX_D_STATE}"
+            )
         if dt_init not in ("random", "constant"):
             raise ValueError(f"dt_init must be 'random' or 'constant', got {dt_init!r}")
         if not 0 < dt_min <= dt_max:
@@ -125,24 +127,41 @@ class Mamba(nn.Module):
 
         self.in_proj = nn.Linear(d_model, (2 if gate else 1) * self.d_inner, bias=bias)
         self.conv1d = nn.Conv1d(
-            self.d_inner, self.d_inner, kernel_size=d_conv, groups=self.d_inner, padding=d_conv - 1, bias=conv_bias
+            self.d_inner,
+            self.d_inner,
+            kernel_size=d_conv,
+            groups=self.d_inner,
+            padding=d_conv - 1,
+            bias=conv_bias,
         )
         self.act = nn.SiLU()
         if inner_layer != "s6":  # Table 6: an LTI / long-conv layer in the Mamba block
-            self.inner = make_inner(inner_layer, self.d_inner, d_state, dt_min=dt_min, dt_max=dt_max,
-                                    scan_backend=scan_backend, hyena=hyena)
+            self.inner = make_inner(
+                inner_layer,
+                self.d_inner,
+                d_state,
+                dt_min=dt_min,
+                dt_max=dt_max,
+                scan_backend=scan_backend,
+                hyena=hyena,
+            )
             self.out_proj = nn.Linear(self.d_inner, d_model, bias=bias)
             self.fused = False
             if fused:
-                raise ValueError(f"fused=True supports only the paper's S6 block, not inner_layer={inner_layer!r}; "
-                                 "set model.mixer.fused=false")
+                raise ValueError(
+                    f"fused=True supports only the paper's S6 block, not inner_layer={inner_layer!r}; "
+                    "set model.mixer.fused=false"
+                )
             return
         self.inner = None
         A_log, A_imag = init_a_matrix(A_init, self.d_inner, d_state)
         self.is_complex = A_imag is not None
         self.bc_width = d_state * (2 if self.is_complex else 1)  # complex B/C: (re, im) per state
-        self._split = [self.dt_rank if selective_delta else 0, self.bc_width if selective_B else 0,
-                       self.bc_width if selective_C else 0]
+        self._split = [
+            self.dt_rank if selective_delta else 0,
+            self.bc_width if selective_B else 0,
+            self.bc_width if selective_C else 0,
+        ]
         self.x_proj = nn.Linear(self.d_inner, sum(self._split), bias=False) if sum(self._split) else None
         if selective_delta:
             self.dt_proj = nn.Linear(self.dt_rank, self.d_inner, bias=True)
@@ -161,8 +180,11 @@ class Mamba(nn.Module):
             B = torch.ones(self.d_inner, d_state)
             self.B = nn.Parameter(torch.stack([B, torch.zeros_like(B)], -1) if self.is_complex else B)
         if not selective_C:
-            C = torch.randn(self.d_inner, d_state, 2) * 0.5**0.5 if self.is_complex else torch.randn(
-                self.d_inner, d_state)
+            C = (
+                torch.randn(self.d_inner, d_state, 2) * 0.5**0.5
+                if self.is_complex
+                else torch.randn(self.d_inner, d_state)
+            )
             self.C = nn.Parameter(C)
 
         # default S4D-Real: A_n = -(n + 1), stored as log so that A stays negative.
@@ -177,14 +199,22 @@ class Mamba(nn.Module):
         self.out_proj = nn.Linear(self.d_inner, d_model, bias=bias)
         self.fused = fused
         if fused:
-            unsupported = [name for name, bad in (
-                ("complex A (A_init=s4d_lin)", self.is_complex),
-                ("selective_delta=false or dt_rank=0", not selective_delta),
-                ("selective_B=false", not selective_B), ("selective_C=false", not selective_C),
-                ("gate=false", not gate)) if bad]
+            unsupported = [
+                name
+                for name, bad in (
+                    ("complex A (A_init=s4d_lin)", self.is_complex),
+                    ("selective_delta=false or dt_rank=0", not selective_delta),
+                    ("selective_B=false", not selective_B),
+                    ("selective_C=false", not selective_C),
+                    ("gate=false", not gate),
+                )
+                if bad
+            ]
             if unsupported:
-                raise ValueError(f"fused=True supports only the paper's S6 block, not {', '.join(unsupported)}; "
-                                 "set model.mixer.fused=false")
+                raise ValueError(
+                    f"fused=True supports only the paper's S6 block, not {', '.join(unsupported)}; "
+                    "set model.mixer.fused=false"
+                )
 
     def _a_matrix(self) -> Tensor:
         """A (d_inner, d_state): -exp(A_log), plus i * A_imag for complex A."""
@@ -209,7 +239,11 @@ class Mamba(nn.Module):
         if sel is None:
             p = getattr(self, const_name)
             return torch.view_as_complex(p.float()) if self.is_complex else p
-        return torch.view_as_complex(sel.float().unflatten(-1, (self.d_state, 2)).contiguous()) if self.is_complex else sel
+        return (
+            torch.view_as_complex(sel.float().unflatten(-1, (self.d_state, 2)).contiguous())
+            if self.is_complex
+            else sel
+        )
 
     def _ssm_params(self, x: Tensor) -> tuple[Tensor, Tensor | None, Tensor | None]:
         """Input-dependent (delta, B, C) from x (batch, seqlen, d_inner) (or (batch, d_inner)).
@@ -231,9 +265,18 @@ class Mamba(nn.Module):
         """
         xz = mamba_in_proj(hidden, self.in_proj.weight, self.in_proj.bias)  # (batch, 2 * d_inner, seqlen)
         return mamba_inner_fn(
-            xz, self.conv1d.weight.squeeze(1), self.conv1d.bias, self.x_proj.weight, self.dt_proj.weight,
-            self.out_proj.weight, self.out_proj.bias, self._a_matrix(), self.D.float(), self._delta_bias(),
-            self.d_state, backend=self.scan_backend,
+            xz,
+            self.conv1d.weight.squeeze(1),
+            self.conv1d.bias,
+            self.x_proj.weight,
+            self.dt_proj.weight,
+            self.out_proj.weight,
+            self.out_proj.bias,
+            self._a_matrix(),
+            self.D.float(),
+            self._delta_bias(),
+            self.d_state,
+            backend=self.scan_backend,
         )
 
     def forward(self, hidden: Tensor, cache: MambaCache | None = None) -> Tensor:
@@ -283,9 +326,19 @@ class Mamba(nn.Module):
             return self.out_proj(y if z is None else y * F.silu(z))
         delta, B, C = self._ssm_params(x)
         y = ssm_step(
-            cache.ssm_state, x, delta, self._a_matrix(), self._step_bc(B, "B"), self._step_bc(C, "C"), self.D.float(),
-            z=z, delta_bias=self._delta_bias(), delta_softplus=True, B_per_token=B is not None,
-            C_per_token=C is not None, backend=self.scan_backend,
+            cache.ssm_state,
+            x,
+            delta,
+            self._a_matrix(),
+            self._step_bc(B, "B"),
+            self._step_bc(C, "C"),
+            self.D.float(),
+            z=z,
+            delta_bias=self._delta_bias(),
+            delta_softplus=True,
+            B_per_token=B is not None,
+            C_per_token=C is not None,
+            backend=self.scan_backend,
         )
         return self.out_proj(y)
 
@@ -293,8 +346,11 @@ class Mamba(nn.Module):
         """Zero state for ``batch_size`` sequences (conv state in ``dtype``, SSM state in fp32)."""
         conv_state = torch.zeros(batch_size, self.d_inner, self.d_conv, dtype=dtype, device=device)
         if self.inner is not None:
-            return MambaCache(conv_state, torch.zeros(batch_size, self.d_inner, 0, device=device),
-                              self.inner.allocate_cache(batch_size, dtype, device))
+            return MambaCache(
+                conv_state,
+                torch.zeros(batch_size, self.d_inner, 0, device=device),
+                self.inner.allocate_cache(batch_size, dtype, device),
+            )
         state_dtype = torch.complex64 if self.is_complex else torch.float32
         return MambaCache(
             conv_state=conv_state,

@@ -108,7 +108,11 @@ class _InProj(torch.autograd.Function):
         with torch.autocast(hidden.device.type, enabled=False):
             h2 = hidden.reshape(batch * seqlen, d_model).to(dtype)
             w = weight.to(dtype)
-            xz = torch.matmul(w, h2.t()) if bias is None else torch.addmm(bias.to(dtype).unsqueeze(1), w, h2.t())
+            xz = (
+                torch.matmul(w, h2.t())
+                if bias is None
+                else torch.addmm(bias.to(dtype).unsqueeze(1), w, h2.t())
+            )
         # hidden straight from the fused add+norm kernel: keep its recipe (the residual and rstd, which
         # the norm saves anyway) and remake hidden in the backward instead of saving it (1.5 KB/token bf16)
         recipe = getattr(hidden, "_rms_recipe", None) if hidden.dtype == dtype else None
@@ -247,7 +251,14 @@ class MambaInnerFn(torch.autograd.Function):
         rec = _Recompute(outer=_outer_hooks())
         with torch.autocast(device_type, enabled=False):
             u, delta, B, C, _ = mamba_inner_project(
-                xz[:, :d_inner], conv_weight, conv_bias, x_proj_weight, dt_proj_weight, d_state, dtype, backend
+                xz[:, :d_inner],
+                conv_weight,
+                conv_bias,
+                x_proj_weight,
+                dt_proj_weight,
+                d_state,
+                dtype,
+                backend,
             )
             rec.keys = {"u": _key(u), "delta": _key(delta)}
             with torch.enable_grad():
@@ -259,8 +270,16 @@ class MambaInnerFn(torch.autograd.Function):
                 hooks = saved_tensors_hooks(rec.pack, rec.unpack) if _hooks_enabled() else nullcontext()
                 with hooks:
                     y = kernels.selective_scan_fn(
-                        u_in, delta_in, A_in, B_in, C_in, D_in, z=z_in, delta_bias=bias_in,
-                        delta_softplus=True, backend=backend,
+                        u_in,
+                        delta_in,
+                        A_in,
+                        B_in,
+                        C_in,
+                        D_in,
+                        z=z_in,
+                        delta_bias=bias_in,
+                        delta_softplus=True,
+                        backend=backend,
                     )
                 ctx.y_edge = get_gradient_edge(y)
                 # the Triton scan can write dz straight into d(xz) (no copy in the backward)
@@ -287,8 +306,10 @@ class MambaInnerFn(torch.autograd.Function):
             w_out = out_proj_weight.to(dtype)
             dy = (w_out.t() @ dout2.t()).view(d_inner, batch, seqlen).permute(1, 0, 2)
             # d W_out = sum_b dout_b^T y_b^T: one GEMM per sequence reading y in place (no transposed copy)
-            d_out_w = _batch_sum(torch.bmm(dout2.view(batch, seqlen, -1).transpose(1, 2), y.transpose(1, 2)),
-                                 out_proj_weight.dtype)
+            d_out_w = _batch_sum(
+                torch.bmm(dout2.view(batch, seqlen, -1).transpose(1, 2), y.transpose(1, 2)),
+                out_proj_weight.dtype,
+            )
             d_out_b = dout2.sum(0).to(out_proj_weight.dtype) if ctx.has_out_bias else None
 
             # recompute u, delta, B, C (no graph: their backward is written out below)
@@ -348,8 +369,9 @@ def _conv_backward(
         return dw, db
     with torch.enable_grad():
         leaves = [t.detach().requires_grad_() for t in (x, weight, bias) if t is not None]
-        u = kernels.causal_conv1d_fn(leaves[0], leaves[1], leaves[2] if bias is not None else None,
-                                     activation="silu", backend=backend)
+        u = kernels.causal_conv1d_fn(
+            leaves[0], leaves[1], leaves[2] if bias is not None else None, activation="silu", backend=backend
+        )
         grads = torch.autograd.grad(u, leaves, du)
     dx_out.copy_(grads[0])
     return grads[1], (grads[2] if bias is not None else None)
@@ -387,8 +409,18 @@ def mamba_inner_fn(
     """
     if A.is_complex():
         raise ValueError("mamba_inner_fn supports real A only; use the unfused Mamba path for complex A")
-    tensors = (xz, conv_weight, conv_bias, x_proj_weight, dt_proj_weight, out_proj_weight, out_proj_bias,
-               A, D, delta_bias)
+    tensors = (
+        xz,
+        conv_weight,
+        conv_bias,
+        x_proj_weight,
+        dt_proj_weight,
+        out_proj_weight,
+        out_proj_bias,
+        A,
+        D,
+        delta_bias,
+    )
     if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors):
         return MambaInnerFn.apply(*tensors, d_state, backend)
     dtype = _compute_dtype(xz)
@@ -397,7 +429,16 @@ def mamba_inner_fn(
         u, delta, B, C, _ = mamba_inner_project(
             xz[:, :d_inner], conv_weight, conv_bias, x_proj_weight, dt_proj_weight, d_state, dtype, backend
         )
-        y = kernels.selective_scan_fn(u, delta, A, B, C, D, z=xz[:, d_inner:], delta_bias=delta_bias,
-                                      delta_softplus=True, backend=backend)
+        y = kernels.selective_scan_fn(
+            u,
+            delta,
+            A,
+            B,
+            C,
+            D,
+            z=xz[:, d_inner:],
+            delta_bias=delta_bias,
+            delta_softplus=True,
+            backend=backend,
+        )
         return _out_proj(y, out_proj_weight, out_proj_bias, dtype)
-

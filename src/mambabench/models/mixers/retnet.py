@@ -44,8 +44,16 @@ class MultiScaleRetention(nn.Module):
         bias: biases on the projections (improved recipe: False).
     """
 
-    def __init__(self, d_model: int, n_heads: int = 4, v_expand: int = 2, rotary_base: float = 10000.0,
-                 bias: bool = False, scan_backend: str = "auto", layer_idx: int | None = None) -> None:
+    def __init__(
+        self,
+        d_model: int,
+        n_heads: int = 4,
+        v_expand: int = 2,
+        rotary_base: float = 10000.0,
+        bias: bool = False,
+        scan_backend: str = "auto",
+        layer_idx: int | None = None,
+    ) -> None:
         super().__init__()
         if d_model % n_heads:
             raise ValueError(f"d_model={d_model} is not divisible by n_heads={n_heads}")
@@ -88,8 +96,13 @@ class MultiScaleRetention(nn.Module):
         if cache is not None:  # recurrent form through the scan; keeps the final state
             u = v.transpose(2, 3).flatten(1, 2).float()  # (batch, heads * v_dim, seqlen)
             out, last = selective_scan_fn(
-                u, torch.ones_like(u), self._decay_matrix(), k.transpose(2, 3).float().contiguous(),
-                q.transpose(2, 3).float().contiguous(), return_last_state=True, backend=self.scan_backend,
+                u,
+                torch.ones_like(u),
+                self._decay_matrix(),
+                k.transpose(2, 3).float().contiguous(),
+                q.transpose(2, 3).float().contiguous(),
+                return_last_state=True,
+                backend=self.scan_backend,
             )
             cache.state.copy_(last)
             cache.offset += seqlen
@@ -106,8 +119,15 @@ class MultiScaleRetention(nn.Module):
         q, k, v = self._qkv(hidden[:, None], cache.offset)
         cache.offset += 1
         x = v[:, :, 0].flatten(1).float()  # (batch, heads * v_dim)
-        y = selective_state_update(cache.state, x, torch.ones_like(x), self._decay_matrix(), k[:, :, 0].float(),
-                                   q[:, :, 0].float(), backend=self.scan_backend)
+        y = selective_state_update(
+            cache.state,
+            x,
+            torch.ones_like(x),
+            self._decay_matrix(),
+            k[:, :, 0].float(),
+            q[:, :, 0].float(),
+            backend=self.scan_backend,
+        )
         return self._finish(hidden[:, None], y[:, None].to(hidden.dtype))[:, 0]
 
     def allocate_cache(self, batch_size: int, dtype: torch.dtype, device: torch.device) -> RetentionCache:

@@ -57,8 +57,9 @@ class RWKVTimeMix(nn.Module):
         scan_backend: backend of the scan dispatch point.
     """
 
-    def __init__(self, d_model: int, n_layer: int = 12, scan_backend: str = "auto",
-                 layer_idx: int | None = None) -> None:
+    def __init__(
+        self, d_model: int, n_layer: int = 12, scan_backend: str = "auto", layer_idx: int | None = None
+    ) -> None:
         super().__init__()
         self.d_model, self.scan_backend, self.layer_idx = d_model, scan_backend, layer_idx
         layer = layer_idx or 0
@@ -82,8 +83,11 @@ class RWKVTimeMix(nn.Module):
 
     def _rkv(self, x: Tensor, prev: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         mix = lambda m: x * m + prev * (1 - m)
-        return torch.sigmoid(self.receptance(mix(self.time_mix_r))), self.key(mix(self.time_mix_k)).float(), \
-            self.value(mix(self.time_mix_v)).float()
+        return (
+            torch.sigmoid(self.receptance(mix(self.time_mix_r))),
+            self.key(mix(self.time_mix_k)).float(),
+            self.value(mix(self.time_mix_v)).float(),
+        )
 
     def _decay(self) -> Tensor:
         """A of the scan, (2D, 1): -w for numerator and denominator channels."""
@@ -93,8 +97,11 @@ class RWKVTimeMix(nn.Module):
     def _combine(self, ab: Tensor, ek: Tensor, v: Tensor) -> Tensor:
         """Inclusive sums (a, b) stacked on the channel axis + the bonus of the current token -> wkv."""
         a, b = ab.chunk(2, dim=1)
-        bonus = torch.expm1(self.time_first.float())[..., None] * ek if ek.dim() == 3 else \
-            torch.expm1(self.time_first.float()) * ek
+        bonus = (
+            torch.expm1(self.time_first.float())[..., None] * ek
+            if ek.dim() == 3
+            else torch.expm1(self.time_first.float()) * ek
+        )
         return (a + bonus * v) / (b + bonus).clamp_min(1e-30)
 
     def forward(self, hidden: Tensor, cache: RWKVCache | None = None) -> Tensor:
@@ -105,8 +112,15 @@ class RWKVTimeMix(nn.Module):
         ek = torch.exp(k - offset[..., None])
         u = torch.cat([ek * v, ek], dim=1)
         ones = torch.ones(2 * self.d_model, 1, device=hidden.device)
-        out = selective_scan_fn(u, torch.ones_like(u), self._decay(), ones, ones,
-                                return_last_state=cache is not None, backend=self.scan_backend)
+        out = selective_scan_fn(
+            u,
+            torch.ones_like(u),
+            self._decay(),
+            ones,
+            ones,
+            return_last_state=cache is not None,
+            backend=self.scan_backend,
+        )
         if cache is not None:
             out, last = out
             cache.wkv_state.copy_(last)
@@ -126,8 +140,9 @@ class RWKVTimeMix(nn.Module):
         ek = torch.exp(k - offset)
         x = torch.cat([ek * v, ek], dim=1)
         ones = torch.ones(x.shape[0], 1, 1, device=x.device)
-        ab = selective_state_update(cache.wkv_state, x, torch.ones_like(x), self._decay(), ones, ones,
-                                    backend=self.scan_backend)
+        ab = selective_state_update(
+            cache.wkv_state, x, torch.ones_like(x), self._decay(), ones, ones, backend=self.scan_backend
+        )
         wkv = self._combine(ab, ek, v)
         return self.out_proj((r.float() * wkv).to(hidden.dtype))
 

@@ -32,8 +32,17 @@ class S4DInner(nn.Module):
         scan_backend: backend of the scan dispatch point (prefill / decoding).
     """
 
-    def __init__(self, dim: int, d_state: int = 64, A_init: str = "s4d_lin", dt_min: float = 0.001,
-                 dt_max: float = 0.1, repeat: int = 1, use_D: bool = True, scan_backend: str = "auto") -> None:
+    def __init__(
+        self,
+        dim: int,
+        d_state: int = 64,
+        A_init: str = "s4d_lin",
+        dt_min: float = 0.001,
+        dt_max: float = 0.1,
+        repeat: int = 1,
+        use_D: bool = True,
+        scan_backend: str = "auto",
+    ) -> None:
         super().__init__()
         if dim % repeat:
             raise ValueError(f"dim={dim} is not a multiple of repeat={repeat}")
@@ -46,8 +55,12 @@ class S4DInner(nn.Module):
         log_dt = torch.rand(channels) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)
         self.log_dt = nn.Parameter(log_dt)
         if self.is_complex:
-            self.B = nn.Parameter(torch.view_as_real(torch.ones(channels, d_state, dtype=torch.complex64)).clone())
-            self.C = nn.Parameter(torch.view_as_real(torch.randn(channels, d_state, dtype=torch.complex64)).clone())
+            self.B = nn.Parameter(
+                torch.view_as_real(torch.ones(channels, d_state, dtype=torch.complex64)).clone()
+            )
+            self.C = nn.Parameter(
+                torch.view_as_real(torch.randn(channels, d_state, dtype=torch.complex64)).clone()
+            )
         else:
             self.B = nn.Parameter(torch.ones(channels, d_state))
             self.C = nn.Parameter(torch.randn(channels, d_state))
@@ -77,7 +90,9 @@ class S4DInner(nn.Module):
     def kernel(self, seqlen: int) -> Tensor:
         """Convolution kernel K (dim, seqlen): K_l = C diag(exp(dt A))^l dt B_zoh (2 Re(.) for complex A)."""
         dt, A, B_zoh, C, _ = self._params()
-        powers = torch.exp((dt[:, None] * A)[..., None] * torch.arange(seqlen, device=A.device))  # (dim, N, L)
+        powers = torch.exp(
+            (dt[:, None] * A)[..., None] * torch.arange(seqlen, device=A.device)
+        )  # (dim, N, L)
         K = torch.einsum("dn,dnl->dl", C * B_zoh * dt[:, None], powers)
         return 2 * K.real if K.is_complex() else K
 
@@ -87,7 +102,13 @@ class S4DInner(nn.Module):
         if cache is not None:
             delta = dt[None, :, None].expand(u.shape[0], -1, u.shape[-1]).contiguous()
             y, last = selective_scan_fn(
-                u, delta, A, B_zoh, C, None if D is None else D.float(), return_last_state=True,
+                u,
+                delta,
+                A,
+                B_zoh,
+                C,
+                None if D is None else D.float(),
+                return_last_state=True,
                 backend=self.scan_backend,
             )
             cache.ssm_state.copy_(last)
@@ -101,8 +122,18 @@ class S4DInner(nn.Module):
         """u: (batch, dim) -> (batch, dim), advancing ``cache``."""
         dt, A, B_zoh, C, D = self._params()
         delta = dt.expand(u.shape[0], -1)
-        return ssm_step(cache.ssm_state, u, delta, A, B_zoh, C, None if D is None else D.float(),
-                        B_per_token=False, C_per_token=False, backend=self.scan_backend)
+        return ssm_step(
+            cache.ssm_state,
+            u,
+            delta,
+            A,
+            B_zoh,
+            C,
+            None if D is None else D.float(),
+            B_per_token=False,
+            C_per_token=False,
+            backend=self.scan_backend,
+        )
 
     def allocate_cache(self, batch_size: int, dtype: torch.dtype, device: torch.device) -> SSMCache:
         state_dtype = torch.complex64 if self.is_complex else torch.float32
