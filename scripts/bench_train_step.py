@@ -29,9 +29,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.utils import instantiate
-from omegaconf import open_dict
+
+from mambabench.utils.presets import compose_model
 
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("PROJECT_ROOT", str(ROOT))
@@ -81,17 +80,11 @@ def build_official_130m(vocab_size: int) -> torch.nn.Module:
 
 
 def build_model(spec: str, vocab_size: int) -> torch.nn.Module:
-    """Instantiate a model preset for ``vocab_size`` tokens. ``spec`` is a model choice, optionally
-    followed by comma-separated Hydra overrides: ``transformerpp,+model/size=transformerpp_125m``;
+    """Instantiate a model preset for ``vocab_size`` tokens (see :func:`mambabench.utils.presets.compose_model`),
     or ``official_mamba_130m`` (see the module docstring)."""
     if spec == OFFICIAL_130M:
         return build_official_130m(vocab_size)
-    name, *overrides = spec.split(",")
-    with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "configs")):
-        cfg = compose(config_name="train.yaml", overrides=[f"model={name}", *overrides])
-    with open_dict(cfg):
-        cfg.model.vocab_size = vocab_size
-    return instantiate(cfg.model, _convert_="all")
+    return compose_model(spec, vocab_size, ROOT / "configs")
 
 
 def loss_fn(kind: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:

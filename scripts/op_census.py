@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import traceback
 from collections import Counter
 from collections.abc import Iterator
@@ -32,10 +31,9 @@ import torch  # noqa: E402
 from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "scripts"))
 os.environ.setdefault("PROJECT_ROOT", str(ROOT))
 
-from bench_train_step import build_model  # noqa: E402
+from mambabench.utils.presets import compose_model  # noqa: E402
 
 # views and metadata ops: no kernel
 FREE = {
@@ -164,7 +162,7 @@ def census_step(
     from mambabench.models import norms
 
     norms._FUSED_ON_CPU = True  # fused_add_norm presets take the Triton add+norm kernel, as on CUDA
-    model = build_model(spec + ",model.mixer.scan_backend=triton", 50277)
+    model = compose_model(spec + ",model.mixer.scan_backend=triton", 50277, ROOT / "configs")
     n_layer = model.n_layer
     torch.manual_seed(0)
     tokens = torch.randint(0, 50277, (batch, seqlen + 1))
