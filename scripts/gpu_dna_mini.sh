@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# DNA mini presets on one GPU (issue 6): HG38 next-base pretraining (experiment=dna/model_size/mini),
+# DNA mini presets on one GPU: HG38 next-base pretraining (experiment=dna/model_size/mini),
 # then great-apes species classification fine-tuned from that checkpoint at several window lengths
 # (experiment=dna/great_apes/mini). After every run the table of test accuracy per length is rewritten
 # to $OUT/dna_mini_gpu.md and the run's summary.json is copied to $OUT, so a run cut short still
