@@ -7,7 +7,7 @@
 The backward recomputes the pre-activation (no activation tensor is saved), writes dx (optionally into
 a given strided buffer, e.g. half of the gradient of xz) and adds per-program partial sums of dweight
 and dbias with fp32 atomics. ``causal_conv1d_fwd`` / ``causal_conv1d_bwd`` are the kernels without
-autograd (used by the fused Mamba block path, :mod:`mambabench.ops.mamba_inner`).
+autograd (used by the fused Mamba block path, :mod:`mambabench.models.mixers.mamba_fused`).
 """
 
 from __future__ import annotations

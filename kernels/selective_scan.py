@@ -186,7 +186,7 @@ def selective_scan_forward(
     save_states: bool = True,
     return_last_state: bool = False,
 ) -> tuple[Tensor, tuple, Tensor | None]:
-    """The Triton forward without autograd, for fused callers (``ops/mamba_inner.py``).
+    """The Triton forward without autograd, for fused callers (``models/mixers/mamba_fused.py``).
 
     Same contract as :func:`selective_scan_triton` (real A only).  Returns out (batch, dim, seqlen),
     the residual that :func:`selective_scan_backward` takes (the saved states and their spacing,

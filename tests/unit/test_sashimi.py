@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 
 from mambabench.models.mixers import Mamba
 from mambabench.models.mixers.attention import MHA
-from mambabench.models.mixers.s4d import S4D
+from mambabench.models.mixers.s4 import S4D
 from mambabench.models.mlp import MLP
 from mambabench.models.sashimi import SaShiMi
 
