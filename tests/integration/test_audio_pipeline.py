@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -31,7 +32,7 @@ def _data(name: str) -> Path:
     return Path(os.environ["MAMBABENCH_DATA"]) / name
 
 
-def test_sc09_train_generate_and_score(make_config, tmp_path: Path, capsys) -> None:
+def test_sc09_train_generate_and_score(make_config, tmp_path: Path) -> None:
     cfg = make_config(
         [
             "experiment=audio/sc09/mini",
@@ -75,7 +76,7 @@ def test_sc09_train_generate_and_score(make_config, tmp_path: Path, capsys) -> N
         max_real_clips=None,
         nll_bits=metrics["test/bits_per_token"],
     )
-    table = capsys.readouterr().out
+    table = (tmp_path / "scores" / "sc09_metrics.md").read_text()
     assert "| Mamba | 6.1M | 1.852 | 0.94 | 6.26 | 88.54 | 0.52 | paper |" in table
     assert "| Train data | - | - | 0.00 |" in table and "| samples |" in table
     assert result["metrics"]["Train data"]["fid"] == pytest.approx(0.0, abs=1e-6)
@@ -129,7 +130,7 @@ def test_prepare_sc09_disjoint_speakers(tmp_path: Path) -> None:
     assert rate == 16000 and wave.shape == (16000,) and 0.05 < np.abs(wave).max() <= 1
 
 
-def test_prepare_youtubemix_from_a_folder_skips_bad_files(tmp_path: Path, capsys) -> None:
+def test_prepare_youtubemix_from_a_folder_skips_bad_files(tmp_path: Path, caplog) -> None:
     from mambabench.data.prepare import youtubemix
 
     source = tmp_path / "music"
@@ -143,8 +144,9 @@ def test_prepare_youtubemix_from_a_folder_skips_bad_files(tmp_path: Path, capsys
     args = argparse.Namespace(
         data_dir=str(tmp_path), minutes=1.0, clip_seconds=6.0, source=source, seed=0, out=None
     )
-    out = youtubemix.prepare(args)
-    assert "skipped 2 of 4 source files" in capsys.readouterr().out
+    with caplog.at_level(logging.INFO, logger="mambabench"):
+        out = youtubemix.prepare(args)
+    assert "skipped 2 of 4 source files" in caplog.text
     clips = sorted(out.glob("*.flac"))
     assert len(clips) == 4
     info = sf.info(clips[0])
