@@ -28,6 +28,24 @@ import mambabench.utils.resolvers  # noqa: E402,F401
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
 
+# a tiny selective-copying job shared by the resume, fault and DDP tests
+TINY_JOB = [
+    "data.seq_len=32",
+    "data.num_tokens_memorize=4",
+    "data.batch_size=4",
+    "data.num_val_samples=8",
+    "data.num_test_samples=8",
+    "model.d_model=16",
+    "trainer.val_check_interval=3",
+    "logger=csv",
+]
+
+
+def checkpoint_weights(path: Path | str) -> dict[str, torch.Tensor]:
+    """The model weights (Lightning ``state_dict``) stored in a checkpoint file."""
+    return torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+
+
 def compose_config(
     overrides: list[str], output_dir: Path, config_name: str = "train.yaml", quiet: bool = True
 ) -> DictConfig:

@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from mambabench.utils.run import train
-from tests.conftest import ROOT
-from tests.faults.helpers import TINY, weights
+from tests.conftest import ROOT, checkpoint_weights
+from tests.faults.helpers import TINY
 
 # global batch 8: one process takes 2 micro-batches of 4 (accumulation), two processes 1 each
 COMMON = [
@@ -34,7 +34,10 @@ def _val_losses(run: Path) -> list[float]:
 
 
 def _assert_same_training(one: Path, two: Path) -> None:
-    a, b = weights(one / "checkpoints" / "last.ckpt"), weights(two / "checkpoints" / "last.ckpt")
+    a, b = (
+        checkpoint_weights(one / "checkpoints" / "last.ckpt"),
+        checkpoint_weights(two / "checkpoints" / "last.ckpt"),
+    )
     assert a.keys() == b.keys()
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-6, msg=key)

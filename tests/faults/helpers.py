@@ -9,24 +9,11 @@ from typing import Any
 
 import lightning as L
 import lightning.pytorch.loggers
-import torch
 
-# tiny selective-copying job; cpu_threads=1 so that runs in different processes compute bit-identically
-TINY = [
-    "data.seq_len=32",
-    "data.num_tokens_memorize=4",
-    "data.batch_size=4",
-    "data.num_val_samples=8",
-    "data.num_test_samples=8",
-    "model.d_model=16",
-    "trainer.val_check_interval=3",
-    "logger=csv",
-    "cpu_threads=1",
-]
+from tests.conftest import TINY_JOB
 
-
-def weights(path: Any) -> dict[str, torch.Tensor]:
-    return torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+# the shared tiny job with cpu_threads=1, so that runs in different processes compute bit-identically
+TINY = [*TINY_JOB, "cpu_threads=1"]
 
 
 class PoisonGradients(L.Callback):

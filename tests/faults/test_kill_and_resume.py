@@ -14,8 +14,8 @@ from pathlib import Path
 import torch
 
 from mambabench.utils.run import train
-from tests.conftest import ROOT
-from tests.faults.helpers import TINY, weights
+from tests.conftest import ROOT, checkpoint_weights
+from tests.faults.helpers import TINY
 
 # 5 batches per epoch: the kill at step >= 4 is mid-epoch and the resumed run crosses an epoch boundary
 RUN = [
@@ -77,7 +77,7 @@ def test_kill_9_mid_epoch_then_same_command_resumes_bit_for_bit(make_config, tmp
 
     straight = make_config(RUN, subdir="straight")
     train(straight)
-    a = weights(Path(straight.paths.output_dir) / "checkpoints" / "last.ckpt")
+    a = checkpoint_weights(Path(straight.paths.output_dir) / "checkpoints" / "last.ckpt")
     b_ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert b_ckpt["global_step"] == 12
     b = b_ckpt["state_dict"]

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from mambabench.utils.run import train
-from tests.faults.helpers import TINY, weights
+from tests.conftest import checkpoint_weights
+from tests.faults.helpers import TINY
 
 POISON = ["+callbacks.poison._target_=tests.faults.helpers.PoisonGradients", "+callbacks.poison.at_step=3"]
 RUN = [
@@ -29,7 +30,9 @@ def test_nonfinite_gradients_stop_before_the_update(make_config) -> None:
     saved = sorted(p.name for p in checkpoints.glob("periodic-*.ckpt"))
     assert saved[-1] == "periodic-step0000003.ckpt"  # nothing was saved after the bad step
     assert all(
-        torch.isfinite(v).all() for v in weights(checkpoints / saved[-1]).values() if v.is_floating_point()
+        torch.isfinite(v).all()
+        for v in checkpoint_weights(checkpoints / saved[-1]).values()
+        if v.is_floating_point()
     )
 
 
@@ -49,8 +52,8 @@ def test_nonfinite_gradients_skip_policy_counts_and_continues(make_config) -> No
         train(cfg)
     checkpoints = Path(cfg.paths.output_dir) / "checkpoints"
     before, skipped = (
-        weights(checkpoints / "periodic-step0000003.ckpt"),
-        weights(checkpoints / "periodic-step0000004.ckpt"),
+        checkpoint_weights(checkpoints / "periodic-step0000003.ckpt"),
+        checkpoint_weights(checkpoints / "periodic-step0000004.ckpt"),
     )
     for key in before:  # the skipped step left every weight as it was
         torch.testing.assert_close(before[key], skipped[key], rtol=0, atol=0)

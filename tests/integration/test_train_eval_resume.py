@@ -15,26 +15,11 @@ from omegaconf import OmegaConf, open_dict
 
 from mambabench.utils.errors import ConfigError
 from mambabench.utils.run import evaluate, train
-from tests.conftest import ROOT, compose_config
-
-TINY = [
-    "data.seq_len=32",
-    "data.num_tokens_memorize=4",
-    "data.batch_size=4",
-    "data.num_val_samples=8",
-    "data.num_test_samples=8",
-    "model.d_model=16",
-    "trainer.val_check_interval=3",
-    "logger=csv",
-]
-
-
-def _weights(ckpt: Path) -> dict[str, torch.Tensor]:
-    return torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
+from tests.conftest import ROOT, TINY_JOB, checkpoint_weights, compose_config
 
 
 def test_run_directory_contents(make_config) -> None:
-    cfg = make_config([*TINY, "trainer.max_steps=6"])
+    cfg = make_config([*TINY_JOB, "trainer.max_steps=6"])
     metrics = train(cfg)
     run = Path(cfg.paths.output_dir)
     assert (run / "config.yaml").exists() and (run / "checkpoints" / "last.ckpt").exists()
@@ -52,7 +37,7 @@ def test_run_directory_contents(make_config) -> None:
 
 
 def test_eval_reads_the_run_config_next_to_the_checkpoint(make_config, tmp_path) -> None:
-    cfg = make_config([*TINY, "trainer.max_steps=3"])
+    cfg = make_config([*TINY_JOB, "trainer.max_steps=3"])
     train(cfg)
     ckpt = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
     # eval composed with defaults (d_model 64, seq_len 64): the saved run config must win
@@ -65,24 +50,26 @@ def test_eval_reads_the_run_config_next_to_the_checkpoint(make_config, tmp_path)
 
 def test_resume_equals_uninterrupted_training(make_config) -> None:
     """3 steps + resume to 6 == 6 steps straight: model, optimizer, scheduler, step and data position."""
-    straight = make_config([*TINY, "trainer.max_steps=6", "test=false"], subdir="straight")
+    straight = make_config([*TINY_JOB, "trainer.max_steps=6", "test=false"], subdir="straight")
     train(straight)
-    first = make_config([*TINY, "trainer.max_steps=3", "test=false"], subdir="first")
+    first = make_config([*TINY_JOB, "trainer.max_steps=3", "test=false"], subdir="first")
     train(first)
     last = Path(first.paths.output_dir) / "checkpoints" / "last.ckpt"
-    resumed = make_config([*TINY, "trainer.max_steps=6", "test=false", f"ckpt_path={last}"], subdir="resumed")
+    resumed = make_config(
+        [*TINY_JOB, "trainer.max_steps=6", "test=false", f"ckpt_path={last}"], subdir="resumed"
+    )
     train(resumed)
-    a = _weights(Path(straight.paths.output_dir) / "checkpoints" / "last.ckpt")
-    b = _weights(Path(resumed.paths.output_dir) / "checkpoints" / "last.ckpt")
+    a = checkpoint_weights(Path(straight.paths.output_dir) / "checkpoints" / "last.ckpt")
+    b = checkpoint_weights(Path(resumed.paths.output_dir) / "checkpoints" / "last.ckpt")
     assert a.keys() == b.keys()
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
-    c = _weights(last)
+    c = checkpoint_weights(last)
     assert any(not torch.equal(a[k], c[k]) for k in a)  # the second half really trained
 
 
 def test_resume_dir_continues_a_run_in_place(make_config) -> None:
-    cfg = make_config([*TINY, "trainer.max_steps=3", "test=false"])
+    cfg = make_config([*TINY_JOB, "trainer.max_steps=3", "test=false"])
     train(cfg)
     run = cfg.paths.output_dir
     again = make_config([f"resume_dir={run}", "trainer.max_steps=6", "test=false"], subdir="ignored")
@@ -103,19 +90,25 @@ def test_clear_config_errors(make_config) -> None:
     with pytest.raises(ConfigError, match="data sequence length 8192 exceeds model.max_seq_len=4096"):
         train(make_config(["model=transformer", "data.seq_len=8192", "debug=fdr"]))
     with pytest.raises(ConfigError, match="global_batch_size=10 is not a multiple"):
-        train(make_config([*TINY, "global_batch_size=10", "debug=fdr"]))
+        train(make_config([*TINY_JOB, "global_batch_size=10", "debug=fdr"]))
 
 
 def test_global_batch_size_becomes_accumulation(make_config) -> None:
     from mambabench.utils.build import build_trainer
 
-    cfg = make_config([*TINY, "global_batch_size=16"])
+    cfg = make_config([*TINY_JOB, "global_batch_size=16"])
     assert build_trainer(cfg, [], []).accumulate_grad_batches == 4
 
 
 def test_nonfinite_loss_stops_the_run(make_config) -> None:
     cfg = make_config(
-        [*TINY, "trainer.max_steps=5", "optimizer.lr=1e30", "trainer.gradient_clip_val=null", "test=false"]
+        [
+            *TINY_JOB,
+            "trainer.max_steps=5",
+            "optimizer.lr=1e30",
+            "trainer.gradient_clip_val=null",
+            "test=false",
+        ]
     )
     with pytest.raises(FloatingPointError, match="training loss became"):
         train(cfg)
@@ -125,7 +118,7 @@ def test_wandb_logger_runs_offline_without_login(make_config, monkeypatch) -> No
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     monkeypatch.delenv("WANDB_MODE", raising=False)
     monkeypatch.setenv("HOME", str(Path(make_config([]).paths.output_dir).parent))  # no ~/.netrc
-    cfg = make_config([*TINY, "trainer.max_steps=2", "logger=wandb", "test=false"], subdir="wb")
+    cfg = make_config([*TINY_JOB, "trainer.max_steps=2", "logger=wandb", "test=false"], subdir="wb")
     train(cfg)
     run = Path(cfg.paths.output_dir)
     assert os.environ["WANDB_MODE"] in ("offline", "dryrun")  # WandbLogger(offline=True) says dryrun
@@ -135,7 +128,7 @@ def test_wandb_logger_runs_offline_without_login(make_config, monkeypatch) -> No
     # a resume into a new directory continues the same W&B run
     resumed = make_config(
         [
-            *TINY,
+            *TINY_JOB,
             "trainer.max_steps=3",
             "logger=wandb",
             "test=false",
@@ -150,7 +143,7 @@ def test_wandb_logger_runs_offline_without_login(make_config, monkeypatch) -> No
 def test_generate_from_a_checkpoint(make_config, tmp_path) -> None:
     from mambabench.utils.sampling import sample_from_checkpoint
 
-    cfg = make_config([*TINY, "trainer.max_steps=2", "test=false"])
+    cfg = make_config([*TINY_JOB, "trainer.max_steps=2", "test=false"])
     train(cfg)
     gen = compose_config(
         [
