@@ -43,6 +43,24 @@ def init_weights(
 _SLICED_HEAD_ON_CPU = False
 
 
+def init_residual_network(model: nn.Module, n_layer: int, initializer_range: float, has_mlp: bool) -> None:
+    """Mark every residual output projection (``out_proj``, ``fc2``) of ``model`` and initialise all its
+    weights with :func:`init_weights` (one or two residual branches per layer)."""
+    for module in model.modules():
+        if hasattr(module, "out_proj"):
+            module.out_proj._is_residual_out = True
+        if hasattr(module, "fc2"):
+            module.fc2._is_residual_out = True
+    model.apply(
+        partial(
+            init_weights,
+            n_layer=n_layer,
+            initializer_range=initializer_range,
+            n_residuals_per_layer=2 if has_mlp else 1,
+        )
+    )
+
+
 @dataclass
 class PositionCounter:
     """Number of tokens already embedded during cached decoding (for learned absolute positions)."""
@@ -213,19 +231,7 @@ class LMHeadModel(nn.Module):
             gradient_checkpointing,
         )
         self.lm_head = nn.Linear(d_model, padded, bias=False)
-        for module in self.modules():
-            if hasattr(module, "out_proj"):
-                module.out_proj._is_residual_out = True
-            if hasattr(module, "fc2"):
-                module.fc2._is_residual_out = True
-        self.apply(
-            partial(
-                init_weights,
-                n_layer=n_layer,
-                initializer_range=initializer_range,
-                n_residuals_per_layer=1 if mlp is None else 2,
-            )
-        )
+        init_residual_network(self, n_layer, initializer_range, has_mlp=mlp is not None)
         if tie_embeddings:
             self.lm_head.weight = self.backbone.embedding.weight
 

@@ -10,12 +10,11 @@ architectures compared are exactly the framework's.
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import partial
 
 import torch
 from torch import Tensor, nn
 
-from mambabench.models.lm import LMBackbone, init_weights
+from mambabench.models.lm import LMBackbone, init_residual_network
 
 
 class VectorSequenceModel(nn.Module):
@@ -64,19 +63,7 @@ class VectorSequenceModel(nn.Module):
         )
         self.backbone.embedding = nn.Linear(n_dims, d_model)  # the read-in replaces the token embedding
         self.read_out = nn.Linear(d_model, n_outputs)
-        for module in self.modules():
-            if hasattr(module, "out_proj"):
-                module.out_proj._is_residual_out = True
-            if hasattr(module, "fc2"):
-                module.fc2._is_residual_out = True
-        self.apply(
-            partial(
-                init_weights,
-                n_layer=n_layer,
-                initializer_range=initializer_range,
-                n_residuals_per_layer=1 if mlp is None else 2,
-            )
-        )
+        init_residual_network(self, n_layer, initializer_range, has_mlp=mlp is not None)
 
     @property
     def max_seq_len(self) -> int | None:
