@@ -6,9 +6,11 @@
 #
 #     bash scripts/install_official.sh                 # the versions the benchmarks were measured with
 #     MAMBA_SSM_VERSION=2.3.2.post1 CAUSAL_CONV1D_VERSION=1.6.1 MAX_JOBS=8 bash scripts/install_official.sh
+#     SDIST_DIR=sdists/ bash scripts/install_official.sh   # offline: the two .tar.gz downloaded beforehand
 #
-# Needs: a CUDA GPU, the CUDA toolkit (nvcc) matching torch's CUDA, torch installed, network access to
-# PyPI for the two sdists. Building one architecture instead of the sdists' six takes a few minutes.
+# Needs: a CUDA GPU, the CUDA toolkit (nvcc) matching torch's CUDA, torch installed, and network access to
+# PyPI for the two sdists unless SDIST_DIR holds them (mamba_ssm-<version>.tar.gz, causal_conv1d-<version>.tar.gz,
+# e.g. from https://pypi.org/simple/mamba-ssm/). Building one architecture instead of the sdists' six takes a few minutes.
 # Afterwards `python -c "import torch, selective_scan_cuda"` works (import torch first: it loads libc10).
 # The official model (scripts/bench_train_step.py --models official_mamba_130m) also imports einops and
 # transformers from mamba_ssm's Python code; pip install them if they are missing.
@@ -34,9 +36,16 @@ echo "building mamba-ssm $MAMBA_SSM_VERSION and causal-conv1d $CAUSAL_CONV1D_VER
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 # the sdists' metadata step imports torch; skip their CUDA build while only downloading
-MAMBA_SKIP_CUDA_BUILD=TRUE CAUSAL_CONV1D_SKIP_CUDA_BUILD=TRUE \
-  "$PYTHON" -m pip download --no-deps --no-binary :all: --no-build-isolation -d "$work" \
-  "mamba-ssm==$MAMBA_SSM_VERSION" "causal-conv1d==$CAUSAL_CONV1D_VERSION"
+if [ -n "${SDIST_DIR:-}" ]; then
+  for sdist in causal_conv1d-"$CAUSAL_CONV1D_VERSION".tar.gz mamba_ssm-"$MAMBA_SSM_VERSION".tar.gz; do
+    [ -f "$SDIST_DIR/$sdist" ] || { echo "install_official.sh: $SDIST_DIR/$sdist not found; download it from PyPI first" >&2; exit 1; }
+    cp "$SDIST_DIR/$sdist" "$work/"
+  done
+else
+  MAMBA_SKIP_CUDA_BUILD=TRUE CAUSAL_CONV1D_SKIP_CUDA_BUILD=TRUE \
+    "$PYTHON" -m pip download --no-deps --no-binary :all: --no-build-isolation -d "$work" \
+    "mamba-ssm==$MAMBA_SSM_VERSION" "causal-conv1d==$CAUSAL_CONV1D_VERSION"
+fi
 
 # Keep only this GPU's -gencode pair: the setup scripts list their architectures in cc_flag just
 # before the "# HACK: The compiler flag -D_GLIBCXX..." line; replace the list there.
