@@ -4,8 +4,9 @@
 
 For each run (a run folder with checkpoints/last.ckpt, or a checkpoint) it generates fresh test sequences
 at each length (shortest first), scores the answer position, and writes ``<run>/eval_lengths/summary.json``
-after every length: ``test/L<n>/accuracy`` metrics and ``out_of_memory_lengths`` (a length that ran out
-of memory, and every longer one, is not tried again). ``scripts/report.py`` folds these into the run's
+after every length: ``test/L<n>/accuracy`` metrics, ``out_of_memory_lengths`` (a length that ran out
+of memory, and every longer one, is not tried again) and ``beyond_positions_lengths`` (lengths past a
+model's learned absolute positions, ``model.max_seq_len``, which it cannot read at all). ``scripts/report.py`` folds these into the run's
 row of the induction-heads table and figure. ``--time-budget`` stops a model that gets too slow; its
 remaining lengths stay missing.
 """
@@ -70,8 +71,11 @@ def evaluate_run(path: Path, lengths: list[int], args: argparse.Namespace) -> di
         "choices": {},
         "metrics": {},
         "out_of_memory_lengths": [],
+        "beyond_positions_lengths": [],
         "wall_time_s": 0.0,
     }
+    positions = getattr(network, "position_embedding", None)
+    max_positions = positions.num_embeddings if positions is not None else None
     started = time.time()
     model = run_cfg.get("model", {}).get("_target_", "?")
     last_seconds = 0.0
@@ -83,10 +87,13 @@ def evaluate_run(path: Path, lengths: list[int], args: argparse.Namespace) -> di
             break
         length_started = time.time()
         samples = max(args.min_samples, min(args.samples, args.tokens_per_length // length))
+        batch = max(1, min(args.batch, samples, args.batch_tokens // length))
+        if max_positions is not None and length > max_positions:
+            summary["beyond_positions_lengths"] = [n for n in sorted(lengths) if n >= length]
+            print(f"{run_dir.name}: length {length} and longer exceed its {max_positions} learned positions")
+            break
         try:
-            acc = accuracy_at(
-                network, length, vocab_size, samples, max(1, min(args.batch, samples)), args.device, args.seed
-            )
+            acc = accuracy_at(network, length, vocab_size, samples, batch, args.device, args.seed)
         except torch.OutOfMemoryError:
             summary["out_of_memory_lengths"] = [n for n in sorted(lengths) if n >= length]
             torch.cuda.empty_cache()
@@ -124,7 +131,13 @@ def main(argv: list[str] | None = None) -> int:
         help="cap on samples x length per length (long lengths get fewer samples)",
     )
     parser.add_argument("--min-samples", type=int, default=4, help="test sequences per length, at least")
-    parser.add_argument("--batch", type=int, default=64, help="sequences per forward pass")
+    parser.add_argument("--batch", type=int, default=64, help="sequences per forward pass, at most")
+    parser.add_argument(
+        "--batch-tokens",
+        type=int,
+        default=2**18,
+        help="tokens per forward pass, at most (long lengths go one sequence at a time)",
+    )
     parser.add_argument("--time-budget", type=float, default=600.0, help="seconds per model before giving up")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--seed", type=int, default=0)
