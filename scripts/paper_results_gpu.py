@@ -34,6 +34,7 @@ import signal
 import subprocess
 import sys
 import tarfile
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -120,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--work",
         type=Path,
         default=None,
-        help="run folders and checkpoints (default: OUT/../<OUT name>.work)",
+        help="run folders, checkpoints and the report, emptied at the start (default: <tmp>/paper_results_work)",
     )
     parser.add_argument(
         "--budget", type=float, default=300.0, help="training wall-clock seconds, start included"
@@ -205,6 +206,7 @@ def start(job: Job, args: argparse.Namespace, deadline: float) -> None:
         f"trainer={args.trainer}",
         f"trainer.val_check_interval={args.val_every}",
         f"run_dir={job.run_dir}",
+        f"hydra.run.dir={job.run_dir.parent.parent.parent / 'hydra' / job.label}",  # Hydra's own files, not outputs/
         "resume=never",
         "logger=csv",
         "print_config=false",
@@ -238,9 +240,7 @@ def wait_for(jobs: list[Job], log: Log, deadline: float, grace: float, on_group_
         if now > deadline + grace:
             for job in jobs:
                 if job.ended is None and job.process is not None:
-                    log(
-                        f"{job.label}: still running {grace:.0f} s after the deadline; stopping it"
-                    )
+                    log(f"{job.label}: still running {grace:.0f} s after the deadline; stopping it")
                     job.process.send_signal(signal.SIGKILL)
         for group in sorted(groups_open):
             if all(j.ended is not None for j in jobs if j.group == group):
@@ -333,10 +333,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
-    work = (args.work or out.parent / f"{out.name}.work").resolve()
+    work = (args.work or Path(tempfile.gettempdir()) / "paper_results_work").resolve()
     runs, report = work / "runs", work / "report"
-    if runs.exists():
-        shutil.rmtree(runs)  # a fresh set of runs: the report must not mix in an older attempt
+    for folder in (runs, report, work / "hydra"):
+        if folder.exists():
+            shutil.rmtree(folder)  # a fresh set of runs: the report must not mix in an older attempt
     runs.mkdir(parents=True)
     log = Log(out / "log.txt")
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
