@@ -136,6 +136,7 @@ def wandb_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[StandIn]:
     yield stand_in
     server.shutdown()
     thread.join()
+    wandb.teardown()  # later tests must not inherit settings that point at this server
 
 
 def test_report_reads_finished_runs_through_the_wandb_client(wandb_server: StandIn, tmp_path: Path) -> None:
