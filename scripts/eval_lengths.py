@@ -4,8 +4,9 @@
 
 For each run (a run folder with checkpoints/last.ckpt, or a checkpoint) it generates fresh test sequences
 at each length (shortest first), scores the answer position, and writes ``<run>/eval_lengths/summary.json``
-after every length: ``test/L<n>/accuracy`` metrics and ``out_of_memory_lengths`` (a length that ran out
-of memory, and every longer one, is not tried again). ``scripts/report.py`` folds these into the run's
+after every length: ``test/L<n>/accuracy`` metrics, ``out_of_memory_lengths`` (a length that ran out
+of memory, and every longer one, is not tried again) and ``beyond_positions_lengths`` (lengths past a
+model's learned absolute positions, ``model.max_seq_len``, which it cannot read at all). ``scripts/report.py`` folds these into the run's
 row of the induction-heads table and figure. ``--time-budget`` stops a model that gets too slow; its
 remaining lengths stay missing.
 """
@@ -70,29 +71,37 @@ def evaluate_run(path: Path, lengths: list[int], args: argparse.Namespace) -> di
         "choices": {},
         "metrics": {},
         "out_of_memory_lengths": [],
+        "beyond_positions_lengths": [],
         "wall_time_s": 0.0,
     }
+    positions = [m for name, m in network.named_modules() if name.endswith("position_embedding")]
+    max_positions = positions[0].num_embeddings if positions else None  # learned absolute positions
     started = time.time()
     model = run_cfg.get("model", {}).get("_target_", "?")
+    mixer = str(run_cfg.get("model", {}).get("mixer", {}).get("_target_", ""))
+    growth = 4 if "attention" in mixer else 2  # work per doubling of the length: quadratic or linear
     last_seconds = 0.0
     for length in sorted(lengths):
         # the next length doubles the work of a linear model and quadruples attention's: stop early rather
-        # than overrun the budget
-        if time.time() - started + 4 * last_seconds > args.time_budget:
+        # than overrun the budget (the first length, which pays for kernel compilation, predicts nothing)
+        if time.time() - started + growth * last_seconds > args.time_budget:
             print(f"{run_dir.name}: time budget would be spent by length {length}; the rest stay missing")
             break
         length_started = time.time()
         samples = max(args.min_samples, min(args.samples, args.tokens_per_length // length))
+        batch = max(1, min(args.batch, samples, args.batch_tokens // length))
+        if max_positions is not None and length > max_positions:
+            summary["beyond_positions_lengths"] = [n for n in sorted(lengths) if n >= length]
+            print(f"{run_dir.name}: length {length} and longer exceed its {max_positions} learned positions")
+            break
         try:
-            acc = accuracy_at(
-                network, length, vocab_size, samples, max(1, min(args.batch, samples)), args.device, args.seed
-            )
+            acc = accuracy_at(network, length, vocab_size, samples, batch, args.device, args.seed)
         except torch.OutOfMemoryError:
             summary["out_of_memory_lengths"] = [n for n in sorted(lengths) if n >= length]
             torch.cuda.empty_cache()
             print(f"{run_dir.name}: out of memory at length {length} ({model})")
             break
-        last_seconds = time.time() - length_started
+        last_seconds = time.time() - length_started if length != min(lengths) else 0.0
         summary["metrics"][f"test/L{length}/accuracy"] = acc
         summary["wall_time_s"] = round(time.time() - started, 2)
         out.write_text(json.dumps(summary, indent=2))
@@ -124,7 +133,13 @@ def main(argv: list[str] | None = None) -> int:
         help="cap on samples x length per length (long lengths get fewer samples)",
     )
     parser.add_argument("--min-samples", type=int, default=4, help="test sequences per length, at least")
-    parser.add_argument("--batch", type=int, default=64, help="sequences per forward pass")
+    parser.add_argument("--batch", type=int, default=64, help="sequences per forward pass, at most")
+    parser.add_argument(
+        "--batch-tokens",
+        type=int,
+        default=2**18,
+        help="tokens per forward pass, at most (long lengths go one sequence at a time)",
+    )
     parser.add_argument("--time-budget", type=float, default=600.0, help="seconds per model before giving up")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--seed", type=int, default=0)

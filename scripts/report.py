@@ -3,12 +3,15 @@
     python scripts/report.py outputs/ --out reports/
     python scripts/report.py outputs/multirun/2025-01-01/12-00-00 --out docs/results/
     python scripts/report.py --wandb ENTITY/PROJECT --out reports/ [--upload]
+    python scripts/report.py outputs/ --bench outputs/bench --out reports/   # + Figure 8, Table 15
 
 Reads every summary.json below the given folders (single runs and multirun sweeps; evaluations of a
 checkpoint are folded into their run), groups them by experiment preset and writes one Markdown + CSV
 file per paper table and one PNG + SVG per figure, with an index README.md. Cells without a run say
 "missing". With --wandb it reads the runs of a W&B project instead (needs `wandb login`), and --upload
-logs the tables and figures back to that project as a "report" run.
+logs the tables and figures back to that project as a "report" run. Figure 8 and Table 15 come from
+the benchmark CSVs (bench_scan.py's results.csv, bench_generate.csv, bench_memory.csv) found below
+--bench folders and the run folders.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import sys
 from pathlib import Path
 
 from mambabench.report import collect_runs, write_report
+from mambabench.report.bench_csv import find_bench_csvs
 from mambabench.report.build import summary_lines
 from mambabench.report.wandb_runs import fetch_wandb_runs, upload_report
 
@@ -43,6 +47,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="read the runs of this W&B project instead of local folders",
     )
     parser.add_argument(
+        "--bench",
+        type=Path,
+        nargs="+",
+        default=[],
+        metavar="DIR",
+        help="folders (or files) with benchmark CSVs for Figure 8 and Table 15; run folders are searched too",
+    )
+    parser.add_argument(
         "--upload",
         action="store_true",
         help="with --wandb: log the written tables and figures to that project",
@@ -62,11 +74,12 @@ def main(argv: list[str] | None = None) -> int:
             if args.wandb
             else collect_runs(args.run_dirs)
         )
+        bench = find_bench_csvs(args.bench + ([] if args.wandb else list(args.run_dirs)))
     except (FileNotFoundError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     command = "python scripts/report.py " + shlex.join(sys.argv[1:] if argv is None else argv)
-    written = write_report(runs, args.out, command)
+    written = write_report(runs, args.out, command, bench)
     for line in summary_lines(runs):
         print(line)
     print(f"wrote {len(written)} files; start at {args.out / 'README.md'}")

@@ -8,7 +8,16 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from mambabench.report.runs import Run
-from mambabench.report.sections import ablations, audio, dna, icl, induction_heads, language, table1
+from mambabench.report.sections import (
+    ablations,
+    audio,
+    dna,
+    icl,
+    induction_heads,
+    language,
+    speed_memory,
+    table1,
+)
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +31,7 @@ SECTIONS = (
     (audio, "Figure 7 and Table 4: YouTubeMix and SC09"),
     (icl, "In-context learning curves"),
 )
+SPEED_MEMORY_TITLE = "Figure 8 and Table 15: speed and memory (from the benchmark CSVs)"
 
 
 def _commit() -> str:
@@ -37,8 +47,11 @@ def _commit() -> str:
         return "unknown"
 
 
-def write_report(runs: list[Run], out_dir: Path, command: str = "") -> list[Path]:
-    """Render every section into ``out_dir``; returns the files written (index ``README.md`` last)."""
+def write_report(
+    runs: list[Run], out_dir: Path, command: str = "", bench: dict[str, list[Path]] | None = None
+) -> list[Path]:
+    """Render every section into ``out_dir``; returns the files written (index ``README.md`` last).
+    ``bench``: the benchmark CSVs by kind (:func:`mambabench.report.bench_csv.find_bench_csvs`)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     lines = [
@@ -49,8 +62,9 @@ def write_report(runs: list[Run], out_dir: Path, command: str = "") -> list[Path
         + ".",
         "",
     ]
-    for section, title in SECTIONS:
-        files = section.render(runs, out_dir)
+    rendered = [(title, section.render(runs, out_dir)) for section, title in SECTIONS]
+    rendered.append((SPEED_MEMORY_TITLE, speed_memory.render(bench or {}, out_dir)))
+    for title, files in rendered:
         written += files
         lines.append(f"## {title}")
         lines.append("")

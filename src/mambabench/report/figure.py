@@ -50,10 +50,11 @@ def line_figure(
                 ls="--" if s.dashed else "-",
                 label=s.label,
             )
-        if s.oom:
+        if s.oom:  # on the x axis itself (axes fraction 0), so log y axes show them too
             ax.plot(
                 s.oom,
                 [0.0] * len(s.oom),
+                transform=ax.get_xaxis_transform(),
                 marker="x",
                 ls="none",
                 color=color,

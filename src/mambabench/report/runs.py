@@ -30,6 +30,7 @@ class Run:
     summary: dict[str, Any]
     metrics: dict[str, float] = field(default_factory=dict)
     out_of_memory_lengths: set[int] = field(default_factory=set)
+    beyond_positions_lengths: set[int] = field(default_factory=set)  # past the learned positions
 
     @property
     def choices(self) -> dict[str, Any]:
@@ -104,7 +105,8 @@ def collect_runs(paths: Iterable[Path]) -> list[Run]:
     """Read every run below ``paths``; evaluations are folded into the run their checkpoint came from.
 
     Evaluations (summaries with ``ckpt_path`` and no ``run_dir``) are applied oldest first, so the
-    newest evaluation of a metric wins; their ``out_of_memory_lengths`` are kept on the run.
+    newest evaluation of a metric wins; their ``out_of_memory_lengths`` and ``beyond_positions_lengths``
+    are kept on the run.
     """
     runs: dict[Path, Run] = {}
     evaluations: list[tuple[float, dict[str, Any]]] = []
@@ -124,6 +126,7 @@ def collect_runs(paths: Iterable[Path]) -> list[Run]:
             continue
         run.metrics.update(summary.get("metrics") or {})
         run.out_of_memory_lengths.update(int(n) for n in summary.get("out_of_memory_lengths") or [])
+        run.beyond_positions_lengths.update(int(n) for n in summary.get("beyond_positions_lengths") or [])
     return sorted(runs.values(), key=lambda r: (r.experiment or "", r.mtime))
 
 

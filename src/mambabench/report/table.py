@@ -1,7 +1,8 @@
 """A results table with our value beside the paper's in every cell, written as Markdown and CSV.
 
 A cell shows ``ours / paper``; ours links to the run folder that produced it. A cell without a run
-says ``missing`` (never a filled-in number); ``oom`` marks a setting that ran out of memory.
+says ``missing`` (never a filled-in number); ``oom`` marks a setting that ran out of memory; ``n/a`` one
+the model cannot take at all (e.g. a length past its learned positions).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 
 MISSING = "missing"
 OUT_OF_MEMORY = "oom"
+NOT_APPLICABLE = "n/a"
 
 
 @dataclass

@@ -6,6 +6,7 @@ summary.json is rebuilt under ``cache_dir/<run id>/`` and the cells link there."
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 from pathlib import Path
@@ -52,12 +53,17 @@ def fetch_wandb_runs(project: str, cache_dir: Path) -> list[Run]:
     api = _api()
     cache_dir.mkdir(parents=True, exist_ok=True)
     count = 0
-    for wb_run in api.runs(project, filters={"state": "finished"}):
-        summary = wandb_summary(dict(wb_run.config), dict(wb_run.summary), wb_run.id, wb_run.url)
-        folder = cache_dir / wb_run.id
-        folder.mkdir(exist_ok=True)
-        (folder / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, default=str))
-        count += 1
+    try:
+        for wb_run in api.runs(project, filters={"state": "finished"}):
+            summary = wandb_summary(dict(wb_run.config), dict(wb_run.summary), wb_run.id, wb_run.url)
+            folder = cache_dir / wb_run.id
+            folder.mkdir(exist_ok=True)
+            (folder / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, default=str))
+            count += 1
+    except Exception as err:  # wandb raises ValueError, CommError, ... for a missing project or a bad reply
+        raise RuntimeError(
+            f"cannot read the runs of W&B project '{project}' ({err}); check ENTITY/PROJECT and `wandb login`"
+        ) from err
     log.info("read %d runs from W&B project %s", count, project)
     return collect_runs([cache_dir])
 
@@ -72,9 +78,9 @@ def upload_report(project: str, files: list[Path]) -> None:
         entity=entity or None, project=name or entity, job_type="report", name="paper-report"
     ) as run:
         for path in files:
-            if path.suffix == ".csv":
-                lines = path.read_text().splitlines()
-                header, rows = lines[0].split(","), [line.split(",") for line in lines[1:]]
+            if path.suffix == ".csv":  # cells may hold quoted commas: read it as CSV
+                with open(path, newline="") as f:
+                    header, *rows = list(csv.reader(f))
                 run.log({path.stem: wandb.Table(columns=header, data=rows)})
             elif path.suffix == ".png":
                 run.log({path.stem: wandb.Image(str(path))})

@@ -190,6 +190,23 @@ class RandomState(L.Callback):
             )
 
 
+class StopAtWallClock(L.Callback):
+    """Stops training after the first step that ends at or past ``deadline`` (Unix time, seconds), so
+    several runs started together on one machine all stop by the same clock time, however long each
+    took to start; the run then saves ``last.ckpt`` and tests as after a normal end. Lightning's
+    ``max_time`` counts from each run's own start instead. ``deadline: null`` never stops."""
+
+    def __init__(self, deadline: float | None = None) -> None:
+        self.deadline = deadline
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        if self.deadline is not None and time.time() >= self.deadline and not trainer.should_stop:
+            trainer.should_stop = True
+            rank_zero_warn(f"wall-clock deadline reached at step {trainer.global_step}; stopping")
+
+
 class PreemptionCheckpoint(L.Callback):
     """On SIGTERM or SIGUSR1 (what SLURM and cloud schedulers send before they preempt a job), finish the
     current step, write ``<checkpoints>/last.ckpt`` and stop training cleanly; the same command with

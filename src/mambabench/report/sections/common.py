@@ -21,9 +21,10 @@ def setting(runs: Iterable[Run]) -> str:
     data = first.choices.get("data", "?")
     length = first.config("data.seq_len") or first.config("data.train_seq_len")
     parts = [f"`{first.experiment}`: data={data}" + (f" at length {length}" if length else "")]
-    width, depth = first.config("model.d_model"), first.config("model.n_layer")
-    if width and depth:
-        parts.append(f"d_model={width} x {depth} layers")
+    widths = sorted({r.config("model.d_model") for r in runs if r.config("model.d_model")})
+    depth = first.config("model.n_layer")
+    if widths and depth:  # the induction-heads models differ in width (Mamba 64, the others 128)
+        parts.append(f"d_model={'/'.join(map(str, widths))} x {depth} layers")
     steps = sorted({r.summary.get("global_step") for r in runs if r.summary.get("global_step") is not None})
     if steps:
         parts.append(f"{steps[0]}" + (f"-{steps[-1]}" if len(steps) > 1 else "") + " steps")

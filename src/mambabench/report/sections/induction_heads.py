@@ -10,14 +10,15 @@ from mambabench.report.figure import Series, line_figure
 from mambabench.report.paper import PAPER, paper_number, paper_values
 from mambabench.report.runs import Run, latest
 from mambabench.report.sections.common import by_scale, file_name, percent, setting
-from mambabench.report.table import OUT_OF_MEMORY, Cell, Table
+from mambabench.report.table import NOT_APPLICABLE, OUT_OF_MEMORY, Cell, Table
 
 TOPIC = "induction_heads"
 LENGTH_METRIC = re.compile(r"^(test|val)/L(\d+)/accuracy$")
 
 
 def accuracy_by_length(run: Run) -> dict[int, float | str]:
-    """{test length: accuracy in % or "oom"}; test metrics win over validation ones."""
+    """{test length: accuracy in %, "oom" or "n/a" (past the learned positions)}; test metrics win over
+    validation ones."""
     found: dict[int, float | str] = {}
     for stage in ("val", "test"):
         for key, value in run.metrics.items():
@@ -26,6 +27,8 @@ def accuracy_by_length(run: Run) -> dict[int, float | str]:
                 found[int(match.group(2))] = percent(float(value))
     for length in run.out_of_memory_lengths:
         found.setdefault(length, OUT_OF_MEMORY)
+    for length in run.beyond_positions_lengths:
+        found.setdefault(length, NOT_APPLICABLE)
     return found
 
 
@@ -52,6 +55,7 @@ def render_scale(runs: list[Run], scale: str, out_dir: Path) -> list[Path]:
         [f"2^{n.bit_length() - 1}" if n & (n - 1) == 0 else str(n) for n in lengths],
     )
     series = []
+    notes = [f"paper: {paper['source']}"]
     for model, run in per_model.items():
         row = paper["rows"].get(model, {})
         paper_by_length = dict(zip(paper_lengths, row.get("values", []), strict=False))
@@ -63,6 +67,9 @@ def render_scale(runs: list[Run], scale: str, out_dir: Path) -> list[Path]:
         params = run.summary.get("params", {}).get("total") if run else None
         table.add([row.get("label", model), f"{params:,}" if params else row.get("params", "-")], cells)
         color = len(table.rows) - 1
+        beyond = [n for n, v in acc.items() if v == NOT_APPLICABLE]
+        if beyond:
+            notes.append(f"{row.get('label', model)}: no learned positions from {min(beyond)} on")
         if acc:
             series.append(
                 Series(
@@ -88,7 +95,7 @@ def render_scale(runs: list[Run], scale: str, out_dir: Path) -> list[Path]:
             logx=2,
             vline=(train_length, "training length"),
             hline=(100.0 / 16, "random"),
-            note=f"paper: {paper['source']}",
+            note="; ".join(notes),
         )
     return outputs
 
