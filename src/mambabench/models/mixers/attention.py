@@ -3,7 +3,9 @@
 Used by Transformer++ (RoPE, no biases), the GPT-3 Transformer (learned absolute positions added in
 the backbone, biases), the synthetic-task baselines MHA-Abs / MHA-RoPE / MHA-xPos (paper §4.1.2) and
 the attention layers of hybrids. Training uses ``F.scaled_dot_product_attention`` (FlashAttention on
-GPU); decoding appends keys and values to a cache and attends one query to all of them.
+GPU). Decoding writes keys and values into preallocated buffers (:class:`AttentionCache`) and attends
+one query to them, with every position read from a device counter so the step can be CUDA-graph
+captured; the prompt is prefilled through the same flash/efficient SDPA kernels as training.
 """
 
 from __future__ import annotations
@@ -17,28 +19,125 @@ from torch import Tensor, nn
 POSITION_ENCODINGS = ("rope", "xpos", "none")
 
 
+def _capturing() -> bool:
+    """True while a CUDA graph is being captured on the current stream (host syncs are not allowed)."""
+    return torch.cuda.is_available() and torch.cuda.is_current_stream_capturing()
+
+
 @dataclass
 class AttentionCache:
-    """Keys and values seen so far: each (batch, n_heads, seqlen_so_far, head_dim); None before prefill."""
+    """Keys and values of the tokens seen so far, in buffers that decoding updates in place.
 
-    key: Tensor | None = None
-    value: Tensor | None = None
-    batch_size: int = 0
-    dtype: torch.dtype = torch.float32
-    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    ``key``, ``value``: (batch, n_heads, capacity, head_dim); positions ``0 .. seqlen - 1`` are filled.
+    ``seqlen``: () int64 tensor on the buffers' device, the number of tokens written so far. The one-token
+    :meth:`MHA.step` reads the write position, the rotary positions and the attention mask from it and
+    advances it in place, so a CUDA graph captured once replays correctly at every position.
+    ``max_seqlen``: the most tokens the buffers hold (capacity is rounded up to a multiple of 16 so the
+    mask rows stay aligned); None makes the buffers grow as tokens arrive (CPU and eager use only).
+    ``host_seqlen``: a host copy of ``seqlen`` while it is known, so eager prefills and steps check for
+    overflow without waiting for the GPU; None after a step inside a CUDA graph capture (then read once
+    from the device when needed).
+    """
+
+    key: Tensor
+    value: Tensor
+    seqlen: Tensor
+    max_seqlen: int | None = None
+    host_seqlen: int | None = 0
+    positions: Tensor = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.positions = torch.arange(self.capacity, device=self.key.device)
+
+    @classmethod
+    def allocate(
+        cls,
+        batch_size: int,
+        n_heads: int,
+        head_dim: int,
+        dtype: torch.dtype,
+        device: torch.device | str,
+        max_seqlen: int | None = None,
+    ) -> AttentionCache:
+        """Empty buffers for ``max_seqlen`` tokens (rounded up to a multiple of 16), or growing ones."""
+        if max_seqlen is not None and max_seqlen < 1:
+            raise ValueError(f"max_seqlen must be a positive number of tokens, got {max_seqlen}")
+        capacity = 0 if max_seqlen is None else -(-max_seqlen // 16) * 16
+        shape = (batch_size, n_heads, capacity, head_dim)
+        return cls(
+            key=torch.zeros(shape, dtype=dtype, device=device),
+            value=torch.zeros(shape, dtype=dtype, device=device),
+            seqlen=torch.zeros((), dtype=torch.int64, device=device),
+            max_seqlen=max_seqlen,
+        )
 
     @property
-    def seqlen(self) -> int:
-        return 0 if self.key is None else self.key.shape[2]
+    def capacity(self) -> int:
+        return self.key.shape[2]
 
-    def append(self, key: Tensor, value: Tensor) -> tuple[Tensor, Tensor]:
-        """Add (batch, heads, new, head_dim) keys/values; returns all keys/values so far."""
-        if self.key is None:
-            self.key, self.value = key, value
+    def tokens_so_far(self) -> int:
+        """Number of cached tokens as a host int (reads the device counter once after captured steps)."""
+        if self.host_seqlen is None:
+            self.host_seqlen = int(self.seqlen)
+        return self.host_seqlen
+
+    def _make_room(self, needed: int) -> None:
+        """Check that ``needed`` tokens fit; growing buffers are enlarged (doubling) instead."""
+        if self.max_seqlen is None:
+            if needed > self.capacity:
+                self._grow(max(needed, 2 * self.capacity, 16))
+        elif needed > self.max_seqlen:
+            raise ValueError(
+                f"attention cache overflow: {needed} tokens do not fit a cache allocated for "
+                f"max_seqlen={self.max_seqlen}; allocate the cache with max_seqlen >= prompt length + "
+                f"new tokens (model.allocate_cache(batch_size, max_seqlen=...))"
+            )
+
+    def _grow(self, capacity: int) -> None:
+        if _capturing():
+            raise RuntimeError(
+                "a growing attention cache cannot be captured in a CUDA graph; allocate it with max_seqlen"
+            )
+        batch, heads, old, head_dim = self.key.shape
+        for name in ("key", "value"):
+            buffer = getattr(self, name).new_zeros(batch, heads, capacity, head_dim)
+            buffer[:, :, :old] = getattr(self, name)
+            setattr(self, name, buffer)
+        self.positions = torch.arange(capacity, device=self.key.device)
+
+    def write_block(self, key: Tensor, value: Tensor, start: int) -> tuple[Tensor, Tensor]:
+        """Write (batch, heads, n, head_dim) keys/values at positions start..start+n-1 (a prefill) and
+        set the counter to start + n; returns views of all cached keys/values (..., start + n, ...)."""
+        end = start + key.shape[2]
+        self._make_room(end)
+        self.key[:, :, start:end] = key
+        self.value[:, :, start:end] = value
+        self.seqlen.fill_(end)
+        self.host_seqlen = end
+        return self.key[:, :, :end], self.value[:, :, :end]
+
+    def write_token(self, key: Tensor, value: Tensor) -> None:
+        """Write one token's (batch, heads, 1, head_dim) key/value at position ``seqlen`` (read on the
+        device) without advancing the counter (:meth:`advance` does, after attention)."""
+        if _capturing():
+            if self.max_seqlen is None:
+                self._grow(0)  # raises: growing buffers cannot be captured
+            self.host_seqlen = None  # replays advance the device counter behind the host's back
         else:
-            self.key = torch.cat([self.key, key], dim=2)
-            self.value = torch.cat([self.value, value], dim=2)
-        return self.key, self.value
+            self._make_room(self.tokens_so_far() + 1)
+        index = self.seqlen.view(1)
+        self.key.index_copy_(2, index, key)
+        self.value.index_copy_(2, index, value)
+
+    def visible_mask(self) -> Tensor:
+        """(1, 1, 1, capacity) bool: True at the positions a new token at ``seqlen`` attends to."""
+        return (self.positions <= self.seqlen).view(1, 1, 1, -1)
+
+    def advance(self) -> None:
+        """One more token: counter += 1 on the device (and on the host while known)."""
+        self.seqlen.add_(1)
+        if self.host_seqlen is not None:
+            self.host_seqlen += 1
 
 
 class RotaryEmbedding(nn.Module):
@@ -79,9 +178,11 @@ class RotaryEmbedding(nn.Module):
             cos, sin = cos * scale, sin * scale
         return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).to(x.dtype)
 
-    def forward(self, q: Tensor, k: Tensor, offset: int = 0) -> tuple[Tensor, Tensor]:
-        """q, k: (batch, heads, seqlen, head_dim) at positions offset..offset+seqlen-1 -> rotated q, k."""
-        pos = torch.arange(offset, offset + q.shape[2], device=q.device, dtype=torch.float32)
+    def forward(self, q: Tensor, k: Tensor, offset: int | Tensor = 0) -> tuple[Tensor, Tensor]:
+        """q, k: (batch, heads, seqlen, head_dim) at positions offset..offset+seqlen-1 -> rotated q, k.
+
+        ``offset`` may be a () integer tensor on q's device (the decode counter): no host sync then."""
+        pos = torch.arange(q.shape[2], device=q.device, dtype=torch.float32) + offset
         angles = pos[:, None] * self.inv_freq.to(q.device)  # (seqlen, head_dim / 2)
         if not self.xpos:
             return self._rotate(q, angles, None), self._rotate(k, angles, None)
@@ -138,35 +239,59 @@ class MHA(nn.Module):
             else None
         )
 
-    def _qkv(self, hidden: Tensor, offset: int) -> tuple[Tensor, Tensor, Tensor]:
-        """hidden (batch, seqlen, D) -> q, k, v each (batch, heads, seqlen, head_dim), rotated."""
+    def _qkv(self, hidden: Tensor, offset: int | Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """hidden (batch, seqlen, D) -> q, k, v each (batch, heads, seqlen, head_dim), rotated; one GEMM."""
         q, k, v = self.Wqkv(hidden).unflatten(-1, (3, self.n_heads, self.head_dim)).permute(2, 0, 3, 1, 4)
         if self.rotary is not None:
             q, k = self.rotary(q, k, offset)
         return q, k, v
 
-    def forward(self, hidden: Tensor, cache: AttentionCache | None = None) -> Tensor:
-        """hidden: (batch, seqlen, d_model) -> (batch, seqlen, d_model); with ``cache`` keys/values are kept."""
-        offset = cache.seqlen if cache is not None else 0
-        q, k, v = self._qkv(hidden, offset)
-        if cache is not None:
-            k_all, v_all = cache.append(k, v)
-            if offset:  # prefill after earlier tokens: explicit mask of the new block against everything
-                mask = torch.ones(q.shape[2], k_all.shape[2], dtype=torch.bool, device=q.device).tril(offset)
-                y = F.scaled_dot_product_attention(q, k_all, v_all, attn_mask=mask)
-                return self.out_proj(y.transpose(1, 2).flatten(2))
-        y = F.scaled_dot_product_attention(
-            q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0
-        )
+    def _out(self, y: Tensor) -> Tensor:
+        """y (batch, heads, seqlen, head_dim) -> (batch, seqlen, d_model)."""
         return self.out_proj(y.transpose(1, 2).flatten(2))
 
-    def step(self, hidden: Tensor, cache: AttentionCache) -> Tensor:
-        """One token: hidden (batch, d_model) -> (batch, d_model); attends to all cached positions."""
-        q, k, v = self._qkv(hidden[:, None], cache.seqlen)
-        k_all, v_all = cache.append(k, v)
-        y = F.scaled_dot_product_attention(q, k_all, v_all)
-        return self.out_proj(y.transpose(1, 2).flatten(2)).squeeze(1)
+    def forward(self, hidden: Tensor, cache: AttentionCache | None = None) -> Tensor:
+        """hidden: (batch, seqlen, d_model) -> (batch, seqlen, d_model).
 
-    def allocate_cache(self, batch_size: int, dtype: torch.dtype, device: torch.device) -> AttentionCache:
-        """An empty KV cache (grows as tokens arrive)."""
-        return AttentionCache(batch_size=batch_size, dtype=dtype, device=device)
+        With ``cache`` (a prefill) the block's keys/values are written into the cache after the tokens
+        already there and its counter is set; the first block attends causally through SDPA's
+        flash/efficient kernels, a later block (chunked prompt) against everything cached so far."""
+        if cache is None:
+            q, k, v = self._qkv(hidden, 0)
+            dropout = self.dropout if self.training else 0.0
+            return self._out(F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=dropout))
+        start = cache.tokens_so_far()
+        q, k, v = self._qkv(hidden, start)
+        k_all, v_all = cache.write_block(k, v, start)
+        if start == 0:
+            return self._out(F.scaled_dot_product_attention(q, k, v, is_causal=True))
+        mask = torch.ones(q.shape[2], k_all.shape[2], dtype=torch.bool, device=q.device).tril(start)
+        return self._out(F.scaled_dot_product_attention(q, k_all, v_all, attn_mask=mask))
+
+    def step(self, hidden: Tensor, cache: AttentionCache) -> Tensor:
+        """One token: hidden (batch, d_model) -> (batch, d_model); updates ``cache`` in place.
+
+        The token's position, where its key/value go and which cached positions it sees all come from
+        the device counter ``cache.seqlen`` (no host sync), so the step can be captured in a CUDA graph.
+        A preallocated cache attends over its whole buffer with a mask (fixed shapes); a growing cache
+        (eager only) attends over the filled part."""
+        q, k, v = self._qkv(hidden[:, None], cache.seqlen)
+        cache.write_token(k, v)
+        if cache.max_seqlen is None:
+            n = cache.tokens_so_far() + 1
+            y = F.scaled_dot_product_attention(q, cache.key[:, :, :n], cache.value[:, :, :n])
+        else:
+            y = F.scaled_dot_product_attention(q, cache.key, cache.value, attn_mask=cache.visible_mask())
+        cache.advance()
+        return self._out(y).squeeze(1)
+
+    def allocate_cache(
+        self,
+        batch_size: int,
+        dtype: torch.dtype,
+        device: torch.device,
+        max_seqlen: int | None = None,
+    ) -> AttentionCache:
+        """An empty KV cache: buffers for ``max_seqlen`` tokens allocated once (what CUDA-graph decoding
+        needs), or, with None, buffers that grow as tokens arrive."""
+        return AttentionCache.allocate(batch_size, self.n_heads, self.head_dim, dtype, device, max_seqlen)
