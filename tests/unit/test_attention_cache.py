@@ -21,8 +21,8 @@ VOCAB = 16
 PRESETS = ["mha_abs", "mha_rope", "mha_xpos", "transformerpp", "hybrid"]
 
 
-def _model(make_config, preset: str) -> torch.nn.Module:
-    overrides = [f"model={preset}", "model.d_model=32", "model.n_layer=2"]
+def _model(make_config, preset: str, d_model: int = 32, extra: tuple[str, ...] = ()) -> torch.nn.Module:
+    overrides = [f"model={preset}", f"model.d_model={d_model}", "model.n_layer=2", *extra]
     if preset == "hybrid":
         overrides.append("model.mixer.every=2")  # layer 1 is attention
     cfg = make_config(overrides)
@@ -146,3 +146,27 @@ def test_rotary_counter_offset_equals_int_offset(xpos) -> None:
     expected = rotary(q, k, 5)
     got = rotary(q, k, torch.tensor(5))
     torch.testing.assert_close(got, expected, atol=0, rtol=0)
+
+
+@pytest.mark.parametrize(("preset", "static"), [("transformerpp", True), ("hybrid", False)])
+def test_triton_decode_step_equals_forward(make_config, preset, static) -> None:
+    """The fused decode kernel (under the Triton interpreter here) in the model's step; xPos and the
+    split-K merging are covered by tests/kernels/test_decode_attention.py."""
+    pytest.importorskip("triton")
+    key = "model.mixer.secondary.decode_backend" if preset == "hybrid" else "model.mixer.decode_backend"
+    model = _model(make_config, preset, d_model=64, extra=(f"{key}=triton",))  # head_dim 16
+    ids = torch.randint(0, VOCAB, (2, 9), generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        logits = model(ids)
+        caches = static_caches(model, 2, max_seqlen=9) if static else model.allocate_cache(2)
+        stepped = [model(ids[:, :4], caches=caches)]
+        stepped += [model.step(ids[:, t], caches)[:, None] for t in range(4, 9)]
+    torch.testing.assert_close(torch.cat(stepped, 1), logits, atol=1e-4, rtol=1e-4)
+    assert all(int(c.seqlen) == 9 for c in _attention_caches(caches))
+
+
+def test_rotary_tables_stay_fp32_in_a_bf16_model(make_config) -> None:
+    model = _model(make_config, "transformerpp").to(torch.bfloat16)
+    rotary = model.backbone.layers[0].mixer.rotary
+    assert rotary.inv_freq.dtype == torch.float32 and rotary.zeta.dtype == torch.float32
+    torch.testing.assert_close(rotary.inv_freq, RotaryEmbedding(8).inv_freq, atol=0, rtol=0)

@@ -10,13 +10,25 @@ captured; the prompt is prefilled through the same flash/efficient SDPA kernels 
 
 from __future__ import annotations
 
+import importlib
+import os
 from dataclasses import dataclass, field
+from types import ModuleType
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 POSITION_ENCODINGS = ("rope", "xpos", "none")
+DECODE_BACKENDS = ("auto", "triton", "torch")
+
+
+def _decode_kernel_module() -> ModuleType | None:
+    """``mambabench.kernels.decode_attention`` if Triton is installed, else None."""
+    try:
+        return importlib.import_module("mambabench.kernels.decode_attention")
+    except ImportError:
+        return None
 
 
 def _capturing() -> bool:
@@ -116,18 +128,22 @@ class AttentionCache:
         self.host_seqlen = end
         return self.key[:, :, :end], self.value[:, :, :end]
 
-    def write_token(self, key: Tensor, value: Tensor) -> None:
-        """Write one token's (batch, heads, 1, head_dim) key/value at position ``seqlen`` (read on the
-        device) without advancing the counter (:meth:`advance` does, after attention)."""
+    def reserve_token(self) -> None:
+        """Make sure one more token fits (clear error, or growth) before it is written at ``seqlen``."""
         if _capturing():
             if self.max_seqlen is None:
                 self._grow(0)  # raises: growing buffers cannot be captured
             self.host_seqlen = None  # replays advance the device counter behind the host's back
         else:
             self._make_room(self.tokens_so_far() + 1)
+
+    def write_token(self, key: Tensor, value: Tensor) -> None:
+        """Write one token's (batch, heads, 1, head_dim) key/value at position ``seqlen`` (read on the
+        device) without advancing the counter (:meth:`advance` does, after attention)."""
+        self.reserve_token()
         index = self.seqlen.view(1)
-        self.key.index_copy_(2, index, key)
-        self.value.index_copy_(2, index, value)
+        self.key.index_copy_(2, index, key.to(self.key.dtype))
+        self.value.index_copy_(2, index, value.to(self.value.dtype))
 
     def visible_mask(self) -> Tensor:
         """(1, 1, 1, capacity) bool: True at the positions a new token at ``seqlen`` attends to."""
@@ -147,7 +163,8 @@ class RotaryEmbedding(nn.Module):
     further multiplied by zeta_i^(pos/scale_base) and the key by zeta_i^(-pos/scale_base), with
     zeta_i = (2i/d + gamma) / (1 + gamma), so q.k decays with the distance pos_q - pos_k.
     Positions are absolute (0 = first token), so cached decoding sees the same numbers as the
-    parallel forward.
+    parallel forward. The frequency tables stay fp32 when the model is cast to bf16/fp16 (rounded
+    frequencies would turn into large angle errors at long positions).
     """
 
     def __init__(
@@ -164,12 +181,23 @@ class RotaryEmbedding(nn.Module):
         self.head_dim = head_dim
         self.xpos = xpos
         self.xpos_scale_base = xpos_scale_base
-        half = head_dim // 2
-        self.register_buffer(
-            "inv_freq", base ** (-torch.arange(half, dtype=torch.float32) / half), persistent=False
-        )
-        zeta = (torch.arange(half, dtype=torch.float32) / half + xpos_gamma) / (1 + xpos_gamma)
+        self.base, self.xpos_gamma = base, xpos_gamma
+        inv_freq, zeta = self._tables(torch.device("cpu"))
+        self.register_buffer("inv_freq", inv_freq, persistent=False)
         self.register_buffer("zeta", zeta, persistent=False)
+
+    def _tables(self, device: torch.device) -> tuple[Tensor, Tensor]:
+        """fp32 (head_dim / 2,) rotary frequencies base^(-2i/d) and xPos ratios zeta_i."""
+        half = self.head_dim // 2
+        i = torch.arange(half, dtype=torch.float32, device=device) / half
+        return self.base**-i, (i + self.xpos_gamma) / (1 + self.xpos_gamma)
+
+    def _apply(self, fn, recurse: bool = True):  # noqa: ANN001, ANN202 (nn.Module's signature)
+        """Follow device moves, but rebuild the tables in fp32 after a dtype cast."""
+        super()._apply(fn, recurse)
+        if self.inv_freq.dtype != torch.float32 and self.inv_freq.device.type != "meta":
+            self.inv_freq, self.zeta = self._tables(self.inv_freq.device)
+        return self
 
     def _rotate(self, x: Tensor, angles: Tensor, scale: Tensor | None) -> Tensor:
         x1, x2 = x.float().chunk(2, dim=-1)
@@ -204,6 +232,10 @@ class MHA(nn.Module):
         bias: biases on the projections (GPT-3: True; Transformer++: False).
         dropout: attention dropout (0 in the paper).
         layer_idx: position in the stack.
+        decode_backend: the one-token step's attention: "triton" (one fused kernel: rotary, cache write
+            and split-K attention, :mod:`mambabench.kernels.decode_attention`), "torch" (SDPA over the
+            cache with a length mask), "auto" (Triton for CUDA tensors when the head_dim is a power of
+            two >= 16, else torch).
     """
 
     def __init__(
@@ -218,10 +250,14 @@ class MHA(nn.Module):
         bias: bool = False,
         dropout: float = 0.0,
         layer_idx: int | None = None,
+        decode_backend: str = "auto",
     ) -> None:
         super().__init__()
         if pos_encoding not in POSITION_ENCODINGS:
             raise ValueError(f"pos_encoding must be one of {POSITION_ENCODINGS}, got {pos_encoding!r}")
+        if decode_backend not in DECODE_BACKENDS:
+            raise ValueError(f"decode_backend must be one of {DECODE_BACKENDS}, got {decode_backend!r}")
+        self.decode_backend = decode_backend
         if head_dim is None:
             if d_model % n_heads:
                 raise ValueError(f"d_model={d_model} is not divisible by n_heads={n_heads}; set head_dim")
@@ -266,7 +302,8 @@ class MHA(nn.Module):
         if start == 0:
             return self._out(F.scaled_dot_product_attention(q, k, v, is_causal=True))
         mask = torch.ones(q.shape[2], k_all.shape[2], dtype=torch.bool, device=q.device).tril(start)
-        return self._out(F.scaled_dot_product_attention(q, k_all, v_all, attn_mask=mask))
+        y = F.scaled_dot_product_attention(q.to(k_all.dtype), k_all, v_all, attn_mask=mask)
+        return self._out(y.to(q.dtype))
 
     def step(self, hidden: Tensor, cache: AttentionCache) -> Tensor:
         """One token: hidden (batch, d_model) -> (batch, d_model); updates ``cache`` in place.
@@ -274,8 +311,24 @@ class MHA(nn.Module):
         The token's position, where its key/value go and which cached positions it sees all come from
         the device counter ``cache.seqlen`` (no host sync), so the step can be captured in a CUDA graph.
         A preallocated cache attends over its whole buffer with a mask (fixed shapes); a growing cache
-        (eager only) attends over the filled part."""
+        (eager only) attends over the filled part. With the Triton backend the whole attention part is
+        the fused q/k/v GEMM, two kernel launches and out_proj."""
+        if self._decode_with_kernel(hidden):
+            cache.reserve_token()
+            rotary = self.rotary
+            y = _decode_kernel_module().decode_attention_triton(
+                self.Wqkv(hidden),
+                cache.key,
+                cache.value,
+                cache.seqlen,
+                inv_freq=None if rotary is None else rotary.inv_freq,
+                zeta=rotary.zeta if rotary is not None and rotary.xpos else None,
+                xpos_scale_base=rotary.xpos_scale_base if rotary is not None else 512.0,
+            )
+            cache.advance()
+            return self.out_proj(y)
         q, k, v = self._qkv(hidden[:, None], cache.seqlen)
+        q = q.to(cache.key.dtype)
         cache.write_token(k, v)
         if cache.max_seqlen is None:
             n = cache.tokens_so_far() + 1
@@ -283,7 +336,28 @@ class MHA(nn.Module):
         else:
             y = F.scaled_dot_product_attention(q, cache.key, cache.value, attn_mask=cache.visible_mask())
         cache.advance()
-        return self._out(y).squeeze(1)
+        return self._out(y.to(hidden.dtype)).squeeze(1)
+
+    def _decode_with_kernel(self, x: Tensor) -> bool:
+        """Whether :meth:`step` runs the Triton decode kernel for input ``x`` (see ``decode_backend``)."""
+        if self.decode_backend == "torch":
+            return False
+        fits = self.head_dim >= 16 and self.head_dim & (self.head_dim - 1) == 0
+        if self.decode_backend == "auto":
+            return x.is_cuda and fits and _decode_kernel_module() is not None
+        if not fits:
+            raise ValueError(
+                f"decode_backend='triton' needs a power-of-two head_dim >= 16, got {self.head_dim}; "
+                "use decode_backend='torch' or 'auto'"
+            )
+        if _decode_kernel_module() is None:
+            raise RuntimeError("decode_backend='triton' needs triton installed; use 'torch' or 'auto'")
+        if not x.is_cuda and os.environ.get("TRITON_INTERPRET") != "1":
+            raise RuntimeError(
+                "decode_backend='triton' on CPU tensors needs TRITON_INTERPRET=1 (slow, for tests); "
+                "use decode_backend='auto' for SDPA on CPU"
+            )
+        return True
 
     def allocate_cache(
         self,
