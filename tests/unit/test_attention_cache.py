@@ -170,3 +170,23 @@ def test_rotary_tables_stay_fp32_in_a_bf16_model(make_config) -> None:
     rotary = model.backbone.layers[0].mixer.rotary
     assert rotary.inv_freq.dtype == torch.float32 and rotary.zeta.dtype == torch.float32
     torch.testing.assert_close(rotary.inv_freq, RotaryEmbedding(8).inv_freq, atol=0, rtol=0)
+
+
+def test_capture_branch_keeps_host_out_of_the_loop(make_config, monkeypatch) -> None:
+    """Under CUDA-graph capture (faked here) the step never reads the counter on the host: the host copy
+    is dropped, results stay right, and a growing cache refuses clearly."""
+    from mambabench.models.mixers import attention
+
+    model = _model(make_config, "transformerpp")
+    ids = torch.randint(0, VOCAB, (2, 8), generator=torch.Generator().manual_seed(6))
+    with torch.no_grad():
+        logits = model(ids)
+        caches = static_caches(model, 2, max_seqlen=8)
+        out = [model(ids[:, :5], caches=caches)]
+        monkeypatch.setattr(attention, "_capturing", lambda: True)
+        monkeypatch.setattr(AttentionCache, "tokens_so_far", lambda self: pytest.fail("host sync in capture"))
+        out += [model.step(ids[:, t], caches)[:, None] for t in range(5, 8)]
+        assert all(c.host_seqlen is None and int(c.seqlen) == 8 for c in _attention_caches(caches))
+        with pytest.raises(RuntimeError, match="max_seqlen"):
+            model.step(ids[:, 0], model.allocate_cache(2))
+    torch.testing.assert_close(torch.cat(out, 1), logits, atol=1e-4, rtol=1e-4)
