@@ -190,3 +190,21 @@ def test_capture_branch_keeps_host_out_of_the_loop(make_config, monkeypatch) -> 
         with pytest.raises(RuntimeError, match="max_seqlen"):
             model.step(ids[:, 0], model.allocate_cache(2))
     torch.testing.assert_close(torch.cat(out, 1), logits, atol=1e-4, rtol=1e-4)
+
+
+def test_reset_reuses_the_buffers_for_a_new_sequence(make_config) -> None:
+    model = _model(make_config, "transformerpp")
+    ids = torch.randint(0, VOCAB, (2, 8), generator=torch.Generator().manual_seed(7))
+    with torch.no_grad():
+        logits = model(ids)
+        caches = static_caches(model, 2, max_seqlen=12)
+        model(ids.flip(1), caches=caches)  # an earlier, longer sequence
+        model.step(ids[:, 0], caches)
+        buffers = [c.key.data_ptr() for c in _attention_caches(caches)]
+        for cache in _attention_caches(caches):
+            cache.reset()
+        out = [model(ids[:, :3], caches=caches)] + [
+            model.step(ids[:, t], caches)[:, None] for t in range(3, 8)
+        ]
+    assert [c.key.data_ptr() for c in _attention_caches(caches)] == buffers
+    torch.testing.assert_close(torch.cat(out, 1), logits, atol=1e-4, rtol=1e-4)

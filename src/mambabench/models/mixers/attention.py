@@ -149,6 +149,12 @@ class AttentionCache:
         """(1, 1, 1, capacity) bool: True at the positions a new token at ``seqlen`` attends to."""
         return (self.positions <= self.seqlen).view(1, 1, 1, -1)
 
+    def reset(self) -> None:
+        """Empty the cache for a new sequence, keeping its buffers (and so any CUDA graph captured on
+        them): the counter goes back to 0; stale keys/values beyond it are masked or overwritten."""
+        self.seqlen.zero_()
+        self.host_seqlen = 0
+
     def advance(self) -> None:
         """One more token: counter += 1 on the device (and on the host while known)."""
         self.seqlen.add_(1)
