@@ -8,7 +8,7 @@
 One launch rotates the new q and k (RoPE, optionally xPos; pairs (i, i + head_dim / 2) as
 :class:`mambabench.models.mixers.attention.RotaryEmbedding`), writes the new key/value into the cache at
 ``seqlen`` and attends over the cache in ``n_splits`` slices per (batch, head), each with an online
-softmax; a second launch merges the slices. The length is read inside the kernels, so a CUDA graph
+softmax; a second launch merges the slices (none when one slice is enough). The length is read inside the kernels, so a CUDA graph
 captured once replays at every position, and the work follows the filled length, not the capacity.
 Splitting the keys keeps the GPU busy when batch x heads is small (batch-1 decoding); at large batch
 one slice per (batch, head) is enough. The caller advances ``seqlen``.
@@ -44,6 +44,7 @@ def _decode_partial_kernel(
     m_ptr,
     l_ptr,
     acc_ptr,
+    out_ptr,
     n_heads,
     split_len,
     n_splits,
@@ -53,11 +54,14 @@ def _decode_partial_kernel(
     s_cb,
     s_ch,
     s_cn,
+    s_ob,
     ROTARY: tl.constexpr,
     HEAD_DIM: tl.constexpr,
     BLOCK_N: tl.constexpr,
+    ONE_SPLIT: tl.constexpr,
 ):
-    """Grid (batch * n_heads, n_splits): the softmax state (max, sum, weighted values) of one slice."""
+    """Grid (batch * n_heads, n_splits): the softmax state (max, sum, weighted values) of one slice,
+    or, with ONE_SPLIT, the finished output row (no merge launch)."""
     pid_bh = tl.program_id(0).to(tl.int64)
     pid_s = tl.program_id(1)
     b = pid_bh // n_heads
@@ -121,10 +125,13 @@ def _decode_partial_kernel(
         l_i = l_i * alpha + p
         acc = acc * alpha + p * v_new.to(tl.float32)
         m_i = m_new
-    slot = pid_bh * n_splits + pid_s
-    tl.store(m_ptr + slot, m_i)
-    tl.store(l_ptr + slot, l_i)
-    tl.store(acc_ptr + slot * HEAD_DIM + offs_d, acc)
+    if ONE_SPLIT:
+        tl.store(out_ptr + b * s_ob + h * HEAD_DIM + offs_d, (acc / l_i).to(out_ptr.dtype.element_ty))
+    else:
+        slot = pid_bh * n_splits + pid_s
+        tl.store(m_ptr + slot, m_i)
+        tl.store(l_ptr + slot, l_i)
+        tl.store(acc_ptr + slot * HEAD_DIM + offs_d, acc)
 
 
 @triton.jit
@@ -197,11 +204,12 @@ def decode_attention_triton(
         n_splits, split_len = split_plan(rows, capacity, qkv.device, block_n)
     else:
         split_len = cdiv(capacity, n_splits)
-    f32 = dict(dtype=torch.float32, device=qkv.device)
-    m = torch.empty(rows, n_splits, **f32)
-    l_sum = torch.empty(rows, n_splits, **f32)
-    acc = torch.empty(rows, n_splits, head_dim, **f32)
     out = torch.empty(batch, n_heads * head_dim, dtype=qkv.dtype, device=qkv.device)
+    one_split = n_splits == 1
+    f32 = dict(dtype=torch.float32, device=qkv.device)
+    m = torch.empty(1 if one_split else rows * n_splits, **f32)
+    l_sum = torch.empty(1 if one_split else rows * n_splits, **f32)
+    acc = torch.empty(1 if one_split else rows * n_splits * head_dim, **f32)
     rotary = 0 if inv_freq is None else (XPOS if zeta is not None else ROPE)
     freqs = inv_freq if inv_freq is not None else m
     with torch.cuda.device(qkv.device) if qkv.is_cuda else nullcontext():
@@ -215,6 +223,7 @@ def decode_attention_triton(
             m,
             l_sum,
             acc,
+            out,
             n_heads,
             split_len,
             n_splits,
@@ -224,11 +233,15 @@ def decode_attention_triton(
             k_cache.stride(0),
             k_cache.stride(1),
             k_cache.stride(2),
+            out.stride(0),
             ROTARY=rotary,
             HEAD_DIM=head_dim,
             BLOCK_N=block_n,
+            ONE_SPLIT=one_split,
             num_warps=4,
         )
+        if one_split:
+            return out
         _decode_combine_kernel[(rows,)](
             m,
             l_sum,

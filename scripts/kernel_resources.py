@@ -86,6 +86,7 @@ DEFAULTS = dict(
     ROTARY=1,
     HEAD_DIM=64,
     SPLITS=16,
+    ONE_SPLIT=0,
 )
 KERNEL_DEFAULTS = {"decode_attn": dict(BLOCK_N=64)}  # where a shared name has another launch value
 
