@@ -28,7 +28,7 @@ from mambabench.kernels._host import cdiv, next_power_of_2
 
 _interpret_compat.patch()
 
-__all__ = ["decode_attention_triton", "split_plan"]
+__all__ = ["decode_attention_triton", "rotary_qkv_inplace_triton", "split_plan"]
 
 ROPE, XPOS = 1, 2  # values of the ROTARY constexpr (0: no rotation)
 
@@ -161,6 +161,91 @@ def _decode_combine_kernel(
     weight = tl.where(mask_s, tl.exp2(m - m_max), 0.0)
     out = tl.sum(acc * weight[:, None], axis=0) / tl.sum(l_s * weight, axis=0)
     tl.store(out_ptr + b * s_ob + h * HEAD_DIM + offs_d, out.to(out_ptr.dtype.element_ty))
+
+
+@triton.jit
+def _rotary_qkv_kernel(
+    qkv_ptr,
+    inv_freq_ptr,
+    zeta_ptr,
+    offset,
+    seqlen,
+    n_heads,
+    xpos_scale_base,
+    s_qkv_b,
+    s_qkv_l,
+    ROTARY: tl.constexpr,
+    HEAD_DIM: tl.constexpr,
+    BLOCK_L: tl.constexpr,
+):
+    """Grid (cdiv(seqlen, BLOCK_L), batch * 2 * n_heads): rotate one head of q (or k) in place for
+    BLOCK_L positions; pairs (i, i + HEAD_DIM / 2), angle (offset + t) * inv_freq[i]."""
+    HALF: tl.constexpr = HEAD_DIM // 2
+    pid_l = tl.program_id(0)
+    pid = tl.program_id(1).to(tl.int64)
+    b = pid // (2 * n_heads)
+    is_key = (pid // n_heads) % 2
+    h = pid % n_heads
+    offs_l = pid_l * BLOCK_L + tl.arange(0, BLOCK_L)
+    offs_i = tl.arange(0, HALF)
+    mask = (offs_l < seqlen)[:, None]
+    ptrs = (
+        qkv_ptr
+        + b * s_qkv_b
+        + offs_l.to(tl.int64)[:, None] * s_qkv_l
+        + (is_key * n_heads + h) * HEAD_DIM
+        + offs_i[None, :]
+    )
+    x1 = tl.load(ptrs, mask=mask, other=0.0).to(tl.float32)
+    x2 = tl.load(ptrs + HALF, mask=mask, other=0.0).to(tl.float32)
+    pos = (offset + offs_l).to(tl.float32)[:, None]
+    angle = pos * tl.load(inv_freq_ptr + offs_i)[None, :]
+    cos = tl.cos(angle)
+    sin = tl.sin(angle)
+    if ROTARY == 2:  # xPos: q * zeta^(pos / scale_base), k / zeta^(pos / scale_base)
+        power = pos / xpos_scale_base * (1.0 - 2.0 * is_key.to(tl.float32))
+        scale = tl.exp2(tl.log2(tl.load(zeta_ptr + offs_i))[None, :] * power)
+        cos = cos * scale
+        sin = sin * scale
+    tl.store(ptrs, (x1 * cos - x2 * sin).to(qkv_ptr.dtype.element_ty), mask=mask)
+    tl.store(ptrs + HALF, (x1 * sin + x2 * cos).to(qkv_ptr.dtype.element_ty), mask=mask)
+
+
+def rotary_qkv_inplace_triton(
+    qkv: Tensor,
+    n_heads: int,
+    offset: int,
+    inv_freq: Tensor,
+    zeta: Tensor | None = None,
+    xpos_scale_base: float = 512.0,
+) -> Tensor:
+    """Rotate the q and k parts of a (batch, seqlen, 3 * n_heads * head_dim) fused projection in place
+    (positions offset .. offset + seqlen - 1; xPos with ``zeta``): one read and one write of q and k,
+    where the PyTorch rotation makes several fp32 passes. For inference (no autograd); returns qkv."""
+    batch, seqlen, width = qkv.shape
+    head_dim = width // (3 * n_heads)
+    if width != 3 * n_heads * head_dim or qkv.stride(-1) != 1:
+        raise ValueError(f"qkv must be (batch, seqlen, 3 * {n_heads} * head_dim) with contiguous rows")
+    if head_dim != next_power_of_2(head_dim) or head_dim < 16:
+        raise ValueError(f"the rotary kernel needs a power-of-two head_dim >= 16, got {head_dim}")
+    block_l = 32
+    with torch.cuda.device(qkv.device) if qkv.is_cuda else nullcontext():
+        _rotary_qkv_kernel[(cdiv(seqlen, block_l), batch * 2 * n_heads)](
+            qkv,
+            inv_freq,
+            zeta if zeta is not None else inv_freq,
+            int(offset),
+            seqlen,
+            n_heads,
+            float(xpos_scale_base),
+            qkv.stride(0),
+            qkv.stride(1),
+            ROTARY=XPOS if zeta is not None else ROPE,
+            HEAD_DIM=head_dim,
+            BLOCK_L=block_l,
+            num_warps=4,
+        )
+    return qkv
 
 
 def split_plan(rows: int, capacity: int, device: torch.device, block_n: int) -> tuple[int, int]:

@@ -42,6 +42,7 @@ KERNELS = {
     ("conv_bwd", None): causal_conv1d._conv_bwd_kernel,
     ("decode_attn", None): decode_attention._decode_partial_kernel,
     ("decode_combine", None): decode_attention._decode_combine_kernel,
+    ("rotary_qkv", None): decode_attention._rotary_qkv_kernel,
 }
 HALF_POINTERS = {
     "u_ptr",
@@ -88,7 +89,7 @@ DEFAULTS = dict(
     SPLITS=16,
     ONE_SPLIT=0,
 )
-KERNEL_DEFAULTS = {"decode_attn": dict(BLOCK_N=64)}  # where a shared name has another launch value
+KERNEL_DEFAULTS = {"decode_attn": dict(BLOCK_N=64), "rotary_qkv": dict(BLOCK_L=32)}  # where a shared name has another launch value
 
 
 def compile_kernel(
@@ -164,9 +165,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument(
         "which",
-        choices=["fwd", "bwd", "carry", "conv_fwd", "conv_bwd", "decode_attn", "decode_combine"],
+        choices=["fwd", "bwd", "carry", "conv_fwd", "conv_bwd", "decode_attn", "decode_combine", "rotary_qkv"],
         help="scan forward/backward, the time-split scans' carry pass (--family sequential), the "
-        "causal conv1d kernels or the decode-attention kernels (--family is ignored for these)",
+        "causal conv1d kernels or the attention-decoding kernels (--family is ignored for these)",
     )
     p.add_argument("consts", nargs="*", help="constexpr overrides NAME=VALUE (e.g. BLOCK_D=32 TT=8)")
     p.add_argument(
@@ -187,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         "time (e.g. seqlen=2048 for the conv kernels: vectorised loads need it)",
     )
     args = p.parse_intermixed_args(argv)
-    family = None if args.which.startswith(("conv", "decode")) else args.family
+    family = None if args.which.startswith(("conv", "decode", "rotary")) else args.family
     if (args.which, family) not in KERNELS:
         raise SystemExit(f"{args.which!r} exists for --family sequential only")
     fn = KERNELS[(args.which, family)]

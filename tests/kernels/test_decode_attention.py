@@ -90,3 +90,20 @@ def test_compiles_for_sm90_without_spilling_registers() -> None:
     assert regs, res.stdout
     # the only stack is libdevice's cos/sin range reduction for huge angles, not a register spill
     assert int(regs.group(1)) <= 128 and int(regs.group(2)) <= 64
+
+
+@pytest.mark.parametrize("xpos", [False, True])
+def test_rotary_inplace_matches_rotary_embedding(xpos, device) -> None:
+    from mambabench.kernels.decode_attention import rotary_qkv_inplace_triton
+
+    torch.manual_seed(2)
+    batch, seqlen, heads, head_dim, offset = 2, 37, 2, 16, 5
+    rotary = RotaryEmbedding(head_dim, xpos=xpos).to(device)
+    qkv = torch.randn(batch, seqlen, 3 * heads * head_dim, device=device)
+    q, k, v = qkv.unflatten(-1, (3, heads, head_dim)).permute(2, 0, 3, 1, 4)
+    ref_q, ref_k = rotary(q, k, offset)
+    ref_v = v.clone()
+    rotary_qkv_inplace_triton(qkv, heads, offset, rotary.inv_freq, rotary.zeta if xpos else None)
+    torch.testing.assert_close(q, ref_q, atol=1e-5, rtol=1e-5)  # q, k, v are views of qkv
+    torch.testing.assert_close(k, ref_k, atol=1e-5, rtol=1e-5)
+    assert torch.equal(v, ref_v)

@@ -238,10 +238,11 @@ class MHA(nn.Module):
         bias: biases on the projections (GPT-3: True; Transformer++: False).
         dropout: attention dropout (0 in the paper).
         layer_idx: position in the stack.
-        decode_backend: the one-token step's attention: "triton" (one fused kernel: rotary, cache write
-            and split-K attention, :mod:`mambabench.kernels.decode_attention`), "torch" (SDPA over the
-            cache with a length mask), "auto" (Triton for CUDA tensors when the head_dim is a power of
-            two >= 16, else torch).
+        decode_backend: the inference kernels: "triton" (the one-token step as one fused kernel for
+            rotary, cache write and split-K attention; the rotary of a prefill or any no-grad forward
+            in place in one pass; :mod:`mambabench.kernels.decode_attention`), "torch" (PyTorch rotary,
+            SDPA over the cache with a length mask), "auto" (Triton for CUDA tensors when the
+            head_dim is a power of two >= 16, else torch). Training always uses the PyTorch rotary.
     """
 
     def __init__(
@@ -282,10 +283,26 @@ class MHA(nn.Module):
         )
 
     def _qkv(self, hidden: Tensor, offset: int | Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """hidden (batch, seqlen, D) -> q, k, v each (batch, heads, seqlen, head_dim), rotated; one GEMM."""
-        q, k, v = self.Wqkv(hidden).unflatten(-1, (3, self.n_heads, self.head_dim)).permute(2, 0, 3, 1, 4)
-        if self.rotary is not None:
-            q, k = self.rotary(q, k, offset)
+        """hidden (batch, seqlen, D) -> q, k, v each (batch, heads, seqlen, head_dim), rotated; one GEMM.
+
+        Without autograd (prefill, evaluation) the rotation runs in place on the GEMM's output in one
+        Triton pass when ``decode_backend`` picks the kernels."""
+        qkv = self.Wqkv(hidden)
+        rotary = self.rotary
+        in_place = (
+            rotary is not None
+            and isinstance(offset, int)
+            and not (torch.is_grad_enabled() and qkv.requires_grad)
+            and self._decode_with_kernel(qkv)
+        )
+        if in_place:
+            _decode_kernel_module().rotary_qkv_inplace_triton(
+                qkv, self.n_heads, offset, rotary.inv_freq, rotary.zeta if rotary.xpos else None,
+                rotary.xpos_scale_base,
+            )  # fmt: skip
+        q, k, v = qkv.unflatten(-1, (3, self.n_heads, self.head_dim)).permute(2, 0, 3, 1, 4)
+        if rotary is not None and not in_place:
+            q, k = rotary(q, k, offset)
         return q, k, v
 
     def _out(self, y: Tensor) -> Tensor:
