@@ -151,3 +151,12 @@ def test_bf16_model_decodes_close_to_its_forward() -> None:
         stepped = [model(ids[:, :48], caches=caches).float()]
         stepped += [model.step(ids[:, t], caches)[:, None].float() for t in range(48, 64)]
     torch.testing.assert_close(torch.cat(stepped, 1), logits, atol=0.1, rtol=0.05)
+
+
+def test_inplace_rotary_forward_equals_pytorch_rotary() -> None:
+    """A no-grad forward rotates in place with the Triton kernel; same logits as the PyTorch rotation."""
+    ids = torch.randint(0, VOCAB, (2, 2048), device="cuda")
+    with torch.no_grad():
+        triton_logits = _transformerpp("triton")(ids)
+        torch_logits = _transformerpp("torch")(ids)
+    torch.testing.assert_close(triton_logits, torch_logits, atol=1e-4, rtol=1e-4)
