@@ -5,7 +5,9 @@ the backbone, biases), the synthetic-task baselines MHA-Abs / MHA-RoPE / MHA-xPo
 the attention layers of hybrids. Training uses ``F.scaled_dot_product_attention`` (FlashAttention on
 GPU). Decoding writes keys and values into preallocated buffers (:class:`AttentionCache`) and attends
 one query to them, with every position read from a device counter so the step can be CUDA-graph
-captured; the prompt is prefilled through the same flash/efficient SDPA kernels as training.
+captured; the prompt is prefilled through the same flash/efficient SDPA kernels as training. On a GPU
+the step's rotary, cache write and attention are one Triton kernel (split-K flash decoding, see
+:mod:`mambabench.kernels.decode_attention`).
 """
 
 from __future__ import annotations
@@ -297,9 +299,13 @@ class MHA(nn.Module):
         )
         if in_place:
             _decode_kernel_module().rotary_qkv_inplace_triton(
-                qkv, self.n_heads, offset, rotary.inv_freq, rotary.zeta if rotary.xpos else None,
+                qkv,
+                self.n_heads,
+                offset,
+                rotary.inv_freq,
+                rotary.zeta if rotary.xpos else None,
                 rotary.xpos_scale_base,
-            )  # fmt: skip
+            )
         q, k, v = qkv.unflatten(-1, (3, self.n_heads, self.head_dim)).permute(2, 0, 3, 1, 4)
         if rotary is not None and not in_place:
             q, k = rotary(q, k, offset)
@@ -334,8 +340,8 @@ class MHA(nn.Module):
         The token's position, where its key/value go and which cached positions it sees all come from
         the device counter ``cache.seqlen`` (no host sync), so the step can be captured in a CUDA graph.
         A preallocated cache attends over its whole buffer with a mask (fixed shapes); a growing cache
-        (eager only) attends over the filled part. With the Triton backend the whole attention part is
-        the fused q/k/v GEMM, two kernel launches and out_proj."""
+        (eager only) attends over the filled part. With the Triton backend the whole step is the fused
+        q/k/v GEMM, one decode-attention launch (two when the keys are split) and out_proj."""
         if self._decode_with_kernel(hidden):
             cache.reserve_token()
             rotary = self.rotary
@@ -362,7 +368,8 @@ class MHA(nn.Module):
         return self._out(y.to(hidden.dtype)).squeeze(1)
 
     def _decode_with_kernel(self, x: Tensor) -> bool:
-        """Whether :meth:`step` runs the Triton decode kernel for input ``x`` (see ``decode_backend``)."""
+        """Whether the Triton inference kernels (decode step, in-place rotary) run for input ``x``
+        (see ``decode_backend``)."""
         if self.decode_backend == "torch":
             return False
         fits = self.head_dim >= 16 and self.head_dim & (self.head_dim - 1) == 0
