@@ -30,7 +30,7 @@ import triton  # noqa: E402
 from triton.backends.compiler import GPUTarget  # noqa: E402
 from triton.compiler import ASTSource  # noqa: E402
 
-from mambabench.kernels import causal_conv1d, scan_sequential, scan_tiled  # noqa: E402
+from mambabench.kernels import causal_conv1d, decode_attention, scan_sequential, scan_tiled  # noqa: E402
 
 KERNELS = {
     ("fwd", "tiled"): scan_tiled.tiled_scan_fwd_kernel,
@@ -40,6 +40,9 @@ KERNELS = {
     ("carry", "sequential"): scan_sequential.seq_scan_carry_kernel,
     ("conv_fwd", None): causal_conv1d._conv_fwd_kernel,
     ("conv_bwd", None): causal_conv1d._conv_bwd_kernel,
+    ("decode_attn", None): decode_attention._decode_partial_kernel,
+    ("decode_combine", None): decode_attention._decode_combine_kernel,
+    ("rotary_qkv", None): decode_attention._rotary_qkv_kernel,
 }
 HALF_POINTERS = {
     "u_ptr",
@@ -52,7 +55,12 @@ HALF_POINTERS = {
     "dz_ptr",
     "x_ptr",
     "dx_ptr",
+    "qkv_ptr",
+    "k_cache_ptr",
+    "v_cache_ptr",
 }
+POINTER_TYPES = {"seqlen_ptr": "i64"}  # pointers that are neither half nor fp32
+FLOAT_SCALARS = {"sm_scale", "xpos_scale_base"}
 UNSPECIALISED = {"s_An", "s_sn"}
 DEFAULTS = dict(
     HAS_D=1,
@@ -76,7 +84,12 @@ DEFAULTS = dict(
     REVERSE=1,
     W_VAR=1,
     PREFETCH=0,
+    ROTARY=1,
+    HEAD_DIM=64,
+    SPLITS=16,
+    ONE_SPLIT=0,
 )
+KERNEL_DEFAULTS = {"decode_attn": dict(BLOCK_N=64), "rotary_qkv": dict(BLOCK_L=32)}  # where a shared name has another launch value
 
 
 def compile_kernel(
@@ -98,8 +111,10 @@ def compile_kernel(
             constexprs[name] = consts[name]
         elif name.endswith("_ptr"):
             is_half = name in HALF_POINTERS or (bc_half and name in ("B_ptr", "C_ptr"))
-            sig[name] = "*" + (half if is_half else "fp32")
+            sig[name] = "*" + POINTER_TYPES.get(name, half if is_half else "fp32")
             attrs[(i,)] = [["tt.divisibility", 16]]
+        elif name in FLOAT_SCALARS:
+            sig[name] = "fp32"
         else:
             sig[name] = "i32"
             if (name.startswith("s_") and name not in UNSPECIALISED) or name in div16:
@@ -150,9 +165,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument(
         "which",
-        choices=["fwd", "bwd", "carry", "conv_fwd", "conv_bwd"],
-        help="scan forward/backward, the time-split scans' carry pass (--family sequential), or "
-        "the causal conv1d kernels (--family is ignored for these)",
+        choices=["fwd", "bwd", "carry", "conv_fwd", "conv_bwd", "decode_attn", "decode_combine", "rotary_qkv"],
+        help="scan forward/backward, the time-split scans' carry pass (--family sequential), the "
+        "causal conv1d kernels or the attention-decoding kernels (--family is ignored for these)",
     )
     p.add_argument("consts", nargs="*", help="constexpr overrides NAME=VALUE (e.g. BLOCK_D=32 TT=8)")
     p.add_argument(
@@ -173,12 +188,12 @@ def main(argv: list[str] | None = None) -> int:
         "time (e.g. seqlen=2048 for the conv kernels: vectorised loads need it)",
     )
     args = p.parse_intermixed_args(argv)
-    family = None if args.which.startswith("conv") else args.family
+    family = None if args.which.startswith(("conv", "decode", "rotary")) else args.family
     if (args.which, family) not in KERNELS:
         raise SystemExit(f"{args.which!r} exists for --family sequential only")
     fn = KERNELS[(args.which, family)]
     params = set(inspect.signature(fn.fn).parameters)
-    consts = {k: v for k, v in DEFAULTS.items() if k in params}
+    consts = {k: v for k, v in {**DEFAULTS, **KERNEL_DEFAULTS.get(args.which, {})}.items() if k in params}
     for kv in args.consts:
         key, _, value = kv.partition("=")
         if key not in params:

@@ -3,42 +3,165 @@
 Used by Transformer++ (RoPE, no biases), the GPT-3 Transformer (learned absolute positions added in
 the backbone, biases), the synthetic-task baselines MHA-Abs / MHA-RoPE / MHA-xPos (paper §4.1.2) and
 the attention layers of hybrids. Training uses ``F.scaled_dot_product_attention`` (FlashAttention on
-GPU); decoding appends keys and values to a cache and attends one query to all of them.
+GPU). Decoding writes keys and values into preallocated buffers (:class:`AttentionCache`) and attends
+one query to them, with every position read from a device counter so the step can be CUDA-graph
+captured; the prompt is prefilled through the same flash/efficient SDPA kernels as training. On a GPU
+the step's rotary, cache write and attention are one Triton kernel (split-K flash decoding, see
+:mod:`mambabench.kernels.decode_attention`).
 """
 
 from __future__ import annotations
 
+import importlib
+import os
 from dataclasses import dataclass, field
+from types import ModuleType
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 POSITION_ENCODINGS = ("rope", "xpos", "none")
+DECODE_BACKENDS = ("auto", "triton", "torch")
+
+
+def _decode_kernel_module() -> ModuleType | None:
+    """``mambabench.kernels.decode_attention`` if Triton is installed, else None."""
+    try:
+        return importlib.import_module("mambabench.kernels.decode_attention")
+    except ImportError:
+        return None
+
+
+def _capturing() -> bool:
+    """True while a CUDA graph is being captured on the current stream (host syncs are not allowed)."""
+    return torch.cuda.is_available() and torch.cuda.is_current_stream_capturing()
 
 
 @dataclass
 class AttentionCache:
-    """Keys and values seen so far: each (batch, n_heads, seqlen_so_far, head_dim); None before prefill."""
+    """Keys and values of the tokens seen so far, in buffers that decoding updates in place.
 
-    key: Tensor | None = None
-    value: Tensor | None = None
-    batch_size: int = 0
-    dtype: torch.dtype = torch.float32
-    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    ``key``, ``value``: (batch, n_heads, capacity, head_dim); positions ``0 .. seqlen - 1`` are filled.
+    ``seqlen``: () int64 tensor on the buffers' device, the number of tokens written so far. The one-token
+    :meth:`MHA.step` reads the write position, the rotary positions and the attention mask from it and
+    advances it in place, so a CUDA graph captured once replays correctly at every position.
+    ``max_seqlen``: the most tokens the buffers hold (capacity is rounded up to a multiple of 16 so the
+    mask rows stay aligned); None makes the buffers grow as tokens arrive (CPU and eager use only).
+    ``host_seqlen``: a host copy of ``seqlen`` while it is known, so eager prefills and steps check for
+    overflow without waiting for the GPU; None after a step inside a CUDA graph capture (then read once
+    from the device when needed).
+    """
+
+    key: Tensor
+    value: Tensor
+    seqlen: Tensor
+    max_seqlen: int | None = None
+    host_seqlen: int | None = 0
+    positions: Tensor = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.positions = torch.arange(self.capacity, device=self.key.device)
+
+    @classmethod
+    def allocate(
+        cls,
+        batch_size: int,
+        n_heads: int,
+        head_dim: int,
+        dtype: torch.dtype,
+        device: torch.device | str,
+        max_seqlen: int | None = None,
+    ) -> AttentionCache:
+        """Empty buffers for ``max_seqlen`` tokens (rounded up to a multiple of 16), or growing ones."""
+        if max_seqlen is not None and max_seqlen < 1:
+            raise ValueError(f"max_seqlen must be a positive number of tokens, got {max_seqlen}")
+        capacity = 0 if max_seqlen is None else -(-max_seqlen // 16) * 16
+        shape = (batch_size, n_heads, capacity, head_dim)
+        return cls(
+            key=torch.zeros(shape, dtype=dtype, device=device),
+            value=torch.zeros(shape, dtype=dtype, device=device),
+            seqlen=torch.zeros((), dtype=torch.int64, device=device),
+            max_seqlen=max_seqlen,
+        )
 
     @property
-    def seqlen(self) -> int:
-        return 0 if self.key is None else self.key.shape[2]
+    def capacity(self) -> int:
+        return self.key.shape[2]
 
-    def append(self, key: Tensor, value: Tensor) -> tuple[Tensor, Tensor]:
-        """Add (batch, heads, new, head_dim) keys/values; returns all keys/values so far."""
-        if self.key is None:
-            self.key, self.value = key, value
+    def tokens_so_far(self) -> int:
+        """Number of cached tokens as a host int (reads the device counter once after captured steps)."""
+        if self.host_seqlen is None:
+            self.host_seqlen = int(self.seqlen)
+        return self.host_seqlen
+
+    def _make_room(self, needed: int) -> None:
+        """Check that ``needed`` tokens fit; growing buffers are enlarged (doubling) instead."""
+        if self.max_seqlen is None:
+            if needed > self.capacity:
+                self._grow(max(needed, 2 * self.capacity, 16))
+        elif needed > self.max_seqlen:
+            raise ValueError(
+                f"attention cache overflow: {needed} tokens do not fit a cache allocated for "
+                f"max_seqlen={self.max_seqlen}; allocate the cache with max_seqlen >= prompt length + "
+                f"new tokens (model.allocate_cache(batch_size, max_seqlen=...))"
+            )
+
+    def _grow(self, capacity: int) -> None:
+        if _capturing():
+            raise RuntimeError(
+                "a growing attention cache cannot be captured in a CUDA graph; allocate it with max_seqlen"
+            )
+        batch, heads, old, head_dim = self.key.shape
+        for name in ("key", "value"):
+            buffer = getattr(self, name).new_zeros(batch, heads, capacity, head_dim)
+            buffer[:, :, :old] = getattr(self, name)
+            setattr(self, name, buffer)
+        self.positions = torch.arange(capacity, device=self.key.device)
+
+    def write_block(self, key: Tensor, value: Tensor, start: int) -> tuple[Tensor, Tensor]:
+        """Write (batch, heads, n, head_dim) keys/values at positions start..start+n-1 (a prefill) and
+        set the counter to start + n; returns views of all cached keys/values (..., start + n, ...)."""
+        end = start + key.shape[2]
+        self._make_room(end)
+        self.key[:, :, start:end] = key
+        self.value[:, :, start:end] = value
+        self.seqlen.fill_(end)
+        self.host_seqlen = end
+        return self.key[:, :, :end], self.value[:, :, :end]
+
+    def reserve_token(self) -> None:
+        """Make sure one more token fits (clear error, or growth) before it is written at ``seqlen``."""
+        if _capturing():
+            if self.max_seqlen is None:
+                self._grow(0)  # raises: growing buffers cannot be captured
+            self.host_seqlen = None  # replays advance the device counter behind the host's back
         else:
-            self.key = torch.cat([self.key, key], dim=2)
-            self.value = torch.cat([self.value, value], dim=2)
-        return self.key, self.value
+            self._make_room(self.tokens_so_far() + 1)
+
+    def write_token(self, key: Tensor, value: Tensor) -> None:
+        """Write one token's (batch, heads, 1, head_dim) key/value at position ``seqlen`` (read on the
+        device) without advancing the counter (:meth:`advance` does, after attention)."""
+        self.reserve_token()
+        index = self.seqlen.view(1)
+        self.key.index_copy_(2, index, key.to(self.key.dtype))
+        self.value.index_copy_(2, index, value.to(self.value.dtype))
+
+    def visible_mask(self) -> Tensor:
+        """(1, 1, 1, capacity) bool: True at the positions a new token at ``seqlen`` attends to."""
+        return (self.positions <= self.seqlen).view(1, 1, 1, -1)
+
+    def reset(self) -> None:
+        """Empty the cache for a new sequence, keeping its buffers (and so any CUDA graph captured on
+        them): the counter goes back to 0; stale keys/values beyond it are masked or overwritten."""
+        self.seqlen.zero_()
+        self.host_seqlen = 0
+
+    def advance(self) -> None:
+        """One more token: counter += 1 on the device (and on the host while known)."""
+        self.seqlen.add_(1)
+        if self.host_seqlen is not None:
+            self.host_seqlen += 1
 
 
 class RotaryEmbedding(nn.Module):
@@ -48,7 +171,8 @@ class RotaryEmbedding(nn.Module):
     further multiplied by zeta_i^(pos/scale_base) and the key by zeta_i^(-pos/scale_base), with
     zeta_i = (2i/d + gamma) / (1 + gamma), so q.k decays with the distance pos_q - pos_k.
     Positions are absolute (0 = first token), so cached decoding sees the same numbers as the
-    parallel forward.
+    parallel forward. The frequency tables stay fp32 when the model is cast to bf16/fp16 (rounded
+    frequencies would turn into large angle errors at long positions).
     """
 
     def __init__(
@@ -65,12 +189,23 @@ class RotaryEmbedding(nn.Module):
         self.head_dim = head_dim
         self.xpos = xpos
         self.xpos_scale_base = xpos_scale_base
-        half = head_dim // 2
-        self.register_buffer(
-            "inv_freq", base ** (-torch.arange(half, dtype=torch.float32) / half), persistent=False
-        )
-        zeta = (torch.arange(half, dtype=torch.float32) / half + xpos_gamma) / (1 + xpos_gamma)
+        self.base, self.xpos_gamma = base, xpos_gamma
+        inv_freq, zeta = self._tables(torch.device("cpu"))
+        self.register_buffer("inv_freq", inv_freq, persistent=False)
         self.register_buffer("zeta", zeta, persistent=False)
+
+    def _tables(self, device: torch.device) -> tuple[Tensor, Tensor]:
+        """fp32 (head_dim / 2,) rotary frequencies base^(-2i/d) and xPos ratios zeta_i."""
+        half = self.head_dim // 2
+        i = torch.arange(half, dtype=torch.float32, device=device) / half
+        return self.base**-i, (i + self.xpos_gamma) / (1 + self.xpos_gamma)
+
+    def _apply(self, fn, recurse: bool = True):  # noqa: ANN001, ANN202 (nn.Module's signature)
+        """Follow device moves, but rebuild the tables in fp32 after a dtype cast."""
+        super()._apply(fn, recurse)
+        if self.inv_freq.dtype != torch.float32 and self.inv_freq.device.type != "meta":
+            self.inv_freq, self.zeta = self._tables(self.inv_freq.device)
+        return self
 
     def _rotate(self, x: Tensor, angles: Tensor, scale: Tensor | None) -> Tensor:
         x1, x2 = x.float().chunk(2, dim=-1)
@@ -79,9 +214,11 @@ class RotaryEmbedding(nn.Module):
             cos, sin = cos * scale, sin * scale
         return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).to(x.dtype)
 
-    def forward(self, q: Tensor, k: Tensor, offset: int = 0) -> tuple[Tensor, Tensor]:
-        """q, k: (batch, heads, seqlen, head_dim) at positions offset..offset+seqlen-1 -> rotated q, k."""
-        pos = torch.arange(offset, offset + q.shape[2], device=q.device, dtype=torch.float32)
+    def forward(self, q: Tensor, k: Tensor, offset: int | Tensor = 0) -> tuple[Tensor, Tensor]:
+        """q, k: (batch, heads, seqlen, head_dim) at positions offset..offset+seqlen-1 -> rotated q, k.
+
+        ``offset`` may be a () integer tensor on q's device (the decode counter): no host sync then."""
+        pos = torch.arange(q.shape[2], device=q.device, dtype=torch.float32) + offset
         angles = pos[:, None] * self.inv_freq.to(q.device)  # (seqlen, head_dim / 2)
         if not self.xpos:
             return self._rotate(q, angles, None), self._rotate(k, angles, None)
@@ -103,6 +240,11 @@ class MHA(nn.Module):
         bias: biases on the projections (GPT-3: True; Transformer++: False).
         dropout: attention dropout (0 in the paper).
         layer_idx: position in the stack.
+        decode_backend: the inference kernels: "triton" (the one-token step as one fused kernel for
+            rotary, cache write and split-K attention; the rotary of a prefill or any no-grad forward
+            in place in one pass; :mod:`mambabench.kernels.decode_attention`), "torch" (PyTorch rotary,
+            SDPA over the cache with a length mask), "auto" (Triton for CUDA tensors when the
+            head_dim is a power of two >= 16, else torch). Training always uses the PyTorch rotary.
     """
 
     def __init__(
@@ -117,10 +259,14 @@ class MHA(nn.Module):
         bias: bool = False,
         dropout: float = 0.0,
         layer_idx: int | None = None,
+        decode_backend: str = "auto",
     ) -> None:
         super().__init__()
         if pos_encoding not in POSITION_ENCODINGS:
             raise ValueError(f"pos_encoding must be one of {POSITION_ENCODINGS}, got {pos_encoding!r}")
+        if decode_backend not in DECODE_BACKENDS:
+            raise ValueError(f"decode_backend must be one of {DECODE_BACKENDS}, got {decode_backend!r}")
+        self.decode_backend = decode_backend
         if head_dim is None:
             if d_model % n_heads:
                 raise ValueError(f"d_model={d_model} is not divisible by n_heads={n_heads}; set head_dim")
@@ -138,35 +284,118 @@ class MHA(nn.Module):
             else None
         )
 
-    def _qkv(self, hidden: Tensor, offset: int) -> tuple[Tensor, Tensor, Tensor]:
-        """hidden (batch, seqlen, D) -> q, k, v each (batch, heads, seqlen, head_dim), rotated."""
-        q, k, v = self.Wqkv(hidden).unflatten(-1, (3, self.n_heads, self.head_dim)).permute(2, 0, 3, 1, 4)
-        if self.rotary is not None:
-            q, k = self.rotary(q, k, offset)
+    def _qkv(self, hidden: Tensor, offset: int | Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """hidden (batch, seqlen, D) -> q, k, v each (batch, heads, seqlen, head_dim), rotated; one GEMM.
+
+        Without autograd (prefill, evaluation) the rotation runs in place on the GEMM's output in one
+        Triton pass when ``decode_backend`` picks the kernels."""
+        qkv = self.Wqkv(hidden)
+        rotary = self.rotary
+        in_place = (
+            rotary is not None
+            and isinstance(offset, int)
+            and not (torch.is_grad_enabled() and qkv.requires_grad)
+            and self._decode_with_kernel(qkv)
+        )
+        if in_place:
+            _decode_kernel_module().rotary_qkv_inplace_triton(
+                qkv,
+                self.n_heads,
+                offset,
+                rotary.inv_freq,
+                rotary.zeta if rotary.xpos else None,
+                rotary.xpos_scale_base,
+            )
+        q, k, v = qkv.unflatten(-1, (3, self.n_heads, self.head_dim)).permute(2, 0, 3, 1, 4)
+        if rotary is not None and not in_place:
+            q, k = rotary(q, k, offset)
         return q, k, v
 
-    def forward(self, hidden: Tensor, cache: AttentionCache | None = None) -> Tensor:
-        """hidden: (batch, seqlen, d_model) -> (batch, seqlen, d_model); with ``cache`` keys/values are kept."""
-        offset = cache.seqlen if cache is not None else 0
-        q, k, v = self._qkv(hidden, offset)
-        if cache is not None:
-            k_all, v_all = cache.append(k, v)
-            if offset:  # prefill after earlier tokens: explicit mask of the new block against everything
-                mask = torch.ones(q.shape[2], k_all.shape[2], dtype=torch.bool, device=q.device).tril(offset)
-                y = F.scaled_dot_product_attention(q, k_all, v_all, attn_mask=mask)
-                return self.out_proj(y.transpose(1, 2).flatten(2))
-        y = F.scaled_dot_product_attention(
-            q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0
-        )
+    def _out(self, y: Tensor) -> Tensor:
+        """y (batch, heads, seqlen, head_dim) -> (batch, seqlen, d_model)."""
         return self.out_proj(y.transpose(1, 2).flatten(2))
 
-    def step(self, hidden: Tensor, cache: AttentionCache) -> Tensor:
-        """One token: hidden (batch, d_model) -> (batch, d_model); attends to all cached positions."""
-        q, k, v = self._qkv(hidden[:, None], cache.seqlen)
-        k_all, v_all = cache.append(k, v)
-        y = F.scaled_dot_product_attention(q, k_all, v_all)
-        return self.out_proj(y.transpose(1, 2).flatten(2)).squeeze(1)
+    def forward(self, hidden: Tensor, cache: AttentionCache | None = None) -> Tensor:
+        """hidden: (batch, seqlen, d_model) -> (batch, seqlen, d_model).
 
-    def allocate_cache(self, batch_size: int, dtype: torch.dtype, device: torch.device) -> AttentionCache:
-        """An empty KV cache (grows as tokens arrive)."""
-        return AttentionCache(batch_size=batch_size, dtype=dtype, device=device)
+        With ``cache`` (a prefill) the block's keys/values are written into the cache after the tokens
+        already there and its counter is set; the first block attends causally through SDPA's
+        flash/efficient kernels, a later block (chunked prompt) against everything cached so far."""
+        if cache is None:
+            q, k, v = self._qkv(hidden, 0)
+            dropout = self.dropout if self.training else 0.0
+            return self._out(F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=dropout))
+        start = cache.tokens_so_far()
+        q, k, v = self._qkv(hidden, start)
+        k_all, v_all = cache.write_block(k, v, start)
+        if start == 0:
+            return self._out(F.scaled_dot_product_attention(q, k, v, is_causal=True))
+        mask = torch.ones(q.shape[2], k_all.shape[2], dtype=torch.bool, device=q.device).tril(start)
+        y = F.scaled_dot_product_attention(q.to(k_all.dtype), k_all, v_all, attn_mask=mask)
+        return self._out(y.to(q.dtype))
+
+    def step(self, hidden: Tensor, cache: AttentionCache) -> Tensor:
+        """One token: hidden (batch, d_model) -> (batch, d_model); updates ``cache`` in place.
+
+        The token's position, where its key/value go and which cached positions it sees all come from
+        the device counter ``cache.seqlen`` (no host sync), so the step can be captured in a CUDA graph.
+        A preallocated cache attends over its whole buffer with a mask (fixed shapes); a growing cache
+        (eager only) attends over the filled part. With the Triton backend the whole step is the fused
+        q/k/v GEMM, one decode-attention launch (two when the keys are split) and out_proj."""
+        if self._decode_with_kernel(hidden):
+            cache.reserve_token()
+            rotary = self.rotary
+            y = _decode_kernel_module().decode_attention_triton(
+                self.Wqkv(hidden),
+                cache.key,
+                cache.value,
+                cache.seqlen,
+                inv_freq=None if rotary is None else rotary.inv_freq,
+                zeta=rotary.zeta if rotary is not None and rotary.xpos else None,
+                xpos_scale_base=rotary.xpos_scale_base if rotary is not None else 512.0,
+            )
+            cache.advance()
+            return self.out_proj(y)
+        q, k, v = self._qkv(hidden[:, None], cache.seqlen)
+        q = q.to(cache.key.dtype)
+        cache.write_token(k, v)
+        if cache.max_seqlen is None:
+            n = cache.tokens_so_far() + 1
+            y = F.scaled_dot_product_attention(q, cache.key[:, :, :n], cache.value[:, :, :n])
+        else:
+            y = F.scaled_dot_product_attention(q, cache.key, cache.value, attn_mask=cache.visible_mask())
+        cache.advance()
+        return self._out(y.to(hidden.dtype)).squeeze(1)
+
+    def _decode_with_kernel(self, x: Tensor) -> bool:
+        """Whether the Triton inference kernels (decode step, in-place rotary) run for input ``x``
+        (see ``decode_backend``)."""
+        if self.decode_backend == "torch":
+            return False
+        fits = self.head_dim >= 16 and self.head_dim & (self.head_dim - 1) == 0
+        if self.decode_backend == "auto":
+            return x.is_cuda and fits and _decode_kernel_module() is not None
+        if not fits:
+            raise ValueError(
+                f"decode_backend='triton' needs a power-of-two head_dim >= 16, got {self.head_dim}; "
+                "use decode_backend='torch' or 'auto'"
+            )
+        if _decode_kernel_module() is None:
+            raise RuntimeError("decode_backend='triton' needs triton installed; use 'torch' or 'auto'")
+        if not x.is_cuda and os.environ.get("TRITON_INTERPRET") != "1":
+            raise RuntimeError(
+                "decode_backend='triton' on CPU tensors needs TRITON_INTERPRET=1 (slow, for tests); "
+                "use decode_backend='auto' for SDPA on CPU"
+            )
+        return True
+
+    def allocate_cache(
+        self,
+        batch_size: int,
+        dtype: torch.dtype,
+        device: torch.device,
+        max_seqlen: int | None = None,
+    ) -> AttentionCache:
+        """An empty KV cache: buffers for ``max_seqlen`` tokens allocated once (what CUDA-graph decoding
+        needs), or, with None, buffers that grow as tokens arrive."""
+        return AttentionCache.allocate(batch_size, self.n_heads, self.head_dim, dtype, device, max_seqlen)
