@@ -8,6 +8,7 @@ the vocabulary size is passed in by whoever pairs it with a data module.
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -289,13 +290,26 @@ class LMHeadModel(nn.Module):
                 return sliced_head_triton(hidden, weight, self.vocab_size)
         return self.lm_head(hidden)[..., : self.vocab_size]
 
-    def allocate_cache(self, batch_size: int, dtype: torch.dtype | None = None) -> list[Any]:
-        """One recurrent-state object per layer (see :mod:`mambabench.models.mixers`)."""
+    def allocate_cache(
+        self, batch_size: int, dtype: torch.dtype | None = None, max_seqlen: int | None = None
+    ) -> list[Any]:
+        """One recurrent-state object per layer (see :mod:`mambabench.models.generation`), allocated once
+        and updated in place by :meth:`step`; ``max_seqlen`` sizes the caches that grow with the sequence."""
         param = next(self.parameters())
         dtype = dtype or param.dtype
         caches = [
-            layer.mixer.allocate_cache(batch_size, dtype, param.device) for layer in self.backbone.layers
+            _allocate_mixer_cache(layer.mixer, batch_size, dtype, param.device, max_seqlen)
+            for layer in self.backbone.layers
         ]
         if self.backbone.position_embedding is not None:
             caches.append(PositionCounter())  # read by the backbone's learned positions
         return caches
+
+
+def _allocate_mixer_cache(
+    mixer: nn.Module, batch_size: int, dtype: torch.dtype, device: torch.device, max_seqlen: int | None
+) -> Any:
+    """``mixer.allocate_cache``, passing ``max_seqlen`` to the mixers that take it."""
+    if "max_seqlen" in inspect.signature(mixer.allocate_cache).parameters:
+        return mixer.allocate_cache(batch_size, dtype, device, max_seqlen=max_seqlen)
+    return mixer.allocate_cache(batch_size, dtype, device)
