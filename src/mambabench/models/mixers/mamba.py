@@ -18,6 +18,7 @@ from mambabench.kernels import (
     causal_conv1d_fn,
     causal_conv1d_update,
     selective_scan_fn,
+    selective_state_update_fused,
 )
 from mambabench.models.mixers.inner import INNER_LAYERS, make_inner
 from mambabench.models.mixers.mamba_fused import mamba_in_proj, mamba_inner_fn
@@ -317,13 +318,36 @@ class Mamba(nn.Module):
         return self.out_proj(y.transpose(1, 2))
 
     def step(self, hidden: Tensor, cache: MambaCache) -> Tensor:
-        """One token: hidden (batch, d_model) -> (batch, d_model), updating ``cache`` in place."""
+        """One token: hidden (batch, d_model) -> (batch, d_model), updating ``cache`` in place.
+
+        The paper's S6 block takes three kernel launches besides its four GEMMs: the conv update with
+        SiLU, and (after x_proj) dt_proj + softplus + exp(A_log) + state update + D + SiLU(z) gate in one
+        (:func:`mambabench.kernels.selective_state_update_fused`); x, z, dt, B, C stay views.
+        """
         xz = self.in_proj(hidden)
         x, z = xz.chunk(2, dim=-1) if self.gate else (xz, None)  # (batch, d_inner) each
-        x = causal_conv1d_update(x, cache.conv_state, self.conv1d.weight.squeeze(1), self.conv1d.bias, "silu")
+        x = causal_conv1d_update(
+            x, cache.conv_state, self.conv1d.weight.squeeze(1), self.conv1d.bias, "silu", self.scan_backend
+        )
         if self.inner is not None:
             y = self.inner.step(x, cache.inner)
             return self.out_proj(y if z is None else y * F.silu(z))
+        if self._fused_step:
+            dt_low, B, C = torch.split(self.x_proj(x), self._split, dim=-1)
+            y = selective_state_update_fused(
+                cache.ssm_state,
+                x,
+                dt_low,
+                self.dt_proj.weight,
+                self.dt_proj.bias,
+                self.A_log,
+                B,
+                C,
+                self.D,
+                z,
+                backend=self.scan_backend,
+            )
+            return self.out_proj(y)
         delta, B, C = self._ssm_params(x)
         y = ssm_step(
             cache.ssm_state,
@@ -342,14 +366,30 @@ class Mamba(nn.Module):
         )
         return self.out_proj(y)
 
-    def allocate_cache(self, batch_size: int, dtype: torch.dtype, device: torch.device) -> MambaCache:
-        """Zero state for ``batch_size`` sequences (conv state in ``dtype``, SSM state in fp32)."""
+    @property
+    def _fused_step(self) -> bool:
+        """The paper's S6 (real A; selective delta, B, C; gate): the one-launch decode step applies."""
+        return (
+            self.inner is None
+            and not self.is_complex
+            and self.selective_delta
+            and self.selective_B
+            and self.selective_C
+            and self.gate
+            and self.dt_proj.bias is not None
+        )
+
+    def allocate_cache(
+        self, batch_size: int, dtype: torch.dtype, device: torch.device, max_seqlen: int | None = None
+    ) -> MambaCache:
+        """Zero state for ``batch_size`` sequences (conv state in ``dtype``, SSM state in fp32); its size
+        does not depend on ``max_seqlen``."""
         conv_state = torch.zeros(batch_size, self.d_inner, self.d_conv, dtype=dtype, device=device)
         if self.inner is not None:
             return MambaCache(
                 conv_state,
                 torch.zeros(batch_size, self.d_inner, 0, device=device),
-                self.inner.allocate_cache(batch_size, dtype, device),
+                self.inner.allocate_cache(batch_size, dtype, device, max_seqlen=max_seqlen),
             )
         state_dtype = torch.complex64 if self.is_complex else torch.float32
         return MambaCache(

@@ -27,10 +27,11 @@ from mambabench.models.mixers.attention import RotaryEmbedding
 
 @dataclass
 class RetentionCache:
-    """state: (batch, n_heads * v_head_dim, k_head_dim) fp32 retention state S; offset: tokens seen."""
+    """state: (batch, n_heads * v_head_dim, k_head_dim) fp32 retention state S; offset: tokens seen,
+    a () int64 device tensor (so that a CUDA graph can replay the step)."""
 
     state: Tensor
-    offset: int = 0
+    offset: Tensor
 
 
 class MultiScaleRetention(nn.Module):
@@ -71,12 +72,19 @@ class MultiScaleRetention(nn.Module):
         gammas = 1 - 2.0 ** (-5 - torch.arange(n_heads, dtype=torch.float32))
         self.register_buffer("log_gamma", torch.log(gammas), persistent=False)
 
-    def _qkv(self, hidden: Tensor, offset: int) -> tuple[Tensor, Tensor, Tensor]:
-        """(batch, seqlen, D) -> q, k (batch, heads, seqlen, k_dim) rotated, v (batch, heads, seqlen, v_dim)."""
+    def _qkv(self, hidden: Tensor, offset: Tensor | int) -> tuple[Tensor, Tensor, Tensor]:
+        """(batch, seqlen, D) -> q, k (batch, heads, seqlen, k_dim) rotated, v (batch, heads, seqlen, v_dim).
+
+        ``offset``: position of the first token, an int or a () device tensor (decoding)."""
         q = self.q_proj(hidden).unflatten(-1, (self.n_heads, self.k_dim)).transpose(1, 2)
         k = self.k_proj(hidden).unflatten(-1, (self.n_heads, self.k_dim)).transpose(1, 2) * self.k_dim**-0.5
         v = self.v_proj(hidden).unflatten(-1, (self.n_heads, self.v_dim)).transpose(1, 2)
-        q, k = self.rotary(q, k, offset)
+        if isinstance(offset, int):
+            q, k = self.rotary(q, k, offset)
+        else:  # positions from the device counter: no host read, graph-capturable
+            pos = offset + torch.arange(q.shape[2], device=q.device)
+            angles = pos.float()[:, None] * self.rotary.inv_freq
+            q, k = self.rotary._rotate(q, angles, None), self.rotary._rotate(k, angles, None)
         return q, k, v
 
     def _finish(self, hidden: Tensor, y: Tensor) -> Tensor:
@@ -105,7 +113,7 @@ class MultiScaleRetention(nn.Module):
                 backend=self.scan_backend,
             )
             cache.state.copy_(last)
-            cache.offset += seqlen
+            cache.offset.add_(seqlen)
             return self._finish(hidden, out.transpose(1, 2).to(hidden.dtype))
         pos = torch.arange(seqlen, device=hidden.device, dtype=torch.float32)
         dist = pos[:, None] - pos[None]
@@ -117,7 +125,7 @@ class MultiScaleRetention(nn.Module):
     def step(self, hidden: Tensor, cache: RetentionCache) -> Tensor:
         """hidden: (batch, d_model) -> (batch, d_model)."""
         q, k, v = self._qkv(hidden[:, None], cache.offset)
-        cache.offset += 1
+        cache.offset.add_(1)
         x = v[:, :, 0].flatten(1).float()  # (batch, heads * v_dim)
         y = selective_state_update(
             cache.state,
@@ -130,5 +138,11 @@ class MultiScaleRetention(nn.Module):
         )
         return self._finish(hidden[:, None], y[:, None].to(hidden.dtype))[:, 0]
 
-    def allocate_cache(self, batch_size: int, dtype: torch.dtype, device: torch.device) -> RetentionCache:
-        return RetentionCache(torch.zeros(batch_size, self.n_heads * self.v_dim, self.k_dim, device=device))
+    def allocate_cache(
+        self, batch_size: int, dtype: torch.dtype, device: torch.device, max_seqlen: int | None = None
+    ) -> RetentionCache:
+        """Zero state (its size does not depend on ``max_seqlen``)."""
+        return RetentionCache(
+            torch.zeros(batch_size, self.n_heads * self.v_dim, self.k_dim, device=device),
+            torch.zeros((), dtype=torch.long, device=device),
+        )
