@@ -113,6 +113,26 @@ def _initial_values(caches: Any, copy_limit_bytes: int = 64 * 2**20) -> list[tup
     return out
 
 
+def host_side_cache_changes(model: nn.Module, caches: Any, token: Tensor, n_steps: int = 1) -> list[str]:
+    """Run ``model.step`` ``n_steps`` times and name the cache fields it changed on the host (a tensor
+    replaced or resized, a Python value changed): a CUDA graph would replay those frozen. Empty: every
+    cache is updated in place on the device, the step can be captured."""
+    before = _fingerprint(caches)
+    for _ in range(n_steps):
+        model.step(token, caches)
+    after = _fingerprint(caches)
+    return sorted(path.lstrip(".") for path in before.keys() | after.keys() if before.get(path) != after.get(path))
+
+
+def reset_caches(initial: list[tuple[Tensor, float | complex | Tensor]]) -> None:
+    """Put every cache tensor back to its allocation value (from :func:`_initial_values`), in place."""
+    for tensor, value in initial:
+        if isinstance(value, Tensor):
+            tensor.copy_(value)
+        else:
+            tensor.fill_(value)
+
+
 class DecodeGraph:
     """One captured decode step: static token input, static logits output, the caches it updates.
 
@@ -134,11 +154,7 @@ class DecodeGraph:
         self._token, self._logits, self._graph = token, logits, graph
 
     def reset(self) -> None:
-        for tensor, value in self._initial:
-            if isinstance(value, Tensor):
-                tensor.copy_(value)
-            else:
-                tensor.fill_(value)
+        reset_caches(self._initial)
 
     def run(self, token: Tensor) -> Tensor:
         self._token.copy_(token)
@@ -157,20 +173,17 @@ def capture_decode_graph(
     device = next(model.parameters()).device
     caches = allocate_cache(model, batch_size, dtype, max_seqlen)
     initial = _initial_values(caches)
-    before = _fingerprint(caches)
     token = torch.zeros(batch_size, dtype=torch.long, device=device)
     side = torch.cuda.Stream(device)
     side.wait_stream(torch.cuda.current_stream(device))
     try:
-        with torch.cuda.stream(side):
-            for _ in range(n_warmups):  # compiles Triton kernels and settles cuBLAS outside the capture
-                model.step(token, caches)
+        with torch.cuda.stream(side):  # compiles Triton kernels and settles cuBLAS outside the capture
+            changed = host_side_cache_changes(model, caches, token, n_warmups)
         torch.cuda.current_stream(device).wait_stream(side)
     except Exception as e:  # noqa: BLE001 - any failure here means: step eagerly
         return f"the warm-up step failed ({type(e).__name__}: {e})"
-    changed = sorted(p for p, v in _fingerprint(caches).items() if before.get(p) != v)
     if changed:
-        return f"cache fields {', '.join(c.lstrip('.') for c in changed[:4])} are replaced or advanced on the host by step"
+        return f"step replaces or advances on the host the cache fields {', '.join(changed[:4])}"
     graph = torch.cuda.CUDAGraph()
     try:
         with torch.cuda.graph(graph):

@@ -19,7 +19,7 @@ import torch
 import torch.utils.checkpoint
 from torch import Tensor, nn
 
-from mambabench.models.block import Block
+from mambabench.models.block import Block, add_norm_step
 from mambabench.models.norms import RMSNorm, fused_add_rms_norm
 
 
@@ -159,8 +159,7 @@ class LMBackbone(nn.Module):
             hidden, residual = self.embedding(input_ids), None
         for layer, cache in zip(self.layers, caches):
             hidden, residual = layer.step(hidden, residual, cache)
-        residual = hidden if residual is None else residual + hidden
-        return self.norm_f(residual.to(self.norm_f.weight.dtype))
+        return add_norm_step(hidden, residual, self.norm_f, self.residual_in_fp32)[0]
 
 
 class LMHeadModel(nn.Module):
