@@ -71,6 +71,8 @@ def build_ours(name: str, args: argparse.Namespace) -> torch.nn.Module:
     spec = PRESETS[name]
     if args.d_model:
         spec += f",model.d_model={args.d_model}"
+        if name == "transformer-1.3b":  # keep heads of at least 8 channels when shrunk
+            spec = spec.replace("n_heads=16", f"n_heads={max(1, min(16, args.d_model // 8))}")
     if args.n_layer:
         spec += f",model.n_layer={args.n_layer}"
     with torch.device(args.device):
