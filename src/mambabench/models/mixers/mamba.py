@@ -284,6 +284,8 @@ class Mamba(nn.Module):
         """hidden: (batch, seqlen, d_model) -> (batch, seqlen, d_model); fills ``cache`` if given."""
         if self.fused and cache is None:
             return self._forward_fused(hidden)
+        if cache is not None and self._fused_step:
+            return self._prefill(hidden, cache)
         seqlen = hidden.shape[1]
         xz = self.in_proj(hidden).transpose(1, 2)  # (batch, 2 * d_inner, seqlen)
         x, z = xz.chunk(2, dim=1) if self.gate else (xz, None)
@@ -315,6 +317,37 @@ class Mamba(nn.Module):
             cache.ssm_state.copy_(last_state)
         else:
             y = out
+        return self.out_proj(y.transpose(1, 2))
+
+    def _prefill(self, hidden: Tensor, cache: MambaCache) -> Tensor:
+        """The forward of the paper's S6 block that fills ``cache`` (generation's prompt), with every
+        (batch, d_inner, seqlen) tensor made in the layout the conv and scan kernels read in place:
+        xz = W_in @ hidden^T, x_dbl = W_x @ x and delta = W_dt @ dt as batched GEMMs (unit stride along
+        seqlen), so no copy of x, z or delta is made (each is 2 GB for 128 prompts of 2048 tokens at
+        Mamba-1.4B). hidden (batch, seqlen, d_model) -> (batch, seqlen, d_model)."""
+        xz = mamba_in_proj(hidden, self.in_proj.weight, self.in_proj.bias)  # (batch, 2 * d_inner, seqlen)
+        x, z = xz.chunk(2, dim=1)
+        cache.conv_state.copy_(F.pad(x, (self.d_conv - x.shape[-1], 0))[..., -self.d_conv :])
+        x = causal_conv1d_fn(
+            x, self.conv1d.weight.squeeze(1), self.conv1d.bias, activation="silu", backend=self.scan_backend
+        )
+        x_dbl = torch.matmul(self.x_proj.weight, x)  # (batch, dt_rank + 2 * d_state, seqlen)
+        dt, B, C = torch.split(x_dbl, self._split, dim=1)
+        delta = torch.matmul(self.dt_proj.weight, dt)  # (batch, d_inner, seqlen)
+        y, last_state = selective_scan_fn(
+            x,
+            delta,
+            self._a_matrix(),
+            B,
+            C,
+            self.D.float(),
+            z=z,
+            delta_bias=self._delta_bias(),
+            delta_softplus=True,
+            return_last_state=True,
+            backend=self.scan_backend,
+        )
+        cache.ssm_state.copy_(last_state)
         return self.out_proj(y.transpose(1, 2))
 
     def step(self, hidden: Tensor, cache: MambaCache) -> Tensor:
