@@ -144,8 +144,8 @@ def causal_conv1d_fn(
 def selective_state_update_fused(
     state: Tensor,
     x: Tensor,
-    dt_low: Tensor,
-    dt_proj_weight: Tensor,
+    dt: Tensor,
+    dt_proj_weight: Tensor | None,
     dt_bias: Tensor,
     A_log: Tensor,
     B: Tensor,
@@ -155,11 +155,12 @@ def selective_state_update_fused(
     backend: str = "auto",
 ) -> Tensor:
     """The Mamba decode step after x_proj in one launch: dt = softplus(dt_low @ dt_proj_weight^T +
-    dt_bias), A = -exp(A_log), the state update (``state`` (batch, dim, dstate) fp32, in place), the D
+    dt_bias) (or softplus(dt + dt_bias) for a projected dt (batch, dim) when ``dt_proj_weight`` is
+    None), A = -exp(A_log), the state update (``state`` (batch, dim, dstate) fp32, in place), the D
     skip and the SiLU(z) gate. dt_low (batch, dt_rank), B, C (batch, dstate) may be column views of
     x_proj's output. Returns (batch, dim) in x's dtype."""
     impl = resolve_backend(backend, x, "state_update")
-    args = (state, x, dt_low, dt_proj_weight, dt_bias, A_log, B, C, D, z)
+    args = (state, x, dt, dt_proj_weight, dt_bias, A_log, B, C, D, z)
     if impl == "triton":
         return _triton_module("state_update").selective_state_update_fused(*args)
     return selective_state_update_fused_ref(*args)

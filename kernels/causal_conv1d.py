@@ -485,7 +485,7 @@ def causal_conv1d_triton(
 @triton.jit
 def _conv_update_kernel(
     x_ptr,
-    state_ptr,
+    conv_state_ptr,
     w_ptr,
     b_ptr,
     out_ptr,
@@ -511,8 +511,8 @@ def _conv_update_kernel(
     offs_d = tl.program_id(0) * BLOCK_D + tl.arange(0, BLOCK_D)
     mask_d = offs_d < dim
     d64 = offs_d.to(tl.int64)
-    row = state_ptr + pid_b * s_sb + d64 * s_sd
-    x = tl.load(x_ptr + pid_b * s_xb + d64 * s_xd, mask=mask_d, other=0.0).to(state_ptr.dtype.element_ty)
+    row = conv_state_ptr + pid_b * s_sb + d64 * s_sd
+    x = tl.load(x_ptr + pid_b * s_xb + d64 * s_xd, mask=mask_d, other=0.0).to(conv_state_ptr.dtype.element_ty)
     acc = tl.zeros([BLOCK_D], dtype=tl.float32)
     for k in tl.static_range(WIDTH):
         if k < WIDTH - 1:

@@ -254,8 +254,8 @@ def selective_state_update_triton(
 def selective_state_update_fused(
     state: Tensor,
     x: Tensor,
-    dt_low: Tensor,
-    dt_proj_weight: Tensor,
+    dt: Tensor,
+    dt_proj_weight: Tensor | None,
     dt_bias: Tensor,
     A_log: Tensor,
     B: Tensor,
@@ -265,8 +265,10 @@ def selective_state_update_fused(
 ) -> Tensor:
     """The Mamba decode step after x_proj, in one launch; ``state`` (batch, dim, dstate) fp32 in place.
 
-    dt_low (batch, dt_rank) and B, C (batch, dstate) may be column views of x_proj's output; x, z
-    (batch, dim) views of in_proj's output. dt = softplus(dt_low @ dt_proj_weight^T + dt_bias),
-    A = -exp(A_log) (dim, dstate). Returns y (batch, dim) in x's dtype, gated by silu(z).
+    dt is dt_low (batch, dt_rank) with ``dt_proj_weight`` (dim, dt_rank) (dt = dt_low @ W^T, in the
+    kernel), or the projected (batch, dim) dt when ``dt_proj_weight`` is None. dt, B, C (batch, dstate)
+    may be column views of x_proj's output; x, z (batch, dim) views of in_proj's output. Then
+    dt = softplus(dt + dt_bias), A = -exp(A_log) (dim, dstate). Returns y (batch, dim) in x's dtype,
+    gated by silu(z).
     """
-    return _launch(state, x, dt_low, A_log, B, C, D, z, dt_bias, True, dt_proj_weight, True)
+    return _launch(state, x, dt, A_log, B, C, D, z, dt_bias, True, dt_proj_weight, True)

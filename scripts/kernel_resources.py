@@ -30,7 +30,7 @@ import triton  # noqa: E402
 from triton.backends.compiler import GPUTarget  # noqa: E402
 from triton.compiler import ASTSource  # noqa: E402
 
-from mambabench.kernels import causal_conv1d, scan_sequential, scan_tiled  # noqa: E402
+from mambabench.kernels import causal_conv1d, scan_sequential, scan_tiled, state_update  # noqa: E402
 
 KERNELS = {
     ("fwd", "tiled"): scan_tiled.tiled_scan_fwd_kernel,
@@ -40,6 +40,8 @@ KERNELS = {
     ("carry", "sequential"): scan_sequential.seq_scan_carry_kernel,
     ("conv_fwd", None): causal_conv1d._conv_fwd_kernel,
     ("conv_bwd", None): causal_conv1d._conv_bwd_kernel,
+    ("conv_update", None): causal_conv1d._conv_update_kernel,
+    ("state_update", None): state_update._state_update_kernel,
 }
 HALF_POINTERS = {
     "u_ptr",
@@ -52,6 +54,9 @@ HALF_POINTERS = {
     "dz_ptr",
     "x_ptr",
     "dx_ptr",
+    "dt_ptr",
+    "wdt_ptr",
+    "conv_state_ptr",
 }
 UNSPECIALISED = {"s_An", "s_sn"}
 DEFAULTS = dict(
@@ -76,6 +81,9 @@ DEFAULTS = dict(
     REVERSE=1,
     W_VAR=1,
     PREFETCH=0,
+    DT_PROJ=1,
+    A_IS_LOG=1,
+    BLOCK_R=128,
 )
 
 
@@ -150,9 +158,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument(
         "which",
-        choices=["fwd", "bwd", "carry", "conv_fwd", "conv_bwd"],
-        help="scan forward/backward, the time-split scans' carry pass (--family sequential), or "
-        "the causal conv1d kernels (--family is ignored for these)",
+        choices=["fwd", "bwd", "carry", "conv_fwd", "conv_bwd", "conv_update", "state_update"],
+        help="scan forward/backward, the time-split scans' carry pass (--family sequential), the "
+        "causal conv1d kernels, or the decode step's kernels (--family is ignored for these)",
     )
     p.add_argument("consts", nargs="*", help="constexpr overrides NAME=VALUE (e.g. BLOCK_D=32 TT=8)")
     p.add_argument(
@@ -173,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         "time (e.g. seqlen=2048 for the conv kernels: vectorised loads need it)",
     )
     args = p.parse_intermixed_args(argv)
-    family = None if args.which.startswith("conv") else args.family
+    family = None if args.which.startswith(("conv", "state")) else args.family
     if (args.which, family) not in KERNELS:
         raise SystemExit(f"{args.which!r} exists for --family sequential only")
     fn = KERNELS[(args.which, family)]
@@ -185,7 +193,12 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"{fn.fn.__name__} has no parameter {key!r}")
         consts[key] = int(value)
     kernel = compile_kernel(
-        fn, consts, args.warps, args.dtype, bc_half=family == "tiled", div16=tuple(args.div16)
+        fn,
+        consts,
+        args.warps,
+        args.dtype,
+        bc_half=family == "tiled" or args.which == "state_update",
+        div16=tuple(args.div16),
     )
     summary, sass = report(kernel)
     print(f"{fn.fn.__name__} {args.dtype} warps={args.warps} {consts}\n  {summary}")

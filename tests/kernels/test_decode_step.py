@@ -12,6 +12,7 @@ from mambabench.kernels.state_update import selective_state_update_triton
 from mambabench.models.generation import generate
 from mambabench.models.lm import LMHeadModel
 from mambabench.models.mixers import Mamba
+from mambabench.models.mixers import mamba as mamba_module
 from mambabench.ops import causal_conv1d_update_ref, selective_state_update_fused_ref
 
 
@@ -44,12 +45,13 @@ def _mamba_step_inputs(g: torch.Generator, batch: int, dim: int, dstate: int, ra
     return state, xz[:, :dim], dt_low, weight, bias, A_log, B, C, D, xz[:, dim:]
 
 
-@pytest.mark.parametrize("dstate", [16, 5])
-def test_fused_mamba_step_matches_unfused(device: str, dstate: int) -> None:
+@pytest.mark.parametrize("dstate,dt_in_kernel", [(16, True), (5, True), (16, False)])
+def test_fused_mamba_step_matches_unfused(device: str, dstate: int, dt_in_kernel: bool) -> None:
     g = torch.Generator().manual_seed(dstate)
     state, x, dt_low, weight, bias, A_log, B, C, D, z = _mamba_step_inputs(g, 2, 40, dstate, 6, device)
+    dt, w = (dt_low, weight) if dt_in_kernel else (F.linear(dt_low, weight), None)
     s1, s2 = state.clone(), state.clone()
-    out = selective_state_update_fused(s1, x, dt_low, weight, bias, A_log, B, C, D, z, backend="triton")
+    out = selective_state_update_fused(s1, x, dt, w, bias, A_log, B, C, D, z, backend="triton")
     ref = selective_state_update_fused_ref(s2, x, dt_low, weight, bias, A_log, B, C, D, z)
     torch.testing.assert_close(s1, s2, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
@@ -80,9 +82,11 @@ def _tiny_mamba(backend: str) -> LMHeadModel:
     return LMHeadModel(vocab_size=11, d_model=8, n_layer=2, mixer=mixer).eval()
 
 
-def test_mamba_model_step_with_kernels_matches_reference_step() -> None:
+@pytest.mark.parametrize("dt_in_kernel", [True, False])
+def test_mamba_model_step_with_kernels_matches_reference_step(monkeypatch, dt_in_kernel: bool) -> None:
     """The whole model's step through the Triton decode kernels equals the PyTorch step, and greedy
     generation through them equals the argmax of the parallel forward."""
+    monkeypatch.setattr(mamba_module, "DT_PROJ_IN_KERNEL_MAX_BATCH", 16 if dt_in_kernel else 0)
     triton_model, ref_model = _tiny_mamba("triton"), _tiny_mamba("reference")
     ids = torch.randint(0, 11, (2, 6), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():

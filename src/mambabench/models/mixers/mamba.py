@@ -25,6 +25,8 @@ from mambabench.models.mixers.mamba_fused import mamba_in_proj, mamba_inner_fn
 from mambabench.models.ssm import init_a_matrix, inverse_softplus_dt_bias, ssm_step
 
 MAX_D_STATE = 256
+# decode steps of up to this many sequences project dt inside the state-update kernel
+DT_PROJ_IN_KERNEL_MAX_BATCH = 16
 
 
 @dataclass
@@ -353,9 +355,10 @@ class Mamba(nn.Module):
     def step(self, hidden: Tensor, cache: MambaCache) -> Tensor:
         """One token: hidden (batch, d_model) -> (batch, d_model), updating ``cache`` in place.
 
-        The paper's S6 block takes three kernel launches besides its four GEMMs: the conv update with
-        SiLU, and (after x_proj) dt_proj + softplus + exp(A_log) + state update + D + SiLU(z) gate in one
-        (:func:`mambabench.kernels.selective_state_update_fused`); x, z, dt, B, C stay views.
+        The paper's S6 block takes two kernel launches besides its GEMMs: the conv update with SiLU,
+        and (after x_proj) dt_proj + softplus + exp(A_log) + state update + D + SiLU(z) gate in one
+        (:func:`mambabench.kernels.selective_state_update_fused`; dt_proj is a GEMM of its own above
+        ``DT_PROJ_IN_KERNEL_MAX_BATCH`` sequences); x, z, dt, B, C stay views.
         """
         xz = self.in_proj(hidden)
         x, z = xz.chunk(2, dim=-1) if self.gate else (xz, None)  # (batch, d_inner) each
@@ -366,12 +369,15 @@ class Mamba(nn.Module):
             y = self.inner.step(x, cache.inner)
             return self.out_proj(y if z is None else y * F.silu(z))
         if self._fused_step:
-            dt_low, B, C = torch.split(self.x_proj(x), self._split, dim=-1)
+            dt, B, C = torch.split(self.x_proj(x), self._split, dim=-1)
+            # small batches: dt_proj inside the kernel (one launch less); large ones: one GEMM, instead of
+            # every (batch row, channel block) program re-reading its slice of the dt_proj weight
+            dt_in_kernel = x.shape[0] <= DT_PROJ_IN_KERNEL_MAX_BATCH
             y = selective_state_update_fused(
                 cache.ssm_state,
                 x,
-                dt_low,
-                self.dt_proj.weight,
+                dt if dt_in_kernel else F.linear(dt, self.dt_proj.weight),
+                self.dt_proj.weight if dt_in_kernel else None,
                 self.dt_proj.bias,
                 self.A_log,
                 B,
