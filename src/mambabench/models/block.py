@@ -13,8 +13,8 @@ from mambabench.models.norms import RMSNorm, fused_add_rms_norm
 def add_norm_step(
     hidden: Tensor, residual: Tensor | None, norm: nn.Module, residual_in_fp32: bool
 ) -> tuple[Tensor, Tensor]:
-    """One decoding token's residual add + norm: hidden, residual (batch, d_model) -> (normed in the
-    norm's dtype, new residual). On CUDA an RMSNorm with an fp32 residual stream runs as one Triton
+    """Residual add + norm for generation (prefill and decode): hidden, residual (..., d_model) ->
+    (normed in the norm's dtype, new residual). On CUDA an RMSNorm with an fp32 residual stream runs as one Triton
     kernel (:func:`mambabench.kernels.rms_norm.add_rms_norm_triton`, normalising the fp32 residual;
     any weight dtype), saving five launches per norm in the decode step; elsewhere the PyTorch path."""
     if hidden.is_cuda and residual_in_fp32 and isinstance(norm, RMSNorm):
@@ -77,13 +77,18 @@ class Block(nn.Module):
         )
         if fused is not None:
             normed, residual = fused
+        elif cache is not None:  # generation's prefill: no gradients, the one-kernel add + norm applies
+            normed, residual = add_norm_step(hidden, residual, self.norm, self.residual_in_fp32)
         else:
             residual = self._add(hidden, residual)
             normed = self.norm(residual.to(self.norm.weight.dtype))
         hidden = self.mixer(normed, cache=cache)
         if self.mlp is not None:
-            residual = self._add(hidden, residual)
-            normed = self.norm2(residual.to(self.norm2.weight.dtype))
+            if cache is not None:
+                normed, residual = add_norm_step(hidden, residual, self.norm2, self.residual_in_fp32)
+            else:
+                residual = self._add(hidden, residual)
+                normed = self.norm2(residual.to(self.norm2.weight.dtype))
             # a stateful MLP (RWKV's channel-mix, token shift) shares the layer's cache
             hidden = (
                 self.mlp(normed, cache=cache) if getattr(self.mlp, "stateful", False) else self.mlp(normed)
