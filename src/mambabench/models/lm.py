@@ -267,6 +267,14 @@ class LMHeadModel(nn.Module):
         """One token per sequence: input_ids (batch,) -> logits (batch, vocab_size)."""
         return self._logits(self.backbone.step(input_ids, caches))
 
+    def generate(self, input_ids: Tensor, max_new_tokens: int, **kwargs: Any) -> Tensor:
+        """Continue the prompts input_ids (batch, prompt_len): see
+        :func:`mambabench.models.generation.generate` (greedy with ``temperature=0``; the decode step
+        is replayed as a CUDA graph on GPU)."""
+        from mambabench.models.generation import generate
+
+        return generate(self, input_ids, max_new_tokens, **kwargs)
+
     def _logits(self, hidden: Tensor) -> Tensor:
         """hidden (..., d_model) -> logits (..., vocab_size), a view of the padded logits. The GEMM runs
         over the padded vocabulary on purpose: an output width that is not a multiple of 8 (50277) drops
