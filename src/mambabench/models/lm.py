@@ -20,6 +20,7 @@ import torch.utils.checkpoint
 from torch import Tensor, nn
 
 from mambabench.models.block import Block, add_norm_step
+from mambabench.models.generation import generate
 from mambabench.models.norms import RMSNorm, fused_add_rms_norm
 
 
@@ -271,8 +272,6 @@ class LMHeadModel(nn.Module):
         """Continue the prompts input_ids (batch, prompt_len): see
         :func:`mambabench.models.generation.generate` (greedy with ``temperature=0``; the decode step
         is replayed as a CUDA graph on GPU)."""
-        from mambabench.models.generation import generate
-
         return generate(self, input_ids, max_new_tokens, **kwargs)
 
     def _logits(self, hidden: Tensor) -> Tensor:
