@@ -46,7 +46,9 @@ def test_conv_update(dtype: torch.dtype) -> None:
     out = causal_conv1d_update_triton(xz[:, :4096], s1, weight, bias, "silu")
     ref = causal_conv1d_update_ref(xz[:, :4096], s2, weight, bias, "silu")
     assert torch.equal(s1, s2)
-    torch.testing.assert_close(out, ref, **(dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else {}))
+    # the reference multiplies and adds in bf16, the kernel accumulates in fp32
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else dict(rtol=2e-2, atol=3e-2)
+    torch.testing.assert_close(out, ref, **tol)
 
 
 @pytest.mark.parametrize("dstate", [16, 64])
