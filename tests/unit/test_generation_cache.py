@@ -80,3 +80,38 @@ def _tensors(cache: object) -> list[torch.Tensor]:
     from mambabench.models.generation import _fields
 
     return [v for _, v in _fields(cache) if isinstance(v, torch.Tensor)]
+
+
+class _GrowingCacheModel(torch.nn.Module):
+    """A stand-in whose step does what a CUDA graph cannot replay: it grows a tensor with torch.cat
+    and counts tokens in a Python int."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+
+    def step(self, token: torch.Tensor, caches: list) -> torch.Tensor:
+        caches[0].history = torch.cat([caches[0].history, token[:, None].float()], dim=1)
+        caches[1].offset += 1
+        return torch.zeros(token.shape[0], 3)
+
+
+def test_host_side_changes_are_named() -> None:
+    from mambabench.models.lm import PositionCounter
+    from mambabench.models.mixers.hyena import LongConvCache
+
+    caches = [LongConvCache(torch.zeros(2, 0), torch.zeros((), dtype=torch.long)), PositionCounter()]
+    changed = host_side_cache_changes(_GrowingCacheModel(), caches, torch.zeros(2, dtype=torch.long))
+    assert changed == ["[0].history", "[1].offset"]
+
+
+def test_initial_values_keep_fill_values_and_copy_small_non_uniform_tensors() -> None:
+    fill = torch.full((2, 3), -1e4)
+    arbitrary = torch.arange(6.0).view(2, 3)
+    big = torch.arange(40.0)
+    initial = _initial_values([fill, arbitrary, big], copy_limit_bytes=64)
+    for t in (fill, arbitrary, big):
+        t.add_(1)
+    reset_caches(initial)
+    assert torch.equal(fill, torch.full((2, 3), -1e4)) and torch.equal(arbitrary, torch.arange(6.0).view(2, 3))
+    assert torch.equal(big, torch.zeros(40))  # a large non-uniform buffer (uninitialised KV memory) is zeroed
