@@ -20,8 +20,8 @@ after one untimed call (Triton compilation, CUDA-graph capture). ``--d-model``/`
 model (for a CPU check). Results go to ``--out`` as they are measured:
 
 - ``bench_generate.csv``: model,impl,batch,prompt_len,gen_len,seconds,tokens_per_s,peak_mem_gb,device,
-  cuda_graph. A size that runs out of memory gets a row with empty seconds and ``OOM`` as tokens_per_s,
-  and the benchmark goes on with the next one.
+  cuda_graph. A size that runs out of memory gets a row with empty seconds and ``OOM`` as tokens_per_s
+  (``ERROR`` and a printed message for any other failure), and the benchmark goes on with the next one.
 - ``bench_generate.md``: the same as a Markdown table; ``bench_generate.png``: throughput against batch
   size (log x), one line per model, out-of-memory sizes marked with a cross.
 """
@@ -213,7 +213,10 @@ def plot(rows: list[dict[str, object]], path: Path) -> None:
 def bench_model(name: str, args: argparse.Namespace, results: Results) -> None:
     impl = "mamba-ssm" if name == "official" else "mambabench"
     label = "mamba-1.4b" if name == "official" else name
-    model = build_official(args) if name == "official" else build_ours(name, args)
+    try:
+        model = build_official(args) if name == "official" else build_ours(name, args)
+    except torch.OutOfMemoryError:
+        model = "out of memory while building the model"
     if isinstance(model, str):
         print(f"skipping {name}: {model}", flush=True)
         return
@@ -237,6 +240,9 @@ def bench_model(name: str, args: argparse.Namespace, results: Results) -> None:
             row.update(seconds=seconds, tokens_per_s=batch * args.gen_len / seconds, peak_mem_gb=peak)
         except torch.OutOfMemoryError:
             row.update(seconds="", tokens_per_s="OOM", peak_mem_gb="")
+        except Exception as e:  # noqa: BLE001 - one failing size must not lose the others
+            print(f"{label} ({impl}) batch {batch} failed: {type(e).__name__}: {e}", flush=True)
+            row.update(seconds="", tokens_per_s="ERROR", peak_mem_gb="")
         del ids
         if hasattr(model, "_decode_graph"):  # free the captured caches of this batch size
             model._decode_graph = None
