@@ -30,6 +30,7 @@ from mambabench.ops import (
     causal_conv1d_update_ref,
     selective_scan_chunked,
     selective_scan_ref,
+    selective_state_update_fused_ref,
     selective_state_update_ref,
 )
 
@@ -41,6 +42,7 @@ __all__ = [
     "resolve_backend",
     "selective_scan_fn",
     "selective_state_update",
+    "selective_state_update_fused",
 ]
 
 BACKENDS = ("auto", "triton", "reference", "chunked")
@@ -139,14 +141,43 @@ def causal_conv1d_fn(
     return causal_conv1d_ref(x, weight, bias, activation)
 
 
+def selective_state_update_fused(
+    state: Tensor,
+    x: Tensor,
+    dt: Tensor,
+    dt_proj_weight: Tensor | None,
+    dt_bias: Tensor,
+    A_log: Tensor,
+    B: Tensor,
+    C: Tensor,
+    D: Tensor,
+    z: Tensor | None = None,
+    backend: str = "auto",
+) -> Tensor:
+    """The Mamba decode step after x_proj in one launch: dt = softplus(dt_low @ dt_proj_weight^T +
+    dt_bias) (or softplus(dt + dt_bias) for a projected dt (batch, dim) when ``dt_proj_weight`` is
+    None), A = -exp(A_log), the state update (``state`` (batch, dim, dstate) fp32, in place), the D
+    skip and the SiLU(z) gate. dt_low (batch, dt_rank), B, C (batch, dstate) may be column views of
+    x_proj's output. Returns (batch, dim) in x's dtype."""
+    impl = resolve_backend(backend, x, "state_update")
+    args = (state, x, dt, dt_proj_weight, dt_bias, A_log, B, C, D, z)
+    if impl == "triton":
+        return _triton_module("state_update").selective_state_update_fused(*args)
+    return selective_state_update_fused_ref(*args)
+
+
 def causal_conv1d_update(
     x: Tensor,
     conv_state: Tensor,
     weight: Tensor,
     bias: Tensor | None = None,
     activation: str | None = None,
+    backend: str = "auto",
 ) -> Tensor:
     """One decoding step of the causal conv; shifts ``conv_state`` (batch, dim, width) in place."""
+    impl = resolve_backend(backend, x, "causal_conv1d")
+    if impl == "triton":
+        return _triton_module("causal_conv1d").causal_conv1d_update_triton(x, conv_state, weight, bias, activation)
     return causal_conv1d_update_ref(x, conv_state, weight, bias, activation)
 
 

@@ -24,7 +24,13 @@ from mambabench.kernels._host import cdiv, next_power_of_2
 
 _interpret_compat.patch()
 
-__all__ = ["causal_conv1d_triton", "causal_conv1d_fwd", "causal_conv1d_bwd", "CausalConv1dTriton"]
+__all__ = [
+    "causal_conv1d_triton",
+    "causal_conv1d_fwd",
+    "causal_conv1d_bwd",
+    "causal_conv1d_update_triton",
+    "CausalConv1dTriton",
+]
 
 
 @triton.jit
@@ -474,3 +480,91 @@ def causal_conv1d_triton(
             f"{tuple(weight.shape)}"
         )
     return CausalConv1dTriton.apply(x, weight, bias, activation is not None)
+
+
+@triton.jit
+def _conv_update_kernel(
+    x_ptr,
+    conv_state_ptr,
+    w_ptr,
+    b_ptr,
+    out_ptr,
+    dim,
+    s_xb,
+    s_xd,
+    s_sb,
+    s_sd,
+    s_sw,
+    s_wd,
+    s_ww,
+    s_ob,
+    s_od,
+    WIDTH: tl.constexpr,
+    HAS_BIAS: tl.constexpr,
+    SILU: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+):
+    """Grid (cdiv(dim, BLOCK_D), batch): shift each channel's window left by one, append x, and
+    write act(bias + sum_k w[k] * window[k]) (fp32 accumulation). Tap k is read (from slot k + 1)
+    before slot k + 1 is overwritten, by the same thread: the shift needs no barrier."""
+    pid_b = tl.program_id(1).to(tl.int64)
+    offs_d = tl.program_id(0) * BLOCK_D + tl.arange(0, BLOCK_D)
+    mask_d = offs_d < dim
+    d64 = offs_d.to(tl.int64)
+    row = conv_state_ptr + pid_b * s_sb + d64 * s_sd
+    x = tl.load(x_ptr + pid_b * s_xb + d64 * s_xd, mask=mask_d, other=0.0).to(conv_state_ptr.dtype.element_ty)
+    acc = tl.zeros([BLOCK_D], dtype=tl.float32)
+    for k in tl.static_range(WIDTH):
+        if k < WIDTH - 1:
+            v = tl.load(row + (k + 1) * s_sw, mask=mask_d, other=0.0)
+        else:
+            v = x
+        tl.store(row + k * s_sw, v, mask=mask_d)
+        w = tl.load(w_ptr + d64 * s_wd + k * s_ww, mask=mask_d, other=0.0).to(tl.float32)
+        acc += v.to(tl.float32) * w
+    if HAS_BIAS:
+        acc += tl.load(b_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
+    if SILU:
+        acc = acc * tl.sigmoid(acc)
+    tl.store(out_ptr + pid_b * s_ob + d64 * s_od, acc.to(out_ptr.dtype.element_ty), mask=mask_d)
+
+
+def causal_conv1d_update_triton(
+    x: Tensor,
+    conv_state: Tensor,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    activation: str | None = None,
+) -> Tensor:
+    """One decoding step in one launch: x (batch, dim) (any strides, e.g. the x half of in_proj's
+    output) enters ``conv_state`` (batch, dim, width), updated in place; returns act(conv) (batch, dim)
+    in x's dtype, accumulated in fp32."""
+    if activation not in (None, "silu", "swish"):
+        raise ValueError(f"activation must be None or 'silu', got {activation!r}")
+    batch, dim, width = conv_state.shape
+    if x.shape != (batch, dim) or weight.shape != (dim, width):
+        raise ValueError(
+            f"expected x (batch={batch}, dim={dim}) and weight (dim, width={width}) for conv_state "
+            f"{tuple(conv_state.shape)}, got {tuple(x.shape)} and {tuple(weight.shape)}"
+        )
+    out = torch.empty(batch, dim, dtype=x.dtype, device=x.device)
+    block_d = 128
+    with _device(x):
+        _conv_update_kernel[(cdiv(dim, block_d), batch)](
+            x,
+            conv_state,
+            weight,
+            bias if bias is not None else weight,
+            out,
+            dim,
+            *x.stride(),
+            *conv_state.stride(),
+            *weight.stride(),
+            *out.stride(),
+            WIDTH=width,
+            HAS_BIAS=bias is not None,
+            SILU=activation is not None,
+            BLOCK_D=block_d,
+            num_warps=4,
+        )
+    return out

@@ -30,7 +30,13 @@ import triton  # noqa: E402
 from triton.backends.compiler import GPUTarget  # noqa: E402
 from triton.compiler import ASTSource  # noqa: E402
 
-from mambabench.kernels import causal_conv1d, decode_attention, scan_sequential, scan_tiled  # noqa: E402
+from mambabench.kernels import (  # noqa: E402
+    causal_conv1d,
+    decode_attention,
+    scan_sequential,
+    scan_tiled,
+    state_update,
+)
 
 KERNELS = {
     ("fwd", "tiled"): scan_tiled.tiled_scan_fwd_kernel,
@@ -43,6 +49,8 @@ KERNELS = {
     ("decode_attn", None): decode_attention._decode_partial_kernel,
     ("decode_combine", None): decode_attention._decode_combine_kernel,
     ("rotary_qkv", None): decode_attention._rotary_qkv_kernel,
+    ("conv_update", None): causal_conv1d._conv_update_kernel,
+    ("state_update", None): state_update._state_update_kernel,
 }
 HALF_POINTERS = {
     "u_ptr",
@@ -58,6 +66,9 @@ HALF_POINTERS = {
     "qkv_ptr",
     "k_cache_ptr",
     "v_cache_ptr",
+    "dt_ptr",
+    "wdt_ptr",
+    "conv_state_ptr",
 }
 POINTER_TYPES = {"seqlen_ptr": "i64"}  # pointers that are neither half nor fp32
 FLOAT_SCALARS = {"sm_scale", "xpos_scale_base"}
@@ -88,8 +99,14 @@ DEFAULTS = dict(
     HEAD_DIM=64,
     SPLITS=16,
     ONE_SPLIT=0,
+    DT_PROJ=1,
+    A_IS_LOG=1,
+    BLOCK_R=128,
 )
-KERNEL_DEFAULTS = {"decode_attn": dict(BLOCK_N=64), "rotary_qkv": dict(BLOCK_L=32)}  # where a shared name has another launch value
+KERNEL_DEFAULTS = {
+    "decode_attn": dict(BLOCK_N=64),
+    "rotary_qkv": dict(BLOCK_L=32),
+}  # where a shared name has another launch value
 
 
 def compile_kernel(
@@ -165,9 +182,21 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument(
         "which",
-        choices=["fwd", "bwd", "carry", "conv_fwd", "conv_bwd", "decode_attn", "decode_combine", "rotary_qkv"],
+        choices=[
+            "fwd",
+            "bwd",
+            "carry",
+            "conv_fwd",
+            "conv_bwd",
+            "conv_update",
+            "state_update",
+            "decode_attn",
+            "decode_combine",
+            "rotary_qkv",
+        ],
         help="scan forward/backward, the time-split scans' carry pass (--family sequential), the "
-        "causal conv1d kernels or the attention-decoding kernels (--family is ignored for these)",
+        "causal conv1d kernels, the decode step's kernels or the attention-decoding kernels (--family is "
+        "ignored for these)",
     )
     p.add_argument("consts", nargs="*", help="constexpr overrides NAME=VALUE (e.g. BLOCK_D=32 TT=8)")
     p.add_argument(
@@ -188,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         "time (e.g. seqlen=2048 for the conv kernels: vectorised loads need it)",
     )
     args = p.parse_intermixed_args(argv)
-    family = None if args.which.startswith(("conv", "decode", "rotary")) else args.family
+    family = None if args.which.startswith(("conv", "state", "decode", "rotary")) else args.family
     if (args.which, family) not in KERNELS:
         raise SystemExit(f"{args.which!r} exists for --family sequential only")
     fn = KERNELS[(args.which, family)]
@@ -200,7 +229,12 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"{fn.fn.__name__} has no parameter {key!r}")
         consts[key] = int(value)
     kernel = compile_kernel(
-        fn, consts, args.warps, args.dtype, bc_half=family == "tiled", div16=tuple(args.div16)
+        fn,
+        consts,
+        args.warps,
+        args.dtype,
+        bc_half=family == "tiled" or args.which == "state_update",
+        div16=tuple(args.div16),
     )
     summary, sass = report(kernel)
     print(f"{fn.fn.__name__} {args.dtype} warps={args.warps} {consts}\n  {summary}")

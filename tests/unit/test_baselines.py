@@ -135,7 +135,15 @@ def test_causal_and_step_equals_forward(make_config, overrides) -> None:
 
 
 def test_generate_greedy_matches_full_forward(make_config) -> None:
-    for overrides in (["model=transformer"], ["model=h3"], ["model=hyena"]):
+    for overrides in (
+        ["model=transformer"],
+        ["model=h3"],
+        ["model=hyena"],
+        ["model=rwkv"],
+        ["model=retnet"],
+        ["model=s4"],
+        ["model=hybrid", "model.mixer.every=2"],
+    ):
         model = _small_model(make_config, overrides)
         prompt = torch.randint(0, 16, (2, 4))
         out = generate(model, prompt, max_new_tokens=4, temperature=0)

@@ -7,7 +7,26 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from mambabench.models.norms import fused_add_rms_norm
+from mambabench.models.norms import RMSNorm, fused_add_rms_norm
+
+
+def add_norm_step(
+    hidden: Tensor, residual: Tensor | None, norm: nn.Module, residual_in_fp32: bool
+) -> tuple[Tensor, Tensor]:
+    """Residual add + norm for generation (prefill and decode): hidden, residual (..., d_model) ->
+    (normed in the norm's dtype, new residual). On CUDA an RMSNorm with an fp32 residual stream runs as one Triton
+    kernel (:func:`mambabench.kernels.rms_norm.add_rms_norm_triton`, normalising the fp32 residual;
+    any weight dtype), saving five launches per norm in the decode step; elsewhere the PyTorch path."""
+    if hidden.is_cuda and residual_in_fp32 and isinstance(norm, RMSNorm):
+        try:
+            from mambabench.kernels.rms_norm import add_rms_norm_triton
+        except ImportError:  # no triton
+            pass
+        else:
+            return add_rms_norm_triton(hidden, residual, norm.weight, norm.eps, True, norm.weight.dtype)
+    residual = hidden if residual is None else residual + hidden
+    residual = residual.float() if residual_in_fp32 else residual
+    return norm(residual.to(norm.weight.dtype)), residual
 
 
 class Block(nn.Module):
@@ -58,13 +77,18 @@ class Block(nn.Module):
         )
         if fused is not None:
             normed, residual = fused
+        elif cache is not None:  # generation's prefill: no gradients, the one-kernel add + norm applies
+            normed, residual = add_norm_step(hidden, residual, self.norm, self.residual_in_fp32)
         else:
             residual = self._add(hidden, residual)
             normed = self.norm(residual.to(self.norm.weight.dtype))
         hidden = self.mixer(normed, cache=cache)
         if self.mlp is not None:
-            residual = self._add(hidden, residual)
-            normed = self.norm2(residual.to(self.norm2.weight.dtype))
+            if cache is not None:
+                normed, residual = add_norm_step(hidden, residual, self.norm2, self.residual_in_fp32)
+            else:
+                residual = self._add(hidden, residual)
+                normed = self.norm2(residual.to(self.norm2.weight.dtype))
             # a stateful MLP (RWKV's channel-mix, token shift) shares the layer's cache
             hidden = (
                 self.mlp(normed, cache=cache) if getattr(self.mlp, "stateful", False) else self.mlp(normed)
@@ -73,11 +97,10 @@ class Block(nn.Module):
 
     def step(self, hidden: Tensor, residual: Tensor | None, cache: Any) -> tuple[Tensor, Tensor]:
         """One token: hidden, residual (batch, d_model)."""
-        residual = self._add(hidden, residual)
-        hidden = self.mixer.step(self.norm(residual.to(self.norm.weight.dtype)), cache)
+        normed, residual = add_norm_step(hidden, residual, self.norm, self.residual_in_fp32)
+        hidden = self.mixer.step(normed, cache)
         if self.mlp is not None:
-            residual = self._add(hidden, residual)
-            normed = self.norm2(residual.to(self.norm2.weight.dtype))
+            normed, residual = add_norm_step(hidden, residual, self.norm2, self.residual_in_fp32)
             hidden = (
                 self.mlp.step(normed, cache) if getattr(self.mlp, "stateful", False) else self.mlp(normed)
             )

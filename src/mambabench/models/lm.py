@@ -8,6 +8,7 @@ the vocabulary size is passed in by whoever pairs it with a data module.
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,7 +19,8 @@ import torch
 import torch.utils.checkpoint
 from torch import Tensor, nn
 
-from mambabench.models.block import Block
+from mambabench.models.block import Block, add_norm_step
+from mambabench.models.generation import generate
 from mambabench.models.norms import RMSNorm, fused_add_rms_norm
 
 
@@ -158,8 +160,7 @@ class LMBackbone(nn.Module):
             hidden, residual = self.embedding(input_ids), None
         for layer, cache in zip(self.layers, caches):
             hidden, residual = layer.step(hidden, residual, cache)
-        residual = hidden if residual is None else residual + hidden
-        return self.norm_f(residual.to(self.norm_f.weight.dtype))
+        return add_norm_step(hidden, residual, self.norm_f, self.residual_in_fp32)[0]
 
 
 class LMHeadModel(nn.Module):
@@ -267,6 +268,12 @@ class LMHeadModel(nn.Module):
         """One token per sequence: input_ids (batch,) -> logits (batch, vocab_size)."""
         return self._logits(self.backbone.step(input_ids, caches))
 
+    def generate(self, input_ids: Tensor, max_new_tokens: int, **kwargs: Any) -> Tensor:
+        """Continue the prompts input_ids (batch, prompt_len): see
+        :func:`mambabench.models.generation.generate` (greedy with ``temperature=0``; the decode step
+        is replayed as a CUDA graph on GPU)."""
+        return generate(self, input_ids, max_new_tokens, **kwargs)
+
     def _logits(self, hidden: Tensor) -> Tensor:
         """hidden (..., d_model) -> logits (..., vocab_size), a view of the padded logits. The GEMM runs
         over the padded vocabulary on purpose: an output width that is not a multiple of 8 (50277) drops
@@ -289,13 +296,26 @@ class LMHeadModel(nn.Module):
                 return sliced_head_triton(hidden, weight, self.vocab_size)
         return self.lm_head(hidden)[..., : self.vocab_size]
 
-    def allocate_cache(self, batch_size: int, dtype: torch.dtype | None = None) -> list[Any]:
-        """One recurrent-state object per layer (see :mod:`mambabench.models.mixers`)."""
+    def allocate_cache(
+        self, batch_size: int, dtype: torch.dtype | None = None, max_seqlen: int | None = None
+    ) -> list[Any]:
+        """One recurrent-state object per layer (see :mod:`mambabench.models.generation`), allocated once
+        and updated in place by :meth:`step`; ``max_seqlen`` sizes the caches that grow with the sequence."""
         param = next(self.parameters())
         dtype = dtype or param.dtype
         caches = [
-            layer.mixer.allocate_cache(batch_size, dtype, param.device) for layer in self.backbone.layers
+            _allocate_mixer_cache(layer.mixer, batch_size, dtype, param.device, max_seqlen)
+            for layer in self.backbone.layers
         ]
         if self.backbone.position_embedding is not None:
             caches.append(PositionCounter())  # read by the backbone's learned positions
         return caches
+
+
+def _allocate_mixer_cache(
+    mixer: nn.Module, batch_size: int, dtype: torch.dtype, device: torch.device, max_seqlen: int | None
+) -> Any:
+    """``mixer.allocate_cache``, passing ``max_seqlen`` to the mixers that take it."""
+    if "max_seqlen" in inspect.signature(mixer.allocate_cache).parameters:
+        return mixer.allocate_cache(batch_size, dtype, device, max_seqlen=max_seqlen)
+    return mixer.allocate_cache(batch_size, dtype, device)

@@ -4,6 +4,7 @@ from mambabench.ops.causal_conv1d import causal_conv1d_ref, causal_conv1d_update
 from mambabench.ops.selective_scan import (
     selective_scan_chunked,
     selective_scan_ref,
+    selective_state_update_fused_ref,
     selective_state_update_ref,
 )
 
@@ -12,5 +13,6 @@ __all__ = [
     "causal_conv1d_update_ref",
     "selective_scan_chunked",
     "selective_scan_ref",
+    "selective_state_update_fused_ref",
     "selective_state_update_ref",
 ]

@@ -250,3 +250,28 @@ def selective_state_update_ref(
     if z is not None:
         out = out * F.silu(_upcast(z))
     return out.to(x.dtype)
+
+
+def selective_state_update_fused_ref(
+    state: Tensor,
+    x: Tensor,
+    dt: Tensor,
+    dt_proj_weight: Tensor | None,
+    dt_bias: Tensor,
+    A_log: Tensor,
+    B: Tensor,
+    C: Tensor,
+    D: Tensor,
+    z: Tensor | None,
+) -> Tensor:
+    """The Mamba decode step after x_proj, unfused: dt = dt_low @ dt_proj_weight^T (in x's dtype, as
+    the GEMM; ``dt`` is used as is when ``dt_proj_weight`` is None), then
+    :func:`selective_state_update_ref` with A = -exp(A_log), the bias and softplus.
+
+    state (batch, dim, dstate) fp32 in place; x, z (batch, dim); dt (batch, dt_rank) or (batch, dim);
+    dt_proj_weight (dim, dt_rank); dt_bias, D (dim,); A_log (dim, dstate); B, C (batch, dstate).
+    """
+    if dt_proj_weight is not None:
+        dt = F.linear(dt, dt_proj_weight).to(x.dtype)
+    A = -torch.exp(A_log.float())
+    return selective_state_update_ref(state, x, dt, A, B, C, D, z, dt_bias, True)

@@ -112,8 +112,11 @@ class H3(nn.Module):
         kv = self.inner.step(self._outer(k, v), cache.inner)
         return self.out_proj(self._contract(q, kv))
 
-    def allocate_cache(self, batch_size: int, dtype: torch.dtype, device: torch.device) -> H3Cache:
+    def allocate_cache(
+        self, batch_size: int, dtype: torch.dtype, device: torch.device, max_seqlen: int | None = None
+    ) -> H3Cache:
+        """Zero state; ``max_seqlen`` sizes a long-convolution inner layer's history."""
         return H3Cache(
             shift_state=torch.zeros(batch_size, self.d_model, self.shift_d_state, dtype=dtype, device=device),
-            inner=self.inner.allocate_cache(batch_size, dtype, device),
+            inner=self.inner.allocate_cache(batch_size, dtype, device, max_seqlen=max_seqlen),
         )

@@ -90,10 +90,12 @@ class HyenaFilter(nn.Module):
 
 @dataclass
 class LongConvCache:
-    """history: inputs of the long convolution so far, (batch, dim, t) (empty before prefill);
-    conv_state: (batch, 3 * d_model, short_filter_order) of the Hyena operator's short conv."""
+    """history: inputs of the long convolution, (batch, dim, max_seqlen) fp32, allocated once, the first
+    ``length`` positions filled; length: () int64 device tensor (so that a CUDA graph can replay the
+    step); conv_state: (batch, 3 * d_model, short_filter_order) of the Hyena operator's short conv."""
 
     history: Tensor
+    length: Tensor
     conv_state: Tensor | None = None
 
 
@@ -149,9 +151,17 @@ class HyenaInner(nn.Module):
         return self.D.repeat_interleave(self.repeat) if self.repeat > 1 else self.D
 
     def forward(self, u: Tensor, cache: LongConvCache | None = None) -> Tensor:
-        """u: (batch, dim, seqlen) -> (batch, dim, seqlen); with ``cache`` the inputs are kept."""
+        """u: (batch, dim, seqlen) -> (batch, dim, seqlen); with ``cache`` (a prefill from the start)
+        the inputs are kept."""
         if cache is not None:
-            cache.history = torch.cat([cache.history, u.float()], dim=-1)
+            seqlen, capacity = u.shape[-1], cache.history.shape[-1]
+            if seqlen > capacity:
+                raise ValueError(
+                    f"prompt of {seqlen} tokens exceeds the Hyena cache of {capacity}; allocate the cache "
+                    "with a larger max_seqlen"
+                )
+            cache.history[..., :seqlen].copy_(u.float())
+            cache.length.fill_(seqlen)
         y = fft_causal_conv(u, self._taps(u.shape[-1]))
         D = self._skip()
         if D is not None:
@@ -159,18 +169,33 @@ class HyenaInner(nn.Module):
         return y.to(u.dtype)
 
     def step(self, u: Tensor, cache: LongConvCache) -> Tensor:
-        """u: (batch, dim) -> (batch, dim): y_t = sum_s k_{t-s} u_s over the kept inputs."""
-        cache.history = torch.cat([cache.history, u.float()[..., None]], dim=-1)
-        t = cache.history.shape[-1]
-        taps = self._taps(t).flip(-1)  # k_{t-1}, ..., k_0 against u_0, ..., u_{t-1}
+        """u: (batch, dim) -> (batch, dim): y_t = sum_{s <= t} k_{t-s} u_s over the kept inputs.
+
+        Fixed shapes (the whole history buffer, taps gathered at t - s, masked for s > t) and the
+        position in a device tensor: no host synchronisation, so the step can be graph-captured.
+        Tokens past the buffer's ``max_seqlen`` overwrite its last slot.
+        """
+        capacity = cache.history.shape[-1]
+        t = cache.length.clamp(max=capacity - 1)
+        cache.history.index_copy_(-1, t.view(1), u.float()[..., None])
+        lag = t - torch.arange(capacity, device=u.device)  # t - s
+        taps = self._taps(capacity)[:, lag.clamp(min=0)] * (lag >= 0)  # k_{t-s}, 0 for s > t
         y = (cache.history * taps).sum(-1)
+        cache.length.add_(1)
         D = self._skip()
         if D is not None:
             y = y + u.float() * D.float()
         return y.to(u.dtype)
 
-    def allocate_cache(self, batch_size: int, dtype: torch.dtype, device: torch.device) -> LongConvCache:
-        return LongConvCache(history=torch.zeros(batch_size, self.dim, 0, device=device))
+    def allocate_cache(
+        self, batch_size: int, dtype: torch.dtype, device: torch.device, max_seqlen: int | None = None
+    ) -> LongConvCache:
+        """An empty history for ``max_seqlen`` tokens (default: the filter's ``l_max``)."""
+        capacity = max_seqlen or self.filter.l_max
+        return LongConvCache(
+            history=torch.zeros(batch_size, self.dim, capacity, device=device),
+            length=torch.zeros((), dtype=torch.long, device=device),
+        )
 
 
 class Hyena(nn.Module):
@@ -246,8 +271,10 @@ class Hyena(nn.Module):
         x0, x1, v = uc.split(self.d_model, dim=-1)
         return self.out_proj(self.long_conv.step(v * x1, cache) * x0)
 
-    def allocate_cache(self, batch_size: int, dtype: torch.dtype, device: torch.device) -> LongConvCache:
-        cache = self.long_conv.allocate_cache(batch_size, dtype, device)
+    def allocate_cache(
+        self, batch_size: int, dtype: torch.dtype, device: torch.device, max_seqlen: int | None = None
+    ) -> LongConvCache:
+        cache = self.long_conv.allocate_cache(batch_size, dtype, device, max_seqlen=max_seqlen)
         cache.conv_state = torch.zeros(
             batch_size, 3 * self.d_model, self.short_filter_order, dtype=dtype, device=device
         )

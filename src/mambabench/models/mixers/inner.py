@@ -93,7 +93,10 @@ class S6Inner(nn.Module):
             backend=self.scan_backend,
         )
 
-    def allocate_cache(self, batch_size: int, dtype: torch.dtype, device: torch.device) -> SSMCache:
+    def allocate_cache(
+        self, batch_size: int, dtype: torch.dtype, device: torch.device, max_seqlen: int | None = None
+    ) -> SSMCache:
+        """Zero state (its size does not depend on ``max_seqlen``)."""
         return SSMCache(torch.zeros(batch_size, self.dim, self.d_state, device=device))
 
 

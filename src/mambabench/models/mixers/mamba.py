@@ -18,12 +18,15 @@ from mambabench.kernels import (
     causal_conv1d_fn,
     causal_conv1d_update,
     selective_scan_fn,
+    selective_state_update_fused,
 )
 from mambabench.models.mixers.inner import INNER_LAYERS, make_inner
 from mambabench.models.mixers.mamba_fused import mamba_in_proj, mamba_inner_fn
 from mambabench.models.ssm import init_a_matrix, inverse_softplus_dt_bias, ssm_step
 
 MAX_D_STATE = 256
+# decode steps of up to this many sequences project dt inside the state-update kernel
+DT_PROJ_IN_KERNEL_MAX_BATCH = 16
 
 
 @dataclass
@@ -283,6 +286,8 @@ class Mamba(nn.Module):
         """hidden: (batch, seqlen, d_model) -> (batch, seqlen, d_model); fills ``cache`` if given."""
         if self.fused and cache is None:
             return self._forward_fused(hidden)
+        if cache is not None and self._fused_step:
+            return self._prefill(hidden, cache)
         seqlen = hidden.shape[1]
         xz = self.in_proj(hidden).transpose(1, 2)  # (batch, 2 * d_inner, seqlen)
         x, z = xz.chunk(2, dim=1) if self.gate else (xz, None)
@@ -316,14 +321,72 @@ class Mamba(nn.Module):
             y = out
         return self.out_proj(y.transpose(1, 2))
 
+    def _prefill(self, hidden: Tensor, cache: MambaCache) -> Tensor:
+        """The forward of the paper's S6 block that fills ``cache`` (generation's prompt), with every
+        (batch, d_inner, seqlen) tensor made in the layout the conv and scan kernels read in place:
+        xz = W_in @ hidden^T, x_dbl = W_x @ x and delta = W_dt @ dt as batched GEMMs (unit stride along
+        seqlen), so no copy of x, z or delta is made (each is 2 GB for 128 prompts of 2048 tokens at
+        Mamba-1.4B). hidden (batch, seqlen, d_model) -> (batch, seqlen, d_model)."""
+        xz = mamba_in_proj(hidden, self.in_proj.weight, self.in_proj.bias)  # (batch, 2 * d_inner, seqlen)
+        x, z = xz.chunk(2, dim=1)
+        cache.conv_state.copy_(F.pad(x, (self.d_conv - x.shape[-1], 0))[..., -self.d_conv :])
+        x = causal_conv1d_fn(
+            x, self.conv1d.weight.squeeze(1), self.conv1d.bias, activation="silu", backend=self.scan_backend
+        )
+        x_dbl = torch.matmul(self.x_proj.weight, x)  # (batch, dt_rank + 2 * d_state, seqlen)
+        dt, B, C = torch.split(x_dbl, self._split, dim=1)
+        delta = torch.matmul(self.dt_proj.weight, dt)  # (batch, d_inner, seqlen)
+        y, last_state = selective_scan_fn(
+            x,
+            delta,
+            self._a_matrix(),
+            B,
+            C,
+            self.D.float(),
+            z=z,
+            delta_bias=self._delta_bias(),
+            delta_softplus=True,
+            return_last_state=True,
+            backend=self.scan_backend,
+        )
+        cache.ssm_state.copy_(last_state)
+        return self.out_proj(y.transpose(1, 2))
+
     def step(self, hidden: Tensor, cache: MambaCache) -> Tensor:
-        """One token: hidden (batch, d_model) -> (batch, d_model), updating ``cache`` in place."""
+        """One token: hidden (batch, d_model) -> (batch, d_model), updating ``cache`` in place.
+
+        The paper's S6 block takes two kernel launches besides its GEMMs: the conv update with SiLU,
+        and (after x_proj) dt_proj + softplus + exp(A_log) + state update + D + SiLU(z) gate in one
+        (:func:`mambabench.kernels.selective_state_update_fused`; dt_proj is a GEMM of its own above
+        ``DT_PROJ_IN_KERNEL_MAX_BATCH`` sequences); x, z, dt, B, C stay views.
+        """
         xz = self.in_proj(hidden)
         x, z = xz.chunk(2, dim=-1) if self.gate else (xz, None)  # (batch, d_inner) each
-        x = causal_conv1d_update(x, cache.conv_state, self.conv1d.weight.squeeze(1), self.conv1d.bias, "silu")
+        x = causal_conv1d_update(
+            x, cache.conv_state, self.conv1d.weight.squeeze(1), self.conv1d.bias, "silu", self.scan_backend
+        )
         if self.inner is not None:
             y = self.inner.step(x, cache.inner)
             return self.out_proj(y if z is None else y * F.silu(z))
+        if self._fused_step:
+            dt, B, C = torch.split(self.x_proj(x), self._split, dim=-1)
+            # small batches: dt_proj inside the kernel (one launch less); large ones: one GEMM, instead of
+            # every (batch row, channel block) program re-reading its slice of the dt_proj weight
+            dt_in_kernel = x.shape[0] <= DT_PROJ_IN_KERNEL_MAX_BATCH
+            y = selective_state_update_fused(
+                cache.ssm_state,
+                x,
+                dt if dt_in_kernel else F.linear(dt, self.dt_proj.weight),
+                self.dt_proj.weight if dt_in_kernel else None,
+                self.dt_proj.bias,
+                self.A_log,
+                B,
+                C,
+                self.D,
+                z,
+                backend=self.scan_backend,
+            )
+            return self.out_proj(y)
         delta, B, C = self._ssm_params(x)
         y = ssm_step(
             cache.ssm_state,
@@ -342,14 +405,30 @@ class Mamba(nn.Module):
         )
         return self.out_proj(y)
 
-    def allocate_cache(self, batch_size: int, dtype: torch.dtype, device: torch.device) -> MambaCache:
-        """Zero state for ``batch_size`` sequences (conv state in ``dtype``, SSM state in fp32)."""
+    @property
+    def _fused_step(self) -> bool:
+        """The paper's S6 (real A; selective delta, B, C; gate): the one-launch decode step applies."""
+        return (
+            self.inner is None
+            and not self.is_complex
+            and self.selective_delta
+            and self.selective_B
+            and self.selective_C
+            and self.gate
+            and self.dt_proj.bias is not None
+        )
+
+    def allocate_cache(
+        self, batch_size: int, dtype: torch.dtype, device: torch.device, max_seqlen: int | None = None
+    ) -> MambaCache:
+        """Zero state for ``batch_size`` sequences (conv state in ``dtype``, SSM state in fp32); its size
+        does not depend on ``max_seqlen``."""
         conv_state = torch.zeros(batch_size, self.d_inner, self.d_conv, dtype=dtype, device=device)
         if self.inner is not None:
             return MambaCache(
                 conv_state,
                 torch.zeros(batch_size, self.d_inner, 0, device=device),
-                self.inner.allocate_cache(batch_size, dtype, device),
+                self.inner.allocate_cache(batch_size, dtype, device, max_seqlen=max_seqlen),
             )
         state_dtype = torch.complex64 if self.is_complex else torch.float32
         return MambaCache(

@@ -25,12 +25,20 @@ from mambabench.kernels import selective_scan_fn, selective_state_update
 from mambabench.models.mixers.attention import RotaryEmbedding
 
 
+def _rotate(x: Tensor, angles: Tensor) -> Tensor:
+    """Rotary embedding: rotate the pairs (x[i], x[i + d/2]) of x (..., seqlen, d) by angles (seqlen, d/2)."""
+    x1, x2 = x.float().chunk(2, dim=-1)
+    cos, sin = angles.cos(), angles.sin()
+    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).to(x.dtype)
+
+
 @dataclass
 class RetentionCache:
-    """state: (batch, n_heads * v_head_dim, k_head_dim) fp32 retention state S; offset: tokens seen."""
+    """state: (batch, n_heads * v_head_dim, k_head_dim) fp32 retention state S; offset: tokens seen,
+    a () int64 device tensor (so that a CUDA graph can replay the step)."""
 
     state: Tensor
-    offset: int = 0
+    offset: Tensor
 
 
 class MultiScaleRetention(nn.Module):
@@ -71,13 +79,17 @@ class MultiScaleRetention(nn.Module):
         gammas = 1 - 2.0 ** (-5 - torch.arange(n_heads, dtype=torch.float32))
         self.register_buffer("log_gamma", torch.log(gammas), persistent=False)
 
-    def _qkv(self, hidden: Tensor, offset: int) -> tuple[Tensor, Tensor, Tensor]:
-        """(batch, seqlen, D) -> q, k (batch, heads, seqlen, k_dim) rotated, v (batch, heads, seqlen, v_dim)."""
+    def _qkv(self, hidden: Tensor, offset: Tensor | int) -> tuple[Tensor, Tensor, Tensor]:
+        """(batch, seqlen, D) -> q, k (batch, heads, seqlen, k_dim) rotated, v (batch, heads, seqlen, v_dim).
+
+        ``offset``: position of the first token, an int or a () device tensor (decoding)."""
         q = self.q_proj(hidden).unflatten(-1, (self.n_heads, self.k_dim)).transpose(1, 2)
         k = self.k_proj(hidden).unflatten(-1, (self.n_heads, self.k_dim)).transpose(1, 2) * self.k_dim**-0.5
         v = self.v_proj(hidden).unflatten(-1, (self.n_heads, self.v_dim)).transpose(1, 2)
-        q, k = self.rotary(q, k, offset)
-        return q, k, v
+        # positions offset..offset+seqlen-1; a device-tensor offset needs no host read (graph-capturable)
+        pos = torch.arange(q.shape[2], device=q.device) + offset
+        angles = pos.float()[:, None] * self.rotary.inv_freq  # (seqlen, k_dim / 2)
+        return _rotate(q, angles), _rotate(k, angles), v
 
     def _finish(self, hidden: Tensor, y: Tensor) -> Tensor:
         """y: (batch, seqlen, heads * v_dim) -> GroupNorm, swish gate, out_proj."""
@@ -105,7 +117,7 @@ class MultiScaleRetention(nn.Module):
                 backend=self.scan_backend,
             )
             cache.state.copy_(last)
-            cache.offset += seqlen
+            cache.offset.add_(seqlen)
             return self._finish(hidden, out.transpose(1, 2).to(hidden.dtype))
         pos = torch.arange(seqlen, device=hidden.device, dtype=torch.float32)
         dist = pos[:, None] - pos[None]
@@ -117,7 +129,7 @@ class MultiScaleRetention(nn.Module):
     def step(self, hidden: Tensor, cache: RetentionCache) -> Tensor:
         """hidden: (batch, d_model) -> (batch, d_model)."""
         q, k, v = self._qkv(hidden[:, None], cache.offset)
-        cache.offset += 1
+        cache.offset.add_(1)
         x = v[:, :, 0].flatten(1).float()  # (batch, heads * v_dim)
         y = selective_state_update(
             cache.state,
@@ -130,5 +142,11 @@ class MultiScaleRetention(nn.Module):
         )
         return self._finish(hidden[:, None], y[:, None].to(hidden.dtype))[:, 0]
 
-    def allocate_cache(self, batch_size: int, dtype: torch.dtype, device: torch.device) -> RetentionCache:
-        return RetentionCache(torch.zeros(batch_size, self.n_heads * self.v_dim, self.k_dim, device=device))
+    def allocate_cache(
+        self, batch_size: int, dtype: torch.dtype, device: torch.device, max_seqlen: int | None = None
+    ) -> RetentionCache:
+        """Zero state (its size does not depend on ``max_seqlen``)."""
+        return RetentionCache(
+            torch.zeros(batch_size, self.n_heads * self.v_dim, self.k_dim, device=device),
+            torch.zeros((), dtype=torch.long, device=device),
+        )

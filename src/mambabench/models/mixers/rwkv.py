@@ -146,7 +146,10 @@ class RWKVTimeMix(nn.Module):
         wkv = self._combine(ab, ek, v)
         return self.out_proj((r.float() * wkv).to(hidden.dtype))
 
-    def allocate_cache(self, batch_size: int, dtype: torch.dtype, device: torch.device) -> RWKVCache:
+    def allocate_cache(
+        self, batch_size: int, dtype: torch.dtype, device: torch.device, max_seqlen: int | None = None
+    ) -> RWKVCache:
+        """Initial state (its size does not depend on ``max_seqlen``)."""
         D = self.d_model
         return RWKVCache(
             time_shift=torch.zeros(batch_size, D, dtype=dtype, device=device),

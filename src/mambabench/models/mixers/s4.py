@@ -85,5 +85,7 @@ class S4D(nn.Module):
         x, z = xz.chunk(2, dim=-1) if self.gate else (xz, None)
         return self._finish(self.ssm.step(x, cache), z)
 
-    def allocate_cache(self, batch_size: int, dtype: torch.dtype, device: torch.device) -> Any:
-        return self.ssm.allocate_cache(batch_size, dtype, device)
+    def allocate_cache(
+        self, batch_size: int, dtype: torch.dtype, device: torch.device, max_seqlen: int | None = None
+    ) -> Any:
+        return self.ssm.allocate_cache(batch_size, dtype, device, max_seqlen=max_seqlen)

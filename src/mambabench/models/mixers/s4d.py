@@ -135,6 +135,9 @@ class S4DInner(nn.Module):
             backend=self.scan_backend,
         )
 
-    def allocate_cache(self, batch_size: int, dtype: torch.dtype, device: torch.device) -> SSMCache:
+    def allocate_cache(
+        self, batch_size: int, dtype: torch.dtype, device: torch.device, max_seqlen: int | None = None
+    ) -> SSMCache:
+        """Zero state (its size does not depend on ``max_seqlen``)."""
         state_dtype = torch.complex64 if self.is_complex else torch.float32
         return SSMCache(torch.zeros(batch_size, self.dim, self.d_state, dtype=state_dtype, device=device))
