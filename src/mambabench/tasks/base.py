@@ -58,6 +58,10 @@ class SequenceTask(L.LightningModule):
         return {}
 
     def configure_model(self) -> None:
+        """Runs before the strategy wraps the model: records each parameter's built shape for the
+        optimizer groups (FSDP flattens them), then compiles the network if asked."""
+        for param in self.parameters():
+            param._built_ndim = param.ndim
         if self.compile_network and not isinstance(self.network, torch._dynamo.eval_frame.OptimizedModule):
             self.network = torch.compile(self.network)
 
