@@ -16,13 +16,22 @@ from mambabench.utils.run import train
 from tests.conftest import ROOT
 from tests.distributed.test_ddp_matches_one_process import COMMON, _assert_same_training
 
+DIST_ENV = ("MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "RANK", "LOCAL_RANK", "NODE_RANK")
+
 
 @pytest.fixture(autouse=True)
 def _no_process_group_left():
-    """An FSDP run in this process leaves its one-process group behind; later tests must not inherit it."""
+    """An FSDP run in this process leaves its one-process group and its MASTER_PORT behind; later tests
+    (and the processes they start) must not inherit them."""
+    before = {key: os.environ.get(key) for key in DIST_ENV}
     yield
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+    for key, value in before.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 # a clip value small enough that every step is clipped, so the FSDP clipping path is compared
@@ -62,7 +71,8 @@ def test_command_line_fsdp_cpu_with_two_processes_matches_one_process(make_confi
     one = make_config([*CLIPPED, f"model={model}"], subdir="one")
     train(one)
     run_dir = tmp_path / "cli"
-    env = {**os.environ, "PROJECT_ROOT": str(ROOT), "WANDB_MODE": "offline"}
+    env = {k: v for k, v in os.environ.items() if k not in DIST_ENV}
+    env.update(PROJECT_ROOT=str(ROOT), WANDB_MODE="offline")
     result = subprocess.run(
         [
             sys.executable,
@@ -81,3 +91,17 @@ def test_command_line_fsdp_cpu_with_two_processes_matches_one_process(make_confi
     )
     assert result.returncode == 0, result.stderr[-3000:]
     _assert_same_training(Path(one.paths.output_dir), run_dir)
+
+
+def test_optimizer_groups_follow_the_built_shape_of_flattened_parameters() -> None:
+    """FSDP gives the optimizer 1-D shards; a matrix must stay in the weight-decay group."""
+    from torch import nn
+
+    from mambabench.tasks.optim import build_param_groups
+
+    layer = nn.Linear(4, 3)
+    for param in layer.parameters():
+        param._built_ndim = param.ndim
+        param.data = param.data.flatten()  # what a sharded FSDP parameter looks like
+    groups = {g["group_name"]: g["params"] for g in build_param_groups(layer, 0.1)}
+    assert groups["decay"] == [layer.weight] and groups["no_decay"] == [layer.bias]
