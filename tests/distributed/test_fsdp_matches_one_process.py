@@ -93,15 +93,19 @@ def test_command_line_fsdp_cpu_with_two_processes_matches_one_process(make_confi
     _assert_same_training(Path(one.paths.output_dir), run_dir)
 
 
-def test_optimizer_groups_follow_the_built_shape_of_flattened_parameters() -> None:
-    """FSDP gives the optimizer 1-D shards; a matrix must stay in the weight-decay group."""
+def test_optimizer_groups_and_flops_follow_the_built_shape_of_flattened_parameters() -> None:
+    """FSDP gives the optimizer 1-D shards; a matrix must stay in the weight-decay group and count in
+    full towards the model FLOPs (MFU)."""
     from torch import nn
 
+    from mambabench.models.flops import forward_flops_per_token
     from mambabench.tasks.optim import build_param_groups
 
     layer = nn.Linear(4, 3)
     for param in layer.parameters():
-        param._built_ndim = param.ndim
+        param._built_shape = tuple(param.shape)
         param.data = param.data.flatten()  # what a sharded FSDP parameter looks like
     groups = {g["group_name"]: g["params"] for g in build_param_groups(layer, 0.1)}
     assert groups["decay"] == [layer.weight] and groups["no_decay"] == [layer.bias]
+    layer.weight.data = layer.weight.data[:5]  # this rank's shard
+    assert forward_flops_per_token(layer, seq_len=8) == 2 * 4 * 3

@@ -58,10 +58,11 @@ class SequenceTask(L.LightningModule):
         return {}
 
     def configure_model(self) -> None:
-        """Runs before the strategy wraps the model: records each parameter's built shape for the
-        optimizer groups (FSDP flattens them), then compiles the network if asked."""
+        """Runs before the strategy wraps the model: records each parameter's built shape
+        (``_built_shape``, read by the optimizer groups and the FLOP count: FSDP flattens and shards
+        the parameters), then compiles the network if asked."""
         for param in self.parameters():
-            param._built_ndim = param.ndim
+            param._built_shape = tuple(param.shape)
         if self.compile_network and not isinstance(self.network, torch._dynamo.eval_frame.OptimizedModule):
             self.network = torch.compile(self.network)
 
