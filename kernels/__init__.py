@@ -14,6 +14,10 @@ The Triton implementations live in modules of this package (``selective_scan.py`
 ``causal_conv1d.py``, ``cross_entropy.py``; docs/kernels.md describes them all); no module may share a name with a function exported here,
 because importing it would replace that function on the package;
 until one exists, ``"auto"`` means the reference and ``"triton"`` fails with a clear message.
+
+Under ``torch.compile`` the scan, the convolution and the loss are not traced: the Triton kernels carry
+their own autograd Functions and launch logic, and the reference scan is a Python loop over the
+sequence that Dynamo would unroll step by step. They run as opaque eager calls between compiled pieces.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import importlib
 import os
 from types import ModuleType
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -78,6 +83,7 @@ def resolve_backend(backend: str, x: Tensor, module: str = "selective_scan") -> 
     return "reference"
 
 
+@torch.compiler.disable  # see the module docstring: torch.compile runs the kernels as opaque calls
 def selective_scan_fn(
     u: Tensor,
     delta: Tensor,
@@ -127,6 +133,7 @@ def selective_state_update(
     return selective_state_update_ref(*args)
 
 
+@torch.compiler.disable  # see the module docstring: torch.compile runs the kernels as opaque calls
 def causal_conv1d_fn(
     x: Tensor,
     weight: Tensor,
@@ -181,6 +188,7 @@ def causal_conv1d_update(
     return causal_conv1d_update_ref(x, conv_state, weight, bias, activation)
 
 
+@torch.compiler.disable  # see the module docstring: torch.compile runs the kernels as opaque calls
 def cross_entropy_fn(
     logits: Tensor,
     targets: Tensor,

@@ -89,6 +89,7 @@ class SlicedHead(torch.autograd.Function):
         return dh, dw, None
 
 
+@torch.compiler.disable  # a Triton kernel: torch.compile runs it as one opaque call
 def sliced_head_triton(hidden: Tensor, weight: Tensor, vocab_size: int) -> Tensor:
     """Logits (..., vocab_size) of ``hidden @ weight.T`` over the padded rows of weight; see :class:`SlicedHead`."""
     return SlicedHead.apply(hidden, weight, vocab_size)

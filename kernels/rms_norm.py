@@ -246,6 +246,7 @@ def rms_norm_recompute(recipe: tuple[Tensor, Tensor, Tensor], out_dtype: torch.d
     return out
 
 
+@torch.compiler.disable  # a Triton kernel: torch.compile runs it as one opaque call
 def add_rms_norm_triton(
     hidden: Tensor,
     residual: Tensor | None,

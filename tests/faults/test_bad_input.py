@@ -41,6 +41,15 @@ def test_empty_data_file(make_config, tmp_path) -> None:
         _hg38(make_config, tmp_path, empty).setup("fit")
 
 
+def test_empty_data_path_or_a_directory(make_config, tmp_path) -> None:
+    with pytest.raises(
+        GenomeDataError, match="no FASTA file given \\(the path is empty\\); prepare one with: python"
+    ):
+        _hg38(make_config, tmp_path, "").setup("fit")
+    with pytest.raises(GenomeDataError, match="FASTA path '.*' is a directory; give the file itself"):
+        _hg38(make_config, tmp_path, tmp_path).setup("fit")
+
+
 def test_wrong_file_format_gzip(make_config, tmp_path) -> None:
     packed = tmp_path / "genome.fa.gz"
     packed.write_bytes(gzip.compress(b">chr1\nACGT\n"))

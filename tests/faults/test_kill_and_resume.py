@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
 from mambabench.utils.run import train
@@ -101,12 +102,13 @@ def _val_curve(run: Path) -> list[tuple[int, float]]:
         ]
 
 
-def test_sigterm_saves_last_checkpoint_and_stops(make_config) -> None:
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGUSR1"])
+def test_preemption_signal_saves_last_checkpoint_and_stops(make_config, signame) -> None:
     cfg = make_config(
         [
             *RUN,
             "+callbacks.term._target_=tests.faults.helpers.SendSignal",
-            "+callbacks.term.signame=SIGTERM",
+            f"+callbacks.term.signame={signame}",
             "+callbacks.term.at_step=5",
         ]
     )

@@ -12,7 +12,7 @@ from typing import Any
 
 import lightning as L
 import torch.distributed as dist
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 
 def _rank_and_world() -> tuple[int, int]:
@@ -72,22 +72,40 @@ class EpochSampler(DistributedSampler):
 
 class ResumableLoader(DataLoader):
     """A DataLoader over an :class:`EpochSampler` that Lightning checkpoints (``state_dict``) and restores,
-    so a run killed mid-epoch resumes on exactly the batch it would have seen next."""
+    so a run killed mid-epoch resumes on exactly the batch it would have seen next.
 
-    def __init__(self, dataset: Dataset, batch_size: int, num_samples: int, **kwargs: Any) -> None:
-        super().__init__(dataset, batch_size=batch_size, sampler=EpochSampler(num_samples), **kwargs)
+    ``sampler`` is for Lightning only: it rebuilds loaders with its own sampler where it must (e.g.
+    ``trainer.overfit_batches`` takes the first batches in order with a ``SequentialSampler``); such a
+    loader iterates that sampler and has no position to save.
+    """
+
+    def __init__(
+        self, dataset: Dataset, batch_size: int, num_samples: int, sampler: Sampler | None = None, **kwargs: Any
+    ) -> None:
+        sampler = EpochSampler(num_samples) if sampler is None else sampler
+        super().__init__(dataset, batch_size=batch_size, sampler=sampler, **kwargs)
+        self.num_samples = num_samples  # Lightning re-reads the constructor's arguments to rebuild a loader
         self._batches_done = 0
 
+    @property
+    def resumable(self) -> bool:
+        """Whether the position in the epoch can be saved and restored (an :class:`EpochSampler`)."""
+        return isinstance(self.sampler, EpochSampler)
+
     def __iter__(self) -> Iterator[Any]:
-        self._batches_done = self.sampler.skip // self.batch_size
+        skip = self.sampler.skip if self.resumable else 0
+        self._batches_done = skip // self.batch_size if self.batch_size else 0
         for batch in super().__iter__():
             self._batches_done += 1
             yield batch
 
     def state_dict(self) -> dict[str, int]:
-        return {"epoch": self.sampler.epoch, "batches_done": self._batches_done}
+        epoch = self.sampler.epoch if self.resumable else 0
+        return {"epoch": epoch, "batches_done": self._batches_done}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
+        if not self.resumable:
+            return
         self.sampler.set_epoch(state["epoch"])
         done = state["batches_done"] * self.batch_size
         self.sampler.skip = done if done < len(self.sampler) else 0

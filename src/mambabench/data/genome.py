@@ -13,20 +13,33 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from mambabench.utils.errors import DataNotFoundError
+from mambabench.utils.errors import DataNotFoundError, InputError
 
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
-class GenomeDataError(ValueError):
+class GenomeDataError(InputError):
     """A genome or interval file that cannot be used as it is; the message names the file and the fix."""
 
 
-def check_fasta_file(path: str | Path, prepare_command: str) -> Path:
-    """Return ``path`` if it is a readable, uncompressed FASTA; otherwise raise a clear error."""
+def _existing_file(path: str | Path | None, kind: str, prepare_command: str) -> Path:
+    """``path`` as a Path if it names an existing file; an empty path, a missing file or a directory
+    gets an error naming the path and the command that prepares the file (``kind``: "FASTA", "BED")."""
+    if path is None or not str(path).strip():
+        raise GenomeDataError(f"no {kind} file given (the path is empty); prepare one with: {prepare_command}")
     path = Path(path)
     if not path.exists():
         raise DataNotFoundError(str(path), prepare_command)
+    if path.is_dir():
+        raise GenomeDataError(
+            f"{kind} path '{path}' is a directory; give the file itself (prepare one with: {prepare_command})"
+        )
+    return path
+
+
+def check_fasta_file(path: str | Path | None, prepare_command: str) -> Path:
+    """Return ``path`` if it is a readable, uncompressed FASTA; otherwise raise a clear error."""
+    path = _existing_file(path, "FASTA", prepare_command)
     with open(path, "rb") as handle:
         head = handle.read(2)
     if head == _GZIP_MAGIC:
@@ -116,15 +129,13 @@ class Interval:
         return self.end - self.start
 
 
-def read_bed(path: str | Path, genome: FastaGenome, prepare_command: str) -> dict[str, list[Interval]]:
+def read_bed(path: str | Path | None, genome: FastaGenome, prepare_command: str) -> dict[str, list[Interval]]:
     """Read a BED of ``chrom start end [split]`` rows (a missing 4th column means ``train``).
 
     Every row is checked: integer coordinates, ``0 <= start < end <= contig length``, and a contig the
     FASTA has. Returns {split: [Interval, ...]} in file order.
     """
-    path = Path(path)
-    if not path.exists():
-        raise DataNotFoundError(str(path), prepare_command)
+    path = _existing_file(path, "BED", prepare_command)
     opener = gzip.open if path.suffix == ".gz" else open
     splits: dict[str, list[Interval]] = {}
     with opener(path, "rt") as handle:

@@ -30,7 +30,9 @@ PEAK_BF16_FLOPS = {
 
 
 def _weight_flops(network: nn.Module) -> int:
-    """2 x the weights used per token (linear and conv layers, including a tied head once)."""
+    """2 x the weights used per token (linear and conv layers, including a tied head once). A weight's
+    size is that of its shape as built (``_built_shape``, where the task recorded it): under FSDP each
+    rank holds a flat shard only."""
     total, seen = 0, set()
     for module in network.modules():
         if isinstance(module, nn.Linear | nn.Conv1d):
@@ -38,7 +40,7 @@ def _weight_flops(network: nn.Module) -> int:
             if id(weight) in seen:
                 continue
             seen.add(id(weight))
-            total += 2 * weight.numel()
+            total += 2 * math.prod(getattr(weight, "_built_shape", weight.shape))
     return total
 
 

@@ -25,7 +25,10 @@ class _RMSNormFn(torch.autograd.Function):
     def forward(ctx: Any, x: Tensor, weight: Tensor, eps: float) -> Tensor:
         out, rstd = _rms_forward(x.float(), weight, eps)
         ctx.save_for_backward(x, weight, rstd)
-        return out.to(x.dtype)
+        # no `out.to(x.dtype)` when it would return `out` itself: torch.compile (Dynamo, torch 2.11) then
+        # takes `out` for a second output of the Function and routes the gradient to it, so every
+        # gradient before the norm comes back zero
+        return out if out.dtype == x.dtype else out.to(x.dtype)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, Tensor, None]:

@@ -58,6 +58,11 @@ class SequenceTask(L.LightningModule):
         return {}
 
     def configure_model(self) -> None:
+        """Runs before the strategy wraps the model: records each parameter's built shape
+        (``_built_shape``, read by the optimizer groups and the FLOP count: FSDP flattens and shards
+        the parameters), then compiles the network if asked."""
+        for param in self.parameters():
+            param._built_shape = tuple(param.shape)
         if self.compile_network and not isinstance(self.network, torch._dynamo.eval_frame.OptimizedModule):
             self.network = torch.compile(self.network)
 
@@ -137,6 +142,21 @@ class SequenceTask(L.LightningModule):
             "lr_scheduler": {"scheduler": scheduler, "interval": "step", "name": "trainer/lr"},
         }
 
+    def configure_gradient_clipping(
+        self,
+        optimizer: torch.optim.Optimizer,
+        gradient_clip_val: float | None = None,
+        gradient_clip_algorithm: str | None = None,
+    ) -> None:
+        """Clip as ``trainer.gradient_clip_val`` / ``gradient_clip_algorithm`` say. Under FSDP the norm is
+        that of the whole gradient, which only the root FSDP module can compute from the shards of all
+        ranks (its ``clip_grad_norm_``); Lightning 2.6 refuses norm clipping with FSDP instead."""
+        fsdp = _fsdp_root(self.trainer.strategy.model) if self._trainer is not None else None
+        if fsdp is not None and gradient_clip_val and gradient_clip_algorithm in (None, "norm"):
+            fsdp.clip_grad_norm_(gradient_clip_val)
+            return
+        super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["tokens_seen"] = self.tokens_seen
 
@@ -154,3 +174,12 @@ class SequenceTask(L.LightningModule):
                 + "\nuse the model overrides of the run that wrote it (its config.yaml), or another checkpoint"
             )
         self.tokens_seen = checkpoint.get("tokens_seen", 0)
+
+
+def _fsdp_root(model: nn.Module | None) -> nn.Module | None:
+    """``model`` if it is a ``FullyShardedDataParallel`` module (the root of an FSDP-wrapped task), else None."""
+    if model is None or not torch.distributed.is_available():
+        return None
+    from torch.distributed.fsdp import FullyShardedDataParallel
+
+    return model if isinstance(model, FullyShardedDataParallel) else None

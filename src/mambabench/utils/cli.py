@@ -42,7 +42,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 from mambabench.utils.console import configure_console, filter_third_party_noise, route_library_logs_to_root
-from mambabench.utils.errors import ConfigError, DataNotFoundError
+from mambabench.utils.errors import ConfigError, DataNotFoundError, InputError
 from mambabench.utils.overrides import check_override_types, where_is
 
 EXIT_USER_MISTAKE = 2
@@ -66,7 +66,7 @@ def _say(message: str) -> None:
 
 def _job_mistake(err: BaseException, entry: str) -> str | None:
     """The one-line explanation of an error raised while a job ran, or None for a bug."""
-    if isinstance(err, (ConfigError, DataNotFoundError, FileNotFoundError)):
+    if isinstance(err, (ConfigError, DataNotFoundError, FileNotFoundError, InputError)):
         return str(err)
     if isinstance(err, MissingMandatoryValue):
         key = getattr(err, "full_key", None) or "?"

@@ -5,6 +5,12 @@ class ConfigError(ValueError):
     """A configuration that cannot work; the message says which keys and what to change."""
 
 
+class InputError(ValueError):
+    """A file or value from the user that cannot be used as it is (a damaged checkpoint, a directory
+    where a file belongs, ...); the message names it and the fix. The command line prints the message
+    alone, without a traceback: subclass it for such errors."""
+
+
 class DataNotFoundError(FileNotFoundError):
     """A dataset file is missing; the message names the path and the command that prepares it."""
 
