@@ -35,14 +35,14 @@ if [ "${AUDIO_GPU_SMOKE:-0}" = 1 ]; then
     YM_MODEL=(model.d_model=8 model.n_layer=1 model.outer_mixer.d_state=4 model.center_mixer.d_state=4)
     SC_MODEL=(model.d_model=8 model.n_layer=1 model.outer_mixer.d_state=4 model.center_mixer.d_state=4
               data.seq_len=$SC09_LEN data.batch_size=2)
-    YM_SHARE=30; SC_SHARE=30; CLS_EPOCHS=1; MAXSTEPS=3; EVAL=(data.max_eval_windows=2)
+    YM_SHARE=30; SC_SHARE=30; CLS_STEPS=3; MAXSTEPS=3; EVAL=(data.max_eval_windows=2)
 else
     TRAINER=gpu; LENGTHS=${AUDIO_GPU_LENGTHS:-"8192 32768"}; TOKENS=131072; SC09_LEN=16000
     SAMPLES=${AUDIO_GPU_SAMPLES:-16}
     YM_MODEL=(model.outer_mixer.A_init=s4d_real model.center_mixer.A_init=s4d_real data.num_workers=4)
     # SC09: SaShiMi-Mamba with 2 layers per level (10 in all) so that 16,000 recurrent steps fit the budget
     SC_MODEL=(model.n_layer=2 data.batch_size=16 data.num_workers=4)
-    YM_SHARE=13; SC_SHARE=17; CLS_EPOCHS=15; MAXSTEPS=100000; EVAL=(data.max_eval_windows=16)
+    YM_SHARE=13; SC_SHARE=17; CLS_STEPS=4000; MAXSTEPS=100000; EVAL=(data.max_eval_windows=16)
 fi
 COMMON=(trainer=$TRAINER logger=csv callbacks.progress_bar=null print_config=false task_name=audio_gpu)
 
@@ -126,8 +126,8 @@ fi
 write_report
 
 CLS="$RUNS/classifier.pt"
-log "sc09: digit classifier ($CLS_EPOCHS epochs)"
-"$PY" scripts/train_sc09_classifier.py --root "$DATA/sc09" --out "$CLS" --epochs $CLS_EPOCHS --width 16 \
+log "sc09: digit classifier (up to $CLS_STEPS steps or 40 s)"
+"$PY" scripts/train_sc09_classifier.py --root "$DATA/sc09" --out "$CLS" --steps $CLS_STEPS --max-seconds 40 --workers 4 --device $([ "$TRAINER" = cpu ] && echo cpu || echo cuda) \
     > "$RUNS/classifier.log" 2>&1 || log "classifier failed (see $RUNS/classifier.log)"
 [ -f "$RUNS/classifier.json" ] && cp "$RUNS/classifier.json" "$OUT/sc09_classifier.json"
 

@@ -64,7 +64,7 @@ def test_sc09_train_generate_and_score(make_config, tmp_path: Path) -> None:
     from mambabench.eval.sc09_samples import score_samples
 
     classifier = tmp_path / "classifier.pt"
-    summary = train_classifier(_data("sc09"), classifier, epochs=1, batch_size=10, width=4)
+    summary = train_classifier(_data("sc09"), classifier, steps=2, batch_size=10, width=4)
     assert 0 <= summary["test_accuracy"] <= 1
     for i in range(2):  # pad the 40-sample clips: read_clips pads to one second
         sf.write(audio / f"sample_{i:03d}.wav", np.pad(wave, (0, 100)), 16000)

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+import time
+
 import torch
 from torch import Tensor, nn
+
+log = logging.getLogger(__name__)
 
 
 def sample_next(
@@ -44,12 +49,14 @@ def generate(
     eos_token_id: int | None = None,
     generator: torch.Generator | None = None,
     progress: bool = False,
+    max_seconds: float | None = None,
 ) -> Tensor:
     """Continue each prompt in input_ids (batch, prompt_len) by up to ``max_new_tokens`` tokens.
 
     The model must follow the recurrent protocol of :class:`mambabench.models.lm.LMHeadModel`
     (``allocate_cache``, ``forward(..., caches)``, ``step``). Returns (batch, prompt_len + new).
     Sequences that emit ``eos_token_id`` keep emitting it. ``progress`` shows a progress bar (long audio).
+    ``max_seconds`` stops early (shorter continuations, with a warning) once that much time has passed.
     """
     if input_ids.dim() != 2 or input_ids.shape[1] < 1:
         raise ValueError(f"input_ids must be (batch, prompt_len >= 1), got shape {tuple(input_ids.shape)}")
@@ -62,7 +69,11 @@ def generate(
         from tqdm import tqdm
 
         steps = tqdm(steps, desc="generating", unit="token", unit_scale=True)
+    started = time.perf_counter()
     for i in steps:
+        if max_seconds is not None and time.perf_counter() - started > max_seconds:
+            log.warning(f"generation stopped after {max_seconds:g} s: {i} of {max_new_tokens} new tokens")
+            break
         token = sample_next(logits, temperature, top_k, top_p, generator)
         if eos_token_id is not None:
             token = torch.where(finished, torch.full_like(token, eos_token_id), token)

@@ -88,6 +88,7 @@ def sample_from_checkpoint(cfg: DictConfig) -> torch.Tensor:
         cfg.top_p,
         generator=generator,
         progress=bool(sample_rate),
+        max_seconds=cfg.get("max_seconds"),
     )
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
