@@ -49,12 +49,21 @@ def test_sc09_train_generate_and_score(make_config, tmp_path: Path) -> None:
     ckpt = summary["last_ckpt"]
 
     gen = make_config(
-        [f"ckpt_path={ckpt}", "prompt_ids=[128]", "max_new_tokens=40", "num_samples=3", "spectrograms=1"],
+        [
+            f"ckpt_path={ckpt}",
+            "prompt_ids=[128]",
+            "max_new_tokens=40",
+            "num_samples=4",
+            "spectrograms=1",
+            "reject_lowest=0.25",  # SaShiMi's rejection by likelihood: one of four dropped
+        ],
         config_name="generate.yaml",
         subdir="gen",
     )
     out = sample_from_checkpoint(gen)
     assert out.shape == (3, 41)
+    saved = json.loads((Path(gen.paths.output_dir) / "samples.json").read_text())["samples"]
+    assert len(saved) == 3 and all(0 < s["bits_per_token"] < 16 for s in saved)
     audio = Path(gen.paths.output_dir) / "audio"
     wave, rate = sf.read(audio / "sample_000.wav")
     assert rate == 16000 and wave.shape == (40,)

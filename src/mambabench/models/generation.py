@@ -50,13 +50,16 @@ def generate(
     generator: torch.Generator | None = None,
     progress: bool = False,
     max_seconds: float | None = None,
-) -> Tensor:
+    return_logprobs: bool = False,
+) -> Tensor | tuple[Tensor, Tensor]:
     """Continue each prompt in input_ids (batch, prompt_len) by up to ``max_new_tokens`` tokens.
 
     The model must follow the recurrent protocol of :class:`mambabench.models.lm.LMHeadModel`
     (``allocate_cache``, ``forward(..., caches)``, ``step``). Returns (batch, prompt_len + new).
     Sequences that emit ``eos_token_id`` keep emitting it. ``progress`` shows a progress bar (long audio).
     ``max_seconds`` stops early (shorter continuations, with a warning) once that much time has passed.
+    ``return_logprobs`` also returns each continuation's exact log-likelihood (batch,) in nats under the
+    model's own distribution (before temperature / top-k / top-p), as SaShiMi's generation ranks samples.
     """
     if input_ids.dim() != 2 or input_ids.shape[1] < 1:
         raise ValueError(f"input_ids must be (batch, prompt_len >= 1), got shape {tuple(input_ids.shape)}")
@@ -69,6 +72,7 @@ def generate(
         from tqdm import tqdm
 
         steps = tqdm(steps, desc="generating", unit="token", unit_scale=True)
+    logprobs = torch.zeros(input_ids.shape[0], device=input_ids.device)
     started = time.perf_counter()
     for i in steps:
         if max_seconds is not None and time.perf_counter() - started > max_seconds:
@@ -79,6 +83,25 @@ def generate(
             token = torch.where(finished, torch.full_like(token, eos_token_id), token)
             finished |= token == eos_token_id
         out.append(token[:, None])
+        if return_logprobs:
+            logprobs += logits.float().log_softmax(-1).gather(-1, token[:, None]).squeeze(-1)
         if i + 1 < max_new_tokens:
             logits = model.step(token, caches)
-    return torch.cat(out, dim=1)
+    tokens = torch.cat(out, dim=1)
+    return (tokens, logprobs) if return_logprobs else tokens
+
+
+def keep_by_likelihood(logprobs: Tensor, reject_lowest: float = 0.0, reject_highest: float = 0.0) -> Tensor:
+    """Indices (ascending likelihood) of the samples left after rejecting the ``reject_lowest`` fraction
+    with the lowest and the ``reject_highest`` fraction with the highest log-likelihood ``logprobs``
+    (n,). SaShiMi (arXiv:2202.09729, App. C.3) drops the bottom 40 % and top 5 % of its SC09 samples:
+    the least likely ones tend to be noise, the most likely ones silence or a stuck tone."""
+    if not (0 <= reject_lowest and 0 <= reject_highest and reject_lowest + reject_highest < 1):
+        raise ValueError(
+            f"reject_lowest={reject_lowest} and reject_highest={reject_highest} must be >= 0 and leave "
+            f"some samples (their sum < 1)"
+        )
+    n = logprobs.shape[0]
+    order = torch.argsort(logprobs.float().cpu(), stable=True)
+    low, high = int(n * reject_lowest), int(n * reject_highest)
+    return order[low : n - high]
