@@ -45,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--device", default="cuda" if _cuda() else "cpu")
     args = parser.parse_args(argv)
+    from mambabench.data.audio_io import AudioFileError
     from mambabench.eval.sc09_classifier import train_classifier
     from mambabench.utils.errors import ConfigError
 
@@ -68,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
             max_seconds=args.max_seconds,
             num_workers=args.workers,
         )
-    except ConfigError as err:
+    except (ConfigError, AudioFileError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     return 0
