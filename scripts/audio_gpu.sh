@@ -11,7 +11,8 @@
 # Data (prepared once, small enough to copy: ~7 MB):
 #   python scripts/prepare_data.py youtubemix --minutes 4 --clip-seconds 20
 #   python scripts/prepare_data.py sc09 --speakers 16 --takes 1 --format flac
-# Environment (optional): PYTHON (default python3), MAMBABENCH_DATA (default data/),
+# Environment (optional): PYTHON (default python3), MAMBABENCH_DATA (default data/), AUDIO_GPU_SC09=0
+#   (skip SC09: scripts/sc09_gpu.sh prepares a larger set and scores it properly),
 #   AUDIO_GPU_LENGTHS (default "8192 32768"), AUDIO_GPU_SAMPLES (SC09 samples, default 16).
 # The YouTubeMix model is the paper's SaShiMi-Mamba (3 layers per level, pool 16 x 16, D=64) with a
 # real-valued SSM: the Triton scan has no complex A (the paper's complex variant falls back to PyTorch).
@@ -103,6 +104,7 @@ PY
 done
 
 # ------------------------------------------------------------------------------------------ SC09
+if [ "${AUDIO_GPU_SC09:-1}" = 1 ]; then   # AUDIO_GPU_SC09=0: YouTubeMix only (scripts/sc09_gpu.sh does SC09 alone)
 secs=$(share $SC_SHARE)
 dir="$RUNS/sc09"
 log "sc09: fitting SaShiMi-Mamba for ${secs}s"
@@ -142,6 +144,7 @@ if [ -d "$GEN/audio" ] && [ -f "$CLS" ]; then
         device=$([ "$TRAINER" = cpu ] && echo cpu || echo cuda) > "$RUNS/sc09_metrics.log" 2>&1 \
         || log "metrics failed (see $RUNS/sc09_metrics.log)"
     cp "$RUNS"/sc09_metrics/sc09_metrics.* "$OUT"/ 2>/dev/null
+fi
 fi
 write_report
 cat "$REPORT"
