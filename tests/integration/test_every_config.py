@@ -117,7 +117,7 @@ MODEL_SHRINK = {
     "sashimi": UNET_SHRINK,
     "sashimi_s4": UNET_SHRINK,
     "wavenet": ["model.n_blocks=1", "model.skip_channels=16", "model.end_channels=16"],
-    "samplernn": ["model.embed_dim=8", "model.frame_sizes=[4,2]"],
+    "samplernn": ["model.embed_dim=8", "model.frame_sizes=[16,8]"],
 }
 
 
