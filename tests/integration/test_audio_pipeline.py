@@ -115,6 +115,7 @@ def test_youtubemix_mini_reports_bits_per_sample(make_config) -> None:
 
 
 def test_prepare_sc09_disjoint_speakers(tmp_path: Path) -> None:
+    """Two processes synthesise the speakers (one eSpeak NG each); speakers stay disjoint across splits."""
     pytest.importorskip("espeakng_loader")
     from mambabench.data.audio import sc09_files
     from mambabench.data.prepare import sc09
@@ -127,6 +128,7 @@ def test_prepare_sc09_disjoint_speakers(tmp_path: Path) -> None:
         test_fraction=0.34,
         format="flac",
         seed=0,
+        workers=2,
         out=None,
     )
     out = sc09.prepare(args)
