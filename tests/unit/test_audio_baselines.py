@@ -15,6 +15,15 @@ from mambabench.models.wavenet import WaveNet
 VOCAB = 16
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread: these models are tiny, and two threads per op stall on a shared CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _wavenet() -> WaveNet:
     torch.manual_seed(0)
     return WaveNet(VOCAB, d_model=8, n_layer=3, n_blocks=2, skip_channels=12, end_channels=10).eval()

@@ -15,6 +15,15 @@ from mambabench.models.sashimi import SaShiMi
 MAMBA = partial(Mamba, d_state=4, scan_backend="reference")
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread: the model is tiny, and two threads per op stall on a shared CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _model() -> SaShiMi:
     torch.manual_seed(0)
     return SaShiMi(256, 8, 1, MAMBA, MAMBA, pool=[2, 2]).eval()
