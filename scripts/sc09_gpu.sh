@@ -16,7 +16,9 @@
 # Environment (optional): PYTHON (default python3), SC09_GPU_WORK (prepared data and runs; default a
 #   fresh temporary folder), SC09_GPU_SPEAKERS (default 240: 4,800 clips), SC09_GPU_WORKERS (preparer
 #   processes, default 4), SC09_GPU_SAMPLES (generated clips, default 64), SC09_GPU_ROOT (an existing
-#   SC09 folder, e.g. the real SC09: skips step 1).
+#   SC09 folder, e.g. the real SC09: skips step 1), SC09_GPU_EXPERIMENT (the generative model's preset,
+#   default audio/sc09/paper; e.g. audio/sc09_wavenet/paper for Table 4's WaveNet row) with
+#   SC09_GPU_MODEL_ARGS (its size overrides; default "model.n_layer=2" for SaShiMi, none otherwise).
 set -u
 cd "$(dirname "$0")/.."
 
@@ -35,17 +37,25 @@ mkdir -p "$LOGS"
 if [ "${SC09_GPU_SMOKE:-0}" = 1 ]; then
     DEVICE=cpu; TRAINER=cpu; SPEAKERS=${SC09_GPU_SPEAKERS:-6}; TAKES=1; SAMPLES=${SC09_GPU_SAMPLES:-3}
     LENGTH=400; CLS=(--steps 6 --width 4 --batch-size 16); CLS_SECONDS=60
-    SC_MODEL=(model.d_model=8 model.n_layer=1 model.outer_mixer.d_state=4 model.center_mixer.d_state=4
-              data.seq_len=$LENGTH data.batch_size=2 trainer.max_steps=3 data.max_eval_clips=2)
+    SIZE=(model.d_model=8 model.n_layer=1 model.outer_mixer.d_state=4 model.center_mixer.d_state=4)
+    SC_MODEL=(data.seq_len=$LENGTH data.batch_size=2 trainer.max_steps=3 data.max_eval_clips=2)
     GEN_RESERVE=40; METRIC_RESERVE=30
 else
     DEVICE=cuda; TRAINER=gpu; SPEAKERS=${SC09_GPU_SPEAKERS:-240}; TAKES=2; SAMPLES=${SC09_GPU_SAMPLES:-64}
     LENGTH=16000; CLS=(--steps 4000 --width 32 --batch-size 64); CLS_SECONDS=$(( BUDGET * 20 / 100 ))
     # SaShiMi-Mamba with 2 layers per level (10 in all, 1.8M parameters): 16,000 recurrent steps of it
     # fit the generation share of the budget
-    SC_MODEL=(model.n_layer=2 data.batch_size=16 data.num_workers=2 trainer.max_steps=100000 data.max_eval_clips=64)
+    SIZE=(model.n_layer=2)
+    SC_MODEL=(data.batch_size=16 data.num_workers=2 trainer.max_steps=100000 data.max_eval_clips=64)
     GEN_RESERVE=$(( BUDGET * 22 / 100 )); METRIC_RESERVE=$(( BUDGET * 8 / 100 ))
 fi
+
+EXPERIMENT=${SC09_GPU_EXPERIMENT:-audio/sc09/paper}
+case "$EXPERIMENT" in
+    audio/sc09/*) MODEL_NAME=SaShiMi-Mamba-short ;;
+    *) name=$(basename "$(dirname "$EXPERIMENT")"); MODEL_NAME="${name#sc09_}-short"; SIZE=() ;;
+esac
+if [ -n "${SC09_GPU_MODEL_ARGS+set}" ]; then read -r -a SIZE <<< "$SC09_GPU_MODEL_ARGS"; fi
 
 elapsed() { echo $(( $(date +%s) - START )); }
 log() { echo "[sc09_gpu $(elapsed)s] $*"; }
@@ -53,10 +63,10 @@ hms() { printf '00:00:%02d:%02d' $(( $1 / 60 )) $(( $1 % 60 )); }
 pack_logs() { tar -czf "$OUT/logs.tar.gz" -C "$WORK" logs 2>/dev/null; }
 
 write_report() {
-    "$PY" - "$OUT" "$LOGS" "$(elapsed)" "$BUDGET" > "$REPORT" <<'PY'
+    "$PY" - "$OUT" "$LOGS" "$(elapsed)" "$BUDGET" "$MODEL_NAME" > "$REPORT" <<'PY'
 import json, sys
 from pathlib import Path
-out, logs, elapsed, budget = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], sys.argv[4]
+out, logs, elapsed, budget, model = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
 print(f"# SC09 on one GPU ({elapsed} s of a {budget} s budget)\n")
 manifest = logs / "manifest.json"
 if manifest.exists():
@@ -71,7 +81,7 @@ if cls.exists():
 train = logs / "sc09_train.summary.json"
 if train.exists():
     s = json.loads(train.read_text())
-    print(f"SaShiMi-Mamba: {s['params']['total'] / 1e6:.2f}M parameters, {s['global_step']} steps, "
+    print(f"{model}: {s['params']['total'] / 1e6:.2f}M parameters, {s['global_step']} steps, "
           f"{s['wall_time_s']} s: test NLL {s['metrics'].get('test/bits_per_token', float('nan')):.3f} bits per sample\n")
 gen = logs / "generate.json"
 if gen.exists():
@@ -105,11 +115,11 @@ CLS_PID=$!
 
 RUN="$WORK/sc09_run"
 fit=$(( BUDGET - $(elapsed) - GEN_RESERVE - METRIC_RESERVE - 30 )); [ "$fit" -lt 20 ] && fit=20
-log "SaShiMi-Mamba: fitting for ${fit}s"
-"$PY" src/train.py experiment=audio/sc09/paper trainer=$TRAINER logger=csv callbacks.progress_bar=null \
+log "$MODEL_NAME ($EXPERIMENT ${SIZE[*]}): fitting for ${fit}s"
+"$PY" src/train.py experiment="$EXPERIMENT" trainer=$TRAINER logger=csv callbacks.progress_bar=null \
     print_config=false task_name=sc09_gpu "hydra.run.dir=$RUN" data.root="$ROOT" trainer.val_check_interval=null \
-    trainer.check_val_every_n_epoch=1000 "++trainer.max_time='$(hms "$fit")'" "${SC_MODEL[@]}" \
-    > "$LOGS/train.log" 2>&1 || log "SaShiMi training failed (see logs/train.log)"
+    trainer.check_val_every_n_epoch=1000 "++trainer.max_time='$(hms "$fit")'" "${SIZE[@]}" "${SC_MODEL[@]}" \
+    > "$LOGS/train.log" 2>&1 || log "training failed (see logs/train.log)"
 cp "$RUN/summary.json" "$LOGS/sc09_train.summary.json" 2>/dev/null
 
 wait $CLS_PID || log "classifier failed (see logs/classifier.log)"
@@ -144,7 +154,7 @@ if [ -d "$GEN/audio" ] && [ -f "$WORK/classifier.pt" ]; then
 print(f\"{s['params']['total'] / 1e6:.2f}M\", s['metrics'].get('test/bits_per_token'))" \
         "$LOGS/sc09_train.summary.json" 2>/dev/null || echo "- null")
     "$PY" src/eval.py task=sc09_samples samples_dir="$GEN/audio" classifier_ckpt="$WORK/classifier.pt" \
-        sc09_root="$ROOT" nll_bits="$NLL" params="$PARAMS" model_name=SaShiMi-Mamba-short device=$DEVICE \
+        sc09_root="$ROOT" nll_bits="$NLL" params="$PARAMS" model_name="$MODEL_NAME" device=$DEVICE \
         "hydra.run.dir=$WORK/metrics" > "$LOGS/metrics.log" 2>&1 || log "metrics failed (see logs/metrics.log)"
     cp "$WORK"/metrics/sc09_metrics.md "$WORK"/metrics/sc09_metrics.csv "$OUT"/ 2>/dev/null
     cp "$WORK"/metrics/sc09_metrics.json "$LOGS"/ 2>/dev/null
