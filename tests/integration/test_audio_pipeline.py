@@ -49,12 +49,21 @@ def test_sc09_train_generate_and_score(make_config, tmp_path: Path) -> None:
     ckpt = summary["last_ckpt"]
 
     gen = make_config(
-        [f"ckpt_path={ckpt}", "prompt_ids=[128]", "max_new_tokens=40", "num_samples=3", "spectrograms=1"],
+        [
+            f"ckpt_path={ckpt}",
+            "prompt_ids=[128]",
+            "max_new_tokens=40",
+            "num_samples=4",
+            "spectrograms=1",
+            "reject_lowest=0.25",  # SaShiMi's rejection by likelihood: one of four dropped
+        ],
         config_name="generate.yaml",
         subdir="gen",
     )
     out = sample_from_checkpoint(gen)
     assert out.shape == (3, 41)
+    saved = json.loads((Path(gen.paths.output_dir) / "samples.json").read_text())["samples"]
+    assert len(saved) == 3 and all(0 < s["bits_per_token"] < 16 for s in saved)
     audio = Path(gen.paths.output_dir) / "audio"
     wave, rate = sf.read(audio / "sample_000.wav")
     assert rate == 16000 and wave.shape == (40,)
@@ -64,7 +73,7 @@ def test_sc09_train_generate_and_score(make_config, tmp_path: Path) -> None:
     from mambabench.eval.sc09_samples import score_samples
 
     classifier = tmp_path / "classifier.pt"
-    summary = train_classifier(_data("sc09"), classifier, epochs=1, batch_size=10, width=4)
+    summary = train_classifier(_data("sc09"), classifier, steps=2, batch_size=10, width=4)
     assert 0 <= summary["test_accuracy"] <= 1
     for i in range(2):  # pad the 40-sample clips: read_clips pads to one second
         sf.write(audio / f"sample_{i:03d}.wav", np.pad(wave, (0, 100)), 16000)
@@ -106,6 +115,7 @@ def test_youtubemix_mini_reports_bits_per_sample(make_config) -> None:
 
 
 def test_prepare_sc09_disjoint_speakers(tmp_path: Path) -> None:
+    """Two processes synthesise the speakers (one eSpeak NG each); speakers stay disjoint across splits."""
     pytest.importorskip("espeakng_loader")
     from mambabench.data.audio import sc09_files
     from mambabench.data.prepare import sc09
@@ -118,6 +128,7 @@ def test_prepare_sc09_disjoint_speakers(tmp_path: Path) -> None:
         test_fraction=0.34,
         format="flac",
         seed=0,
+        workers=2,
         out=None,
     )
     out = sc09.prepare(args)

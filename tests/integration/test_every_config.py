@@ -113,7 +113,12 @@ DATA_TASK: dict[str, list[str]] = {}
 DATA_SHRINK = {"sc09": ["data.seq_len=256"], "youtubemix": ["data.seq_len=256"]}
 # U-Nets have (2 x levels + 1) x n_layer layers: one layer per level, narrower, here
 UNET_SHRINK = ["model.d_model=16", "model.n_layer=1", "model.pool=[2,2]"]
-MODEL_SHRINK = {"sashimi": UNET_SHRINK, "sashimi_s4": UNET_SHRINK}
+MODEL_SHRINK = {
+    "sashimi": UNET_SHRINK,
+    "sashimi_s4": UNET_SHRINK,
+    "wavenet": ["model.n_blocks=1", "model.skip_channels=16", "model.end_channels=16"],
+    "samplernn": ["model.embed_dim=8", "model.frame_sizes=[16,8]"],
+}
 
 
 def _pairs() -> list[tuple[str, str]]:

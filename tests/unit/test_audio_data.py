@@ -11,7 +11,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from mambabench.data.audio import SC09DataModule, YouTubeMixDataModule, sc09_files, split_files
+from mambabench.data.audio import SC09_WORDS, SC09DataModule, YouTubeMixDataModule, sc09_files, split_files
 from mambabench.data.audio_dsp import mu_law_decoding, mu_law_encoding, resample
 from mambabench.data.audio_io import AudioFileError, read_audio
 from mambabench.utils.errors import ConfigError
@@ -114,3 +114,33 @@ def test_sc09_without_lists_says_which_layout(tmp_path: Path) -> None:
     (tmp_path / "zero").mkdir()
     with pytest.raises(ConfigError, match="validation_list.txt"):
         sc09_files(tmp_path, "train")
+
+
+def _tiny_sc09(root: Path, rate: int, channels: int = 1) -> None:
+    """One clip per digit and split at ``rate`` Hz with ``channels`` channels (Speech Commands layout)."""
+    t = np.arange(rate // 4) / rate
+    for label, word in enumerate(SC09_WORDS):
+        (root / word).mkdir(parents=True)
+        for split in ("a", "b", "c"):
+            tone = 0.3 * np.sin(2 * np.pi * (300 + 100 * label) * t)
+            sf.write(root / word / f"{split}_nohash_0.wav", np.stack([tone] * channels, 1), rate)
+    (root / "validation_list.txt").write_text("\n".join(f"{w}/b_nohash_0.wav" for w in SC09_WORDS) + "\n")
+    (root / "testing_list.txt").write_text("\n".join(f"{w}/c_nohash_0.wav" for w in SC09_WORDS) + "\n")
+
+
+def test_sc09_other_rate_and_stereo_are_resampled_and_mixed_with_a_note(tmp_path: Path) -> None:
+    _tiny_sc09(tmp_path, 8000, channels=2)
+    data = SC09DataModule(str(tmp_path), batch_size=2, mode="classify", seq_len=16000)
+    with pytest.warns(UserWarning, match="are 8000 Hz; they are resampled to 16000 Hz"):
+        data.setup()
+    wave = data.datasets["train"][1]["wave"]
+    assert wave.shape == (16000,) and 0.25 < float(wave.abs().max()) < 0.35
+
+
+def test_sc09_corrupt_clip_is_named(tmp_path: Path) -> None:
+    _tiny_sc09(tmp_path, 16000)
+    (tmp_path / "seven" / "a_nohash_0.wav").write_bytes(b"RIFF....WAVEnot really")
+    data = SC09DataModule(str(tmp_path), batch_size=2, mode="lm", seq_len=4000)
+    data.setup()
+    with pytest.raises(AudioFileError, match="seven/a_nohash_0.wav"):
+        [data.datasets["train"][i] for i in range(10)]

@@ -136,6 +136,14 @@ def score_samples(
         "classifier": str(classifier_ckpt),
     }
     (out_dir / "sc09_metrics.json").write_text(json.dumps(result, indent=2))
+    lines = ["row,clips,nll_bits,fid,is,mis,am"]
+    clips = {model_name: len(files) - skipped, "Train data": len(train_probs), "Test data": len(test_probs)}
+    for row, values in rows.items():
+        nll = nll_bits if row == model_name and nll_bits is not None else ""
+        lines.append(
+            f"{row},{clips[row]},{nll},{values['fid']:.4f},{values['is']:.4f},{values['mis']:.4f},{values['am']:.4f}"
+        )
+    (out_dir / "sc09_metrics.csv").write_text("\n".join(lines) + "\n")
     flat = {f"sc09/{row}/{name}": value for row, values in rows.items() for name, value in values.items()}
     if nll_bits is not None:
         flat[f"sc09/{model_name}/nll_bits"] = nll_bits

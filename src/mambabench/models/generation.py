@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import logging
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -235,14 +236,19 @@ def generate(
     progress: bool = False,
     cuda_graph: bool | None = None,
     dtype: torch.dtype | None = None,
-) -> Tensor:
+    max_seconds: float | None = None,
+    return_logprobs: bool = False,
+) -> Tensor | tuple[Tensor, Tensor]:
     """Continue each prompt in input_ids (batch, prompt_len) by up to ``max_new_tokens`` tokens.
 
     The model must follow the cache protocol of this module (see the module docstring). Returns
     (batch, prompt_len + max_new_tokens). Sequences that emit ``eos_token_id`` keep emitting it.
     ``progress`` shows a progress bar (long audio). ``cuda_graph``: replay the decode step as a CUDA
     graph (default: on for CUDA models; always off on CPU). ``dtype``: the caches' dtype (default: the
-    parameters').
+    parameters'). ``max_seconds`` stops early (shorter continuations, with a warning) once that much
+    time has passed. ``return_logprobs`` also returns each continuation's exact log-likelihood (batch,)
+    in nats under the model's own distribution (before temperature / top-k / top-p), as SaShiMi's
+    generation ranks samples.
     """
     if input_ids.dim() != 2 or input_ids.shape[1] < 1:
         raise ValueError(f"input_ids must be (batch, prompt_len >= 1), got shape {tuple(input_ids.shape)}")
@@ -267,8 +273,9 @@ def generate(
 
     out = torch.empty(batch, max_seqlen, dtype=input_ids.dtype, device=input_ids.device)
     out[:, :prompt_len] = input_ids
+    logprobs = torch.zeros(batch, device=input_ids.device)
     if max_new_tokens == 0:
-        return out
+        return (out, logprobs) if return_logprobs else out
     logits = _prefill_logits(model, input_ids, caches)
     finished = torch.zeros(batch, dtype=torch.bool, device=input_ids.device)
     steps: Any = range(max_new_tokens)
@@ -276,12 +283,37 @@ def generate(
         from tqdm import tqdm
 
         steps = tqdm(steps, desc="generating", unit="token", unit_scale=True)
+    started = time.perf_counter()
     for i in steps:
+        if max_seconds is not None and time.perf_counter() - started > max_seconds:
+            log.warning(f"generation stopped after {max_seconds:g} s: {i} of {max_new_tokens} new tokens")
+            break
         token = sample_next(logits, temperature, top_k, top_p, generator)
         if eos_token_id is not None:
             token = torch.where(finished, torch.full_like(token, eos_token_id), token)
             finished |= token == eos_token_id
         out[:, prompt_len + i] = token
+        if return_logprobs:
+            logprobs += logits.float().log_softmax(-1).gather(-1, token[:, None]).squeeze(-1)
         if i + 1 < max_new_tokens:
             logits = step(token)
-    return out
+    else:
+        i = max_new_tokens
+    out = out[:, : prompt_len + i] if i < max_new_tokens else out
+    return (out, logprobs) if return_logprobs else out
+
+
+def keep_by_likelihood(logprobs: Tensor, reject_lowest: float = 0.0, reject_highest: float = 0.0) -> Tensor:
+    """Indices (ascending likelihood) of the samples left after rejecting the ``reject_lowest`` fraction
+    with the lowest and the ``reject_highest`` fraction with the highest log-likelihood ``logprobs``
+    (n,). SaShiMi (arXiv:2202.09729, App. C.3) drops the bottom 40 % and top 5 % of its SC09 samples:
+    the least likely ones tend to be noise, the most likely ones silence or a stuck tone."""
+    if not (0 <= reject_lowest and 0 <= reject_highest and reject_lowest + reject_highest < 1):
+        raise ValueError(
+            f"reject_lowest={reject_lowest} and reject_highest={reject_highest} must be >= 0 and leave "
+            f"some samples (their sum < 1)"
+        )
+    n = logprobs.shape[0]
+    order = torch.argsort(logprobs.float().cpu(), stable=True)
+    low, high = int(n * reject_lowest), int(n * reject_highest)
+    return order[low : n - high]

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from pathlib import Path
 
 import torch
 from omegaconf import DictConfig
 
-from mambabench.models.generation import generate
+from mambabench.models.generation import generate, keep_by_likelihood
 from mambabench.utils.build import build_datamodule, build_network
 from mambabench.utils.checkpoint import checkpoint_file, read_checkpoint
 from mambabench.utils.errors import ConfigError
@@ -79,7 +80,8 @@ def sample_from_checkpoint(cfg: DictConfig) -> torch.Tensor:
         prompt = batch["input_ids"][: cfg.num_samples, : cfg.prompt_len]
     generator = torch.Generator(device=cfg.device).manual_seed(int(cfg.seed))
     sample_rate = getattr(datamodule, "sample_rate", None)  # audio data: tokens are mu-law samples
-    out = generate(
+    reject_lowest, reject_highest = float(cfg.get("reject_lowest", 0)), float(cfg.get("reject_highest", 0))
+    out, logprobs = generate(
         network,
         prompt.to(cfg.device),
         cfg.max_new_tokens,
@@ -89,7 +91,19 @@ def sample_from_checkpoint(cfg: DictConfig) -> torch.Tensor:
         generator=generator,
         progress=bool(sample_rate),
         cuda_graph=cfg.get("cuda_graph"),
+        max_seconds=cfg.get("max_seconds"),
+        return_logprobs=True,
     )
+    new_tokens = max(out.shape[1] - prompt.shape[1], 1)
+    bits = (-logprobs / math.log(2) / new_tokens).tolist()  # bits per generated token
+    kept = keep_by_likelihood(logprobs, reject_lowest, reject_highest)
+    if len(kept) < len(out):
+        log.info(
+            f"rejection by likelihood: kept {len(kept)} of {len(out)} samples (dropped the "
+            f"{reject_lowest:.0%} least and {reject_highest:.0%} most likely)"
+        )
+        kept_rows = sorted(kept.tolist())
+        out, bits = out[kept_rows], [bits[i] for i in kept_rows]
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     samples = []
@@ -101,6 +115,7 @@ def sample_from_checkpoint(cfg: DictConfig) -> torch.Tensor:
                 "continuation": decode_tokens(datamodule, new_ids),
                 "prompt_ids": prompt_ids,
                 "continuation_ids": new_ids,
+                "bits_per_token": bits[index],
             }
         )
         if not sample_rate:  # audio samples are written as WAV files below, not printed

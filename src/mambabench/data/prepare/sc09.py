@@ -62,6 +62,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="file format (flac: about half the size, e.g. to ship a small set)",
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--workers", type=int, default=1, help="processes synthesising speakers in parallel (default 1)"
+    )
     parser.add_argument("--out", type=Path, default=None, help="output folder (default <data-dir>/sc09)")
 
 
@@ -157,16 +160,58 @@ def make_speakers(count: int, variants: list[str], rng: np.random.Generator) -> 
     return speakers
 
 
-def prepare(args: argparse.Namespace) -> Path:
+_worker_espeak: ESpeak | None = None
+
+
+def _start_worker() -> None:
+    """Pool initialiser: one eSpeak NG instance per process (its state is global), one torch thread."""
+    import torch
+
+    global _worker_espeak
+    torch.set_num_threads(1)
+    _worker_espeak = ESpeak()
+
+
+def render_speaker(job: tuple[dict, int, int, str, Path, int]) -> tuple[list[str], int]:
+    """Every digit x take of one speaker, written under ``out``: (relative paths written, clips skipped).
+    The random choices depend only on (seed, speaker index), whatever --workers is; eSpeak NG itself is
+    not bit-exact from call to call (a few samples of length), so files differ slightly between runs."""
     import soundfile as sf
     import torch
-    from tqdm import tqdm
 
     from mambabench.data.audio_dsp import resample
 
+    speaker, index, takes, fmt, out, seed = job
+    espeak = _worker_espeak or ESpeak()
+    rng = np.random.default_rng([seed, index])
+    written, skipped = [], 0
+    for word in WORDS:
+        for take in range(takes):
+            rate = speaker["rate"] + int(rng.integers(-15, 16))
+            pitch = int(np.clip(speaker["pitch"] + rng.integers(-6, 7), 0, 99))
+            raw = espeak.synth(word, speaker["voice"], rate, pitch, speaker["range"])
+            if raw.size == 0:
+                skipped += 1
+                continue
+            speech = trim_silence(resample(torch.from_numpy(raw), espeak.rate, SAMPLE_RATE).numpy())
+            if speech.size < SAMPLE_RATE // 10:
+                skipped += 1
+                continue
+            rel = f"{word}/{speaker['id']}_nohash_{take}.{fmt}"
+            (out / word).mkdir(parents=True, exist_ok=True)
+            sf.write(str(out / rel), augment(speech, rng), SAMPLE_RATE, subtype="PCM_16")
+            written.append(rel)
+    return written, skipped
+
+
+def prepare(args: argparse.Namespace) -> Path:
+    import multiprocessing
+
+    from tqdm import tqdm
+
     if args.speakers < 3:
         raise PrepareError("--speakers must be at least 3 (train, validation and test need a speaker each)")
-    out = args.out or Path(args.data_dir) / "sc09"
+    out = Path(args.out or Path(args.data_dir) / "sc09")
     rng = np.random.default_rng(args.seed)
     espeak = ESpeak()
     speakers = make_speakers(args.speakers, espeak.variants(), rng)
@@ -181,32 +226,26 @@ def prepare(args: argparse.Namespace) -> Path:
     lists: dict[str, list[str]] = {"validation": [], "test": []}
     skipped = 0
     counts = {"train": 0, "validation": 0, "test": 0}
-    subtype = "PCM_16"
-    with tqdm(total=len(speakers) * len(WORDS) * args.takes, desc="sc09 clips", unit="clip") as bar:
-        for speaker in speakers:
-            for word in WORDS:
-                for take in range(args.takes):
-                    bar.update(1)
-                    rate = speaker["rate"] + int(rng.integers(-15, 16))
-                    pitch = int(np.clip(speaker["pitch"] + rng.integers(-6, 7), 0, 99))
-                    raw = espeak.synth(word, speaker["voice"], rate, pitch, speaker["range"])
-                    if raw.size == 0:
-                        skipped += 1
-                        continue
-                    wave = resample(torch.from_numpy(raw), espeak.rate, SAMPLE_RATE).numpy()
-                    speech = trim_silence(wave)
-                    if speech.size < SAMPLE_RATE // 10:
-                        skipped += 1
-                        continue
-                    rel = f"{word}/{speaker['id']}_nohash_{take}.{args.format}"
-                    path = out / rel
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    sf.write(str(path), augment(speech, rng), SAMPLE_RATE, subtype=subtype)
-                    split = split_of[speaker["id"]]
-                    counts[split] += 1
-                    if split != "train":
-                        lists[split].append(rel)
     out.mkdir(parents=True, exist_ok=True)
+    jobs = [(speaker, i, args.takes, args.format, out, args.seed) for i, speaker in enumerate(speakers)]
+    workers = max(1, int(getattr(args, "workers", 1)))
+    pool = (
+        multiprocessing.get_context("fork").Pool(workers, initializer=_start_worker) if workers > 1 else None
+    )
+    results = pool.imap(render_speaker, jobs) if pool else map(render_speaker, jobs)
+    try:
+        with tqdm(total=len(jobs) * len(WORDS) * args.takes, desc="sc09 clips", unit="clip") as bar:
+            for speaker, (written, missed) in zip(speakers, results):
+                bar.update(len(WORDS) * args.takes)
+                skipped += missed
+                split = split_of[speaker["id"]]
+                counts[split] += len(written)
+                if split != "train":
+                    lists[split] += written
+    finally:
+        if pool:
+            pool.close()
+            pool.join()
     (out / "validation_list.txt").write_text("\n".join(sorted(lists["validation"])) + "\n")
     (out / "testing_list.txt").write_text("\n".join(sorted(lists["test"])) + "\n")
     if skipped:
