@@ -123,12 +123,19 @@ def scaling_summary(
     metrics: dict[str, float],
 ) -> dict[str, Any]:
     """The fields a scaling-law plot reads from a run's summary.json: non-embedding parameters, training
-    FLOPs (per token and in total), tokens, MFU and the final validation loss / perplexity."""
+    FLOPs (per token and in total), tokens, MFU and the final validation loss / perplexity; with
+    ``task.bytes_per_token`` set (byte-level runs, MambaByte's metric) also the final validation and
+    test bits per byte."""
     embedding = sum(m.weight.numel() for m in network.modules() if isinstance(m, nn.Embedding))
     params = sum(p.numel() for p in network.parameters())
     per_token = training_flops_per_token(network, seq_len) if seq_len else None
     peak = peak_flops()
     val_loss = metrics.get("val/loss")
+    bits_per_byte = {
+        f"final_{stage}_bits_per_byte": metrics[f"{stage}/bits_per_byte"]
+        for stage in ("val", "test")
+        if metrics.get(f"{stage}/bits_per_byte") is not None
+    }
     return {
         "params_non_embedding": params - embedding,
         "flops_per_token": per_token,
@@ -138,4 +145,5 @@ def scaling_summary(
         "peak_memory_gb": torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None,
         "final_val_loss": val_loss,
         "final_val_perplexity": math.exp(min(val_loss, 80)) if val_loss is not None else None,
+        **bits_per_byte,
     }
