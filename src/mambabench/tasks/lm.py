@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import math
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -15,6 +17,22 @@ from mambabench.models.flops import peak_flops, training_flops_per_token
 from mambabench.tasks.base import SequenceTask
 
 IGNORE_INDEX = -100
+log = logging.getLogger(__name__)
+
+
+def warn_if_logits_outgrow_memory(tokens: int, vocab_size: int, total_bytes: int | None = None) -> None:
+    """On a CPU the loss keeps fp32 logits, their log-softmax and their gradient, (tokens, vocab) each:
+    warn before the first step when those alone take over a quarter of the machine's memory (a GPU
+    preset run on a CPU is killed by the kernel without a word otherwise)."""
+    need = 3 * 4 * tokens * vocab_size
+    total = total_bytes or os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if need > total / 4:
+        log.warning(
+            "a batch of %d tokens over a %d-token vocabulary needs ~%.1f GB for the logits alone on this CPU "
+            "(%.1f GB of memory): lower data.batch_size (global_batch_size keeps the optimisation the same "
+            "through gradient accumulation) or, for the lm presets, add +lm=cpu",
+            tokens, vocab_size, need / 2**30, total / 2**30,
+        )  # fmt: skip
 
 
 class LanguageModelingTask(SequenceTask):
@@ -83,6 +101,9 @@ class LanguageModelingTask(SequenceTask):
 
     def on_train_batch_start(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         if self.flops_per_token is None:
+            head = getattr(getattr(self.network, "lm_head", None), "weight", None)
+            if self.device.type == "cpu" and head is not None:
+                warn_if_logits_outgrow_memory(int(batch["input_ids"].numel()), int(head.shape[0]))
             self.flops_per_token = training_flops_per_token(self.network, int(batch["input_ids"].shape[-1]))
             self.peak_flops = self.peak_flops or peak_flops(self.device)
         if self._window is None:
