@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from mambabench.tasks.lm import warn_if_logits_outgrow_memory
 from tests.conftest import compose_config
 
 
@@ -40,3 +41,14 @@ def test_mini_byte_and_hybrid_presets(tmp_path) -> None:
     assert byte.data.tokenizer == "bytes" and byte.task.bytes_per_token == 1.0
     hybrid = compose_config(["experiment=lm/hybrid/mini"], tmp_path)
     assert hybrid.model.mixer.every == 2 and hybrid.model.mixer.secondary.n_heads == 3
+
+
+def test_cpu_override_and_the_memory_warning_that_points_to_it(tmp_path, caplog) -> None:
+    cfg = compose_config(["experiment=lm/mini/mamba", "+lm=cpu"], tmp_path)
+    assert (cfg.model.d_model, cfg.model.n_layer, cfg.data.seq_len) == (128, 8, 128)
+    assert cfg.global_batch_size * cfg.data.seq_len == 512 and cfg.trainer.max_steps == 200
+    with caplog.at_level("WARNING"):
+        warn_if_logits_outgrow_memory(512, 50257, total_bytes=16 * 2**30)  # +lm=cpu: 0.3 GB, quiet
+        assert not caplog.records
+        warn_if_logits_outgrow_memory(16384, 50257, total_bytes=16 * 2**30)  # the GPU preset on a CPU
+    assert "~9.2 GB for the logits" in caplog.text and "+lm=cpu" in caplog.text

@@ -1,10 +1,9 @@
 """Our LM against the official mamba-ssm ``MambaLMHeadModel`` on CPU: the official model's weights, saved
 in the released format and loaded into ours, give the same logits and the same greedy generations.
 
-mamba-ssm's CUDA extension and Triton layer norm cannot run on a CPU, so this test only: stubs the
-``selective_scan_cuda`` import (and ``transformers`` when absent), runs the official reference scan
-(``selective_scan_ref``, ``use_fast_path=False``) and the reference RMSNorm (``rms_norm_ref``). The
-model code itself (blocks, mixer, projections, conv, discretisation) is mamba-ssm's.
+mamba-ssm's CUDA extension and Triton kernels cannot run on a CPU, so the official model runs on
+mamba-ssm's own pure-PyTorch reference path (:func:`mambabench.models.official_mamba.official_mamba`);
+scripts/official_logits_gpu.py makes the same comparison on a GPU against its CUDA kernels.
 """
 
 from __future__ import annotations
@@ -19,13 +18,10 @@ import pytest
 import torch
 
 from mambabench.models.generation import generate
+from mambabench.models.official_mamba import INSTALL_HINT, official_mamba
 from mambabench.models.pretrained import load_pretrained
 
-INSTALL = (
-    "mamba-ssm not installed: MAMBA_FORCE_BUILD=TRUE MAMBA_SKIP_CUDA_BUILD=TRUE pip install --no-deps "
-    "--no-build-isolation mamba-ssm einops"
-)
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("mamba_ssm") is None, reason=INSTALL)
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("mamba_ssm") is None, reason=INSTALL_HINT)
 CONFIG = {
     "d_model": 32,
     "n_layer": 2,
@@ -38,40 +34,12 @@ CONFIG = {
 }
 
 
-def _stub(monkeypatch: pytest.MonkeyPatch, name: str, **attrs) -> None:
-    module = types.ModuleType(name)
-    module.__dict__.update(attrs)
-    monkeypatch.setitem(sys.modules, name, module)
-
-
 @pytest.fixture()
-def official(monkeypatch: pytest.MonkeyPatch):
+def official():
     """mamba-ssm's MambaLMHeadModel (random weights) on its pure-PyTorch reference path."""
-    if "selective_scan_cuda" not in sys.modules:
-        _stub(monkeypatch, "selective_scan_cuda")
-    if importlib.util.find_spec("transformers") is None:
-        _stub(monkeypatch, "transformers")
-        _stub(monkeypatch, "transformers.generation", GenerateDecoderOnlyOutput=dict, TextStreamer=object)
-        _stub(monkeypatch, "transformers.utils", WEIGHTS_NAME="pytorch_model.bin", CONFIG_NAME="config.json")
-        _stub(monkeypatch, "transformers.utils.hub", cached_file=None)
-    import mamba_ssm.modules.mamba_simple as mamba_simple
-    import mamba_ssm.ops.triton.layer_norm as layer_norm
-    from mamba_ssm.models.config_mamba import MambaConfig
-    from mamba_ssm.models.mixer_seq_simple import MambaLMHeadModel
-    from mamba_ssm.ops.selective_scan_interface import selective_scan_ref
-
-    monkeypatch.setattr(mamba_simple, "selective_scan_fn", selective_scan_ref)
-    monkeypatch.setattr(mamba_simple, "causal_conv1d_fn", None)
-    monkeypatch.setattr(
-        layer_norm.RMSNorm,
-        "forward",
-        lambda self, x, residual=None, prenorm=False, residual_in_fp32=False: layer_norm.rms_norm_ref(
-            x, self.weight, self.bias, eps=self.eps
-        ),
-    )
-    torch.manual_seed(0)
-    ssm_cfg = {"layer": "Mamba1", "use_fast_path": False}
-    return MambaLMHeadModel(MambaConfig(**{**CONFIG, "ssm_cfg": ssm_cfg})).eval()
+    with official_mamba(reference=True) as build:
+        torch.manual_seed(0)
+        yield build(CONFIG)
 
 
 def test_released_format_matches_official_logits_and_greedy_generation(official, tmp_path: Path) -> None:
@@ -89,5 +57,24 @@ def test_released_format_matches_official_logits_and_greedy_generation(official,
         for _ in range(8):  # the official model, greedy, re-reading the whole sequence each step
             next_id = official(want).logits[:, -1, :50].argmax(-1, keepdim=True)
             want = torch.cat([want, next_id], dim=1)
+        # the official model's own decoding (prefill + its recurrent step), greedy
+        decoded = official.generate(prompt, max_length=12, top_k=1, vocab_size=50)
     got = generate(ours, prompt, max_new_tokens=8, temperature=0.0)  # ours: prefill + recurrent steps
     assert torch.equal(got, want)
+    assert torch.equal(decoded, want)
+
+
+def test_mamba_ssm_imports_with_a_transformers_that_lacks_its_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A transformers release without the names mamba-ssm imports (transformers 5 dropped some) gets
+    stand-ins, only inside the context."""
+    for name in [m for m in sys.modules if m == "mamba_ssm" or m.startswith("mamba_ssm.")]:
+        monkeypatch.delitem(sys.modules, name)  # imported afresh against the bare transformers below
+    for name in ("transformers", "transformers.generation", "transformers.utils", "transformers.utils.hub"):
+        module = types.ModuleType(name)
+        module.__path__ = []
+        monkeypatch.setitem(sys.modules, name, module)
+    with official_mamba(reference=True) as build:
+        model = build(CONFIG)
+        out = model.generate(torch.zeros(1, 3, dtype=torch.long), max_length=5, top_k=1, return_dict_in_generate=True)
+        assert out.sequences.shape == (1, 5)
+    assert not hasattr(sys.modules["transformers.generation"], "GenerateDecoderOnlyOutput")

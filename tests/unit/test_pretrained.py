@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -78,3 +80,21 @@ def test_name_map_is_one_to_one() -> None:
     )
     with pytest.raises(CheckpointFormatError, match="unexpected key"):
         released_to_ours("backbone.layers.0.mixer.norm.weight")
+
+
+def test_hub_name_is_downloaded_with_huggingface_hub(released, monkeypatch) -> None:
+    """Online, ``model.pretrained=<owner/name>`` fetches the two released files with huggingface_hub's
+    ``snapshot_download`` (stood in for here by a local folder) and loads them like a local folder."""
+    folder, model = released
+    calls = []
+
+    def snapshot_download(repo_id: str, allow_patterns: list[str]) -> str:
+        calls.append((repo_id, allow_patterns))
+        return str(folder)
+
+    monkeypatch.setitem(sys.modules, "huggingface_hub", types.SimpleNamespace(snapshot_download=snapshot_download))
+    loaded = load_pretrained("state-spaces/mamba-tiny", vocab_size=50)
+    assert calls == [("state-spaces/mamba-tiny", ["config.json", WEIGHTS_FILE])]
+    ids = torch.randint(0, 50, (1, 5))
+    with torch.no_grad():
+        assert torch.equal(loaded(ids), model(ids))

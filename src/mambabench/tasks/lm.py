@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import math
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -15,6 +17,22 @@ from mambabench.models.flops import peak_flops, training_flops_per_token
 from mambabench.tasks.base import SequenceTask
 
 IGNORE_INDEX = -100
+log = logging.getLogger(__name__)
+
+
+def warn_if_logits_outgrow_memory(tokens: int, vocab_size: int, total_bytes: int | None = None) -> None:
+    """On a CPU the loss keeps fp32 logits, their log-softmax and their gradient, (tokens, vocab) each:
+    warn before the first step when those alone take over a quarter of the machine's memory (a GPU
+    preset run on a CPU is killed by the kernel without a word otherwise)."""
+    need = 3 * 4 * tokens * vocab_size
+    total = total_bytes or os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if need > total / 4:
+        log.warning(
+            "a batch of %d tokens over a %d-token vocabulary needs ~%.1f GB for the logits alone on this CPU "
+            "(%.1f GB of memory): lower data.batch_size (global_batch_size keeps the optimisation the same "
+            "through gradient accumulation) or, for the lm presets, add +lm=cpu",
+            tokens, vocab_size, need / 2**30, total / 2**30,
+        )  # fmt: skip
 
 
 class LanguageModelingTask(SequenceTask):
@@ -83,6 +101,9 @@ class LanguageModelingTask(SequenceTask):
 
     def on_train_batch_start(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         if self.flops_per_token is None:
+            head = getattr(getattr(self.network, "lm_head", None), "weight", None)
+            if self.device.type == "cpu" and head is not None:
+                warn_if_logits_outgrow_memory(int(batch["input_ids"].numel()), int(head.shape[0]))
             self.flops_per_token = training_flops_per_token(self.network, int(batch["input_ids"].shape[-1]))
             self.peak_flops = self.peak_flops or peak_flops(self.device)
         if self._window is None:
@@ -123,12 +144,19 @@ def scaling_summary(
     metrics: dict[str, float],
 ) -> dict[str, Any]:
     """The fields a scaling-law plot reads from a run's summary.json: non-embedding parameters, training
-    FLOPs (per token and in total), tokens, MFU and the final validation loss / perplexity."""
+    FLOPs (per token and in total), tokens, MFU and the final validation loss / perplexity; with
+    ``task.bytes_per_token`` set (byte-level runs, MambaByte's metric) also the final validation and
+    test bits per byte."""
     embedding = sum(m.weight.numel() for m in network.modules() if isinstance(m, nn.Embedding))
     params = sum(p.numel() for p in network.parameters())
     per_token = training_flops_per_token(network, seq_len) if seq_len else None
     peak = peak_flops()
     val_loss = metrics.get("val/loss")
+    bits_per_byte = {
+        f"final_{stage}_bits_per_byte": metrics[f"{stage}/bits_per_byte"]
+        for stage in ("val", "test")
+        if metrics.get(f"{stage}/bits_per_byte") is not None
+    }
     return {
         "params_non_embedding": params - embedding,
         "flops_per_token": per_token,
@@ -138,4 +166,5 @@ def scaling_summary(
         "peak_memory_gb": torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None,
         "final_val_loss": val_loss,
         "final_val_perplexity": math.exp(min(val_loss, 80)) if val_loss is not None else None,
+        **bits_per_byte,
     }
