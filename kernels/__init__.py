@@ -184,7 +184,9 @@ def causal_conv1d_update(
     """One decoding step of the causal conv; shifts ``conv_state`` (batch, dim, width) in place."""
     impl = resolve_backend(backend, x, "causal_conv1d")
     if impl == "triton":
-        return _triton_module("causal_conv1d").causal_conv1d_update_triton(x, conv_state, weight, bias, activation)
+        return _triton_module("causal_conv1d").causal_conv1d_update_triton(
+            x, conv_state, weight, bias, activation
+        )
     return causal_conv1d_update_ref(x, conv_state, weight, bias, activation)
 
 

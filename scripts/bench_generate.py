@@ -86,7 +86,9 @@ def build_official(args: argparse.Namespace) -> torch.nn.Module | str:
         from mamba_ssm.models.config_mamba import MambaConfig
         from mamba_ssm.models.mixer_seq_simple import MambaLMHeadModel
     except Exception as e:  # noqa: BLE001 - any import failure means: skip
-        return f"mamba_ssm does not import ({type(e).__name__}: {e}); build it with scripts/install_official.sh"
+        return (
+            f"mamba_ssm does not import ({type(e).__name__}: {e}); build it with scripts/install_official.sh"
+        )
     if args.device != "cuda":
         return "mamba-ssm generates on CUDA only"
     config = MambaConfig(
@@ -168,7 +170,9 @@ class Results:
         ]
         for r in self.rows:
             seconds = f"{r['seconds']:.3f}" if isinstance(r["seconds"], float) else "-"
-            tps = f"{r['tokens_per_s']:.1f}" if isinstance(r["tokens_per_s"], float) else str(r["tokens_per_s"])
+            tps = (
+                f"{r['tokens_per_s']:.1f}" if isinstance(r["tokens_per_s"], float) else str(r["tokens_per_s"])
+            )
             peak = f"{r['peak_mem_gb']:.1f}" if isinstance(r["peak_mem_gb"], float) else str(r["peak_mem_gb"])
             lines.append(
                 f"| {r['model']} | {r['impl']} | {r['batch']} | {r['prompt_len']} | {r['gen_len']} | "
@@ -256,7 +260,9 @@ def bench_model(name: str, args: argparse.Namespace, results: Results) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
     parser.add_argument("--batch", nargs="+", type=int, default=[1, 16, 64, 128])
     parser.add_argument("--prompt-len", type=int, default=2048)
@@ -266,8 +272,12 @@ def main() -> None:
     parser.add_argument("--d-model", type=int, default=None, help="override every model's width")
     parser.add_argument("--n-layer", type=int, default=None, help="override every model's depth")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--dtype", choices=["bfloat16", "float16", "float32"], default=None,
-                        help="default: bfloat16 on CUDA, float32 on CPU")
+    parser.add_argument(
+        "--dtype",
+        choices=["bfloat16", "float16", "float32"],
+        default=None,
+        help="default: bfloat16 on CUDA, float32 on CPU",
+    )
     parser.add_argument("--no-cuda-graph", action="store_true", help="step eagerly (for comparison)")
     parser.add_argument("--out", type=Path, default=Path("outputs/bench_generate"))
     args = parser.parse_args()
@@ -278,8 +288,11 @@ def main() -> None:
     args.dtype = getattr(torch, args.dtype or ("bfloat16" if args.device == "cuda" else "float32"))
     torch.manual_seed(0)
     results = Results(args.out)
-    print(f"generation benchmark: prompt {args.prompt_len} + {args.gen_len} tokens, batch {args.batch}, "
-          f"{args.dtype}, {args.device}; results in {args.out}", flush=True)
+    print(
+        f"generation benchmark: prompt {args.prompt_len} + {args.gen_len} tokens, batch {args.batch}, "
+        f"{args.dtype}, {args.device}; results in {args.out}",
+        flush=True,
+    )
     for name in args.models:
         bench_model(name, args, results)
     results.write_summary()

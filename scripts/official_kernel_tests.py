@@ -72,7 +72,9 @@ def official_references(src: Path) -> dict[str, Any]:
         found = [node for node in tree.body if isinstance(node, ast.FunctionDef) and node.name in names]
         missing = set(names) - {node.name for node in found}
         if missing:
-            raise SystemExit(f"{src / rel} has no {', '.join(sorted(missing))}; is --src a mamba-ssm source tree?")
+            raise SystemExit(
+                f"{src / rel} has no {', '.join(sorted(missing))}; is --src a mamba-ssm source tree?"
+            )
         exec(compile(ast.Module(body=found, type_ignores=[]), str(src / rel), "exec"), namespace)  # noqa: S102
     namespace["selective_scan_fn"] = namespace["selective_scan_ref"]  # mamba_inner_ref's scan: the reference
     return {name: namespace[name] for names in REFERENCES.values() for name in names}
@@ -88,9 +90,23 @@ def selective_scan_fn(
 
 
 def mamba_inner_fn(
-    xz, conv1d_weight, conv1d_bias, x_proj_weight, delta_proj_weight, out_proj_weight, out_proj_bias,
-    A, B=None, C=None, D=None, delta_bias=None, B_proj_bias=None, C_proj_bias=None, delta_softplus=True,
-    checkpoint_lvl=1, **unsupported,
+    xz,
+    conv1d_weight,
+    conv1d_bias,
+    x_proj_weight,
+    delta_proj_weight,
+    out_proj_weight,
+    out_proj_bias,
+    A,
+    B=None,
+    C=None,
+    D=None,
+    delta_bias=None,
+    B_proj_bias=None,
+    C_proj_bias=None,
+    delta_softplus=True,
+    checkpoint_lvl=1,
+    **unsupported,
 ):  # noqa: ANN001, ANN201 - the official signature
     """Our fused Mamba block (after in_proj); variants it does not implement are skipped, not failed."""
     import pytest
@@ -99,12 +115,24 @@ def mamba_inner_fn(
 
     extras = [k for k, v in unsupported.items() if v is not None]
     if B is not None or C is not None or B_proj_bias is not None or C_proj_bias is not None or extras:
-        pytest.skip("mambabench's fused block takes selective B and C only (no constant B/C, projection biases or norms)")
+        pytest.skip(
+            "mambabench's fused block takes selective B and C only (no constant B/C, projection biases or norms)"
+        )
     if not delta_softplus or D is None or delta_bias is None:
         pytest.skip("mambabench's fused block always has D, delta_bias and the softplus")
     return ours(
-        xz, conv1d_weight.squeeze(1), conv1d_bias, x_proj_weight, delta_proj_weight, out_proj_weight,
-        out_proj_bias, A, D, delta_bias, A.shape[-1], backend="triton",
+        xz,
+        conv1d_weight.squeeze(1),
+        conv1d_bias,
+        x_proj_weight,
+        delta_proj_weight,
+        out_proj_weight,
+        out_proj_bias,
+        A,
+        D,
+        delta_bias,
+        A.shape[-1],
+        backend="triton",
     )
 
 
@@ -172,7 +200,9 @@ def source_tree(src: Path, work: Path) -> Path:
             raise SystemExit(f"{src} holds no mamba_ssm/ package folder")
         return found[0].parent
     if not (src / "mamba_ssm").is_dir():
-        raise SystemExit(f"--src {src} has no mamba_ssm/ folder; give a mamba-ssm checkout, unpacked sdist or .tar.gz")
+        raise SystemExit(
+            f"--src {src} has no mamba_ssm/ folder; give a mamba-ssm checkout, unpacked sdist or .tar.gz"
+        )
     return src
 
 
@@ -202,7 +232,9 @@ def summarise(junit: Path, out: Path) -> str:
                 if tag != "skipped":
                     printed = (case.findtext("system-out") or "") + (node.text or "")
                     diffs = "; ".join(re.findall(r"(\w+ max diff: [-+.\deE]+)", printed)[:2])
-                    failures.append((file, case.get("name"), (node.get("message") or "").splitlines()[0][:160], diffs))
+                    failures.append(
+                        (file, case.get("name"), (node.get("message") or "").splitlines()[0][:160], diffs)
+                    )
         counts.setdefault(file, Counter())[kind] += 1
     lines = ["| test file | passed | failed | error | skipped |", "|---|---:|---:|---:|---:|"]
     for file, c in counts.items():
@@ -215,9 +247,15 @@ def summarise(junit: Path, out: Path) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--src", type=Path, required=True, help="mamba-ssm checkout, unpacked sdist or .tar.gz")
-    parser.add_argument("--tests", type=Path, default=None, help="folder with ops/test_*.py (default SRC/tests)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--src", type=Path, required=True, help="mamba-ssm checkout, unpacked sdist or .tar.gz"
+    )
+    parser.add_argument(
+        "--tests", type=Path, default=None, help="folder with ops/test_*.py (default SRC/tests)"
+    )
     parser.add_argument("--out", type=Path, default=Path("outputs/official_kernel_tests"))
     parser.add_argument("-k", dest="keyword", default=None, help="pytest -k expression to select cases")
     parser.add_argument("--collect-only", action="store_true", help="check the set-up without a GPU")
@@ -248,15 +286,33 @@ def main() -> None:
     env = dict(os.environ)
     env.pop("TRITON_INTERPRET", None)
     env["PYTHONPATH"] = os.pathsep.join([str(run_dir / "shim"), str(ROOT), env.get("PYTHONPATH", "")])
-    cmd = [sys.executable, "-m", "pytest", *copied, "-c", str(run_dir / "pytest.ini"), "--rootdir", str(run_dir),
-           "-p", "no:cacheprovider", "-v", "-rfE", "-o", "junit_logging=all", "--junitxml", str(out / "junit.xml")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        *copied,
+        "-c",
+        str(run_dir / "pytest.ini"),
+        "--rootdir",
+        str(run_dir),
+        "-p",
+        "no:cacheprovider",
+        "-v",
+        "-rfE",
+        "-o",
+        "junit_logging=all",
+        "--junitxml",
+        str(out / "junit.xml"),
+    ]
     if args.keyword:
         cmd += ["-k", args.keyword]
     if args.collect_only:
         cmd.append("--collect-only")
     print("running:", " ".join(cmd), flush=True)
     with (out / "pytest.log").open("w") as log:
-        proc = subprocess.Popen(cmd, cwd=run_dir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        proc = subprocess.Popen(
+            cmd, cwd=run_dir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
         assert proc.stdout is not None
         for line in proc.stdout:
             log.write(line)

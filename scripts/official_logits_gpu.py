@@ -51,7 +51,13 @@ from mambabench.utils.presets import compose_model
 ROOT = Path(__file__).resolve().parents[1]
 
 #: config.json of the released checkpoints (state-spaces/mamba-130m, -370m, -1.4b), plus a tiny one for CPU
-RELEASED = {"ssm_cfg": {}, "rms_norm": True, "residual_in_fp32": True, "fused_add_norm": True, "pad_vocab_size_multiple": 8}
+RELEASED = {
+    "ssm_cfg": {},
+    "rms_norm": True,
+    "residual_in_fp32": True,
+    "fused_add_norm": True,
+    "pad_vocab_size_multiple": 8,
+}
 SIZES = {
     "tiny": {"d_model": 64, "n_layer": 2, "vocab_size": 500, **RELEASED},
     "130m": {"d_model": 768, "n_layer": 24, "vocab_size": 50277, **RELEASED},
@@ -88,13 +94,21 @@ def logits_row(
         "theirs_err_mean": theirs_err.mean().item(),
     }
     tol = BF16_MAX_FACTOR * row["theirs_err_max"] + floor
-    ok = row["ours_err_max"] <= tol and row["ours_err_mean"] <= BF16_MEAN_FACTOR * row["theirs_err_mean"] + floor
+    ok = (
+        row["ours_err_max"] <= tol
+        and row["ours_err_mean"] <= BF16_MEAN_FACTOR * row["theirs_err_mean"] + floor
+    )
     return {**row, "tolerance_max": tol}, tol, ok
 
 
 @torch.inference_mode()
 def generation_row(
-    official: torch.nn.Module, ours: torch.nn.Module, prompt: torch.Tensor, new_tokens: int, vocab: int, tol: float
+    official: torch.nn.Module,
+    ours: torch.nn.Module,
+    prompt: torch.Tensor,
+    new_tokens: int,
+    vocab: int,
+    tol: float,
 ) -> tuple[dict[str, object], bool]:
     """Greedy continuations of ``prompt`` (batch, length) by both models; a differing token is accepted
     only as a near-tie (mamba-ssm's margin between its token and ours <= ``tol``)."""
@@ -134,16 +148,22 @@ def write_tables(out: Path, rows: list[dict[str, object]], header: str) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--out", required=True, type=Path, help="output folder")
     parser.add_argument("--sizes", default="130m,370m", help=f"comma-separated, of {', '.join(SIZES)}")
-    parser.add_argument("--dtypes", default="fp32,bf16", help="fp32 and/or bf16 (fp32 first: bf16 rows need it)")
+    parser.add_argument(
+        "--dtypes", default="fp32,bf16", help="fp32 and/or bf16 (fp32 first: bf16 rows need it)"
+    )
     parser.add_argument("--prompt-lengths", default="7,128,1024")
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--new-tokens", type=int, default=32)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--workdir", default=None, help="where the checkpoints are written (default: a temp dir)")
+    parser.add_argument(
+        "--workdir", default=None, help="where the checkpoints are written (default: a temp dir)"
+    )
     args = parser.parse_args()
 
     device = torch.device(args.device)
@@ -181,7 +201,11 @@ def main() -> int:
             folder.mkdir()
             (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
             torch.save({k: v.cpu() for k, v in official.state_dict().items()}, folder / "pytorch_model.bin")
-            ours = compose_model(f"pretrained,model.pretrained={folder}", vocab, ROOT / "configs").to(device).eval()
+            ours = (
+                compose_model(f"pretrained,model.pretrained={folder}", vocab, ROOT / "configs")
+                .to(device)
+                .eval()
+            )
             print(f"{size}: built, saved and loaded in {time.perf_counter() - t0:.1f} s", flush=True)
             g = torch.Generator().manual_seed(args.seed + 1)
             prompts = {n: torch.randint(0, vocab, (args.batch, n), generator=g).to(device) for n in lengths}
@@ -195,12 +219,16 @@ def main() -> int:
                         mine = ours(prompt)
                     if name == "fp32":
                         fp32_logits[n] = theirs.float()
-                    fields, tol, logits_ok = logits_row(mine, theirs, None if name == "fp32" else fp32_logits[n])
+                    fields, tol, logits_ok = logits_row(
+                        mine, theirs, None if name == "fp32" else fp32_logits[n]
+                    )
                     gen, gen_ok = generation_row(official, ours, prompt, args.new_tokens, vocab, tol)
                     ok = logits_ok and gen_ok
                     failed |= not ok
                     row = {"size": size, "dtype": name, "batch": args.batch, "prompt_len": n, **fields, **gen}
-                    row["status"] = "ok" if ok else ("MISMATCH logits" if not logits_ok else "MISMATCH generation")
+                    row["status"] = (
+                        "ok" if ok else ("MISMATCH logits" if not logits_ok else "MISMATCH generation")
+                    )
                     rows.append(row)
                     write_tables(args.out, rows, header)
                     print(
@@ -211,7 +239,9 @@ def main() -> int:
             del official, ours
             if device.type == "cuda":
                 torch.cuda.empty_cache()
-    print(f"{'FAILED' if failed else 'all within tolerance'}: {len(rows)} rows in {args.out / 'official_logits.md'}")
+    print(
+        f"{'FAILED' if failed else 'all within tolerance'}: {len(rows)} rows in {args.out / 'official_logits.md'}"
+    )
     return 1 if failed else 0
 
 

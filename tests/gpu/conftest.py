@@ -27,4 +27,6 @@ def compiled_kernels() -> None:
     from mambabench.kernels import state_update
 
     if isinstance(state_update._state_update_kernel, InterpretedFunction):
-        pytest.skip("Triton kernels were imported under TRITON_INTERPRET=1; run `pytest tests/gpu` on its own")
+        pytest.skip(
+            "Triton kernels were imported under TRITON_INTERPRET=1; run `pytest tests/gpu` on its own"
+        )

@@ -41,7 +41,10 @@ def test_conv_update(dtype: torch.dtype) -> None:
     torch.manual_seed(0)
     xz = torch.randn(16, 2 * 4096, device="cuda", dtype=dtype)
     state = torch.randn(16, 4096, 4, device="cuda", dtype=dtype)
-    weight, bias = torch.randn(4096, 4, device="cuda", dtype=dtype), torch.randn(4096, device="cuda", dtype=dtype)
+    weight, bias = (
+        torch.randn(4096, 4, device="cuda", dtype=dtype),
+        torch.randn(4096, device="cuda", dtype=dtype),
+    )
     s1, s2 = state.clone(), state.clone()
     out = causal_conv1d_update_triton(xz[:, :4096], s1, weight, bias, "silu")
     ref = causal_conv1d_update_ref(xz[:, :4096], s2, weight, bias, "silu")

@@ -71,8 +71,16 @@ def test_sampling_outside_the_graph(make_config) -> None:
     model = _model(make_config, ["model=mamba"])
     prompt = torch.randint(0, VOCAB, (2, 5), device="cuda")
     runs = [
-        generate(model, prompt, 6, temperature=0.9, top_k=5, top_p=0.9, cuda_graph=graph,
-                 generator=torch.Generator("cuda").manual_seed(7))
+        generate(
+            model,
+            prompt,
+            6,
+            temperature=0.9,
+            top_k=5,
+            top_p=0.9,
+            cuda_graph=graph,
+            generator=torch.Generator("cuda").manual_seed(7),
+        )
         for graph in (True, False)
     ]
     assert torch.equal(*runs)

@@ -22,8 +22,25 @@ def _script():
 
 
 def _run(module, monkeypatch: pytest.MonkeyPatch, out: Path, *extra: str) -> None:
-    argv = ["bench_generate.py", "--device", "cpu", "--d-model", "16", "--n-layer", "1", "--prompt-len", "6",
-            "--gen-len", "3", "--batch", "1", "2", "--out", str(out), *extra]
+    argv = [
+        "bench_generate.py",
+        "--device",
+        "cpu",
+        "--d-model",
+        "16",
+        "--n-layer",
+        "1",
+        "--prompt-len",
+        "6",
+        "--gen-len",
+        "3",
+        "--batch",
+        "1",
+        "2",
+        "--out",
+        str(out),
+        *extra,
+    ]
     monkeypatch.setattr(sys, "argv", argv)
     module.main()
 
@@ -34,7 +51,10 @@ def test_tiny_run_writes_csv_table_and_plot(tmp_path: Path, monkeypatch, capsys)
     rows = list(csv.DictReader((tmp_path / "bench_generate.csv").open()))
     assert list(rows[0]) == module.COLUMNS
     assert [(r["model"], r["batch"]) for r in rows] == [
-        ("mamba-1.4b", "1"), ("mamba-1.4b", "2"), ("transformer-1.3b", "1"), ("transformer-1.3b", "2")
+        ("mamba-1.4b", "1"),
+        ("mamba-1.4b", "2"),
+        ("transformer-1.3b", "1"),
+        ("transformer-1.3b", "2"),
     ]
     for r in rows:
         assert float(r["tokens_per_s"]) == pytest.approx(int(r["batch"]) * 3 / float(r["seconds"]))

@@ -113,5 +113,7 @@ def test_initial_values_keep_fill_values_and_copy_small_non_uniform_tensors() ->
     for t in (fill, arbitrary, big):
         t.add_(1)
     reset_caches(initial)
-    assert torch.equal(fill, torch.full((2, 3), -1e4)) and torch.equal(arbitrary, torch.arange(6.0).view(2, 3))
+    assert torch.equal(fill, torch.full((2, 3), -1e4)) and torch.equal(
+        arbitrary, torch.arange(6.0).view(2, 3)
+    )
     assert torch.equal(big, torch.zeros(40))  # a large non-uniform buffer (uninitialised KV memory) is zeroed

@@ -75,6 +75,8 @@ def test_mamba_ssm_imports_with_a_transformers_that_lacks_its_names(monkeypatch:
         monkeypatch.setitem(sys.modules, name, module)
     with official_mamba(reference=True) as build:
         model = build(CONFIG)
-        out = model.generate(torch.zeros(1, 3, dtype=torch.long), max_length=5, top_k=1, return_dict_in_generate=True)
+        out = model.generate(
+            torch.zeros(1, 3, dtype=torch.long), max_length=5, top_k=1, return_dict_in_generate=True
+        )
         assert out.sequences.shape == (1, 5)
     assert not hasattr(sys.modules["transformers.generation"], "GenerateDecoderOnlyOutput")

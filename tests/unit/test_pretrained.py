@@ -92,7 +92,9 @@ def test_hub_name_is_downloaded_with_huggingface_hub(released, monkeypatch) -> N
         calls.append((repo_id, allow_patterns))
         return str(folder)
 
-    monkeypatch.setitem(sys.modules, "huggingface_hub", types.SimpleNamespace(snapshot_download=snapshot_download))
+    monkeypatch.setitem(
+        sys.modules, "huggingface_hub", types.SimpleNamespace(snapshot_download=snapshot_download)
+    )
     loaded = load_pretrained("state-spaces/mamba-tiny", vocab_size=50)
     assert calls == [("state-spaces/mamba-tiny", ["config.json", WEIGHTS_FILE])]
     ids = torch.randint(0, 50, (1, 5))

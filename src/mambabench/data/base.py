@@ -80,7 +80,12 @@ class ResumableLoader(DataLoader):
     """
 
     def __init__(
-        self, dataset: Dataset, batch_size: int, num_samples: int, sampler: Sampler | None = None, **kwargs: Any
+        self,
+        dataset: Dataset,
+        batch_size: int,
+        num_samples: int,
+        sampler: Sampler | None = None,
+        **kwargs: Any,
     ) -> None:
         sampler = EpochSampler(num_samples) if sampler is None else sampler
         super().__init__(dataset, batch_size=batch_size, sampler=sampler, **kwargs)

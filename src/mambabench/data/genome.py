@@ -26,7 +26,9 @@ def _existing_file(path: str | Path | None, kind: str, prepare_command: str) -> 
     """``path`` as a Path if it names an existing file; an empty path, a missing file or a directory
     gets an error naming the path and the command that prepares the file (``kind``: "FASTA", "BED")."""
     if path is None or not str(path).strip():
-        raise GenomeDataError(f"no {kind} file given (the path is empty); prepare one with: {prepare_command}")
+        raise GenomeDataError(
+            f"no {kind} file given (the path is empty); prepare one with: {prepare_command}"
+        )
     path = Path(path)
     if not path.exists():
         raise DataNotFoundError(str(path), prepare_command)

@@ -187,7 +187,9 @@ def train_classifier(
         bar.update(1)
         if step % eval_every == 0:
             val = accuracy(model, *data["validation"])
-            history.append({"step": step, "seconds": round(elapsed, 1), "loss": loss_avg, "val_accuracy": val})
+            history.append(
+                {"step": step, "seconds": round(elapsed, 1), "loss": loss_avg, "val_accuracy": val}
+            )
             log.info(f"classifier step {step}: loss {loss_avg:.3f}, validation accuracy {val:.3f}")
     bar.close()
     summary = {

@@ -90,12 +90,16 @@ def _fingerprint(caches: Any) -> dict[str, Any]:
     """What must not change while a graph replays: each tensor's storage, shape and dtype, and the value
     of every other leaf (a Python int that counts tokens would be frozen into the graph)."""
     return {
-        path: (value.data_ptr(), tuple(value.shape), value.dtype) if isinstance(value, Tensor) else repr(value)
+        path: (value.data_ptr(), tuple(value.shape), value.dtype)
+        if isinstance(value, Tensor)
+        else repr(value)
         for path, value in _fields(caches)
     }
 
 
-def _initial_values(caches: Any, copy_limit_bytes: int = 64 * 2**20) -> list[tuple[Tensor, float | complex | Tensor]]:
+def _initial_values(
+    caches: Any, copy_limit_bytes: int = 64 * 2**20
+) -> list[tuple[Tensor, float | complex | Tensor]]:
     """For each cache tensor, how to reset it: the one value it was filled with at allocation (zeros,
     RWKV's -1e4 offset, ...), or a copy when it was not uniform. A non-uniform tensor larger than
     ``copy_limit_bytes`` (a KV buffer left uninitialised: only its filled part is ever read) is zeroed."""
@@ -122,7 +126,9 @@ def host_side_cache_changes(model: nn.Module, caches: Any, token: Tensor, n_step
     for _ in range(n_steps):
         model.step(token, caches)
     after = _fingerprint(caches)
-    return sorted(path.lstrip(".") for path in before.keys() | after.keys() if before.get(path) != after.get(path))
+    return sorted(
+        path.lstrip(".") for path in before.keys() | after.keys() if before.get(path) != after.get(path)
+    )
 
 
 def reset_caches(initial: list[tuple[Tensor, float | complex | Tensor]]) -> None:
@@ -195,7 +201,9 @@ def capture_decode_graph(
     return DecodeGraph((batch_size, max_seqlen, dtype, device), caches, initial, token, logits, graph)
 
 
-def _decode_graph(model: nn.Module, batch_size: int, max_seqlen: int, dtype: torch.dtype | None) -> DecodeGraph | None:
+def _decode_graph(
+    model: nn.Module, batch_size: int, max_seqlen: int, dtype: torch.dtype | None
+) -> DecodeGraph | None:
     """The model's captured step for these shapes (capturing it on first use; one kept per model)."""
     device = next(model.parameters()).device
     key = (batch_size, max_seqlen, dtype, device)

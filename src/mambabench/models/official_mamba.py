@@ -61,7 +61,9 @@ class PyTorchModelHubMixin:
 
 
 def _no_hub_download(*args: Any, **kwargs: Any) -> None:
-    raise RuntimeError("downloading from the Hub through mamba-ssm needs transformers: pip install transformers")
+    raise RuntimeError(
+        "downloading from the Hub through mamba-ssm needs transformers: pip install transformers"
+    )
 
 
 #: module -> names mamba-ssm imports from it, with the stand-in used when the import fails
@@ -171,7 +173,9 @@ def official_mamba(reference: bool = False) -> Iterator[Callable[..., nn.Module]
                 config["fused_add_norm"] = False
             config["ssm_cfg"] = {"layer": "Mamba1", **(config.get("ssm_cfg") or {})}
             known = {f.name for f in dataclasses.fields(MambaConfig)}
-            model = MambaLMHeadModel(MambaConfig(**{k: v for k, v in config.items() if k in known}), device=device, dtype=dtype)
+            model = MambaLMHeadModel(
+                MambaConfig(**{k: v for k, v in config.items() if k in known}), device=device, dtype=dtype
+            )
             return model.eval()
 
         yield build

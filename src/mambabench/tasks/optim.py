@@ -25,7 +25,9 @@ def build_param_groups(module: nn.Module, weight_decay: float) -> list[dict[str,
         hook = getattr(param, "_optim", None)
         if hook:
             special.setdefault(tuple(sorted(hook.items())), []).append(param)
-        elif getattr(param, "_no_weight_decay", False) or len(getattr(param, "_built_shape", param.shape)) < 2:
+        elif (
+            getattr(param, "_no_weight_decay", False) or len(getattr(param, "_built_shape", param.shape)) < 2
+        ):
             no_decay.append(param)
         else:
             decay.append(param)
