@@ -160,3 +160,22 @@ def test_inplace_rotary_forward_equals_pytorch_rotary() -> None:
         triton_logits = _transformerpp("triton")(ids)
         torch_logits = _transformerpp("torch")(ids)
     torch.testing.assert_close(triton_logits, torch_logits, atol=1e-4, rtol=1e-4)
+
+
+def test_model_built_under_a_cuda_device_context_keeps_its_rotary_tables_there() -> None:
+    """Built inside ``with torch.device("cuda")`` and cast to bf16 (as the generation benchmark does):
+    the fp32 rotary tables must live on the GPU, where the Triton kernels read them."""
+    torch.manual_seed(0)
+    with torch.device("cuda"):
+        model = LMHeadModel(
+            VOCAB,
+            d_model=256,
+            n_layer=2,
+            mixer=partial(MHA, n_heads=4, decode_backend="triton"),
+            mlp=partial(GatedMLP),
+        )
+    model = model.to(torch.bfloat16).eval()
+    rotary = model.backbone.layers[0].mixer.rotary
+    assert rotary.inv_freq.is_cuda and rotary.inv_freq.dtype == torch.float32
+    prompt = torch.randint(0, VOCAB, (2, 16), device="cuda")
+    assert generate(model, prompt, max_new_tokens=4, temperature=0).shape == (2, 20)

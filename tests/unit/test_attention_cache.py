@@ -208,3 +208,15 @@ def test_reset_reuses_the_buffers_for_a_new_sequence(make_config) -> None:
         ]
     assert [c.key.data_ptr() for c in _attention_caches(caches)] == buffers
     torch.testing.assert_close(torch.cat(out, 1), logits, atol=1e-4, rtol=1e-4)
+
+
+def test_rotary_tables_follow_the_default_device_and_stay_fp32() -> None:
+    """Tables are built on the default device of a ``with torch.device(...)`` block (never meta) and
+    stay fp32 after a bf16 cast."""
+    from mambabench.models.mixers.attention import RotaryEmbedding
+
+    with torch.device("meta"):
+        rotary = RotaryEmbedding(16)
+    assert rotary.inv_freq.device.type == "cpu"
+    rotary = RotaryEmbedding(16).to(torch.bfloat16)
+    assert rotary.inv_freq.dtype == torch.float32

@@ -190,7 +190,8 @@ class RotaryEmbedding(nn.Module):
         self.xpos = xpos
         self.xpos_scale_base = xpos_scale_base
         self.base, self.xpos_gamma = base, xpos_gamma
-        inv_freq, zeta = self._tables(torch.device("cpu"))
+        default = torch.empty(0).device  # follows a `with torch.device(...)` around model construction
+        inv_freq, zeta = self._tables(default if default.type != "meta" else torch.device("cpu"))
         self.register_buffer("inv_freq", inv_freq, persistent=False)
         self.register_buffer("zeta", zeta, persistent=False)
 
