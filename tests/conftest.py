@@ -69,6 +69,16 @@ def compose_config(
 
 
 @pytest.fixture
+def one_thread():
+    """One intra-op thread for tests of tiny models: on a shared CPU, two threads per op are several
+    times slower. Use with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
 def make_config(tmp_path: Path):
     """``make_config(overrides, name="train.yaml")`` -> composed config writing into tmp_path."""
 

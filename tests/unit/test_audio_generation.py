@@ -15,13 +15,7 @@ from mambabench.models.sashimi import SaShiMi
 MAMBA = partial(Mamba, d_state=4, scan_backend="reference")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: the model is tiny, and two threads per op stall on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _model() -> SaShiMi:

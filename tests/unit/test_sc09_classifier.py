@@ -17,13 +17,7 @@ from mambabench.eval.sc09_classifier import augment, load_classifier, train_clas
 RATE, LENGTH = 16000, 1600
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: on a shared CPU, two threads per op are several times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _toy_sc09(root: Path, per_split: dict[str, int]) -> None:
