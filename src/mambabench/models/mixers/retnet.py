@@ -25,13 +25,6 @@ from mambabench.kernels import selective_scan_fn, selective_state_update
 from mambabench.models.mixers.attention import RotaryEmbedding
 
 
-def _rotate(x: Tensor, angles: Tensor) -> Tensor:
-    """Rotary embedding: rotate the pairs (x[i], x[i + d/2]) of x (..., seqlen, d) by angles (seqlen, d/2)."""
-    x1, x2 = x.float().chunk(2, dim=-1)
-    cos, sin = angles.cos(), angles.sin()
-    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).to(x.dtype)
-
-
 @dataclass
 class RetentionCache:
     """state: (batch, n_heads * v_head_dim, k_head_dim) fp32 retention state S; offset: tokens seen,
@@ -86,10 +79,8 @@ class MultiScaleRetention(nn.Module):
         q = self.q_proj(hidden).unflatten(-1, (self.n_heads, self.k_dim)).transpose(1, 2)
         k = self.k_proj(hidden).unflatten(-1, (self.n_heads, self.k_dim)).transpose(1, 2) * self.k_dim**-0.5
         v = self.v_proj(hidden).unflatten(-1, (self.n_heads, self.v_dim)).transpose(1, 2)
-        # positions offset..offset+seqlen-1; a device-tensor offset needs no host read (graph-capturable)
-        pos = torch.arange(q.shape[2], device=q.device) + offset
-        angles = pos.float()[:, None] * self.rotary.inv_freq  # (seqlen, k_dim / 2)
-        return _rotate(q, angles), _rotate(k, angles), v
+        q, k = self.rotary(q, k, offset)  # a device-tensor offset needs no host read (graph-capturable)
+        return q, k, v
 
     def _finish(self, hidden: Tensor, y: Tensor) -> Tensor:
         """y: (batch, seqlen, heads * v_dim) -> GroupNorm, swish gate, out_proj."""
