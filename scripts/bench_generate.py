@@ -250,8 +250,6 @@ def bench_model(name: str, args: argparse.Namespace, results: Results) -> None:
         del ids
         if hasattr(model, "_decode_graph"):  # free the captured caches of this batch size
             model._decode_graph = None
-        if hasattr(model, "_decoding_cache"):
-            model._decoding_cache = None
         free_memory(args.device)
         results.add(row)
     del model, fn

@@ -291,10 +291,11 @@ def generate(
         from tqdm import tqdm
 
         steps = tqdm(steps, desc="generating", unit="token", unit_scale=True)
-    started = time.perf_counter()
+    started, n_new = time.perf_counter(), max_new_tokens
     for i in steps:
         if max_seconds is not None and time.perf_counter() - started > max_seconds:
             log.warning(f"generation stopped after {max_seconds:g} s: {i} of {max_new_tokens} new tokens")
+            n_new = i
             break
         token = sample_next(logits, temperature, top_k, top_p, generator)
         if eos_token_id is not None:
@@ -305,9 +306,7 @@ def generate(
             logprobs += logits.float().log_softmax(-1).gather(-1, token[:, None]).squeeze(-1)
         if i + 1 < max_new_tokens:
             logits = step(token)
-    else:
-        i = max_new_tokens
-    out = out[:, : prompt_len + i] if i < max_new_tokens else out
+    out = out[:, : prompt_len + n_new]
     return (out, logprobs) if return_logprobs else out
 
 
