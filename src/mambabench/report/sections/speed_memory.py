@@ -9,6 +9,7 @@ of memory.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from mambabench.report.bench_csv import number, read_rows
 from mambabench.report.figure import Series, line_figure
@@ -71,16 +72,12 @@ def scan_speed(files: list[Path], out_dir: Path) -> list[Path]:
         [_power(n) for n in lengths],
         digits=3,
     )
-    series = []
-    for index, (impl, values) in enumerate(measured.items()):
-        table.add(
-            [impl], [Cell(values.get(n), None, sources.get(impl) if n in values else None) for n in lengths]
-        )
-        series.append(_series(impl, values, index))
-    outputs = table.write(out_dir)
-    outputs += line_figure(
+    return _write_rows_and_figure(
+        table,
+        measured,
+        sources,
+        lengths,
         out_dir / "figure8_scan",
-        series,
         title="Figure 8 (left): time vs sequence length, batch 1",
         xlabel="sequence length",
         ylabel="time (ms)",
@@ -88,7 +85,6 @@ def scan_speed(files: list[Path], out_dir: Path) -> list[Path]:
         logy=True,
         note=f"ours on {devices}; the paper's Figure 8 is a plot only (A100 80GB PCIe)",
     )
-    return outputs
 
 
 def generation_throughput(files: list[Path], out_dir: Path) -> list[Path]:
@@ -117,16 +113,12 @@ def generation_throughput(files: list[Path], out_dir: Path) -> list[Path]:
         [f"batch {n}" for n in batches],
         digits=0,
     )
-    series = []
-    for index, (name, values) in enumerate(measured.items()):
-        table.add(
-            [name], [Cell(values.get(n), None, sources.get(name) if n in values else None) for n in batches]
-        )
-        series.append(_series(name, values, index))
-    outputs = table.write(out_dir)
-    outputs += line_figure(
+    return _write_rows_and_figure(
+        table,
+        measured,
+        sources,
+        batches,
         out_dir / "figure8_generation",
-        series,
         title="Figure 8 (right): generation throughput vs batch",
         xlabel="batch size",
         ylabel="tokens / s",
@@ -134,7 +126,22 @@ def generation_throughput(files: list[Path], out_dir: Path) -> list[Path]:
         logy=True,
         note=f"ours on {_devices(rows)}; the paper gives bars only (A100 80GB PCIe)",
     )
-    return outputs
+
+
+def _write_rows_and_figure(
+    table: Table,
+    measured: dict[str, dict[int, float | str]],
+    sources: dict[str, Path],
+    xs: list[int],
+    figure_path: Path,
+    **figure: Any,
+) -> list[Path]:
+    """One table row and one figure line per measured series (values by x); writes both."""
+    series = []
+    for index, (name, values) in enumerate(measured.items()):
+        table.add([name], [Cell(values.get(x), None, sources.get(name) if x in values else None) for x in xs])
+        series.append(_series(name, values, index))
+    return table.write(figure_path.parent) + line_figure(figure_path, series, **figure)
 
 
 def _column(model: str, prefixes: list[str]) -> int | None:
