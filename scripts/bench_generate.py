@@ -20,10 +20,15 @@ after one untimed call (Triton compilation, CUDA-graph capture). ``--d-model``/`
 model (for a CPU check). Results go to ``--out`` as they are measured:
 
 - ``bench_generate.csv``: model,impl,batch,prompt_len,gen_len,seconds,tokens_per_s,peak_mem_gb,device,
-  cuda_graph. A size that runs out of memory gets a row with empty seconds and ``OOM`` as tokens_per_s
+  cuda_graph,prefill_s,decode_ms_per_token. ``prefill_s`` is the best time of the prompt alone (a
+  generation of one token, no decode step); ``decode_ms_per_token`` is (seconds - prefill_s) / (gen_len - 1),
+  so the two say which half of the generation a change should target. A size that runs out of memory gets a row with empty seconds and ``OOM`` as tokens_per_s
   (``ERROR`` and a printed message for any other failure), and the benchmark goes on with the next one.
 - ``bench_generate.md``: the same as a Markdown table; ``bench_generate.png``: throughput against batch
   size (log x), one line per model, out-of-memory sizes marked with a cross.
+- with ``--profile``: ``profile_<impl>_b<batch>.txt`` per size, the CUDA kernels of one prompt pass
+  (prefill) and of one eager generation of 8 tokens (no CUDA graph, so each kernel of the decode step is
+  seen), sorted by GPU time (torch.profiler).
 """
 
 from __future__ import annotations
@@ -56,6 +61,8 @@ COLUMNS = [
     "peak_mem_gb",
     "device",
     "cuda_graph",
+    "prefill_s",
+    "decode_ms_per_token",
 ]
 MODELS = ("mamba-1.4b", "transformer-1.3b", "official")
 PRESETS = {
@@ -104,13 +111,13 @@ def build_official(args: argparse.Namespace) -> torch.nn.Module | str:
     return MambaLMHeadModel(config, device=args.device, dtype=args.dtype).eval()
 
 
-def generate_fn(name: str, model: torch.nn.Module, args: argparse.Namespace, cuda_graph: bool) -> GenerateFn:
-    """A function prompt (batch, prompt_len) -> sequences, greedy, ``args.gen_len`` new tokens."""
+def generate_fn(name: str, model: torch.nn.Module, gen_len: int, cuda_graph: bool) -> GenerateFn:
+    """A function prompt (batch, prompt_len) -> sequences, greedy, ``gen_len`` new tokens."""
     if name == "official":
         return lambda ids: model.generate(
-            ids, max_length=ids.shape[1] + args.gen_len, cg=cuda_graph, top_k=1, temperature=1.0
+            ids, max_length=ids.shape[1] + gen_len, cg=cuda_graph, top_k=1, temperature=1.0
         )
-    return lambda ids: generate(model, ids, args.gen_len, temperature=0.0, cuda_graph=cuda_graph)
+    return lambda ids: generate(model, ids, gen_len, temperature=0.0, cuda_graph=cuda_graph)
 
 
 def sync(device: str) -> None:
@@ -118,13 +125,14 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def time_generation(fn: GenerateFn, ids: torch.Tensor, args: argparse.Namespace) -> tuple[float, float]:
-    """(best seconds over ``args.repeats`` timed calls after one untimed call, peak memory GB)."""
-    out = fn(ids)  # compile, capture
-    if out.shape[1] != ids.shape[1] + args.gen_len:
-        raise RuntimeError(f"generated {out.shape[1] - ids.shape[1]} tokens, expected {args.gen_len}")
-    if args.device == "cuda":
-        torch.cuda.reset_peak_memory_stats()
+def best_time(fn: GenerateFn, ids: torch.Tensor, args: argparse.Namespace, expect_len: int) -> float:
+    """Best seconds over ``args.repeats`` timed calls of ``fn(ids)`` after one untimed call (Triton
+    compilation, CUDA-graph capture), which must return sequences of ``expect_len`` tokens."""
+    out = fn(ids)
+    if out.shape[1] != expect_len:
+        raise RuntimeError(
+            f"generated {out.shape[1] - ids.shape[1]} tokens, expected {expect_len - ids.shape[1]}"
+        )
     best = float("inf")
     for _ in range(args.repeats):
         sync(args.device)
@@ -132,8 +140,38 @@ def time_generation(fn: GenerateFn, ids: torch.Tensor, args: argparse.Namespace)
         fn(ids)
         sync(args.device)
         best = min(best, time.perf_counter() - start)
+    return best
+
+
+def time_generation(
+    fn: GenerateFn, prefill: GenerateFn, ids: torch.Tensor, args: argparse.Namespace
+) -> tuple[float, float, float]:
+    """(best seconds of the whole generation, peak memory GB, best seconds of the prompt alone)."""
+    if args.device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    seconds = best_time(fn, ids, args, ids.shape[1] + args.gen_len)
     peak = torch.cuda.max_memory_allocated() / 1e9 if args.device == "cuda" else float("nan")
-    return best, peak
+    prefill_s = best_time(prefill, ids, args, ids.shape[1] + 1)
+    return seconds, peak, prefill_s
+
+
+def profile_size(
+    prefill: GenerateFn, eager: GenerateFn, ids: torch.Tensor, path: Path, top: int = 30
+) -> None:
+    """Write the CUDA kernels of one prompt pass and of one eager 8-token generation, by GPU time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    sections = []
+    for title, fn in (("prefill (prompt pass, 1 token)", prefill), ("eager generation, 8 tokens", eager)):
+        fn(ids)  # warm: Triton compilation outside the profile
+        sync("cuda")
+        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+            fn(ids)
+            sync("cuda")
+        table = prof.key_averages().table(sort_by="cuda_time_total", row_limit=top, max_name_column_width=90)
+        sections.append(f"## {title}, batch {ids.shape[0]}, prompt {ids.shape[1]}\n\n{table}\n")
+    path.write_text("\n".join(sections))
+    print(f"profile written to {path}", flush=True)
 
 
 def free_memory(device: str) -> None:
@@ -160,13 +198,18 @@ class Results:
         tps = row["tokens_per_s"]
         shown = f"{tps:10.1f} tok/s" if isinstance(tps, float) else f"{tps:>10}"
         seconds = row["seconds"]
-        took = f"  ({seconds:.2f} s)" if isinstance(seconds, float) else ""
+        took = (
+            f"  ({seconds:.3f} s: prompt {row['prefill_s']:.3f} s + {row['decode_ms_per_token']:.2f} ms/token)"
+            if isinstance(seconds, float)
+            else ""
+        )
         print(f"{row['model']:>18} {row['impl']:>11} batch {row['batch']:>4}: {shown}{took}", flush=True)
 
     def write_summary(self) -> None:
         lines = [
-            "| model | impl | batch | prompt | new | seconds | tokens/s | peak GB | device | CUDA graph |",
-            "|---|---|---:|---:|---:|---:|---:|---:|---|---|",
+            "| model | impl | batch | prompt | new | seconds | tokens/s | prompt pass s | decode ms/token "
+            "| peak GB | device | CUDA graph |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
         ]
         for r in self.rows:
             seconds = f"{r['seconds']:.3f}" if isinstance(r["seconds"], float) else "-"
@@ -174,9 +217,11 @@ class Results:
                 f"{r['tokens_per_s']:.1f}" if isinstance(r["tokens_per_s"], float) else str(r["tokens_per_s"])
             )
             peak = f"{r['peak_mem_gb']:.1f}" if isinstance(r["peak_mem_gb"], float) else str(r["peak_mem_gb"])
+            prefill = f"{r['prefill_s']:.3f}" if isinstance(r["prefill_s"], float) else "-"
+            step = f"{r['decode_ms_per_token']:.2f}" if isinstance(r["decode_ms_per_token"], float) else "-"
             lines.append(
                 f"| {r['model']} | {r['impl']} | {r['batch']} | {r['prompt_len']} | {r['gen_len']} | "
-                f"{seconds} | {tps} | {peak} | {r['device']} | {r['cuda_graph']} |"
+                f"{seconds} | {tps} | {prefill} | {step} | {peak} | {r['device']} | {r['cuda_graph']} |"
             )
         (self.out / "bench_generate.md").write_text("\n".join(lines) + "\n")
         plot(self.rows, self.out / "bench_generate.png")
@@ -226,7 +271,8 @@ def bench_model(name: str, args: argparse.Namespace, results: Results) -> None:
         return
     cuda_graph = args.device == "cuda" and not args.no_cuda_graph
     device_name = torch.cuda.get_device_name() if args.device == "cuda" else "cpu"
-    fn = generate_fn(name, model, args, cuda_graph)
+    fn = generate_fn(name, model, args.gen_len, cuda_graph)
+    prefill = generate_fn(name, model, 1, False)  # one token: the prompt pass and no decode step
     generator = torch.Generator().manual_seed(0)
     for batch in args.batch:
         ids = torch.randint(0, args.vocab, (batch, args.prompt_len), generator=generator).to(args.device)
@@ -240,13 +286,23 @@ def bench_model(name: str, args: argparse.Namespace, results: Results) -> None:
             cuda_graph=cuda_graph,
         )
         try:
-            seconds, peak = time_generation(fn, ids, args)
-            row.update(seconds=seconds, tokens_per_s=batch * args.gen_len / seconds, peak_mem_gb=peak)
+            seconds, peak, prefill_s = time_generation(fn, prefill, ids, args)
+            decode_ms = 1e3 * (seconds - prefill_s) / (args.gen_len - 1) if args.gen_len > 1 else 0.0
+            row.update(
+                seconds=seconds,
+                tokens_per_s=batch * args.gen_len / seconds,
+                peak_mem_gb=peak,
+                prefill_s=prefill_s,
+                decode_ms_per_token=decode_ms,
+            )
+            if args.profile:
+                eager = generate_fn(name, model, 8, False)
+                profile_size(prefill, eager, ids, args.out / f"profile_{impl}_b{batch}.txt")
         except torch.OutOfMemoryError:
-            row.update(seconds="", tokens_per_s="OOM", peak_mem_gb="")
+            row.update(seconds="", tokens_per_s="OOM", peak_mem_gb="", prefill_s="", decode_ms_per_token="")
         except Exception as e:  # noqa: BLE001 - one failing size must not lose the others
             print(f"{label} ({impl}) batch {batch} failed: {type(e).__name__}: {e}", flush=True)
-            row.update(seconds="", tokens_per_s="ERROR", peak_mem_gb="")
+            row.update(seconds="", tokens_per_s="ERROR", peak_mem_gb="", prefill_s="", decode_ms_per_token="")
         del ids
         if hasattr(model, "_decode_graph"):  # free the captured caches of this batch size
             model._decode_graph = None
@@ -277,12 +333,17 @@ def main() -> None:
         help="default: bfloat16 on CUDA, float32 on CPU",
     )
     parser.add_argument("--no-cuda-graph", action="store_true", help="step eagerly (for comparison)")
+    parser.add_argument(
+        "--profile", action="store_true", help="also write the CUDA kernels of each size (profile_*.txt)"
+    )
     parser.add_argument("--out", type=Path, default=Path("outputs/bench_generate"))
     args = parser.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
         sys.exit("bench_generate: --device cuda but no CUDA GPU is visible; use --device cpu with tiny sizes")
     if args.repeats < 1 or min(args.batch) < 1 or args.prompt_len < 1 or args.gen_len < 1:
         sys.exit("bench_generate: --repeats, --batch, --prompt-len and --gen-len must be positive")
+    if args.profile and args.device != "cuda":
+        sys.exit("bench_generate: --profile lists CUDA kernels; it needs --device cuda")
     args.dtype = getattr(torch, args.dtype or ("bfloat16" if args.device == "cuda" else "float32"))
     torch.manual_seed(0)
     results = Results(args.out)

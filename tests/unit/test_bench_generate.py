@@ -58,6 +58,8 @@ def test_tiny_run_writes_csv_table_and_plot(tmp_path: Path, monkeypatch, capsys)
     ]
     for r in rows:
         assert float(r["tokens_per_s"]) == pytest.approx(int(r["batch"]) * 3 / float(r["seconds"]))
+        prefill, step_ms = float(r["prefill_s"]), float(r["decode_ms_per_token"])
+        assert prefill > 0 and step_ms == pytest.approx(1e3 * (float(r["seconds"]) - prefill) / 2)
         assert (r["prompt_len"], r["gen_len"], r["cuda_graph"], r["device"]) == ("6", "3", "False", "cpu")
     assert "| mamba-1.4b | mambabench | 2 |" in (tmp_path / "bench_generate.md").read_text()
     assert (tmp_path / "bench_generate.png").stat().st_size > 0
@@ -69,14 +71,14 @@ def test_out_of_memory_is_a_row_and_the_run_goes_on(tmp_path: Path, monkeypatch)
     module = _script()
     timed = module.time_generation
 
-    def fail_at_batch_2(fn, ids, args):
+    def fail_at_batch_2(fn, prefill, ids, args):
         if ids.shape[0] == 2:
             raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
-        return timed(fn, ids, args)
+        return timed(fn, prefill, ids, args)
 
     monkeypatch.setattr(module, "time_generation", fail_at_batch_2)
     _run(module, monkeypatch, tmp_path, "--models", "mamba-1.4b", "--batch", "2", "1")
     rows = list(csv.DictReader((tmp_path / "bench_generate.csv").open()))
     assert [(r["batch"], r["seconds"], r["tokens_per_s"]) for r in rows][0] == ("2", "", "OOM")
     assert rows[1]["batch"] == "1" and float(rows[1]["tokens_per_s"]) > 0
-    assert "| 2 | 6 | 3 | - | OOM |" in (tmp_path / "bench_generate.md").read_text()
+    assert "| 2 | 6 | 3 | - | OOM | - | - |" in (tmp_path / "bench_generate.md").read_text()
