@@ -480,7 +480,8 @@ def main(argv: list[str] | None = None) -> int:
             checked = [j for j in jobs if j.name == CHECKED_MODEL or j.group == "checks"]
             if any(j.group == "checks" for j in checked):
                 write_checks(checked, out / "table1_checks.md")
-                log("table1_checks.md:\n" + (out / "table1_checks.md").read_text().strip())
+                if all(j.ended is not None for j in checked):
+                    log("table1_checks.md:\n" + (out / "table1_checks.md").read_text().strip())
             if group == "checks":
                 return
         if group == "induction":
