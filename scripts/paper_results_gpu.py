@@ -11,9 +11,11 @@ process alone leaves the GPU mostly idle):
   Mamba alone, at batch 32 so that the budget buys many optimizer updates (``--ih-models all`` adds
   MHA-Abs, MHA-RoPE, MHA-xPos, H3 and Hyena, each slowing the others down);
 * checks of the Mamba/S6 row (``--t1-checks``): the same run with bf16 autocast off (``fp32``), with the
-  other Triton scan family (``tiled``), with the PyTorch scan (``reference``) and at half the learning
-  rate (``half_lr``). They tell a numerical problem of one GPU path from a training setting; their test
-  accuracies and loss curves go to ``table1_checks.md``, not into Table 1.
+  other Triton scan family (``tiled``), with the sequential Triton scan stripped of its GPU-only launch
+  options (``plain``: no prefetch, no register cap, no shuffle reduction of dB/dC), with the PyTorch
+  scan (``reference``) and at half the learning rate (``half_lr``). They tell a numerical problem of
+  one GPU path from a training setting; their test accuracies and loss curves go to
+  ``table1_checks.md``, not into Table 1.
 
 Every run stops at the same wall-clock deadline, ``--budget`` seconds after the start, then tests and
 saves its last checkpoint. The induction-heads models are then tested at 2^6..2^20
@@ -72,6 +74,11 @@ CHECKED_MODEL = "table1/mamba_s6"
 CHECKS = {
     "fp32": ("bf16 autocast off (fp32 Triton scan)", ["trainer.precision=32-true"], {}),
     "tiled": ("the tiled Triton scan family", [], {"MAMBABENCH_SCAN_LAUNCH": "family=tiled"}),
+    "plain": (
+        "the Triton scan without its GPU-only options (prefetch, register cap, shuffle dB/dC sums)",
+        [],
+        {"MAMBABENCH_SCAN_LAUNCH": "prefetch=0,bwd_maxnreg=0,lane_reduce=0"},
+    ),
     "reference": ("the PyTorch reference scan (no Triton scan)", ["model.mixer.scan_backend=reference"], {}),
     "half_lr": ("half the learning rate", ["optimizer.lr={half_lr}"], {}),
 }
