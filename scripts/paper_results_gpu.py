@@ -26,8 +26,8 @@ carried over 10^6 steps without bf16 rounding; out of memory is recorded as such
 
 OUT receives at most eight files, refreshed as the work goes (a run cut short keeps what it measured):
 ``log.txt`` (this script's log), ``report.tar.gz`` (the whole report: Markdown, CSV, PNG, SVG),
-``runs.tar.gz`` (every run's config, summary, metrics.csv, log and length tests; no checkpoints),
-``table1_checks.md`` and copies of the Table 1 and Table 11 Markdown and the induction-heads PNG. Run
+``runs.tar.gz`` (every run's config, summary, metrics.csv, log and length tests, the checks'
+included; no checkpoints), ``table1_checks.md`` and copies of the Table 1 and Table 11 Markdown and the induction-heads PNG. Run
 folders and checkpoints stay in ``--work``.
 
 A CPU check of the whole pipeline in a few minutes:
@@ -437,14 +437,19 @@ def write_report(args: argparse.Namespace, runs: Path, report: Path, log: Log) -
 
 def bundle(out: Path, runs: Path, report: Path, log: Log) -> None:
     """Refresh the archives and copies in OUT (each written beside and renamed, so a kill leaves a whole one)."""
-    for name, folder in (("report.tar.gz", report), ("runs.tar.gz", runs)):
-        if not folder.exists():
+    checks = runs.parent / "checks"  # the checks of Mamba/S6 travel with the runs (outside the report's reach)
+    for name, folders in (("report.tar.gz", [report]), ("runs.tar.gz", [runs, checks])):
+        folders = [f for f in folders if f.exists()]
+        if not folders:
             continue
         tmp = out / f".{name}.tmp"
         with tarfile.open(tmp, "w:gz") as tar:
-            tar.add(
-                folder, arcname=folder.name, filter=lambda t: None if t.name.endswith(ARCHIVE_SKIP) else t
-            )
+            for folder in folders:
+                tar.add(
+                    folder,
+                    arcname=folder.name,
+                    filter=lambda t: None if t.name.endswith(ARCHIVE_SKIP) else t,
+                )
         tmp.replace(out / name)
     for name in OUT_FILES:
         if (report / name).exists():
