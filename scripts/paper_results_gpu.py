@@ -494,12 +494,16 @@ def main(argv: list[str] | None = None) -> int:
         start(job, args, deadline)
     log(f"started {len(jobs)} runs; training stops at +{args.budget:.0f} s; run folders in {runs}")
 
+    checks_logged = False
+
     def group_done(group: str) -> None:
+        nonlocal checks_logged
         if group in ("table1", "checks"):
             checked = [j for j in jobs if j.name == CHECKED_MODEL or j.group == "checks"]
             if any(j.group == "checks" for j in checked):
                 write_checks(checked, out / "table1_checks.md")
-                if all(j.ended is not None for j in checked):
+                if not checks_logged and all(j.ended is not None for j in checked):
+                    checks_logged = True
                     log("table1_checks.md:\n" + (out / "table1_checks.md").read_text().strip())
             if group == "checks":
                 return
