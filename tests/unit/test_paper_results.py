@@ -139,7 +139,7 @@ def test_the_driver_runs_the_s6_rows_their_checks_and_mamba_by_default(tmp_path:
     assert [j.name for j in driver.induction_jobs(args, tmp_path)] == ["mamba"]
     assert "data.batch_size=32" in driver.induction_jobs(args, tmp_path)[0].overrides
     checks = {j.name: j for j in driver.check_jobs(args, tmp_path / "checks")}
-    assert sorted(checks) == ["check/double_lr", "check/fp32", "check/half_lr", "check/reference"]
+    assert sorted(checks) == ["check/double_lr", "check/fp32", "check/half_lr"]
     assert all(f"model={driver.CHECKED_MODEL}" in j.overrides for j in checks.values())
     assert checks["check/fp32"].overrides[-1] == "trainer.precision=32-true"
     assert checks["check/half_lr"].overrides[-1] == "optimizer.lr=0.002"  # after the Table 1 LR: it wins
@@ -147,7 +147,7 @@ def test_the_driver_runs_the_s6_rows_their_checks_and_mamba_by_default(tmp_path:
     every = driver.build_parser().parse_args(["--out", "x", "--t1-checks", "all"])
     tiled = next(j for j in driver.check_jobs(every, tmp_path) if j.name == "check/tiled")
     assert tiled.env == {"MAMBABENCH_SCAN_LAUNCH": "family=tiled"}
-    assert checks["check/reference"].run_dir == tmp_path / "checks" / "reference"
+    assert checks["check/fp32"].run_dir == tmp_path / "checks" / "fp32"
     with pytest.raises(SystemExit, match="--t1-checks: unknown bogus"):
         driver.check_jobs(driver.build_parser().parse_args(["--out", "x", "--t1-checks", "bogus"]), tmp_path)
 
