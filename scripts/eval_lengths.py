@@ -40,11 +40,23 @@ def checkpoint_of(path: Path) -> Path:
 
 @torch.no_grad()
 def accuracy_at(
-    network: torch.nn.Module, length: int, vocab_size: int, samples: int, batch: int, device: str, seed: int
+    network: torch.nn.Module,
+    length: int,
+    vocab_size: int,
+    samples: int,
+    batch: int,
+    device: str,
+    seed: int,
+    precision: str = "auto",
 ) -> float:
+    """Accuracy at the answer position of ``samples`` fresh sequences of ``length`` tokens.
+
+    precision: "bf16" (autocast), "fp32" or "auto" (bf16 on CUDA, as in training; fp32 elsewhere).
+    """
     generator = torch.Generator().manual_seed(seed + length)
     correct = total = 0
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.startswith("cuda") else nullcontext()
+    bf16 = precision == "bf16" or (precision == "auto" and device.startswith("cuda"))
+    autocast = torch.autocast(torch.device(device).type, dtype=torch.bfloat16) if bf16 else nullcontext()
     for start in range(0, samples, batch):
         examples = [
             induction_heads_example(length, vocab_size, generator) for _ in range(min(batch, samples - start))
@@ -95,7 +107,9 @@ def evaluate_run(path: Path, lengths: list[int], args: argparse.Namespace) -> di
             print(f"{run_dir.name}: length {length} and longer exceed its {max_positions} learned positions")
             break
         try:
-            acc = accuracy_at(network, length, vocab_size, samples, batch, args.device, args.seed)
+            acc = accuracy_at(
+                network, length, vocab_size, samples, batch, args.device, args.seed, args.precision
+            )
         except torch.OutOfMemoryError:
             summary["out_of_memory_lengths"] = [n for n in sorted(lengths) if n >= length]
             torch.cuda.empty_cache()
@@ -103,6 +117,7 @@ def evaluate_run(path: Path, lengths: list[int], args: argparse.Namespace) -> di
             break
         last_seconds = time.time() - length_started if length != min(lengths) else 0.0
         summary["metrics"][f"test/L{length}/accuracy"] = acc
+        summary["choices"]["precision"] = args.precision
         summary["wall_time_s"] = round(time.time() - started, 2)
         out.write_text(json.dumps(summary, indent=2))
         print(f"{run_dir.name}: length {length}: accuracy {acc:.3f} ({samples} samples)", flush=True)
@@ -142,6 +157,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--time-budget", type=float, default=600.0, help="seconds per model before giving up")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument(
+        "--precision",
+        choices=("auto", "bf16", "fp32"),
+        default="auto",
+        help="bf16 autocast or fp32 (auto: bf16 on CUDA); fp32 keeps a recurrent state exact over long lengths",
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     lengths = [int(n) for n in args.lengths.split(",") if n]

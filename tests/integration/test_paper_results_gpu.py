@@ -1,6 +1,7 @@
 """scripts/paper_results_gpu.py end to end at toy size on the CPU: runs started side by side stop at the
 wall-clock deadline, are tested (induction heads at several lengths) and reported, and OUT holds the
-archives and copies it promises (at most eight files), with our cells beside the paper's."""
+archives and copies it promises (at most eight files), with our cells beside the paper's and the
+checks of Mamba/S6 beside its Table 1 run."""
 
 from __future__ import annotations
 
@@ -45,8 +46,12 @@ def test_paper_results_driver_on_cpu(tmp_path: Path) -> None:
             "8",
             "--max-log2",
             "8",
-            "--only",
-            "table1/mamba_s6,mamba,mha_rope",
+            "--t1-models",
+            "table1/mamba_s6",
+            "--t1-checks",
+            "half_lr",
+            "--ih-models",
+            "mamba,mha_rope",
         ],  # fmt: skip
         cwd=ROOT,
         capture_output=True,
@@ -61,8 +66,11 @@ def test_paper_results_driver_on_cpu(tmp_path: Path) -> None:
         "log.txt",
         "report.tar.gz",
         "runs.tar.gz",
+        "table1_checks.md",
         "table1_short.md",
     ]
+    checks = (out / "table1_checks.md").read_text()
+    assert "| table1/mamba_s6 | - |" in checks and "| checks/half_lr | half the learning rate |" in checks
     table1 = (out / "table1_short.md").read_text()
     assert "](../runs/table1/mamba_s6) / 99.8 |" in table1 and "*missing* / 18.3" in table1
     induction = (out / "induction_heads_short.md").read_text()
@@ -71,5 +79,6 @@ def test_paper_results_driver_on_cpu(tmp_path: Path) -> None:
     with tarfile.open(out / "runs.tar.gz") as tar:
         members = tar.getnames()
     assert "runs/induction_heads/mamba/eval_lengths/summary.json" in members
+    assert "checks/half_lr/summary.json" in members
     assert not any(name.endswith(".ckpt") for name in members)
     assert "length tests 2^6..2^8" in (out / "log.txt").read_text()

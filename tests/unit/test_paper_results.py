@@ -62,7 +62,7 @@ def _tiny_abs_attention_run(
     def load(ckpt, device):
         return network, cfg, None
 
-    def accuracy_at(net, length, vocab, samples, batch, device, seed):
+    def accuracy_at(net, length, vocab, samples, batch, device, seed, precision="auto"):
         calls.append((length, samples, batch))
         return 0.5
 
@@ -128,9 +128,50 @@ def test_the_report_marks_lengths_past_learned_positions_na(tmp_path: Path) -> N
     assert (tmp_path / "report" / "induction_heads_short.png").exists()
 
 
-def test_the_driver_runs_every_row_and_model_with_the_papers_widths(tmp_path: Path) -> None:
+def test_the_driver_runs_the_s6_rows_their_checks_and_mamba_by_default(tmp_path: Path) -> None:
     driver = load_script("paper_results_gpu")
     args = driver.build_parser().parse_args(["--out", str(tmp_path)])
+    assert [j.name for j in driver.table1_jobs(args, tmp_path)] == [
+        "table1/s6_nogate",
+        "table1/h3_s6",
+        "table1/mamba_s6",
+    ]
+    assert [j.name for j in driver.induction_jobs(args, tmp_path)] == ["mamba"]
+    assert "data.batch_size=32" in driver.induction_jobs(args, tmp_path)[0].overrides
+    checks = {j.name: j for j in driver.check_jobs(args, tmp_path / "checks")}
+    assert sorted(checks) == ["check/double_lr", "check/fp32", "check/half_lr"]
+    assert all(f"model={driver.CHECKED_MODEL}" in j.overrides for j in checks.values())
+    assert checks["check/fp32"].overrides[-1] == "trainer.precision=32-true"
+    assert checks["check/half_lr"].overrides[-1] == "optimizer.lr=0.002"  # after the Table 1 LR: it wins
+    assert checks["check/double_lr"].overrides[-1] == "optimizer.lr=0.008"
+    every = driver.build_parser().parse_args(["--out", "x", "--t1-checks", "all"])
+    tiled = next(j for j in driver.check_jobs(every, tmp_path) if j.name == "check/tiled")
+    assert tiled.env == {"MAMBABENCH_SCAN_LAUNCH": "family=tiled"}
+    assert checks["check/fp32"].run_dir == tmp_path / "checks" / "fp32"
+    with pytest.raises(SystemExit, match="--t1-checks: unknown bogus"):
+        driver.check_jobs(driver.build_parser().parse_args(["--out", "x", "--t1-checks", "bogus"]), tmp_path)
+
+
+def test_the_checks_table_lists_accuracy_steps_and_loss_curve(tmp_path: Path) -> None:
+    driver = load_script("paper_results_gpu")
+    args = driver.build_parser().parse_args(["--out", str(tmp_path), "--t1-checks", "fp32,reference"])
+    jobs = [j for j in driver.table1_jobs(args, tmp_path / "runs") if j.name == driver.CHECKED_MODEL]
+    jobs += driver.check_jobs(args, tmp_path / "checks")
+    for job, acc in zip(jobs[:2], (0.141, 0.97)):
+        (job.run_dir / "csv").mkdir(parents=True)
+        (job.run_dir / "summary.json").write_text(json.dumps({"metrics": {"test/accuracy": acc}}))
+        rows = "".join(f"{s},{2.7 - s / 1000:.3f}\n" for s in range(49, 1000, 50))
+        (job.run_dir / "csv" / "metrics.csv").write_text("step,train/loss\n" + rows)
+    driver.write_checks(jobs, tmp_path / "checks.md")
+    md = (tmp_path / "checks.md").read_text()
+    assert "| table1/mamba_s6 | - | 14.1 | 999 | 49: 2.65, 299: 2.40, 549: 2.15, 749: 1.95, 999: 1.70 |" in md
+    assert "| checks/fp32 | bf16 autocast off (fp32 Triton scan) | 97.0 | 999 |" in md
+    assert "| checks/reference | the PyTorch reference scan (no Triton scan) | *missing* | - |  |" in md
+
+
+def test_the_driver_runs_every_row_and_model_with_the_papers_widths(tmp_path: Path) -> None:
+    driver = load_script("paper_results_gpu")
+    args = driver.build_parser().parse_args(["--out", str(tmp_path), "--t1-models", "all", "--ih-models", "all"])
     table1 = driver.table1_jobs(args, tmp_path)
     induction = driver.induction_jobs(args, tmp_path)
     assert [j.name for j in table1] == list(driver.TABLE1_MODELS) and len(table1) == 8
