@@ -441,7 +441,9 @@ def write_report(args: argparse.Namespace, runs: Path, report: Path, log: Log) -
 
 def bundle(out: Path, runs: Path, report: Path, log: Log) -> None:
     """Refresh the archives and copies in OUT (each written beside and renamed, so a kill leaves a whole one)."""
-    checks = runs.parent / "checks"  # the checks of Mamba/S6 travel with the runs (outside the report's reach)
+    checks = (
+        runs.parent / "checks"
+    )  # the checks of Mamba/S6 travel with the runs (outside the report's reach)
     for name, folders in (("report.tar.gz", [report]), ("runs.tar.gz", [runs, checks])):
         folders = [f for f in folders if f.exists()]
         if not folders:

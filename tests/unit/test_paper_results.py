@@ -171,7 +171,9 @@ def test_the_checks_table_lists_accuracy_steps_and_loss_curve(tmp_path: Path) ->
 
 def test_the_driver_runs_every_row_and_model_with_the_papers_widths(tmp_path: Path) -> None:
     driver = load_script("paper_results_gpu")
-    args = driver.build_parser().parse_args(["--out", str(tmp_path), "--t1-models", "all", "--ih-models", "all"])
+    args = driver.build_parser().parse_args(
+        ["--out", str(tmp_path), "--t1-models", "all", "--ih-models", "all"]
+    )
     table1 = driver.table1_jobs(args, tmp_path)
     induction = driver.induction_jobs(args, tmp_path)
     assert [j.name for j in table1] == list(driver.TABLE1_MODELS) and len(table1) == 8
