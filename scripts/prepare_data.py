@@ -14,6 +14,7 @@ from pathlib import Path
 
 from mambabench.data.prepare import great_apes, hg38, icl_tasks, pile, sc09, species, youtubemix
 from mambabench.data.prepare.common import PrepareError
+from mambabench.utils.errors import InputError
 
 ROOT = Path(__file__).resolve().parents[1]
 PREPARERS = {
@@ -60,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         args.deb_dir = str(Path(args.data_dir) / "_packages")
     try:
         out = PREPARERS[args.name].prepare(args)
-    except PrepareError as err:
+    except (PrepareError, InputError) as err:  # a bad file or value given to the preparer
         print(f"error: {err}", file=sys.stderr)
         return 1
     print(f"done: {out}")

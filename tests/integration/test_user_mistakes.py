@@ -57,7 +57,38 @@ MISTAKES = [
         "temperature=hot does not fit: temperature (default 1.0) takes a number",
     ),
     ("generate", ["d_model=3"], "'d_model' is not a key of this config"),
+    # bad data, tokenizer, checkpoint and audio inputs (files made by the `answers` fixture)
+    (
+        "train",
+        ["data=pile", "data.root=empty_corpus", "print_config=false"],
+        "under 'empty_corpus'; prepare a corpus with 'python scripts/prepare_data.py pile'",
+    ),
+    (
+        "train",
+        ["data=pile", "data.root=corpus.jsonl", "data.tokenizer=gpt3", "print_config=false"],
+        "unknown tokenizer 'gpt3' (neither a known name nor an existing file): set data.tokenizer to one of",
+    ),
+    ("train", ["data.batch_size=0", "print_config=false"], "data.batch_size must be >= 1, got 0"),
+    (
+        "train",
+        ["model=pretrained", "model.pretrained=nowhere", "print_config=false"],
+        "'nowhere' is neither a checkpoint folder nor a Hub name",
+    ),
+    (
+        "train",
+        ["data=youtubemix", "data.root=bad_music", "print_config=false"],
+        "cannot read audio file 'bad_music/clip",
+    ),
 ]
+
+
+def _bad_inputs(root: Path) -> None:
+    """An empty corpus folder, a one-line corpus and a music folder of files that are not audio."""
+    (root / "empty_corpus").mkdir()
+    (root / "corpus.jsonl").write_text('{"text": "hello world"}\n')
+    (root / "bad_music").mkdir()
+    for i in range(3):
+        (root / "bad_music" / f"clip{i}.wav").write_text("not audio\n")
 
 
 @pytest.fixture(scope="module")
@@ -65,6 +96,7 @@ def answers(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[dict], Path]
     """All mistakes run in one interpreter from a temporary folder, which is also the project root (where
     outputs/ would go)."""
     root = tmp_path_factory.mktemp("user")
+    _bad_inputs(root)
     cases = [[str(ROOT / "src" / f"{entry}.py"), args] for entry, args, _ in MISTAKES]
     env = {**os.environ, "PROJECT_ROOT": str(root), "HYDRA_FULL_ERROR": "0"}
     proc = subprocess.run(

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from mambabench.data.audio_dsp import log_mel, mu_law_decoding, mu_law_encoding, resample
+from mambabench.utils.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +29,7 @@ SILENCE_TOKEN = MU_LAW_CHANNELS // 2
 MAX_CLIPPED_FRACTION = 0.01
 
 
-class AudioFileError(ValueError):
+class AudioFileError(InputError):
     """An audio file cannot be used; the message names the file and what is wrong with it."""
 
 
@@ -49,7 +50,10 @@ def read_audio(path: Path, sample_rate: int, check_clipping: bool = True, quiet:
     try:
         data, rate = sf.read(str(path), dtype="float32", always_2d=True)
     except Exception as err:  # libsndfile raises LibsndfileError / RuntimeError with its own text
-        raise AudioFileError(f"cannot read audio file '{path}': {err}. Is it a WAV/FLAC/OGG file?") from None
+        raise AudioFileError(
+            f"cannot read audio file '{path}': {str(err).rstrip('.')}; is it a WAV/FLAC/OGG file? "
+            "Replace or delete it"
+        ) from None
     if data.size == 0:
         raise AudioFileError(f"audio file '{path}' is empty (0 samples); delete or replace it")
     wave = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]

@@ -14,6 +14,8 @@ import lightning as L
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
+from mambabench.utils.errors import ConfigError
+
 
 def _rank_and_world() -> tuple[int, int]:
     """This process's rank and the number of processes (0, 1 outside ``torch.distributed``)."""
@@ -49,7 +51,7 @@ class EpochSampler(DistributedSampler):
         if not 0 <= self.rank < self.world_size:
             raise ValueError(f"rank {self.rank} is outside 0..{self.world_size - 1}")
         if num_samples < self.world_size:
-            raise ValueError(
+            raise ConfigError(
                 f"{num_samples} training samples per epoch cannot be shared by {self.world_size} processes; "
                 "raise the samples per epoch (e.g. data.train_batches_per_epoch) or use fewer devices"
             )
@@ -131,7 +133,7 @@ class SequenceDataModule(L.LightningDataModule):
     ) -> None:
         super().__init__()
         if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+            raise ConfigError(f"data.batch_size must be >= 1, got {batch_size}")
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
         self.num_workers = num_workers

@@ -148,7 +148,7 @@ class _StagedDataModule(SequenceDataModule):
     ) -> None:
         super().__init__(batch_size, num_workers, pin_memory, eval_batch_size)
         if seq_len < 2:
-            raise ValueError(f"seq_len must be >= 2, got {seq_len}")
+            raise ConfigError(f"data.seq_len must be >= 2, got {seq_len}")
         self.seq_len = seq_len
         self.stage_for_epoch: StageFn | None = None
 

@@ -26,6 +26,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from mambabench.data.base import ResumableLoader, SequenceDataModule
+from mambabench.utils.errors import ConfigError
 
 FAMILIES = ("linear", "sparse_linear", "noisy_linear", "relu2nn", "tree")
 INPUT_DISTRIBUTIONS = ("gaussian", "skewed", "orthant")
@@ -66,15 +67,15 @@ class FunctionFamily:
 
     def __post_init__(self) -> None:
         if self.name not in FAMILIES:
-            raise ValueError(f"unknown function family {self.name!r}; known: {', '.join(FAMILIES)}")
+            raise ConfigError(f"unknown function family data.family={self.name!r}; known: {', '.join(FAMILIES)}")
         if self.inputs not in INPUT_DISTRIBUTIONS:
-            raise ValueError(
-                f"unknown input distribution {self.inputs!r}; known: {', '.join(INPUT_DISTRIBUTIONS)}"
+            raise ConfigError(
+                f"unknown input distribution data.inputs={self.inputs!r}; known: {', '.join(INPUT_DISTRIBUTIONS)}"
             )
         if self.n_dims < 1:
-            raise ValueError(f"n_dims must be >= 1, got {self.n_dims}")
+            raise ConfigError(f"data.n_dims must be >= 1, got {self.n_dims}")
         if self.name == "sparse_linear" and not 1 <= self.sparsity <= self.n_dims:
-            raise ValueError(f"sparsity={self.sparsity} must lie in 1..n_dims={self.n_dims}")
+            raise ConfigError(f"data.sparsity={self.sparsity} must lie in 1..data.n_dims={self.n_dims}")
 
     @property
     def noise(self) -> float:
@@ -254,7 +255,7 @@ class ICLRegressionDataModule(SequenceDataModule):
         super().__init__(batch_size, num_workers, pin_memory, eval_batch_size)
         self.family = FunctionFamily(family, n_dims, inputs, noise_std, sparsity, hidden_size, tree_depth)
         if n_points < 1:
-            raise ValueError(f"n_points must be >= 1, got {n_points}")
+            raise ConfigError(f"data.n_points must be >= 1, got {n_points}")
         self.n_dims, self.n_points = n_dims, n_points
         self.dims_curriculum = Curriculum(**curriculum_dims) if curriculum_dims else None
         self.points_curriculum = Curriculum(**curriculum_points) if curriculum_points else None
@@ -263,17 +264,17 @@ class ICLRegressionDataModule(SequenceDataModule):
             ("points", self.points_curriculum, n_points),
         ):
             if cur is not None and not 1 <= cur.start <= cur.end <= cap:
-                raise ValueError(
-                    f"curriculum_{name} must satisfy 1 <= start <= end <= {cap} "
+                raise ConfigError(
+                    f"data.curriculum_{name} must satisfy 1 <= start <= end <= {cap} "
                     f"(data.n_{name}), got start={cur.start}, end={cur.end}"
                 )
         if extrapolation_points is not None and extrapolation_points <= n_points:
-            raise ValueError(
-                f"extrapolation_points={extrapolation_points} must exceed n_points={n_points} (or be null)"
+            raise ConfigError(
+                f"data.extrapolation_points={extrapolation_points} must exceed data.n_points={n_points} (or be null)"
             )
         bad = [o for o in ood_inputs if o not in INPUT_DISTRIBUTIONS]
         if bad:
-            raise ValueError(f"ood_inputs {bad} unknown; known: {', '.join(INPUT_DISTRIBUTIONS)}")
+            raise ConfigError(f"data.ood_inputs {bad} unknown; known: {', '.join(INPUT_DISTRIBUTIONS)}")
         self.extrapolation_points = extrapolation_points
         self.ood_inputs = [o for o in ood_inputs if o != inputs]
         self.train_samples = train_batches_per_epoch * batch_size

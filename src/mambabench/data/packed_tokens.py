@@ -34,6 +34,7 @@ import numpy as np
 
 from mambabench.data.text_sources import ReadStats, TextDataError, iter_documents, list_text_files
 from mambabench.data.tokenizers import TextTokenizer, load_text_tokenizer
+from mambabench.utils.errors import ConfigError
 
 SPLITS = ("train", "validation", "test")
 CACHE_FORMAT = 1
@@ -180,8 +181,8 @@ def build_packed_corpus(
     it is missing or stale. ``workers``: tokeniser processes (None: CPU count - 1; 0: in this process)."""
     root = Path(root)
     if not 0 <= val_fraction < 1 or not 0 <= test_fraction < 1 or val_fraction + test_fraction >= 1:
-        raise ValueError(
-            f"val_fraction={val_fraction} and test_fraction={test_fraction} must be in [0, 1) "
+        raise ConfigError(
+            f"data.val_fraction={val_fraction} and data.test_fraction={test_fraction} must be in [0, 1) "
             f"and leave documents for training"
         )
     files = list_text_files(root)

@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from mambabench.data.base import ResumableLoader, SequenceDataModule
 from mambabench.tasks.lm import IGNORE_INDEX
+from mambabench.utils.errors import ConfigError
 
 _SPLIT_SALT = {"train": 0, "val": 1, "test": 2}
 
@@ -112,13 +113,13 @@ class SelectiveCopyingDataModule(SequenceDataModule):
     ) -> None:
         super().__init__(batch_size, num_workers, pin_memory, eval_batch_size)
         if vocab_size < 3:
-            raise ValueError(
-                f"selective copying needs vocab_size >= 3 (noise, marker, data), got {vocab_size}"
+            raise ConfigError(
+                f"selective copying needs data.vocab_size >= 3 (noise, marker, data), got {vocab_size}"
             )
         if num_tokens_memorize < 1 or seq_len < 2 * num_tokens_memorize:
-            raise ValueError(
-                f"seq_len={seq_len} cannot hold {num_tokens_memorize} tokens plus as many markers; "
-                f"use seq_len >= {2 * max(1, num_tokens_memorize)}"
+            raise ConfigError(
+                f"data.seq_len={seq_len} cannot hold {num_tokens_memorize} tokens plus as many markers; "
+                f"use seq_len >= {2 * max(1, num_tokens_memorize)} or a smaller data.num_tokens_memorize"
             )
         self.vocab_size = vocab_size
         self.seq_len = seq_len
@@ -168,9 +169,11 @@ class InductionHeadsDataModule(SequenceDataModule):
         super().__init__(batch_size, num_workers, pin_memory, eval_batch_size)
         lengths = [int(n) for n in test_seq_lens]
         if vocab_size < 3:
-            raise ValueError(f"induction heads needs vocab_size >= 3, got {vocab_size}")
+            raise ConfigError(f"induction heads needs data.vocab_size >= 3, got {vocab_size}")
         if min([train_seq_len, *lengths]) < 4:
-            raise ValueError(f"sequence lengths must be >= 4, got train {train_seq_len}, test {lengths}")
+            raise ConfigError(
+                f"sequence lengths must be >= 4, got data.train_seq_len={train_seq_len}, data.test_seq_lens={lengths}"
+            )
         self.vocab_size = vocab_size
         self.train_seq_len = train_seq_len
         self.eval_lengths = [train_seq_len] + [n for n in lengths if n != train_seq_len]

@@ -26,6 +26,7 @@ from mambabench.data.base import ResumableLoader, SequenceDataModule
 from mambabench.data.packed_tokens import META_FILE, PackedCorpus, build_packed_corpus, corpus_key
 from mambabench.data.text_sources import TextDataError, list_text_files
 from mambabench.data.tokenizers import load_text_tokenizer
+from mambabench.utils.errors import ConfigError
 
 PILE_PREPARE = "python scripts/prepare_data.py pile"
 
@@ -108,7 +109,7 @@ class TextDataModule(SequenceDataModule):
     ) -> None:
         super().__init__(batch_size, num_workers, pin_memory, eval_batch_size)
         if seq_len < 1:
-            raise ValueError(f"data.seq_len must be >= 1, got {seq_len}")
+            raise ConfigError(f"data.seq_len must be >= 1, got {seq_len}")
         self.root = Path(root)
         self.tokenizer_spec = tokenizer
         self.seq_len, self.eval_seq_len = seq_len, eval_seq_len or seq_len

@@ -21,12 +21,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from mambabench.utils.errors import InputError
+
 JSONL_SUFFIXES = (".jsonl", ".jsonl.zst", ".jsonl.gz", ".json.zst")
 TEXT_SUFFIXES = (".txt", ".txt.gz", ".gz")
 ALL_SUFFIXES = JSONL_SUFFIXES + TEXT_SUFFIXES
 
 
-class TextDataError(ValueError):
+class TextDataError(InputError):
     """A corpus file or folder that cannot be read as text; the message names the file and the fix."""
 
 

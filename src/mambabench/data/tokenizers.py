@@ -28,13 +28,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from mambabench.utils.errors import ConfigError, InputError
+
 SPECIAL_TOKENS = ("[CLS]", "[SEP]", "[BOS]", "[MASK]", "[PAD]", "[RESERVED]", "[UNK]")
 CLS_ID, SEP_ID, BOS_ID, MASK_ID, PAD_ID, RESERVED_ID, UNK_ID = range(len(SPECIAL_TOKENS))
 UNKNOWN_POLICIES = ("error", "n")
 _COMPLEMENT = {"A": "T", "C": "G", "G": "C", "T": "A", "N": "N"}
 
 
-class InvalidBaseError(ValueError):
+class InvalidBaseError(InputError):
     """A sequence holds a character outside the tokenizer's alphabet; the message says where and how to fix."""
 
 
@@ -53,11 +55,11 @@ class CharacterTokenizer:
     ) -> None:
         characters = "".join(characters)
         if characters != characters.upper() or len(set(characters)) != len(characters) or not characters:
-            raise ValueError(f"characters must be distinct upper-case letters, got {characters!r}")
+            raise ConfigError(f"characters must be distinct upper-case letters, got {characters!r}")
         if unknown not in UNKNOWN_POLICIES:
-            raise ValueError(f"unknown must be one of {UNKNOWN_POLICIES}, got {unknown!r}")
+            raise ConfigError(f"data.unknown_bases must be one of {UNKNOWN_POLICIES}, got {unknown!r}")
         if unknown == "n" and "N" not in characters:
-            raise ValueError("unknown='n' needs 'N' in the alphabet")
+            raise ConfigError("unknown_bases='n' needs 'N' in the alphabet")
         self.characters = characters
         self.keep_soft_mask = keep_soft_mask
         self.unknown = unknown
@@ -128,7 +130,7 @@ NAMED_TOKENIZERS = {"gpt2": "gpt2.json.gz", "gpt-neox": "gpt-neox-20b.json.gz"}
 BYTES = "bytes"
 
 
-class TokenizerError(ValueError):
+class TokenizerError(InputError):
     """A tokenizer name or file that cannot be used; the message lists what can."""
 
 
@@ -182,9 +184,16 @@ class BPETokenizer:
                     "BPE tokenizers need the 'tokenizers' package: pip install tokenizers"
                 ) from None
             raw = self.path.read_bytes()
-            if raw[:2] == b"\x1f\x8b":
-                raw = gzip.decompress(raw)
-            self._tokenizer = Tokenizer.from_str(raw.decode("utf-8"))
+            try:
+                if raw[:2] == b"\x1f\x8b":
+                    raw = gzip.decompress(raw)
+                self._tokenizer = Tokenizer.from_str(raw.decode("utf-8"))
+            except Exception as err:  # gzip, UTF-8 and the tokenizers library each raise their own type
+                raise TokenizerError(
+                    f"'{self.path}' is not a readable tokenizer.json ({type(err).__name__}: "
+                    f"{(str(err).splitlines() or ['no detail'])[0][:200]}); give data.tokenizer one of "
+                    f"{', '.join([*NAMED_TOKENIZERS, BYTES])} or the path of a Hugging Face tokenizer.json"
+                ) from None
         return self._tokenizer
 
     @property
@@ -222,7 +231,7 @@ def load_text_tokenizer(spec: str) -> TextTokenizer:
         return BPETokenizer(TOKENIZER_FILES / NAMED_TOKENIZERS[spec], name=spec)
     if not Path(spec).exists():
         raise TokenizerError(
-            f"unknown tokenizer {spec!r}: use one of {', '.join([*NAMED_TOKENIZERS, BYTES])} "
-            f"or a path to a tokenizer.json"
+            f"unknown tokenizer {spec!r} (neither a known name nor an existing file): set data.tokenizer to "
+            f"one of {', '.join([*NAMED_TOKENIZERS, BYTES])} or a path to a tokenizer.json"
         )
     return BPETokenizer(spec)

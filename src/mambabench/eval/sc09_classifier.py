@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from mambabench.data.audio import SC09_WORDS, SpokenDigits, sc09_files
 from mambabench.data.audio_dsp import log_mel
+from mambabench.utils.errors import MissingFileError
 
 log = logging.getLogger(__name__)
 
@@ -217,7 +218,7 @@ def load_classifier(path: str | Path, device: str = "cpu") -> DigitResNet:
     """A classifier saved by :func:`train_classifier`, in eval mode."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"SC09 classifier '{path}' does not exist; train it with "
             f"python scripts/train_sc09_classifier.py (it writes {path.name} under the SC09 folder)"
         )

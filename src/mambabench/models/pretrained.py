@@ -25,6 +25,7 @@ from torch import nn
 from mambabench.models.lm import LMHeadModel
 from mambabench.models.mixers.mamba import Mamba
 from mambabench.models.norms import RMSNorm
+from mambabench.utils.errors import InputError
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "pytorch_model.bin"
@@ -60,7 +61,7 @@ _INVERSE = tuple(
 )
 
 
-class CheckpointFormatError(ValueError):
+class CheckpointFormatError(InputError):
     """A checkpoint folder or state dict that does not match the released layout; the message lists why."""
 
 
@@ -111,7 +112,13 @@ def resolve_checkpoint_dir(name_or_dir: str | Path) -> Path:
 
 
 def read_released_config(folder: str | Path) -> dict[str, Any]:
-    config = json.loads((Path(folder) / CONFIG_FILE).read_text())
+    path = Path(folder) / CONFIG_FILE
+    try:
+        config = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CheckpointFormatError(f"'{path}' is not valid JSON ({err}); {FORMAT_HELP}") from None
+    if not isinstance(config, dict):
+        raise CheckpointFormatError(f"'{path}' holds a {type(config).__name__}, not a JSON object; {FORMAT_HELP}")
     missing = [k for k in ("d_model", "n_layer", "vocab_size") if k not in config]
     if missing:
         raise CheckpointFormatError(
@@ -174,6 +181,20 @@ def load_released_state_dict(
     model.load_state_dict(mapped, strict=True)
 
 
+def _read_released_weights(path: Path) -> dict[str, torch.Tensor]:
+    """The state dict in ``pytorch_model.bin``; a truncated or foreign file is named, not a traceback."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # zip, pickle and unpickler errors all mean the file cannot be used
+        raise CheckpointFormatError(
+            f"cannot read the weights '{path}' ({type(err).__name__}: {(str(err).splitlines() or ['no detail'])[0][:200]}); "
+            f"it is truncated, corrupt or not a PyTorch state dict: download it again; {FORMAT_HELP}"
+        ) from None
+    if not isinstance(state, dict):
+        raise CheckpointFormatError(f"'{path}' holds a {type(state).__name__}, not a state dict; {FORMAT_HELP}")
+    return state
+
+
 def load_pretrained(
     pretrained: str, vocab_size: int | None = None, fused_add_norm: bool | None = None, **_: Any
 ) -> LMHeadModel:
@@ -189,7 +210,7 @@ def load_pretrained(
             f"'{folder}'; released Mamba models use the GPT-NeoX tokenizer: set data.tokenizer=gpt-neox"
         )
     model = network_from_released_config(config, fused_add_norm)
-    state = torch.load(folder / WEIGHTS_FILE, map_location="cpu", weights_only=True)
+    state = _read_released_weights(folder / WEIGHTS_FILE)
     load_released_state_dict(model, state, where=f"'{folder / WEIGHTS_FILE}'")
     return model
 

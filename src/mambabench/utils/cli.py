@@ -74,7 +74,7 @@ def _job_mistake(err: BaseException, entry: str) -> str | None:
         return f"python src/{entry}.py needs {key}: add {key}={example} to the command line"
     if isinstance(err, InstantiationException):
         cause = err.__cause__
-        if isinstance(cause, (ConfigError, FileNotFoundError)):
+        if isinstance(cause, (ConfigError, FileNotFoundError, InputError)):
             return str(cause)
         where = re.search(r"full_key: (\S+)", str(err))
         target = re.search(r"call to target '([^']+)'", str(err))

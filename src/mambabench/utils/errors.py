@@ -1,4 +1,10 @@
-"""Errors that name the problem and the fix, raised before any expensive work starts."""
+"""Errors that name the problem and the fix, raised before any expensive work starts.
+
+The command line (:mod:`mambabench.utils.cli`) prints a :class:`ConfigError` or an :class:`InputError`
+(and their subclasses) as one line, ``error: <message>``, without a traceback; every other exception is
+treated as a bug and keeps its traceback. Both are ``ValueError``; :class:`MissingFileError` is also a
+``FileNotFoundError``, so callers that catch either keep working.
+"""
 
 
 class ConfigError(ValueError):
@@ -7,11 +13,16 @@ class ConfigError(ValueError):
 
 class InputError(ValueError):
     """A file or value from the user that cannot be used as it is (a damaged checkpoint, a directory
-    where a file belongs, ...); the message names it and the fix. The command line prints the message
-    alone, without a traceback: subclass it for such errors."""
+    where a file belongs, a corpus line without its text field, an unknown tokenizer name, ...); the
+    message names it and the fix. The command line prints the message alone, without a traceback:
+    subclass it for such errors."""
 
 
-class DataNotFoundError(FileNotFoundError):
+class MissingFileError(InputError, FileNotFoundError):
+    """A file or folder the user named does not exist; the message names the path and how to make it."""
+
+
+class DataNotFoundError(MissingFileError):
     """A dataset file is missing; the message names the path and the command that prepares it."""
 
     def __init__(self, path: str, prepare_command: str) -> None:

@@ -1,0 +1,110 @@
+"""Bad user files and values raise :class:`InputError` (or :class:`ConfigError`), which the command line
+prints as one line without a traceback; the message names the file or key and the fix."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from mambabench.data.audio_io import AudioFileError, read_audio
+from mambabench.data.base import SequenceDataModule
+from mambabench.data.genome import GenomeDataError
+from mambabench.data.text_sources import TextDataError, list_text_files
+from mambabench.data.tokenizers import (
+    CharacterTokenizer,
+    InvalidBaseError,
+    TokenizerError,
+    load_text_tokenizer,
+)
+from mambabench.models.pretrained import CONFIG_FILE, WEIGHTS_FILE, CheckpointFormatError, load_pretrained
+from mambabench.utils.checkpoint import CheckpointError
+from mambabench.utils.cli import _job_mistake
+from mambabench.utils.errors import ConfigError, DataNotFoundError, InputError, MissingFileError
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        AudioFileError,
+        TextDataError,
+        TokenizerError,
+        InvalidBaseError,
+        CheckpointFormatError,
+        GenomeDataError,
+        CheckpointError,
+        MissingFileError,
+    ],
+)
+def test_every_input_error_family_is_an_input_error(error: type[Exception]) -> None:
+    assert issubclass(error, InputError) and issubclass(error, ValueError)
+    assert _job_mistake(error("the file 'x' is bad; fix it"), "train") == "the file 'x' is bad; fix it"
+
+
+def test_missing_files_stay_file_not_found_errors() -> None:
+    missing = DataNotFoundError("data/x.fa", "python scripts/prepare_data.py hg38")
+    assert isinstance(missing, FileNotFoundError) and isinstance(missing, InputError)
+    assert (
+        str(missing)
+        == "data file 'data/x.fa' does not exist; prepare it with: python scripts/prepare_data.py hg38"
+    )
+    assert issubclass(MissingFileError, FileNotFoundError)
+
+
+def test_text_corpus_errors(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="text corpus '.*nowhere' does not exist; prepare one with"):
+        list_text_files(tmp_path / "nowhere")
+    with pytest.raises(InputError, match="no text files .* under '.*'; prepare a corpus"):
+        list_text_files(tmp_path)
+
+
+def test_tokenizer_errors_name_the_choices(tmp_path: Path) -> None:
+    with pytest.raises(
+        InputError, match="unknown tokenizer 'gpt3' .*: set data.tokenizer to one of gpt2, gpt-neox"
+    ):
+        load_text_tokenizer("gpt3")
+    broken = tmp_path / "tokenizer.json"
+    broken.write_text("{not json")
+    with pytest.raises(
+        InputError, match="'.*tokenizer.json' is not a readable tokenizer.json .*give data.tokenizer"
+    ):
+        _ = load_text_tokenizer(str(broken)).vocab_size
+    with pytest.raises(ConfigError, match="data.unknown_bases must be one of"):
+        CharacterTokenizer(unknown="skip")
+    with pytest.raises(InputError, match="chr1:0-4 has 1 character"):
+        CharacterTokenizer().encode("ACXT", where="chr1:0-4")
+
+
+def test_unreadable_audio_file(tmp_path: Path) -> None:
+    fake = tmp_path / "clip.wav"
+    fake.write_text("not audio")
+    with pytest.raises(
+        InputError, match="cannot read audio file '.*clip.wav': .*; is it a WAV/FLAC/OGG file"
+    ):
+        read_audio(fake, 16000)
+
+
+def test_bad_sizes_are_config_errors() -> None:
+    with pytest.raises(ConfigError, match="data.batch_size must be >= 1, got 0"):
+        SequenceDataModule(batch_size=0)
+
+
+def _released_folder(tmp_path: Path) -> Path:
+    folder = tmp_path / "mamba-tiny"
+    folder.mkdir()
+    (folder / CONFIG_FILE).write_text(json.dumps({"d_model": 8, "n_layer": 1, "vocab_size": 16}))
+    (folder / WEIGHTS_FILE).write_bytes(b"PK\x03\x04 truncated")
+    return folder
+
+
+def test_released_checkpoint_with_broken_files(tmp_path: Path) -> None:
+    folder = _released_folder(tmp_path)
+    with pytest.raises(InputError, match="cannot read the weights '.*pytorch_model.bin' .*download it again"):
+        load_pretrained(str(folder))
+    (folder / CONFIG_FILE).write_text("{'d_model': 8")
+    with pytest.raises(InputError, match="'.*config.json' is not valid JSON"):
+        load_pretrained(str(folder))
+    (folder / CONFIG_FILE).write_text("[1, 2]")
+    with pytest.raises(InputError, match="holds a list, not a JSON object"):
+        load_pretrained(str(folder))
