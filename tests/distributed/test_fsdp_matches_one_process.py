@@ -100,12 +100,14 @@ def test_optimizer_groups_and_flops_follow_the_built_shape_of_flattened_paramete
 
     from mambabench.models.flops import forward_flops_per_token
     from mambabench.tasks.optim import build_param_groups
+    from mambabench.utils.built_shapes import built_shape, record_built_shapes
 
     layer = nn.Linear(4, 3)
+    record_built_shapes(layer)
     for param in layer.parameters():
-        param._built_shape = tuple(param.shape)
         param.data = param.data.flatten()  # what a sharded FSDP parameter looks like
     groups = {g["group_name"]: g["params"] for g in build_param_groups(layer, 0.1)}
     assert groups["decay"] == [layer.weight] and groups["no_decay"] == [layer.bias]
+    assert built_shape(layer.weight) == (3, 4) and built_shape(nn.Linear(2, 5).weight) == (5, 2)
     layer.weight.data = layer.weight.data[:5]  # this rank's shard
     assert forward_flops_per_token(layer, seq_len=8) == 2 * 4 * 3

@@ -18,6 +18,8 @@ import math
 import torch
 from torch import nn
 
+from mambabench.utils.built_shapes import built_shape
+
 #: dense bf16 peak FLOP/s by device name fragment (without sparsity)
 PEAK_BF16_FLOPS = {
     "H200": 989e12,
@@ -31,7 +33,7 @@ PEAK_BF16_FLOPS = {
 
 def _weight_flops(network: nn.Module) -> int:
     """2 x the weights used per token (linear and conv layers, including a tied head once). A weight's
-    size is that of its shape as built (``_built_shape``, where the task recorded it): under FSDP each
+    size is that of its shape as built (:func:`~mambabench.utils.built_shapes.built_shape`): under FSDP each
     rank holds a flat shard only."""
     total, seen = 0, set()
     for module in network.modules():
@@ -40,7 +42,7 @@ def _weight_flops(network: nn.Module) -> int:
             if id(weight) in seen:
                 continue
             seen.add(id(weight))
-            total += 2 * math.prod(getattr(weight, "_built_shape", weight.shape))
+            total += 2 * math.prod(built_shape(weight))
     return total
 
 

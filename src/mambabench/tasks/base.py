@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
 from mambabench.tasks.optim import build_param_groups
+from mambabench.utils.built_shapes import record_built_shapes
 from mambabench.utils.checkpoint import CheckpointError, state_dict_mismatch
 
 
@@ -59,10 +60,9 @@ class SequenceTask(L.LightningModule):
 
     def configure_model(self) -> None:
         """Runs before the strategy wraps the model: records each parameter's built shape
-        (``_built_shape``, read by the optimizer groups and the FLOP count: FSDP flattens and shards
-        the parameters), then compiles the network if asked."""
-        for param in self.parameters():
-            param._built_shape = tuple(param.shape)
+        (:mod:`mambabench.utils.built_shapes`, read by the optimizer groups and the FLOP count: FSDP
+        flattens and shards the parameters), then compiles the network if asked."""
+        record_built_shapes(self)
         if self.compile_network and not isinstance(self.network, torch._dynamo.eval_frame.OptimizedModule):
             self.network = torch.compile(self.network)
 

@@ -3,7 +3,8 @@
 - ``p._no_weight_decay = True`` (Mamba's A_log and D): no weight decay.
 - ``p._optim = {"lr": ..., "weight_decay": ...}`` (s4's SSM parameters): a group of its own with those settings.
 - Biases and other 1-D parameters (norm weights, skip vectors): no weight decay. "1-D" is the shape the
-  parameter was built with (``p._built_shape``, recorded by the task before a strategy wraps the model):
+  parameter was built with (:func:`~mambabench.utils.built_shapes.built_shape`, recorded by the task before
+  a strategy wraps the model):
   FSDP hands the optimizer flat 1-D shards of every parameter.
 """
 
@@ -12,6 +13,8 @@ from __future__ import annotations
 from typing import Any
 
 from torch import nn
+
+from mambabench.utils.built_shapes import built_shape
 
 
 def build_param_groups(module: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -25,9 +28,7 @@ def build_param_groups(module: nn.Module, weight_decay: float) -> list[dict[str,
         hook = getattr(param, "_optim", None)
         if hook:
             special.setdefault(tuple(sorted(hook.items())), []).append(param)
-        elif (
-            getattr(param, "_no_weight_decay", False) or len(getattr(param, "_built_shape", param.shape)) < 2
-        ):
+        elif getattr(param, "_no_weight_decay", False) or len(built_shape(param)) < 2:
             no_decay.append(param)
         else:
             decay.append(param)
