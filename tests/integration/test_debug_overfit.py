@@ -3,6 +3,8 @@ training data on the fly, whose training loader Lightning rebuilds with its own 
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 from lightning.pytorch.utilities.data import _update_dataloader
@@ -56,9 +58,14 @@ def test_debug_overfit_trains_on_generated_data(make_config, overrides) -> None:
             "data.batch_size=4",
             "model.d_model=16",
             "model.n_layer=1",
-            "test=false",
             "logger=csv",
         ]
     )
-    metrics = train(cfg)
+    assert cfg.test is False and cfg.trainer.log_every_n_steps == 1
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        metrics = train(cfg)
     assert torch.isfinite(torch.tensor(metrics["val/loss"]))
+    assert not [k for k in metrics if k.startswith("test/")], "debug=overfit skips the held-out test"
+    said = [str(w.message) for w in caught]
+    assert not [m for m in said if "shuffling" in m or "logging interval" in m], said

@@ -7,6 +7,7 @@ configs stay independent of data. Incompatible pairs fail here, before training 
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.loggers import Logger
+from lightning.pytorch.utilities import rank_zero_info
 from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import nn
 
@@ -178,7 +180,22 @@ def build_trainer(cfg: DictConfig, callbacks: list[L.Callback], loggers: list[Lo
     os.makedirs(cfg.paths.output_dir, exist_ok=True)
     if not loggers:  # the LR monitor refuses to run without a logger (s4 drops it the same way)
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
-    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **extra)
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **extra)
+    if trainer.overfit_batches:
+        _explain_overfit(trainer.overfit_batches)
+    return trainer
+
+
+def _explain_overfit(batches: int | float) -> None:
+    """Say what ``trainer.overfit_batches`` does, in place of Lightning's warning that "shuffling" is turned
+    off: our training loaders do not shuffle, they draw fresh samples each epoch, and Lightning swaps their
+    sampler for a sequential one (the same first batches every epoch), which is what overfitting wants."""
+    warnings.filterwarnings("ignore", message="You requested to overfit but enabled train dataloader shuffling")
+    share = f"{batches:.0%} of the" if isinstance(batches, float) and batches < 1 else f"{int(batches)}"
+    rank_zero_info(
+        f"overfit_batches={batches}: every epoch trains on the same first {share} training batch(es), in "
+        f"order; validation uses the first {share} batch(es) of each validation set"
+    )
 
 
 def count_parameters(module: nn.Module) -> dict[str, int]:

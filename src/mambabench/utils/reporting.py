@@ -52,11 +52,14 @@ def print_config(cfg: DictConfig) -> None:
 
 
 def print_metrics(metrics: dict[str, float], output_dir: Path, wall_time_s: float) -> None:
-    """A table of the final val/test metrics and the run directory (on one line, whatever its length)."""
+    """A table of the final val/test metrics (the last training step's when the run had neither, as in
+    ``debug=overfit``) and the run directory (on one line, whatever its length)."""
     table = Table(title="final metrics")
     table.add_column("metric")
     table.add_column("value", justify="right")
-    names = sorted(k for k in metrics if k.startswith(("val/", "test/")))
+    names = sorted(k for k in metrics if k.startswith(("val/", "test/"))) or sorted(
+        k for k in metrics if k.startswith("train/")
+    )
     for name in names:
         table.add_row(name, f"{metrics[name]:.4f}")
     console = get_console()
