@@ -27,6 +27,7 @@ def test_run_directory_contents(make_config) -> None:
     summary = json.loads((run / "summary.json").read_text())
     assert summary["global_step"] == 6 and summary["params"]["total"] > 0
     assert summary["tokens_per_s"] > 0 and summary["wall_time_s"] > 0
+    assert summary["tokens_per_s_wall"] > 0 and summary["train_step_time_s"] > 0
     assert summary["choices"]["model"] == "mamba" and summary["choices"]["data"] == "selective_copying"
     assert {"test/loss", "test/accuracy", "test/perplexity", "test/bits_per_token", "val/loss"} <= set(
         metrics

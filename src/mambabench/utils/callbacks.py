@@ -26,16 +26,40 @@ def _batch_tokens(batch: dict[str, Any]) -> int:
 
 
 class TokensPerSecond(L.Callback):
-    """Logs ``trainer/tokens_per_sec`` (input tokens of training batches per wall-clock second)
-    and keeps the run totals for the summary."""
+    """Training throughput: input tokens of training batches per second of training-step time.
 
-    def __init__(self, log_every_n_steps: int = 50) -> None:
+    A step's time runs from ``on_train_batch_start`` to ``on_train_batch_end`` (forward, backward and
+    optimizer step; on CUDA up to a synchronize), so validation, checkpoint writes and waiting for data
+    are left out. The first ``warmup_steps`` steps of every fit (Triton compilation and autotuning,
+    ``torch.compile``, allocator growth) are timed but kept out of the rate, as they would otherwise
+    dominate short runs. Logs ``trainer/tokens_per_sec`` over windows of ``log_every_n_steps`` steps;
+    the run's figures (:attr:`tokens_per_sec`, :attr:`tokens_per_sec_wall`) go to ``summary.json``.
+    """
+
+    def __init__(self, log_every_n_steps: int = 50, warmup_steps: int = 2) -> None:
+        if warmup_steps < 0:
+            raise ValueError(f"callbacks.tokens_per_sec.warmup_steps must be >= 0, got {warmup_steps}")
         self.log_every_n_steps = log_every_n_steps
-        self.train_time = 0.0
+        self.warmup_steps = warmup_steps
+        self.train_time = 0.0  # every training step of this process, warm-up included
         self.train_tokens = 0
+        self.measured_time = 0.0  # the steps after each fit's warm-up: the throughput's basis
+        self.measured_tokens = 0
+        self.fit_time = 0.0  # wall clock from the start to the end of training
+        self._steps_this_fit = 0
         self._window_tokens = 0
         self._window_time = 0.0
         self._t0: float | None = None
+        self._fit_t0: float | None = None
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._steps_this_fit = 0
+        self._fit_t0 = time.perf_counter()
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._fit_t0 is not None:
+            self.fit_time += time.perf_counter() - self._fit_t0
+            self._fit_t0 = None
 
     def on_train_batch_start(
         self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
@@ -50,9 +74,15 @@ class TokensPerSecond(L.Callback):
         if torch.cuda.is_available() and pl_module.device.type == "cuda":
             torch.cuda.synchronize(pl_module.device)
         elapsed = time.perf_counter() - self._t0
+        self._t0 = None
         tokens = _batch_tokens(batch) * trainer.world_size
         self.train_time += elapsed
         self.train_tokens += tokens
+        self._steps_this_fit += 1
+        if self._steps_this_fit <= self.warmup_steps:
+            return
+        self.measured_time += elapsed
+        self.measured_tokens += tokens
         self._window_time += elapsed
         self._window_tokens += tokens
         if (batch_idx + 1) % self.log_every_n_steps == 0 and self._window_time > 0:
@@ -66,7 +96,16 @@ class TokensPerSecond(L.Callback):
 
     @property
     def tokens_per_sec(self) -> float:
+        """Tokens per second of training-step time after warm-up (all steps if the run was shorter)."""
+        if self.measured_time > 0:
+            return self.measured_tokens / self.measured_time
         return self.train_tokens / self.train_time if self.train_time > 0 else 0.0
+
+    @property
+    def tokens_per_sec_wall(self) -> float:
+        """All training tokens per second of wall clock from the start to the end of training: warm-up,
+        validation, checkpoints and data loading included."""
+        return self.train_tokens / self.fit_time if self.fit_time > 0 else 0.0
 
 
 class NonFiniteLossGuard(L.Callback):

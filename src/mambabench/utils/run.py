@@ -148,7 +148,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
         "metrics": metrics,
         "wall_time_s": round(wall, 2),
         "train_tokens": throughput.train_tokens if throughput else None,
+        # training steps only, after warm-up (what trainer/tokens_per_sec logs); the second figure is over
+        # the wall clock of training, validation and checkpoints included
         "tokens_per_s": round(throughput.tokens_per_sec, 1) if throughput else None,
+        "tokens_per_s_wall": round(throughput.tokens_per_sec_wall, 1) if throughput else None,
+        "train_step_time_s": round(throughput.train_time, 2) if throughput else None,
         "best_ckpt": getattr(checkpoint, "best_model_path", None) or None,
         "last_ckpt": str(output_dir / LAST_CKPT) if (output_dir / LAST_CKPT).exists() else None,
     }
