@@ -108,3 +108,23 @@ def test_released_checkpoint_with_broken_files(tmp_path: Path) -> None:
     (folder / CONFIG_FILE).write_text("[1, 2]")
     with pytest.raises(InputError, match="holds a list, not a JSON object"):
         load_pretrained(str(folder))
+
+
+def test_an_input_error_from_a_loader_worker_prints_its_own_message() -> None:
+    """PyTorch re-raises a worker's error with the worker's traceback in front; the line keeps the message."""
+    import torch
+    from torch.utils.data import DataLoader, Dataset
+
+    class _BadBases(Dataset):
+        def __len__(self) -> int:
+            return 2
+
+        def __getitem__(self, index: int) -> torch.Tensor:
+            return CharacterTokenizer().encode("ACXT", where=f"window {index}")
+
+    with pytest.raises(InvalidBaseError) as info:
+        next(iter(DataLoader(_BadBases(), batch_size=1, num_workers=1)))
+    assert "Original Traceback" in str(info.value)
+    said = _job_mistake(info.value, "train")
+    assert said is not None and said.startswith("window 0 has 1 character(s) outside the alphabet")
+    assert "Traceback" not in said

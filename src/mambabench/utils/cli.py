@@ -64,10 +64,20 @@ def _say(message: str) -> None:
 # ---------------------------------------------------------------- mistakes found inside the job
 
 
+def _without_worker_traceback(text: str) -> str:
+    """The message of an error that a DataLoader worker raised: PyTorch re-raises it in the main process
+    with the worker's traceback in front ("Caught X in DataLoader worker process 0. Original Traceback
+    ...  X: <message>"); the user needs only the message."""
+    if "in DataLoader worker process" not in text or "Original Traceback" not in text:
+        return text
+    last = text.rstrip().splitlines()[-1]
+    return last.split(": ", 1)[1] if ": " in last else last
+
+
 def _job_mistake(err: BaseException, entry: str) -> str | None:
     """The one-line explanation of an error raised while a job ran, or None for a bug."""
     if isinstance(err, (ConfigError, DataNotFoundError, FileNotFoundError, InputError)):
-        return str(err)
+        return _without_worker_traceback(str(err))
     if isinstance(err, MissingMandatoryValue):
         key = getattr(err, "full_key", None) or "?"
         example = _EXAMPLE_VALUES.get(key, "...")
