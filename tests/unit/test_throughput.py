@@ -84,3 +84,26 @@ def test_each_fit_warms_up_again_and_short_runs_still_get_a_rate(clock: _Clock) 
 def test_negative_warm_up_is_refused() -> None:
     with pytest.raises(ValueError, match="warmup_steps must be >= 0"):
         TokensPerSecond(warmup_steps=-1)
+
+
+def test_logged_mfu_counts_training_steps_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mambabench.tasks import lm as lm_module
+    from mambabench.tasks.lm import LanguageModelingTask
+
+    fake = _Clock()
+    monkeypatch.setattr(lm_module.time, "perf_counter", fake)
+    task = LanguageModelingTask(
+        torch.nn.Linear(2, 2), torch.optim.SGD, peak_flops=1e6, log_throughput_every=2
+    )
+    task._trainer = SimpleNamespace(world_size=1)
+    task.flops_per_token = 1000
+    logged: list[tuple[str, float]] = []
+    monkeypatch.setattr(task, "log", lambda name, value, **_: logged.append((name, value)))
+    batch = {"input_ids": torch.zeros(4, 8, dtype=torch.long)}  # 32 tokens
+    for index in range(4):
+        task.on_train_batch_start(batch, index)
+        fake.now += 0.5  # the step
+        task.on_train_batch_end(None, batch, index)
+        fake.now += 10.0  # validation between the steps: not training time
+    # each window: 64 tokens in 1 s of steps -> 64 tokens/s x 1000 FLOPs / 1e6 FLOP/s
+    assert logged == [("trainer/mfu", pytest.approx(0.064)), ("trainer/mfu", pytest.approx(0.064))]

@@ -76,7 +76,8 @@ class LanguageModelingTask(SequenceTask):
         self.peak_flops = peak_flops
         self.log_throughput_every = log_throughput_every
         self.flops_per_token: int | None = None
-        self._window: tuple[float, int] | None = None
+        self._step_start: float | None = None
+        self._window_time, self._window_tokens = 0.0, 0  # training-step time and tokens since the last log
 
     def forward(self, input_ids: Tensor) -> Tensor:
         return self.network(input_ids)
@@ -106,25 +107,30 @@ class LanguageModelingTask(SequenceTask):
                 warn_if_logits_outgrow_memory(int(batch["input_ids"].numel()), int(head.shape[0]))
             self.flops_per_token = training_flops_per_token(self.network, int(batch["input_ids"].shape[-1]))
             self.peak_flops = self.peak_flops or peak_flops(self.device)
-        if self._window is None:
-            self._window = (time.perf_counter(), 0)
+        self._step_start = time.perf_counter()
 
     def on_train_batch_end(self, outputs: Any, batch: dict[str, Tensor], batch_idx: int) -> None:
-        start, tokens = self._window
-        tokens += int(batch["input_ids"].numel()) * self.trainer.world_size
-        self._window = (start, tokens)
-        if (batch_idx + 1) % self.log_throughput_every:
+        """MFU over the training steps of the window only (validation and data loading between the steps
+        left out, as in ``trainer/tokens_per_sec``)."""
+        if self._step_start is None:
+            return
+        log_now = (batch_idx + 1) % self.log_throughput_every == 0
+        if log_now and self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)  # the window's queued kernels count towards its time
+        self._window_time += time.perf_counter() - self._step_start
+        self._window_tokens += int(batch["input_ids"].numel()) * self.trainer.world_size
+        self._step_start = None
+        if not log_now:
             return
         if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
             self.log(
                 "trainer/peak_memory_gb", torch.cuda.max_memory_allocated(self.device) / 2**30, on_step=True
             )
-        elapsed = time.perf_counter() - start
-        if self.peak_flops and elapsed > 0:
-            mfu = self.flops_per_token * tokens / elapsed / (self.peak_flops * self.trainer.world_size)
+        if self.peak_flops and self._window_time > 0:
+            tokens_per_s = self._window_tokens / self._window_time
+            mfu = self.flops_per_token * tokens_per_s / (self.peak_flops * self.trainer.world_size)
             self.log("trainer/mfu", mfu, on_step=True)
-        self._window = None
+        self._window_time, self._window_tokens = 0.0, 0
 
     def derived_metrics(self, means: dict[str, Tensor]) -> dict[str, Tensor]:
         if "loss" not in means:
