@@ -67,7 +67,9 @@ class FunctionFamily:
 
     def __post_init__(self) -> None:
         if self.name not in FAMILIES:
-            raise ConfigError(f"unknown function family data.family={self.name!r}; known: {', '.join(FAMILIES)}")
+            raise ConfigError(
+                f"unknown function family data.family={self.name!r}; known: {', '.join(FAMILIES)}"
+            )
         if self.inputs not in INPUT_DISTRIBUTIONS:
             raise ConfigError(
                 f"unknown input distribution data.inputs={self.inputs!r}; known: {', '.join(INPUT_DISTRIBUTIONS)}"

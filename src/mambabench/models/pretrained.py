@@ -118,7 +118,9 @@ def read_released_config(folder: str | Path) -> dict[str, Any]:
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise CheckpointFormatError(f"'{path}' is not valid JSON ({err}); {FORMAT_HELP}") from None
     if not isinstance(config, dict):
-        raise CheckpointFormatError(f"'{path}' holds a {type(config).__name__}, not a JSON object; {FORMAT_HELP}")
+        raise CheckpointFormatError(
+            f"'{path}' holds a {type(config).__name__}, not a JSON object; {FORMAT_HELP}"
+        )
     missing = [k for k in ("d_model", "n_layer", "vocab_size") if k not in config]
     if missing:
         raise CheckpointFormatError(
@@ -191,7 +193,9 @@ def _read_released_weights(path: Path) -> dict[str, torch.Tensor]:
             f"it is truncated, corrupt or not a PyTorch state dict: download it again; {FORMAT_HELP}"
         ) from None
     if not isinstance(state, dict):
-        raise CheckpointFormatError(f"'{path}' holds a {type(state).__name__}, not a state dict; {FORMAT_HELP}")
+        raise CheckpointFormatError(
+            f"'{path}' holds a {type(state).__name__}, not a state dict; {FORMAT_HELP}"
+        )
     return state
 
 

@@ -190,7 +190,9 @@ def _explain_overfit(batches: int | float) -> None:
     """Say what ``trainer.overfit_batches`` does, in place of Lightning's warning that "shuffling" is turned
     off: our training loaders do not shuffle, they draw fresh samples each epoch, and Lightning swaps their
     sampler for a sequential one (the same first batches every epoch), which is what overfitting wants."""
-    warnings.filterwarnings("ignore", message="You requested to overfit but enabled train dataloader shuffling")
+    warnings.filterwarnings(
+        "ignore", message="You requested to overfit but enabled train dataloader shuffling"
+    )
     share = f"{batches:.0%} of the" if isinstance(batches, float) and batches < 1 else f"{int(batches)}"
     rank_zero_info(
         f"overfit_batches={batches}: every epoch trains on the same first {share} training batch(es), in "
