@@ -128,3 +128,22 @@ def test_an_input_error_from_a_loader_worker_prints_its_own_message() -> None:
     said = _job_mistake(info.value, "train")
     assert said is not None and said.startswith("window 0 has 1 character(s) outside the alphabet")
     assert "Traceback" not in said
+
+
+def test_a_damaged_token_cache_is_named(tmp_path: Path) -> None:
+    from mambabench.data.packed_tokens import META_FILE, PackedCorpus, build_packed_corpus
+
+    (tmp_path / "corpus").mkdir()
+    (tmp_path / "corpus" / "a.jsonl").write_text(
+        "".join(json.dumps({"text": f"document number {i}"}) + "\n" for i in range(40))
+    )
+    corpus = build_packed_corpus(
+        tmp_path / "corpus", "bytes", tmp_path / "cache", val_fraction=0.2, workers=0, progress=False
+    )
+    assert PackedCorpus.open(corpus.folder).num_tokens("train") > 0
+    (corpus.folder / "validation.bin").unlink()
+    with pytest.raises(InputError, match="token cache '.*' lacks validation.bin; copy the whole folder"):
+        PackedCorpus.open(corpus.folder)
+    (corpus.folder / META_FILE).write_text('{"splits": ')
+    with pytest.raises(InputError, match=f"token cache '.*' has a damaged {META_FILE} .*delete the folder"):
+        PackedCorpus.open(corpus.folder)

@@ -116,7 +116,23 @@ class PackedCorpus:
         meta_path = folder / META_FILE
         if not meta_path.exists():
             raise TextDataError(f"'{folder}' is not a finished token cache (no {META_FILE}); rebuild it")
-        return cls(folder, json.loads(meta_path.read_text()))
+        try:
+            meta = json.loads(meta_path.read_text())
+            splits = {split: int(meta["splits"][split]["tokens"]) for split in SPLITS}
+            if int(meta["vocab_size"]) < 1 or np.dtype(meta["dtype"]).kind != "u":
+                raise ValueError(f"vocab_size {meta['vocab_size']}, dtype {meta['dtype']}")
+        except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+            raise TextDataError(
+                f"token cache '{folder}' has a damaged {META_FILE} ({type(err).__name__}: {err}); delete the "
+                f"folder, and point data.root at the text corpus to tokenise it again"
+            ) from None
+        missing = [f"{s}.bin" for s, n in splits.items() if n and not (folder / f"{s}.bin").is_file()]
+        if missing:
+            raise TextDataError(
+                f"token cache '{folder}' lacks {', '.join(missing)}; copy the whole folder, or delete it and "
+                f"point data.root at the text corpus to tokenise it again"
+            )
+        return cls(folder, meta)
 
     @property
     def vocab_size(self) -> int:
