@@ -55,11 +55,11 @@ class CharacterTokenizer:
     ) -> None:
         characters = "".join(characters)
         if characters != characters.upper() or len(set(characters)) != len(characters) or not characters:
-            raise ConfigError(f"characters must be distinct upper-case letters, got {characters!r}")
+            raise ValueError(f"characters must be distinct upper-case letters, got {characters!r}")
         if unknown not in UNKNOWN_POLICIES:
             raise ConfigError(f"data.unknown_bases must be one of {UNKNOWN_POLICIES}, got {unknown!r}")
         if unknown == "n" and "N" not in characters:
-            raise ConfigError("unknown_bases='n' needs 'N' in the alphabet")
+            raise ValueError("unknown='n' needs 'N' in the alphabet")
         self.characters = characters
         self.keep_soft_mask = keep_soft_mask
         self.unknown = unknown
