@@ -1,4 +1,4 @@
-"""Errors that name the problem and the fix, raised before any expensive work starts.
+"""Errors that name the problem and the fix, raised as early as the problem can be seen.
 
 The command line (:mod:`mambabench.utils.cli`) prints a :class:`ConfigError` or an :class:`InputError`
 (and their subclasses) as one line, ``error: <message>``, without a traceback; every other exception is
