@@ -47,12 +47,17 @@ def test_induction_heads_parameter_counts(make_config, model) -> None:
 
 def test_sinusoidal_positions_follow_the_transformer_formula() -> None:
     positions = torch.tensor([0, 1, 7, 4096, 2**20])
-    table = SinusoidalPositions(8)(positions)
+    table = SinusoidalPositions(8, std=1 / 2**0.5)(positions)  # amplitude 1
     i = torch.arange(4, dtype=torch.float64)
     angles = positions.double()[:, None] / 10000.0 ** (2 * i / 8)
     assert table.dtype == torch.float32 and table.shape == (5, 8)
     torch.testing.assert_close(table[:, 0::2], angles.sin().float(), atol=1e-6, rtol=0)
     torch.testing.assert_close(table[:, 1::2], angles.cos().float(), atol=1e-6, rtol=0)
+
+
+def test_sinusoidal_positions_start_at_the_embeddings_scale() -> None:
+    table = SinusoidalPositions(128, std=0.02)(torch.arange(4096))
+    assert abs(table.std().item() - 0.02) < 1e-3
 
 
 def _mha_abs(d_model: int = 16) -> LMHeadModel:

@@ -88,6 +88,7 @@ class LMBackbone(nn.Module):
         fused_add_norm: bool = False,
         gradient_checkpointing: bool = False,
         sinusoidal_positions: bool = False,
+        initializer_range: float = 0.02,
     ) -> None:
         super().__init__()
         if max_seq_len and sinusoidal_positions:
@@ -108,7 +109,9 @@ class LMBackbone(nn.Module):
         # learned absolute positions (GPT-3 / MHA-Abs) only when max_seq_len is given
         self.position_embedding = nn.Embedding(max_seq_len, d_model) if max_seq_len else None
         # fixed sinusoidal absolute positions for any length (MHA-Abs), no parameters
-        self.sinusoidal_positions = SinusoidalPositions(d_model) if sinusoidal_positions else None
+        self.sinusoidal_positions = (
+            SinusoidalPositions(d_model, std=initializer_range) if sinusoidal_positions else None
+        )
         self.layers = nn.ModuleList(
             Block(
                 d_model,
@@ -198,7 +201,8 @@ class LMHeadModel(nn.Module):
         gradient_checkpointing: in training, keep only each block's input and recompute the block in the
             backward pass (activation memory ~ one block instead of all; about a third more compute).
         sinusoidal_positions: add the fixed sinusoidal absolute positions of arXiv:1706.03762 to the
-            token embeddings (MHA-Abs): no parameters, any length; excludes ``max_seq_len``.
+            token embeddings (MHA-Abs): no parameters, any length; excludes ``max_seq_len``. Scaled
+            to the embeddings' init (each coordinate's std = ``initializer_range``).
     """
 
     def __init__(
@@ -251,6 +255,7 @@ class LMHeadModel(nn.Module):
             fused_add_norm,
             gradient_checkpointing,
             sinusoidal_positions,
+            initializer_range,
         )
         self.lm_head = nn.Linear(d_model, padded, bias=False)
         init_residual_network(self, n_layer, initializer_range, has_mlp=mlp is not None)

@@ -13,22 +13,30 @@ from torch import Tensor, nn
 
 
 class SinusoidalPositions(nn.Module):
-    """PE(pos, 2i) = sin(pos / base^(2i/d)), PE(pos, 2i+1) = cos(pos / base^(2i/d)).
+    """PE(pos, 2i) = a sin(pos / base^(2i/d)), PE(pos, 2i+1) = a cos(pos / base^(2i/d)), a = std sqrt(2).
 
     No parameters and no table: :meth:`forward` computes the rows asked for, with the angles in float64
     so that positions up to 2^20 and beyond keep their phase (fp32 angles would be off by ~0.06 rad
     at position 10^6).
 
+    The sinusoids are scaled so that each coordinate has standard deviation ``std`` over positions
+    (amplitude std * sqrt(2)), the scale of the token embeddings they are added to, as a learned table
+    initialised like the embeddings would start. The original Transformer instead multiplies its
+    token embeddings by sqrt(D); with the N(0, 0.02) embeddings used here (GPT-2 initialisation), unit
+    sinusoids would outweigh the tokens about 35 to 1, which stalls learning (docs/models.md).
+
     Args:
         d_model: width D of the embedding (even).
+        std: standard deviation of each coordinate over positions (the token embeddings' init std).
         base: the wavelength base (10000 in the original Transformer).
     """
 
-    def __init__(self, d_model: int, base: float = 10000.0) -> None:
+    def __init__(self, d_model: int, std: float = 0.02, base: float = 10000.0) -> None:
         super().__init__()
         if d_model % 2:
             raise ValueError(f"sinusoidal positions need an even d_model, got {d_model}")
         self.d_model = d_model
+        self.std = std
         self.base = base
 
     def forward(self, positions: Tensor) -> Tensor:
@@ -36,7 +44,8 @@ class SinusoidalPositions(nn.Module):
         half = self.d_model // 2
         inv_freq = self.base ** -(torch.arange(half, dtype=torch.float64, device=positions.device) / half)
         angles = positions.to(torch.float64)[:, None] * inv_freq  # (seqlen, d_model / 2)
-        return torch.stack((angles.sin(), angles.cos()), dim=-1).flatten(-2).float()
+        table = torch.stack((angles.sin(), angles.cos()), dim=-1).flatten(-2)
+        return (table * (self.std * 2**0.5)).float()
 
     def extra_repr(self) -> str:
-        return f"d_model={self.d_model}, base={self.base}"
+        return f"d_model={self.d_model}, std={self.std}, base={self.base}"
