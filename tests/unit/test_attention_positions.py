@@ -144,7 +144,7 @@ def test_xpos_equals_absolute_scales_at_short_lengths() -> None:
 def test_xpos_is_finite_and_exact_past_its_span() -> None:
     # scale_base 4 shrinks the span to 35 positions: 600 tokens overflow the absolute scales (2^-270)
     mha = _xpos(scale_base=4.0)
-    assert mha.rotary.xpos_span == 35
+    assert mha.rotary.xpos_span() == 35
     x = torch.randn(1, 600, 16, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         assert not torch.isfinite(_absolute_xpos(mha, x)).all()
@@ -160,7 +160,7 @@ def test_xpos_block_scales_are_finite_up_to_2_to_20() -> None:
     n = 2**20
     pos = torch.arange(n, dtype=torch.float32)
     assert not torch.isfinite(rotary.xpos_scale(pos[-1:]).reciprocal()).all()  # absolute k scale overflows
-    span = rotary.xpos_span
+    span = rotary.xpos_span()
     for start in (0, span * (2**16 // span), n - n % span):
         q_scale, k_scale = rotary.xpos_block_scales(pos, start, min(start + span, n))
         assert torch.isfinite(q_scale).all() and torch.isfinite(k_scale).all()

@@ -182,7 +182,7 @@ class RotaryEmbedding(nn.Module):
     below fp32's range, and k's overflows, from about 2^15 tokens on). Only their product
     zeta^((pos_q - pos_k)/scale_base) matters, so the scales can be taken relative to any centre c,
     q * zeta^((pos_q - c)/scale_base) and k * zeta^(-(pos_k - c)/scale_base) (:meth:`xpos_scale`):
-    :class:`MHA` attends sequences longer than :attr:`xpos_span` block by block of queries, each
+    :class:`MHA` attends sequences longer than :meth:`xpos_span` block by block of queries, each
     block centred at its first position, which keeps every scale finite at any length.
     """
 
@@ -248,15 +248,15 @@ class RotaryEmbedding(nn.Module):
         """xPos scales for the queries at ``positions[start:end]`` attending to the keys at
         ``positions[:end]``, centred at ``start``: fp32 (end - start, head_dim / 2) query scales
         zeta^((m - start)/scale_base) and (end, head_dim / 2) key scales zeta^(-(n - start)/scale_base).
-        Within a block of at most :attr:`xpos_span` queries no scale exceeds 2^16 at any position."""
+        Within a block of at most :meth:`xpos_span` queries no scale exceeds 2^16 at any position."""
         return self.xpos_scale(positions[start:end], start), self.xpos_scale(positions[:end], start).reciprocal()
 
-    @property
-    def xpos_span(self) -> int:
-        """The most positions over which the xPos scales stay within 2^-16 .. 2^16: a forward over
-        up to this many tokens uses absolute scales (centre 0); longer ones are split into query
-        blocks of this size."""
-        return max(1, int(XPOS_SCALE_BITS * self.xpos_scale_base / self._xpos_decay_bits))
+    def xpos_span(self, dtype: torch.dtype = torch.float32) -> int:
+        """The most positions over which the xPos scales stay within 2^-16 .. 2^16 (fp16: 2^-8 .. 2^8,
+        its range is 2^16): a forward over up to this many tokens uses absolute scales (centre 0);
+        longer ones are split into query blocks of this size."""
+        bits = min(XPOS_SCALE_BITS, math.log2(torch.finfo(dtype).max) - 8)
+        return max(1, int(bits * self.xpos_scale_base / self._xpos_decay_bits))
 
     def xpos_cache_limit(self, dtype: torch.dtype) -> int:
         """The most positions whose absolute xPos keys k * zeta^(-pos/scale_base) fit in ``dtype`` (with
@@ -373,7 +373,7 @@ class MHA(nn.Module):
         flash/efficient kernels, a later block (chunked prompt) against everything cached so far."""
         if cache is None:
             dropout = self.dropout if self.training else 0.0
-            if self._xpos_in_blocks(hidden.shape[1]):
+            if self._xpos_in_blocks(hidden):
                 return self._out(self._xpos_attention_in_blocks(hidden, dropout))
             q, k, v = self._qkv(hidden, 0)
             return self._out(F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=dropout))
@@ -387,22 +387,31 @@ class MHA(nn.Module):
         y = F.scaled_dot_product_attention(q.to(k_all.dtype), k_all, v_all, attn_mask=mask)
         return self._out(y.to(q.dtype))
 
-    def _xpos_in_blocks(self, seqlen: int) -> bool:
-        """Whether a cacheless forward over ``seqlen`` tokens needs re-centred xPos scales."""
-        return self.rotary is not None and self.rotary.xpos and seqlen > self.rotary.xpos_span
+    def _attention_dtype(self, hidden: Tensor) -> torch.dtype:
+        """The dtype q and k are attended in: autocast's when it is on, else the projection's."""
+        if torch.is_autocast_enabled(hidden.device.type):
+            return torch.get_autocast_dtype(hidden.device.type)
+        return self.Wqkv.weight.dtype
+
+    def _xpos_in_blocks(self, hidden: Tensor) -> bool:
+        """Whether a cacheless forward of hidden (batch, seqlen, D) needs re-centred xPos scales."""
+        if self.rotary is None or not self.rotary.xpos:
+            return False
+        return hidden.shape[1] > self.rotary.xpos_span(self._attention_dtype(hidden))
 
     def _xpos_attention_in_blocks(self, hidden: Tensor, dropout: float) -> Tensor:
-        """Causal xPos attention of a sequence longer than ``rotary.xpos_span``, with finite scales.
+        """Causal xPos attention of a sequence longer than its xPos span, with finite scales.
 
         hidden (batch, seqlen, D) -> y (batch, heads, seqlen, head_dim). Queries go in blocks of
-        ``xpos_span`` positions; block [b0, b1) scales its queries by zeta^((m - b0)/scale_base) and the
-        keys 0..b1-1 by zeta^(-(n - b0)/scale_base): q.k is the same as with absolute scales, but no
-        scale exceeds 2^16 (earlier keys only shrink, towards the vanishing weight they have anyway)."""
+        ``rotary.xpos_span(dtype)`` positions; block [b0, b1) scales its queries by
+        zeta^((m - b0)/scale_base) and the keys 0..b1-1 by zeta^(-(n - b0)/scale_base): q.k is the same
+        as with absolute scales, but no scale exceeds 2^16 (earlier keys only shrink, towards the
+        vanishing weight they have anyway)."""
         rotary = self.rotary
         qkv = self.Wqkv(hidden)
         q, k, v = qkv.unflatten(-1, (3, self.n_heads, self.head_dim)).permute(2, 0, 3, 1, 4)
         q, k = rotary.rotate_without_xpos(q), rotary.rotate_without_xpos(k)  # fp32
-        seqlen, block = q.shape[2], rotary.xpos_span
+        seqlen, block = q.shape[2], rotary.xpos_span(v.dtype)
         pos = torch.arange(seqlen, device=q.device, dtype=torch.float32)
         outputs = []
         for b0 in range(0, seqlen, block):
