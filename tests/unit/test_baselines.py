@@ -160,7 +160,9 @@ def test_hybrid_ratio_reaches_layers(make_config) -> None:
     assert kinds == [Mamba, Mamba, Mamba, MHA] * 2
 
 
-def test_absolute_positions_are_bounded(make_config) -> None:
-    model = _small_model(make_config, ["model=mha_abs", "model.max_seq_len=8"])
+def test_learned_absolute_positions_are_bounded(make_config) -> None:
+    model = _small_model(
+        make_config, ["model=mha_abs", "model.sinusoidal_positions=false", "model.max_seq_len=8"]
+    )
     with pytest.raises(ValueError, match="max_seq_len"):
         model(torch.zeros(1, 9, dtype=torch.long))

@@ -187,9 +187,10 @@ def test_reads_summaries_of_every_task_type(tmp_path: Path) -> None:
     assert [r["FLOPs (1e15) ours"] for r in lm] == ["1.20", "4.80", "1.20"]  # 6 x params x tokens
     ih = (out / "induction_heads_mini.md").read_text()
     assert (
-        "| MHA-Abs | 1,000 | [100.0](../runs/ih) / 100.0 | *missing* / 99.6 | [99.0](../runs/ih) / 100.0 |"
-        in ih
+        "| MHA-Abs | [1,000](../runs/ih) / 137K | [100.0](../runs/ih) / 100.0 | *missing* / 99.6 "
+        "| [99.0](../runs/ih) / 100.0 |" in ih
     )
+    assert "| Hyena | *missing* / 69M* | *missing* / 97.7 |" in ih  # no run: no count of ours either
     assert "*missing* / oom" in ih  # 2^15 and above: no run of ours, paper out of memory
 
 

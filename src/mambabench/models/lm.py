@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from mambabench.models.block import Block, add_norm_step
 from mambabench.models.generation import generate
 from mambabench.models.norms import RMSNorm, fused_add_rms_norm
+from mambabench.models.positions import SinusoidalPositions
 
 
 def init_weights(
@@ -65,7 +66,7 @@ def init_residual_network(model: nn.Module, n_layer: int, initializer_range: flo
 
 @dataclass
 class PositionCounter:
-    """Number of tokens already embedded during cached decoding (for learned absolute positions)."""
+    """Number of tokens already embedded during cached decoding (for absolute positions)."""
 
     offset: int = 0
 
@@ -86,8 +87,16 @@ class LMBackbone(nn.Module):
         max_seq_len: int | None = None,
         fused_add_norm: bool = False,
         gradient_checkpointing: bool = False,
+        sinusoidal_positions: bool = False,
+        initializer_range: float = 0.02,
     ) -> None:
         super().__init__()
+        if max_seq_len and sinusoidal_positions:
+            raise ValueError(
+                f"model.max_seq_len={max_seq_len} (learned absolute positions) and "
+                "model.sinusoidal_positions=true (fixed ones) both add absolute positions; set "
+                "max_seq_len=null for sinusoidal positions or sinusoidal_positions=false for learned ones"
+            )
         norm_cls = norm or partial(RMSNorm, eps=1e-5)
         self.gradient_checkpointing = gradient_checkpointing
         self.residual_in_fp32 = residual_in_fp32
@@ -99,6 +108,10 @@ class LMBackbone(nn.Module):
         self.embedding = nn.Embedding(vocab_size, d_model)
         # learned absolute positions (GPT-3 / MHA-Abs) only when max_seq_len is given
         self.position_embedding = nn.Embedding(max_seq_len, d_model) if max_seq_len else None
+        # fixed sinusoidal absolute positions for any length (MHA-Abs), no parameters
+        self.sinusoidal_positions = (
+            SinusoidalPositions(d_model, std=initializer_range) if sinusoidal_positions else None
+        )
         self.layers = nn.ModuleList(
             Block(
                 d_model,
@@ -112,23 +125,30 @@ class LMBackbone(nn.Module):
         )
         self.norm_f = norm_cls(d_model)
 
+    @property
+    def has_absolute_positions(self) -> bool:
+        """Whether absolute positions (learned or sinusoidal) are added to the token embeddings."""
+        return self.position_embedding is not None or self.sinusoidal_positions is not None
+
     def _embed(self, input_ids: Tensor, caches: list[Any] | None) -> Tensor:
-        """Token (+ learned position) embedding of input_ids (batch, seqlen); advances the position
-        counter kept as the extra last entry of ``caches`` when positions are learned."""
+        """Token (+ absolute position) embedding of input_ids (batch, seqlen); advances the position
+        counter kept as the extra last entry of ``caches`` when positions are absolute."""
         hidden = self.embedding(input_ids)
-        if self.position_embedding is None:
+        if not self.has_absolute_positions:
             return hidden
         offset = 0
         if caches is not None:
             offset = caches[-1].offset
             caches[-1].offset += input_ids.shape[-1]
+        pos = torch.arange(offset, offset + input_ids.shape[-1], device=input_ids.device)
+        if self.sinusoidal_positions is not None:
+            return hidden + self.sinusoidal_positions(pos).to(hidden.dtype)
         max_len = self.position_embedding.num_embeddings
         if offset + input_ids.shape[-1] > max_len:
             raise ValueError(
                 f"sequence of {offset + input_ids.shape[-1]} tokens exceeds the learned positions "
                 f"(model.max_seq_len={max_len})"
             )
-        pos = torch.arange(offset, offset + input_ids.shape[-1], device=input_ids.device)
         return hidden + self.position_embedding(pos)
 
     def forward(self, input_ids: Tensor, caches: list[Any] | None = None) -> Tensor:
@@ -154,7 +174,7 @@ class LMBackbone(nn.Module):
 
     def step(self, input_ids: Tensor, caches: list[Any]) -> Tensor:
         """input_ids (batch,) -> hidden (batch, d_model)."""
-        if self.position_embedding is not None:
+        if self.has_absolute_positions:
             hidden, residual = self._embed(input_ids[:, None], caches)[:, 0], None
         else:
             hidden, residual = self.embedding(input_ids), None
@@ -176,10 +196,13 @@ class LMHeadModel(nn.Module):
         initializer_range: std of the embedding init.
         layer_mixers: {layer index: partial} to put a different mixer at some layers (hybrids).
         max_seq_len: if given, learned absolute position embeddings for that many positions are
-            added to the token embeddings (GPT-3 Transformer, MHA-Abs); None: no absolute positions.
+            added to the token embeddings (GPT-3 Transformer); None: no learned absolute positions.
         fused_add_norm: residual add + RMSNorm as one Triton kernel on CUDA (see :class:`Block`).
         gradient_checkpointing: in training, keep only each block's input and recompute the block in the
             backward pass (activation memory ~ one block instead of all; about a third more compute).
+        sinusoidal_positions: add the fixed sinusoidal absolute positions of arXiv:1706.03762 to the
+            token embeddings (MHA-Abs): no parameters, any length; excludes ``max_seq_len``. Scaled
+            to the embeddings' init (each coordinate's std = ``initializer_range``).
     """
 
     def __init__(
@@ -198,6 +221,7 @@ class LMHeadModel(nn.Module):
         max_seq_len: int | None = None,
         fused_add_norm: bool = False,
         gradient_checkpointing: bool = False,
+        sinusoidal_positions: bool = False,
     ) -> None:
         super().__init__()
         if vocab_size is None or vocab_size < 1:
@@ -230,6 +254,8 @@ class LMHeadModel(nn.Module):
             max_seq_len,
             fused_add_norm,
             gradient_checkpointing,
+            sinusoidal_positions,
+            initializer_range,
         )
         self.lm_head = nn.Linear(d_model, padded, bias=False)
         init_residual_network(self, n_layer, initializer_range, has_mlp=mlp is not None)
@@ -307,8 +333,8 @@ class LMHeadModel(nn.Module):
             _allocate_mixer_cache(layer.mixer, batch_size, dtype, param.device, max_seqlen)
             for layer in self.backbone.layers
         ]
-        if self.backbone.position_embedding is not None:
-            caches.append(PositionCounter())  # read by the backbone's learned positions
+        if self.backbone.has_absolute_positions:
+            caches.append(PositionCounter())  # read by the backbone's absolute positions
         return caches
 
 

@@ -13,6 +13,7 @@ the step's rotary, cache write and attention are one Triton kernel (split-K flas
 from __future__ import annotations
 
 import importlib
+import math
 import os
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -20,9 +21,12 @@ from types import ModuleType
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.attention.bias import causal_lower_right
 
 POSITION_ENCODINGS = ("rope", "xpos", "none")
 DECODE_BACKENDS = ("auto", "triton", "torch")
+# xPos scales of one attention call stay within 2^-XPOS_SCALE_BITS .. 2^XPOS_SCALE_BITS
+XPOS_SCALE_BITS = 16
 
 
 def _decode_kernel_module() -> ModuleType | None:
@@ -173,6 +177,13 @@ class RotaryEmbedding(nn.Module):
     Positions are absolute (0 = first token), so cached decoding sees the same numbers as the
     parallel forward. The frequency tables stay fp32 when the model is cast to bf16/fp16 (rounded
     frequencies would turn into large angle errors at long positions).
+
+    The xPos scales grow and shrink exponentially with the position (zeta_0 = 0.29: q's scale falls
+    below fp32's range, and k's overflows, from about 2^15 tokens on). Only their product
+    zeta^((pos_q - pos_k)/scale_base) matters, so the scales can be taken relative to any centre c,
+    q * zeta^((pos_q - c)/scale_base) and k * zeta^(-(pos_k - c)/scale_base) (:meth:`xpos_scale`):
+    :class:`MHA` attends sequences longer than :meth:`xpos_span` block by block of queries, each
+    block centred at its first position, which keeps every scale finite at any length.
     """
 
     def __init__(
@@ -223,9 +234,47 @@ class RotaryEmbedding(nn.Module):
         angles = pos[:, None] * self.inv_freq.to(q.device)  # (seqlen, head_dim / 2)
         if not self.xpos:
             return self._rotate(q, angles, None), self._rotate(k, angles, None)
-        power = (pos / self.xpos_scale_base)[:, None]
-        scale = self.zeta.to(q.device) ** power
+        scale = self.xpos_scale(pos)
         return self._rotate(q, angles, scale), self._rotate(k, angles, 1.0 / scale)
+
+    def xpos_scale(self, positions: Tensor, centre: float | Tensor = 0.0) -> Tensor:
+        """fp32 (len, head_dim / 2) xPos query scales zeta_i^((pos - centre) / scale_base) for fp32
+        ``positions`` (len,); the key scales are their inverses. With ``centre`` 0 these are the
+        absolute scales of :meth:`forward`."""
+        power = ((positions - centre) / self.xpos_scale_base)[:, None]
+        return self.zeta.to(positions.device) ** power
+
+    def xpos_block_scales(self, positions: Tensor, start: int, end: int) -> tuple[Tensor, Tensor]:
+        """xPos scales for the queries at ``positions[start:end]`` attending to the keys at
+        ``positions[:end]``, centred at ``start``: fp32 (end - start, head_dim / 2) query scales
+        zeta^((m - start)/scale_base) and (end, head_dim / 2) key scales zeta^(-(n - start)/scale_base).
+        Within a block of at most :meth:`xpos_span` queries no scale exceeds 2^16 at any position."""
+        return self.xpos_scale(positions[start:end], start), self.xpos_scale(positions[:end], start).reciprocal()
+
+    def xpos_span(self, dtype: torch.dtype = torch.float32) -> int:
+        """The most positions over which the xPos scales stay within 2^-16 .. 2^16 (fp16: 2^-8 .. 2^8,
+        its range is 2^16): a forward over up to this many tokens uses absolute scales (centre 0);
+        longer ones are split into query blocks of this size."""
+        bits = min(XPOS_SCALE_BITS, math.log2(torch.finfo(dtype).max) - 8)
+        return max(1, int(bits * self.xpos_scale_base / self._xpos_decay_bits))
+
+    def xpos_cache_limit(self, dtype: torch.dtype) -> int:
+        """The most positions whose absolute xPos keys k * zeta^(-pos/scale_base) fit in ``dtype`` (with
+        2^8 headroom for |k|): cached keys use absolute scales so that decoding appends without
+        rescaling the cache (fp32/bf16: about 34K positions; fp16: about 2.3K)."""
+        room = math.log2(torch.finfo(dtype).max) - 8
+        return int(room * self.xpos_scale_base / self._xpos_decay_bits)
+
+    @property
+    def _xpos_decay_bits(self) -> float:
+        """Bits the smallest xPos ratio zeta_0 = gamma / (1 + gamma) takes off q's scale per scale_base
+        positions."""
+        return -math.log2(self.xpos_gamma / (1 + self.xpos_gamma))
+
+    def rotate_without_xpos(self, x: Tensor) -> Tensor:
+        """x (batch, heads, seqlen, head_dim) at positions 0..seqlen-1 -> rotated, fp32, no xPos scale."""
+        pos = torch.arange(x.shape[2], device=x.device, dtype=torch.float32)
+        return self._rotate(x.float(), pos[:, None] * self.inv_freq.to(x.device), None)
 
 
 class MHA(nn.Module):
@@ -323,10 +372,13 @@ class MHA(nn.Module):
         already there and its counter is set; the first block attends causally through SDPA's
         flash/efficient kernels, a later block (chunked prompt) against everything cached so far."""
         if cache is None:
-            q, k, v = self._qkv(hidden, 0)
             dropout = self.dropout if self.training else 0.0
+            if self._xpos_in_blocks(hidden):
+                return self._out(self._xpos_attention_in_blocks(hidden, dropout))
+            q, k, v = self._qkv(hidden, 0)
             return self._out(F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=dropout))
         start = cache.tokens_so_far()
+        self._check_xpos_cache(start + hidden.shape[1], cache.key.dtype)
         q, k, v = self._qkv(hidden, start)
         k_all, v_all = cache.write_block(k, v, start)
         if start == 0:
@@ -334,6 +386,59 @@ class MHA(nn.Module):
         mask = torch.ones(q.shape[2], k_all.shape[2], dtype=torch.bool, device=q.device).tril(start)
         y = F.scaled_dot_product_attention(q.to(k_all.dtype), k_all, v_all, attn_mask=mask)
         return self._out(y.to(q.dtype))
+
+    def _attention_dtype(self, hidden: Tensor) -> torch.dtype:
+        """The dtype q and k are attended in: autocast's when it is on, else the projection's."""
+        if torch.is_autocast_enabled(hidden.device.type):
+            return torch.get_autocast_dtype(hidden.device.type)
+        return self.Wqkv.weight.dtype
+
+    def _xpos_in_blocks(self, hidden: Tensor) -> bool:
+        """Whether a cacheless forward of hidden (batch, seqlen, D) needs re-centred xPos scales."""
+        if self.rotary is None or not self.rotary.xpos:
+            return False
+        return hidden.shape[1] > self.rotary.xpos_span(self._attention_dtype(hidden))
+
+    def _xpos_attention_in_blocks(self, hidden: Tensor, dropout: float) -> Tensor:
+        """Causal xPos attention of a sequence longer than its xPos span, with finite scales.
+
+        hidden (batch, seqlen, D) -> y (batch, heads, seqlen, head_dim). Queries go in blocks of
+        ``rotary.xpos_span(dtype)`` positions; block [b0, b1) scales its queries by
+        zeta^((m - b0)/scale_base) and the keys 0..b1-1 by zeta^(-(n - b0)/scale_base): q.k is the same
+        as with absolute scales, but no scale exceeds 2^16 (earlier keys only shrink, towards the
+        vanishing weight they have anyway)."""
+        rotary = self.rotary
+        qkv = self.Wqkv(hidden)
+        q, k, v = qkv.unflatten(-1, (3, self.n_heads, self.head_dim)).permute(2, 0, 3, 1, 4)
+        q, k = rotary.rotate_without_xpos(q), rotary.rotate_without_xpos(k)  # fp32
+        seqlen, block = q.shape[2], rotary.xpos_span(v.dtype)
+        pos = torch.arange(seqlen, device=q.device, dtype=torch.float32)
+        outputs = []
+        for b0 in range(0, seqlen, block):
+            b1 = min(b0 + block, seqlen)
+            q_scale, k_scale = rotary.xpos_block_scales(pos, b0, b1)
+            q_block = (q[:, :, b0:b1] * q_scale.repeat(1, 2)).to(v.dtype)  # both halves of each pair
+            k_block = (k[:, :, :b1] * k_scale.repeat(1, 2)).to(v.dtype)
+            mask = causal_lower_right(b1 - b0, b1)
+            outputs.append(
+                F.scaled_dot_product_attention(
+                    q_block, k_block, v[:, :, :b1], attn_mask=mask, dropout_p=dropout
+                )
+            )
+        return torch.cat(outputs, dim=2)
+
+    def _check_xpos_cache(self, positions: int, dtype: torch.dtype) -> None:
+        """Clear error instead of inf/NaN when a KV cache would hold xPos keys past their finite range."""
+        if self.rotary is None or not self.rotary.xpos:
+            return
+        limit = self.rotary.xpos_cache_limit(dtype)
+        if positions > limit:
+            raise ValueError(
+                f"xPos with a KV cache holds at most {limit:,} positions in {dtype} (cached keys carry "
+                f"the absolute scale zeta^(-pos/{self.rotary.xpos_scale_base:g}), which overflows past "
+                f"that), but {positions:,} were asked for; score longer sequences with the cacheless "
+                f"forward (model(input_ids)), which re-centres the scales, or raise mixer.xpos_scale_base"
+            )
 
     def step(self, hidden: Tensor, cache: AttentionCache) -> Tensor:
         """One token: hidden (batch, d_model) -> (batch, d_model); updates ``cache`` in place.
@@ -343,6 +448,8 @@ class MHA(nn.Module):
         A preallocated cache attends over its whole buffer with a mask (fixed shapes); a growing cache
         (eager only) attends over the filled part. With the Triton backend the whole step is the fused
         q/k/v GEMM, one decode-attention launch (two when the keys are split) and out_proj."""
+        if cache.host_seqlen is not None:
+            self._check_xpos_cache(cache.host_seqlen + 1, cache.key.dtype)
         if self._decode_with_kernel(hidden):
             cache.reserve_token()
             rotary = self.rotary
@@ -399,4 +506,6 @@ class MHA(nn.Module):
     ) -> AttentionCache:
         """An empty KV cache: buffers for ``max_seqlen`` tokens allocated once (what CUDA-graph decoding
         needs), or, with None, buffers that grow as tokens arrive."""
+        if max_seqlen is not None:
+            self._check_xpos_cache(max_seqlen, dtype)
         return AttentionCache.allocate(batch_size, self.n_heads, self.head_dim, dtype, device, max_seqlen)

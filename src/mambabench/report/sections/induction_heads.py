@@ -51,8 +51,8 @@ def render_scale(runs: list[Run], scale: str, out_dir: Path) -> list[Path]:
         f"Table 11: induction heads ({scale or 'no runs'})",
         f"{paper['source']}, {PAPER}",
         setting([r for r in per_model.values() if r]) + f"; trained at length {train_length}",
-        ["Model", "Params"],
-        [f"2^{n.bit_length() - 1}" if n & (n - 1) == 0 else str(n) for n in lengths],
+        ["Model"],
+        ["Params"] + [f"2^{n.bit_length() - 1}" if n & (n - 1) == 0 else str(n) for n in lengths],
     )
     series = []
     notes = [f"paper: {paper['source']}"]
@@ -64,8 +64,10 @@ def render_scale(runs: list[Run], scale: str, out_dir: Path) -> list[Path]:
             Cell(acc.get(n), paper_number(paper_by_length.get(n)), run.run_dir if run and n in acc else None)
             for n in lengths
         ]
+        # our count only from a run (a missing run is missing, never the paper's number)
         params = run.summary.get("params", {}).get("total") if run else None
-        table.add([row.get("label", model), f"{params:,}" if params else row.get("params", "-")], cells)
+        size = Cell(f"{params:,}" if params else None, row.get("params"), run.run_dir if params else None)
+        table.add([row.get("label", model)], [size, *cells])
         color = len(table.rows) - 1
         beyond = [n for n, v in acc.items() if v == NOT_APPLICABLE]
         if beyond:
