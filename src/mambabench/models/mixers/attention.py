@@ -249,7 +249,9 @@ class RotaryEmbedding(nn.Module):
         ``positions[:end]``, centred at ``start``: fp32 (end - start, head_dim / 2) query scales
         zeta^((m - start)/scale_base) and (end, head_dim / 2) key scales zeta^(-(n - start)/scale_base).
         Within a block of at most :meth:`xpos_span` queries no scale exceeds 2^16 at any position."""
-        return self.xpos_scale(positions[start:end], start), self.xpos_scale(positions[:end], start).reciprocal()
+        return self.xpos_scale(positions[start:end], start), self.xpos_scale(
+            positions[:end], start
+        ).reciprocal()
 
     def xpos_span(self, dtype: torch.dtype = torch.float32) -> int:
         """The most positions over which the xPos scales stay within 2^-16 .. 2^16 (fp16: 2^-8 .. 2^8,
