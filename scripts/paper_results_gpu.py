@@ -252,9 +252,9 @@ def table1_jobs(args: argparse.Namespace, runs: Path) -> list[Job]:
 def check_jobs(args: argparse.Namespace, checks: Path) -> list[Job]:
     """Runs of ``CHECKED_MODEL`` that each differ from its Table 1 run in one respect (``CHECKS``)."""
     jobs = []
+    lrs = {"half_lr": args.t1_lr / 2, "double_lr": args.t1_lr * 2, "quadruple_lr": args.t1_lr * 4}
     for name in chosen(args.t1_checks, tuple(CHECKS), "--t1-checks"):
         _, extra, env = CHECKS[name]
-        lrs = {"half_lr": args.t1_lr / 2, "double_lr": args.t1_lr * 2, "quadruple_lr": args.t1_lr * 4}
         extra = [o.format(**lrs) for o in extra]
         # later overrides win: the check's own come after the Table 1 ones
         overrides = table1_overrides(args, CHECKED_MODEL) + extra
@@ -441,9 +441,8 @@ def write_report(args: argparse.Namespace, runs: Path, report: Path, log: Log) -
 
 def bundle(out: Path, runs: Path, report: Path, log: Log) -> None:
     """Refresh the archives and copies in OUT (each written beside and renamed, so a kill leaves a whole one)."""
-    checks = (
-        runs.parent / "checks"
-    )  # the checks of Mamba/S6 travel with the runs (outside the report's reach)
+    # the checks of Mamba/S6 travel with the runs (outside the report's reach)
+    checks = runs.parent / "checks"
     for name, folders in (("report.tar.gz", [report]), ("runs.tar.gz", [runs, checks])):
         folders = [f for f in folders if f.exists()]
         if not folders:

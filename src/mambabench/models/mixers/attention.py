@@ -29,6 +29,11 @@ DECODE_BACKENDS = ("auto", "triton", "torch")
 XPOS_SCALE_BITS = 16
 
 
+def _xpos_room_bits(dtype: torch.dtype) -> float:
+    """log2 of ``dtype``'s largest value, less 2^8 of headroom for |q| and |k| themselves."""
+    return math.log2(torch.finfo(dtype).max) - 8
+
+
 def _decode_kernel_module() -> ModuleType | None:
     """``mambabench.kernels.decode_attention`` if Triton is installed, else None."""
     try:
@@ -257,21 +262,19 @@ class RotaryEmbedding(nn.Module):
         """The most positions over which the xPos scales stay within 2^-16 .. 2^16 (fp16: 2^-8 .. 2^8,
         its range is 2^16): a forward over up to this many tokens uses absolute scales (centre 0);
         longer ones are split into query blocks of this size."""
-        bits = min(XPOS_SCALE_BITS, math.log2(torch.finfo(dtype).max) - 8)
-        return max(1, int(bits * self.xpos_scale_base / self._xpos_decay_bits))
+        return max(1, self._xpos_positions(min(XPOS_SCALE_BITS, _xpos_room_bits(dtype))))
 
     def xpos_cache_limit(self, dtype: torch.dtype) -> int:
         """The most positions whose absolute xPos keys k * zeta^(-pos/scale_base) fit in ``dtype`` (with
         2^8 headroom for |k|): cached keys use absolute scales so that decoding appends without
         rescaling the cache (fp32/bf16: about 34K positions; fp16: about 2.3K)."""
-        room = math.log2(torch.finfo(dtype).max) - 8
-        return int(room * self.xpos_scale_base / self._xpos_decay_bits)
+        return self._xpos_positions(_xpos_room_bits(dtype))
 
-    @property
-    def _xpos_decay_bits(self) -> float:
-        """Bits the smallest xPos ratio zeta_0 = gamma / (1 + gamma) takes off q's scale per scale_base
-        positions."""
-        return -math.log2(self.xpos_gamma / (1 + self.xpos_gamma))
+    def _xpos_positions(self, bits: float) -> int:
+        """The most positions over which the xPos scales change by at most 2^bits: the smallest ratio
+        zeta_0 = gamma / (1 + gamma) takes -log2(zeta_0) bits off q's scale per scale_base positions."""
+        decay_bits = -math.log2(self.xpos_gamma / (1 + self.xpos_gamma))
+        return int(bits * self.xpos_scale_base / decay_bits)
 
     def rotate_without_xpos(self, x: Tensor) -> Tensor:
         """x (batch, heads, seqlen, head_dim) at positions 0..seqlen-1 -> rotated, fp32, no xPos scale."""
