@@ -26,6 +26,7 @@ from mambabench.report import collect_runs, write_report
 from mambabench.report.bench_csv import find_bench_csvs
 from mambabench.report.build import summary_lines
 from mambabench.report.wandb_runs import fetch_wandb_runs, upload_report
+from mambabench.utils.errors import InputError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -75,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
             else collect_runs(args.run_dirs)
         )
         bench = find_bench_csvs(args.bench + ([] if args.wandb else list(args.run_dirs)))
-    except (FileNotFoundError, RuntimeError) as err:
+    except (FileNotFoundError, InputError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     command = "python scripts/report.py " + shlex.join(sys.argv[1:] if argv is None else argv)

@@ -21,7 +21,13 @@ from mambabench.data.tokenizers import (
 from mambabench.models.pretrained import CONFIG_FILE, WEIGHTS_FILE, CheckpointFormatError, load_pretrained
 from mambabench.utils.checkpoint import CheckpointError
 from mambabench.utils.cli import _job_mistake
-from mambabench.utils.errors import ConfigError, DataNotFoundError, InputError, MissingFileError
+from mambabench.utils.errors import (
+    ConfigError,
+    DataNotFoundError,
+    InputError,
+    MissingFileError,
+    MissingPackageError,
+)
 
 
 @pytest.mark.parametrize(
@@ -35,6 +41,7 @@ from mambabench.utils.errors import ConfigError, DataNotFoundError, InputError, 
         GenomeDataError,
         CheckpointError,
         MissingFileError,
+        MissingPackageError,
     ],
 )
 def test_every_input_error_family_is_an_input_error(error: type[Exception]) -> None:
@@ -50,6 +57,34 @@ def test_missing_files_stay_file_not_found_errors() -> None:
         == "data file 'data/x.fa' does not exist; prepare it with: python scripts/prepare_data.py hg38"
     )
     assert issubclass(MissingFileError, FileNotFoundError)
+    assert issubclass(MissingPackageError, ImportError)
+
+
+def test_a_missing_data_file_survives_the_trip_from_a_loader_worker() -> None:
+    """Exceptions cross process boundaries pickled; DataNotFoundError takes two arguments, not its message."""
+    import pickle
+
+    back = pickle.loads(pickle.dumps(DataNotFoundError("data/x.fa", "python scripts/prepare_data.py hg38")))
+    assert isinstance(back, DataNotFoundError) and back.path == "data/x.fa"
+    assert str(back).endswith("prepare it with: python scripts/prepare_data.py hg38")
+
+
+def test_a_missing_optional_package_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from mambabench.eval.icl_baselines import decision_tree
+
+    monkeypatch.setitem(sys.modules, "sklearn", None)
+    monkeypatch.setitem(sys.modules, "sklearn.tree", None)
+    monkeypatch.setitem(sys.modules, "sklearn.ensemble", None)
+    import torch
+
+    with pytest.raises(MissingPackageError) as info:
+        decision_tree(torch.zeros(1, 3, 2), torch.zeros(1, 3))
+    assert (
+        _job_mistake(info.value, "eval")
+        == 'the tree baselines need scikit-learn: pip install "mambabench[icl]"'
+    )
 
 
 def test_text_corpus_errors(tmp_path: Path) -> None:

@@ -15,6 +15,8 @@ from functools import partial
 import torch
 from torch import Tensor
 
+from mambabench.utils.errors import MissingPackageError
+
 Baseline = Callable[[Tensor, Tensor], Tensor]
 
 
@@ -103,7 +105,9 @@ def _sklearn():
         import sklearn.ensemble
         import sklearn.tree
     except ImportError as err:
-        raise ImportError('the tree baselines need scikit-learn: pip install "mambabench[icl]"') from err
+        raise MissingPackageError(
+            'the tree baselines need scikit-learn: pip install "mambabench[icl]"'
+        ) from err
     return sklearn
 
 

@@ -28,6 +28,7 @@ from torch import nn
 
 from mambabench.data.tokenizers import TextTokenizer
 from mambabench.models.generation import generate
+from mambabench.utils.errors import MissingPackageError
 
 try:
     from lm_eval.api import model as _harness_model
@@ -170,7 +171,9 @@ def run_zeroshot(
         import lm_eval
         from lm_eval.tasks import TaskManager
     except ImportError:
-        raise ImportError(f"zero-shot evaluation needs lm-evaluation-harness: {EVAL_INSTALL}") from None
+        raise MissingPackageError(
+            f"zero-shot evaluation needs lm-evaluation-harness: {EVAL_INSTALL}"
+        ) from None
     model = HarnessLM(network, tokenizer, batch_size, max_length, device)
     results = lm_eval.simple_evaluate(
         model=model,

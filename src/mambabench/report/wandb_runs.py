@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from mambabench.report.runs import SUMMARY_FILE, Run, collect_runs
+from mambabench.utils.errors import InputError, MissingPackageError
 
 log = logging.getLogger(__name__)
 
@@ -21,11 +22,11 @@ def _api() -> Any:
     try:
         import wandb
     except ImportError as err:  # pragma: no cover - wandb is a core dependency
-        raise RuntimeError("reading runs from W&B needs the wandb package: pip install wandb") from err
+        raise MissingPackageError("reading runs from W&B needs the wandb package: pip install wandb") from err
     try:
         return wandb.Api()
     except Exception as err:  # wandb raises its own types for auth and network failures
-        raise RuntimeError(
+        raise InputError(
             f"cannot reach the W&B API ({err}); run `wandb login`, or report from local run folders instead"
         ) from err
 
@@ -61,7 +62,7 @@ def fetch_wandb_runs(project: str, cache_dir: Path) -> list[Run]:
             (folder / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, default=str))
             count += 1
     except Exception as err:  # wandb raises ValueError, CommError, ... for a missing project or a bad reply
-        raise RuntimeError(
+        raise InputError(
             f"cannot read the runs of W&B project '{project}' ({err}); check ENTITY/PROJECT and `wandb login`"
         ) from err
     log.info("read %d runs from W&B project %s", count, project)

@@ -3,7 +3,8 @@
 The command line (:mod:`mambabench.utils.cli`) prints a :class:`ConfigError` or an :class:`InputError`
 (and their subclasses) as one line, ``error: <message>``, without a traceback; every other exception is
 treated as a bug and keeps its traceback. Both are ``ValueError``; :class:`MissingFileError` is also a
-``FileNotFoundError``, so callers that catch either keep working.
+``FileNotFoundError`` and :class:`MissingPackageError` an ``ImportError``, so callers that catch either
+keep working.
 """
 
 
@@ -29,3 +30,11 @@ class DataNotFoundError(MissingFileError):
         super().__init__(f"data file '{path}' does not exist; prepare it with: {prepare_command}")
         self.path = path
         self.prepare_command = prepare_command
+
+    def __reduce__(self) -> tuple:
+        # rebuilt from its two arguments, so that it survives the trip from a DataLoader worker
+        return type(self), (self.path, self.prepare_command)
+
+
+class MissingPackageError(InputError, ImportError):
+    """An optional package that a feature needs is not installed; the message names the install command."""
