@@ -7,10 +7,14 @@
 #     bash scripts/install_official.sh                 # the versions the benchmarks were measured with
 #     MAMBA_SSM_VERSION=2.3.2.post1 CAUSAL_CONV1D_VERSION=1.6.1 MAX_JOBS=8 bash scripts/install_official.sh
 #     SDIST_DIR=sdists/ bash scripts/install_official.sh   # offline: the two .tar.gz downloaded beforehand
+#     CUDA_ARCH=90 TARGET=official_site bash scripts/install_official.sh   # no GPU here: build for sm_90 into a
+#                                                                           # folder to put on PYTHONPATH elsewhere
 #
 # Needs: a CUDA GPU, the CUDA toolkit (nvcc) matching torch's CUDA, torch installed, and network access to
 # PyPI for the two sdists unless SDIST_DIR holds them (mamba_ssm-<version>.tar.gz, causal_conv1d-<version>.tar.gz,
 # e.g. from https://pypi.org/simple/mamba-ssm/). Building one architecture instead of the sdists' six takes a few minutes.
+# CUDA_ARCH (e.g. 90 for H100/H200) builds without a GPU; the Python version and torch build must then be
+# those of the machine that runs the kernels. TARGET installs into that folder instead of the environment.
 # Afterwards `python -c "import torch, selective_scan_cuda"` works (import torch first: it loads libc10).
 # The official model (scripts/bench_train_step.py --models official_mamba_130m) also imports einops and
 # transformers from mamba_ssm's Python code; pip install them if they are missing.
@@ -21,15 +25,15 @@ CAUSAL_CONV1D_VERSION=${CAUSAL_CONV1D_VERSION:-1.6.1}
 PYTHON=${PYTHON:-python}
 export MAX_JOBS=${MAX_JOBS:-$(( $(nproc) > 2 ? $(nproc) - 2 : 1 ))}
 
-arch=$("$PYTHON" - <<'EOF'
+arch=${CUDA_ARCH:-$("$PYTHON" - <<'EOF'
 import sys
 import torch
 if not torch.cuda.is_available():
-    sys.exit("install_official.sh: no CUDA GPU is visible; the official kernels are built for the local GPU")
+    sys.exit("install_official.sh: no CUDA GPU is visible; build on the GPU machine, or name its architecture: CUDA_ARCH=90")
 major, minor = torch.cuda.get_device_capability()
 print(f"{major}{minor}")
 EOF
-)
+)}
 command -v nvcc >/dev/null || { echo "install_official.sh: nvcc not found; install the CUDA toolkit (or set PATH)" >&2; exit 1; }
 echo "building mamba-ssm $MAMBA_SSM_VERSION and causal-conv1d $CAUSAL_CONV1D_VERSION for sm_$arch with $MAX_JOBS jobs"
 
@@ -70,8 +74,14 @@ for sdist in causal_conv1d-"$CAUSAL_CONV1D_VERSION".tar.gz mamba_ssm-"$MAMBA_SSM
   tar xzf "$sdist"
   only_local_arch "${sdist%.tar.gz}/setup.py"
 done
+target=()
+[ -n "${TARGET:-}" ] && mkdir -p "$TARGET" && target=(--target "$(cd "$TARGET" && pwd)")
 (cd causal_conv1d-"$CAUSAL_CONV1D_VERSION" && CAUSAL_CONV1D_FORCE_BUILD=TRUE \
-  "$PYTHON" -m pip install --no-build-isolation --no-deps .)
+  "$PYTHON" -m pip install --no-build-isolation --no-deps "${target[@]}" .)
 (cd mamba_ssm-"$MAMBA_SSM_VERSION" && MAMBA_FORCE_BUILD=TRUE \
-  "$PYTHON" -m pip install --no-build-isolation --no-deps .)
-"$PYTHON" -c "import torch, selective_scan_cuda, causal_conv1d; print('official kernels installed:', selective_scan_cuda.__file__)"
+  "$PYTHON" -m pip install --no-build-isolation --no-deps "${target[@]}" .)
+if [ -n "${CUDA_ARCH:-}" ] || [ -n "${TARGET:-}" ]; then
+  echo "official kernels built for sm_$arch${TARGET:+ into $TARGET}"
+else
+  "$PYTHON" -c "import torch, selective_scan_cuda, causal_conv1d; print('official kernels installed:', selective_scan_cuda.__file__)"
+fi
