@@ -72,13 +72,12 @@ def test_a_missing_data_file_survives_the_trip_from_a_loader_worker() -> None:
 def test_a_missing_optional_package_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
     import sys
 
-    from mambabench.eval.icl_baselines import decision_tree
-
-    monkeypatch.setitem(sys.modules, "sklearn", None)
-    monkeypatch.setitem(sys.modules, "sklearn.tree", None)
-    monkeypatch.setitem(sys.modules, "sklearn.ensemble", None)
     import torch
 
+    from mambabench.eval.icl_baselines import decision_tree
+
+    for name in ("sklearn", "sklearn.tree", "sklearn.ensemble"):
+        monkeypatch.setitem(sys.modules, name, None)
     with pytest.raises(MissingPackageError) as info:
         decision_tree(torch.zeros(1, 3, 2), torch.zeros(1, 3))
     assert (
